@@ -1,0 +1,99 @@
+"""The mask-set type that leaves segment2d, and the generator interface that produces it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class MaskSet:
+    """N binary masks on one image, at the image's resolution.
+
+    - ``masks``: N x H x W bool.
+    - ``scores``: N float32 confidence in [0, 1] (SAM: predicted IoU; geometric: a region quality).
+    - ``boxes``: N x 4 float32 XYXY pixel boxes (x0, y0 inclusive, x1, y1 exclusive).
+    - ``extra``: optional per-mask arrays (e.g. ``stability_score``, ``point_coords``, ``crop_box``,
+      ``is_structure`` for planes such as floor and walls), each of length N.
+    Masks may overlap; each row is one region.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3:
+            raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
+        n = self.masks.shape[0]
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        for k, v in self.extra.items():
+            if len(v) != n:
+                raise ValueError(f"extra[{k!r}] has {len(v)} rows for {n} masks")
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @property
+    def areas(self) -> np.ndarray:
+        return self.masks.reshape(len(self), -1).sum(1)
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> "MaskSet":
+        return cls(np.zeros((0, height, width), bool), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray, scores: np.ndarray | None = None, **extra: np.ndarray) -> "MaskSet":
+        masks = np.asarray(masks, dtype=bool)
+        scores = np.ones(len(masks), np.float32) if scores is None else scores
+        return cls(masks, scores, boxes_from_masks(masks), dict(extra))
+
+    def subset(self, keep: np.ndarray) -> "MaskSet":
+        keep = np.asarray(keep)
+        return MaskSet(self.masks[keep], self.scores[keep], self.boxes[keep], {k: np.asarray(v)[keep] for k, v in self.extra.items()})
+
+    def label_image(self) -> np.ndarray:
+        """H x W int32: index of the highest-scoring mask covering each pixel, -1 where none does."""
+        h, w = self.image_size
+        out = np.full((h, w), -1, np.int32)
+        for i in np.argsort(self.scores, kind="stable"):
+            out[self.masks[i]] = i
+        return out
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """XYXY boxes (exclusive max) of N x H x W masks; empty masks get [0, 0, 0, 0]."""
+    masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return boxes
+    rows, cols = masks.any(2), masks.any(1)
+    nonempty = rows.any(1)
+    h, w = masks.shape[1:]
+    boxes[:, 0] = np.where(nonempty, cols.argmax(1), 0)
+    boxes[:, 1] = np.where(nonempty, rows.argmax(1), 0)
+    boxes[:, 2] = np.where(nonempty, w - cols[:, ::-1].argmax(1), 0)
+    boxes[:, 3] = np.where(nonempty, h - rows[:, ::-1].argmax(1), 0)
+    return boxes
+
+
+@runtime_checkable
+class MaskGenerator(Protocol):
+    """Anything that turns an RGB(-D) frame into a MaskSet.
+
+    ``generate`` takes a ``Frame`` (``scene.datasets.Frame``) or an H x W x 3 uint8 RGB image; generators
+    that need depth (the geometric one) require a Frame.
+    """
+
+    name: str
+
+    def generate(self, frame_or_image) -> MaskSet: ...
