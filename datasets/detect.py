@@ -1,0 +1,67 @@
+"""``open_dataset``: pick the reader for a folder from the files it holds, or by name."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .base import FrameSource
+from .frame import DatasetError
+from .readers import (
+    ProjectSource, RedwoodSource, ReplicaSource, ScanNetPosedImagesSource, ScanNetSource, SevenScenesSource,
+    TUMSource,
+)
+from .readers.replica import find_replica_sequence
+from .readers.sevenscenes import sequence_dirs
+
+READERS: dict[str, type[FrameSource]] = {
+    "project": ProjectSource,
+    "scannet-posed": ScanNetPosedImagesSource,
+    "scannet": ScanNetSource,
+    "tum": TUMSource,
+    "replica": ReplicaSource,
+    "7scenes": SevenScenesSource,
+    "redwood": RedwoodSource,
+}
+ALIASES = {"3dmatch": "7scenes", "scannet_posed": "scannet-posed", "seven-scenes": "7scenes"}
+
+
+def _is_dir(root: Path, *names: str) -> bool:
+    return all((root / name).is_dir() for name in names)
+
+
+# Checked in this order; the first match wins (scene.json is the most specific marker).
+DETECTORS: list[tuple[str, str, Callable[[Path], bool]]] = [
+    ("project", "scene.json", lambda r: (r / "scene.json").is_file()),
+    ("scannet-posed", "posed_images/ folder (or posed_images/intrinsic.txt here)",
+     lambda r: _is_dir(r, "posed_images") or (r.name == "posed_images" and (r / "intrinsic.txt").is_file())),
+    ("scannet", "color/ depth/ pose/ folders", lambda r: _is_dir(r, "color", "depth", "pose")),
+    ("tum", "rgb.txt and depth.txt", lambda r: (r / "rgb.txt").is_file() and (r / "depth.txt").is_file()),
+    ("replica", "results/ and traj.txt (here or in one sub-folder)", lambda r: find_replica_sequence(r) is not None),
+    ("7scenes", "frame-*.pose.txt (here or under seq-*/)", lambda r: bool(sequence_dirs(r))),
+    ("redwood", "color/ depth/ folders and a *.log trajectory",
+     lambda r: _is_dir(r, "color", "depth") and any(r.glob("*.log"))),
+]
+
+
+def detect_format(path: str | Path) -> str:
+    """Name of the format of the dataset folder ``path``; DatasetError listing what was checked."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    for name, _, matches in DETECTORS:
+        if matches(root):
+            return name
+    checked = "; ".join(f"{name}: {marker}" for name, marker, _ in DETECTORS)
+    raise DatasetError(f"{root}: cannot tell the dataset format. Checked {checked}")
+
+
+def open_dataset(path: str | Path, format: str | None = None, **options) -> FrameSource:
+    """Open the dataset at ``path`` with the reader for ``format`` (detected when None).
+
+    Formats: "project", "scannet", "scannet-posed", "tum", "replica", "7scenes" ("3dmatch"), "redwood".
+    ``options`` go to the reader (start, stop, stride, K, depth_scale, ... see each reader).
+    """
+    name = detect_format(path) if format is None else ALIASES.get(format, format)
+    if name not in READERS:
+        raise ValueError(f"unknown format {format!r}; known: {sorted(READERS) + sorted(ALIASES)}")
+    return READERS[name](path, **options)

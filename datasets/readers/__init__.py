@@ -1,0 +1,13 @@
+"""One reader per RGB-D format; each is a :class:`~scene.datasets.base.FrameSource`."""
+from .project import GTObject, GTPoints, ProjectSource
+from .redwood import RedwoodSource
+from .replica import ReplicaSource
+from .scannet import ScanNetSource
+from .scannet_posed import ScanNetPosedImagesSource
+from .sevenscenes import SevenScenesSource
+from .tum import TUMSource
+
+__all__ = [
+    "GTObject", "GTPoints", "ProjectSource", "RedwoodSource", "ReplicaSource", "ScanNetPosedImagesSource",
+    "ScanNetSource", "SevenScenesSource", "TUMSource",
+]
