@@ -1,0 +1,30 @@
+"""Evaluation metrics: 2D mask recall, ScanNet-style class-agnostic 3D instance AP, 3D box AP, ScanNet files."""
+from scene.eval.box_ap import BOX_OVERLAPS, BoxAP, SceneBoxes, box_ap, box_iou_3d, evaluate_box_scenes, voc_ap
+from scene.eval.instance_ap import (
+    SCANNET_OVERLAPS,
+    InstanceAP,
+    InstanceAPConfig,
+    ScenePredictions,
+    evaluate_scenes,
+    instance_ap,
+    masks_from_labels,
+    objects_only,
+)
+from scene.eval.masks2d import DEFAULT_THRESHOLDS, MaskRecall, mask_recall
+from scene.eval.scannet_format import (
+    SCANNET_VALID_CLASS_IDS,
+    ScanNetPredictions,
+    class_agnostic_gt,
+    read_gt_ids,
+    read_predictions,
+    write_predictions,
+)
+
+__all__ = [
+    "BOX_OVERLAPS", "BoxAP", "SceneBoxes", "box_ap", "box_iou_3d", "evaluate_box_scenes", "voc_ap",
+    "SCANNET_OVERLAPS", "InstanceAP", "InstanceAPConfig", "ScenePredictions", "evaluate_scenes", "instance_ap",
+    "masks_from_labels", "objects_only",
+    "DEFAULT_THRESHOLDS", "MaskRecall", "mask_recall",
+    "SCANNET_VALID_CLASS_IDS", "ScanNetPredictions", "class_agnostic_gt", "read_gt_ids", "read_predictions",
+    "write_predictions",
+]
