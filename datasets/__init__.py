@@ -13,3 +13,14 @@ __all__ = [
     "ScanNetSource", "SevenScenesSource", "TUMSource",
     "detect_format", "open_dataset",
 ]
+
+_SYNTHETIC = {"make_scene", "write_scene", "SyntheticSource", "SyntheticScene", "render_contact_sheet"}
+
+
+def __getattr__(name: str):
+    # The synthetic generator pulls in Open3D: import it only when asked for.
+    if name in _SYNTHETIC:
+        from . import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module 'scene.datasets' has no attribute {name!r}")

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libusb-1.0-0 libgl1 libgomp1)
+# libusb for Open3D; chromium for the viewer's browser test and headless screenshots
+APT_PACKAGES=(libusb-1.0-0 libgl1 libgomp1 chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

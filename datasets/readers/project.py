@@ -15,25 +15,10 @@ import numpy as np
 
 from ..base import FrameSource
 from ..frame import DatasetError, Frame
+from ..gt import GTPoints
 from ..io import check_intrinsics, numbered_files, read_matrix, read_rgbd
 
 LAYOUT_FORMAT, LAYOUT_VERSION = "scene-rgbd", 1
-
-
-@dataclass
-class GTPoints:
-    """World-frame ground-truth points: ``xyz`` N x 3 float32 metres, ``ids`` N int32 (0 = void),
-    ``colors`` N x 3 uint8 RGB."""
-
-    xyz: np.ndarray
-    ids: np.ndarray
-    colors: np.ndarray
-
-    def __iter__(self):  # ``xyz, ids, colors = source.gt_points()``, like the synthetic scene's GTPoints
-        return iter((self.xyz, self.ids, self.colors))
-
-    def __len__(self) -> int:
-        return len(self.xyz)
 
 
 @dataclass
