@@ -1,0 +1,129 @@
+"""Speed and proposal quality of the weight-free geometric mask generator (single thread).
+
+    .venv/bin/python benchmarks/bench_geometric.py [--frames 30] [--seeds 0 1] [--sevenscenes 20]
+
+Speed: median wall and CPU milliseconds per 640x480 frame on the noisy synthetic ``room`` preset and on
+real 7-Scenes frames (when ``../shared/data`` is present). CPU time is reported too because wall time
+is noisy on a shared machine; both are medians.
+Quality (noisy synthetic room, ``frames`` frames evenly spread over each seed's sequence): 2D proposal
+recall against the ground-truth instances of at least ``--min-area`` pixels (default 200): recall at
+IoU 0.5, average recall over IoU 0.5:0.95 and mean best IoU, for all instances, for structure (floor,
+walls) and for objects. Prints a table and one JSON line.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy is imported
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scene.datasets.synthetic import make_scene
+from scene.eval.masks2d import MaskRecall, mask_recall
+from segment2d.geometric import GeometricMaskGenerator
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def timed(generator, frame):
+    """(MaskSet, wall seconds, CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    masks = generator.generate(frame)
+    return masks, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def synthetic_run(generator, seeds, frames: int, min_area: int):
+    """Per-instance recall results, is-structure flags and timings over the noisy synthetic room."""
+    results, structure, walls, cpus = [], [], [], []
+    for seed in seeds:
+        scene = make_scene("room", seed=seed, noisy=True)
+        n = len(scene.source())
+        structure_ids = [o.id for o in scene.layout.objects if o.is_structure]
+        for i in np.linspace(0, n - 1, frames).round().astype(int):
+            frame = scene.frame(int(i))
+            masks, wall, cpu = timed(generator, frame)
+            walls.append(wall)
+            cpus.append(cpu)
+            r = mask_recall(frame.instance_ids, masks, min_area=min_area)
+            results.append(r)
+            structure.append(np.isin(r.gt_ids, structure_ids))
+    return MaskRecall.concatenate(results), np.concatenate(structure), walls, cpus
+
+
+def sevenscenes_times(generator, count: int):
+    """Wall and CPU seconds per frame on real 7-Scenes frames, or empty lists without the data."""
+    root = SHARED / "data" / "7scenes_redkitchen"
+    if not root.exists() or count <= 0:
+        return [], []
+    from scene.datasets import open_dataset
+
+    source = open_dataset(root)
+    walls, cpus = [], []
+    for k in np.linspace(0, len(source) - 1, count).round().astype(int):
+        _, wall, cpu = timed(generator, source[int(k)])
+        walls.append(wall)
+        cpus.append(cpu)
+    return walls, cpus
+
+
+def quality(r: MaskRecall, subset: np.ndarray) -> dict:
+    best = r.best_iou[subset]
+    if len(best) == 0:
+        return {"n": 0}
+    recall = (best[None, :] >= r.thresholds[:, None]).mean(1)
+    return {"n": int(len(best)), "recall@0.5": float(recall[0]), "AR": float(recall.mean()),
+            "mean_best_iou": float(best.mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=30, help="frames per synthetic seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--sevenscenes", type=int, default=20, help="7-Scenes frames to time")
+    parser.add_argument("--min-area", type=int, default=200, help="smallest ground-truth instance (pixels)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+    generator = GeometricMaskGenerator()
+    generator.generate(make_scene("room", seed=args.seeds[0], noisy=True, num_frames=1).frame(0))  # warm-up
+    r, structure, syn_wall, syn_cpu = synthetic_run(generator, args.seeds, args.frames, args.min_area)
+    real_wall, real_cpu = sevenscenes_times(generator, args.sevenscenes)
+
+    ms = lambda xs: float(np.median(xs) * 1000) if xs else float("nan")  # noqa: E731
+    report = {
+        "benchmark": "geometric_masks",
+        "synthetic": {"preset": "room-noisy", "seeds": args.seeds, "frames_per_seed": args.frames,
+                      "min_area": args.min_area, "all": quality(r, np.ones_like(structure)), "structure": quality(r, structure),
+                      "objects": quality(r, ~structure)},
+        "ms_median": {"synthetic_wall": ms(syn_wall), "synthetic_cpu": ms(syn_cpu),
+                      "7scenes_wall": ms(real_wall), "7scenes_cpu": ms(real_cpu)},
+        "frames_timed": {"synthetic": len(syn_wall), "7scenes": len(real_wall)},
+        "threads": 1,
+    }
+    print(f"geometric masks, noisy synthetic room, seeds {args.seeds}, {args.frames} frames each, "
+          f"GT >= {args.min_area} px")
+    print(f"{'subset':<10} {'n':>5} {'R@0.5':>7} {'AR':>7} {'mIoU':>7}")
+    for name in ("all", "structure", "objects"):
+        q = report["synthetic"][name]
+        if q["n"]:
+            print(f"{name:<10} {q['n']:>5} {q['recall@0.5']:>7.3f} {q['AR']:>7.3f} {q['mean_best_iou']:>7.3f}")
+    t = report["ms_median"]
+    print(f"median ms/frame (1 thread; wall is noisy on a shared machine): synthetic wall {t['synthetic_wall']:.1f} "
+          f"cpu {t['synthetic_cpu']:.1f} | 7-Scenes wall {t['7scenes_wall']:.1f} cpu {t['7scenes_cpu']:.1f}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

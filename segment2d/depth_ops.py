@@ -1,0 +1,188 @@
+"""Dense per-pixel geometry on an organised depth image: resampling, hole filling, points, normals and the
+three kinds of boundary evidence the geometric mask generator cuts along.
+
+Conventions: depth in metres (0 = invalid), pinhole intrinsics ``K`` in pixels, OpenCV camera axes
+(x right, y down, z forward). Points and normals are in the camera frame, stored channel-first (3 x H x W,
+so each coordinate is one contiguous plane); normals point towards the camera.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Four neighbour offsets (dy, dx) covering the pixel-pair directions: right, down, two diagonals.
+PAIR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def subsample(depth: np.ndarray, color: np.ndarray, K: np.ndarray, factor: int):
+    """Nearest-pixel subsampling by an integer ``factor``.
+
+    Low-res pixel (i, j) takes the full-res pixel (f*i + f//2, f*j + f//2) and stands for the block
+    [f*i, f*i+f) x [f*j, f*j+f). Returns (depth float32 metres, colour uint8 RGB, K of the low-res image).
+    """
+    o = factor // 2
+    d = np.ascontiguousarray(depth[o::factor, o::factor], dtype=np.float32)
+    h, w = d.shape
+    c = cv2.resize(color, (w, h), interpolation=cv2.INTER_AREA) if factor > 1 else color
+    K2 = np.asarray(K, np.float64).copy()
+    K2[0, 0] /= factor
+    K2[1, 1] /= factor
+    K2[0, 2] = (K2[0, 2] - o) / factor
+    K2[1, 2] = (K2[1, 2] - o) / factor
+    return d, c, K2
+
+
+def fill_small_holes(depth: np.ndarray, color: np.ndarray, iterations: int) -> np.ndarray:
+    """Fill invalid pixels (0) up to ~``iterations`` pixels from valid ones, each from the valid 8-neighbour
+    of most similar colour (RGB L1).
+
+    Sensor dropouts sit on both sides of object borders; colour tells which surface a hole belongs to, where
+    a max or mean would shift the border or invent flying pixels. Larger invalid areas stay 0.
+    """
+    d = depth.copy()
+    h, w = d.shape
+    flat = np.pad(d, 1).ravel()
+    rgb = [np.pad(color[..., i], 1).ravel().astype(np.int16) for i in range(3)]
+    idx = np.flatnonzero(np.pad(d <= 0, 1, constant_values=False))
+    steps = [dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(iterations):
+        if len(idx) == 0:
+            break
+        own = [c[idx] for c in rgb]
+        best_cost = np.full(len(idx), np.iinfo(np.int16).max, np.int16)
+        best_depth = np.zeros(len(idx), np.float32)
+        for step in steps:
+            zq = flat[idx + step]
+            cost = sum(np.abs(c[idx + step] - o) for c, o in zip(rgb, own))
+            better = (zq > 0) & (cost < best_cost)
+            best_cost = np.where(better, cost, best_cost)
+            best_depth = np.where(better, zq, best_depth)
+        flat[idx] = best_depth
+        idx = idx[best_depth <= 0]
+    return flat.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+
+
+def median_smooth(depth: np.ndarray) -> np.ndarray:
+    """5x5 median of valid depth (edge preserving); pixels whose median would be pulled to 0 keep their value."""
+    med = cv2.medianBlur(depth, 5)
+    return np.where((med > 0) | (depth <= 0), med, depth).astype(np.float32)
+
+
+def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """3 x H x W float32 camera-frame points (metres); invalid pixels give (0, 0, 0)."""
+    h, w = depth.shape
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    xs = ((np.arange(w, dtype=np.float32) - np.float32(cx)) / np.float32(fx))[None, :]
+    ys = ((np.arange(h, dtype=np.float32) - np.float32(cy)) / np.float32(fy))[:, None]
+    return np.stack([xs * depth, ys * depth, depth]).astype(np.float32, copy=False)
+
+
+def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``a`` shifted over its last two axes so that out[..., y, x] = a[..., y + dy, x + dx]; pixels that
+    fall off the image repeat the border. Done with slice copies (memcpy speed), not fancy indexing."""
+    h, w = a.shape[-2:]
+    dy, dx = int(np.clip(dy, -(h - 1), h - 1)), int(np.clip(dx, -(w - 1), w - 1))
+    out = np.empty_like(a)
+    dst_y, dst_x = slice(max(-dy, 0), h - max(dy, 0)), slice(max(-dx, 0), w - max(dx, 0))
+    out[..., dst_y, dst_x] = a[..., max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)]
+    if dy > 0:
+        out[..., h - dy:, :] = out[..., h - dy - 1:h - dy, :]
+    elif dy < 0:
+        out[..., :-dy, :] = out[..., -dy:-dy + 1, :]
+    if dx > 0:
+        out[..., w - dx:] = out[..., w - dx - 1:w - dx]
+    elif dx < 0:
+        out[..., :-dx] = out[..., -dx:-dx + 1]
+    return out
+
+
+def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product of two 3 x H x W fields."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _normalised(v: np.ndarray) -> np.ndarray:
+    return v / (np.sqrt(dot3(v, v)) + np.float32(1e-12))
+
+
+def normals_from_points(points: np.ndarray, valid: np.ndarray, radius: int, smooth: int) -> np.ndarray:
+    """Unit normals (3 x H x W float32, towards the camera) from central differences at ``radius`` pixels,
+    box-averaged over ``smooth`` x ``smooth`` and renormalised. Invalid pixels get (0, 0, 0)."""
+    du = shifted(points, 0, radius) - shifted(points, 0, -radius)
+    dv = shifted(points, radius, 0) - shifted(points, -radius, 0)
+    n = np.stack([du[1] * dv[2] - du[2] * dv[1], du[2] * dv[0] - du[0] * dv[2], du[0] * dv[1] - du[1] * dv[0]])
+    n = _normalised(n)
+    ok = valid.copy()
+    for dy, dx in ((0, radius), (0, -radius), (radius, 0), (-radius, 0)):
+        ok &= shifted(valid, dy, dx)
+    n *= ok
+    if smooth > 1:
+        n = np.stack([cv2.boxFilter(c, -1, (smooth, smooth), normalize=False) for c in n])
+    n *= np.where(dot3(n, points) > 0, np.float32(-1.0), np.float32(1.0))  # face the camera: n . p < 0
+    n = _normalised(n)
+    n *= valid
+    return n
+
+
+def depth_noise_sigma(z: np.ndarray, sigma0: float, sigma2: float) -> np.ndarray:
+    """Axial noise model sigma(z) = sigma0 + sigma2 * z^2 (metres), structured-light/ToF style."""
+    return (np.float32(sigma0) + np.float32(sigma2) * z * z).astype(np.float32)
+
+
+def jump_limit(z: np.ndarray, rel_jump: float, sigma0: float, sigma2: float, n_sigma: float) -> np.ndarray:
+    """Largest depth step (metres) between neighbours at depth ``z`` that is still one surface: a share of
+    the depth (slanted surfaces) plus ``n_sigma`` times the noise of a difference of two readings."""
+    return np.float32(rel_jump) * z + np.float32(n_sigma * np.sqrt(2.0)) * depth_noise_sigma(z, sigma0, sigma2)
+
+
+def depth_discontinuities(depth: np.ndarray, valid: np.ndarray, rel_jump: float, sigma0: float, sigma2: float,
+                          n_sigma: float) -> np.ndarray:
+    """Pixels on either side of a depth jump between 8-neighbours (bool H x W).
+
+    A jump is |z_p - z_q| > rel_jump * min(z) + n_sigma * sqrt(2) * sigma(min(z)): relative to depth (so a
+    slanted floor far away does not break up) plus the sensor noise at that depth. Pixels next to invalid
+    ones are not marked here (invalid areas are not labelled at all).
+    """
+    edge = np.zeros(depth.shape, bool)
+    for dy, dx in PAIR_OFFSETS:
+        q = shifted(depth, dy, dx)
+        qv = shifted(valid, dy, dx)
+        zmin = np.minimum(depth, q)
+        thresh = jump_limit(zmin, rel_jump * np.hypot(dy, dx), sigma0, sigma2, n_sigma)
+        jump = valid & qv & (np.abs(depth - q) > thresh)
+        edge |= jump
+        edge |= shifted(jump, -dy, -dx) & valid  # mark the partner pixel too
+    return edge
+
+
+def crease_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: int, directions=PAIR_OFFSETS):
+    """Concave and convex crease strengths (H x W float32, 1 - cos of the angle between normals).
+
+    Compares the normals of the pixels ``offset`` before and after each pixel along ``directions`` (default:
+    x, y and both diagonals).
+    With normals facing the camera, (n_p - n_q) . (x_p - x_q) < 0 marks a concave crease (a box meeting the
+    floor, a wall corner seen from inside) and > 0 a convex one (a box's own edges). Returns the maximum
+    over directions of each kind.
+    """
+    concave = np.zeros(valid.shape, np.float32)
+    convex = np.zeros(valid.shape, np.float32)
+    zero = np.float32(0.0)
+    for dy, dx in directions:
+        a, b = (-dy * offset, -dx * offset), (dy * offset, dx * offset)
+        p_n, q_n = shifted(normals, *a), shifted(normals, *b)
+        ok = valid & shifted(valid, *a) & shifted(valid, *b)
+        bend = np.where(ok, np.float32(1.0) - dot3(p_n, q_n), zero)
+        sign = dot3(p_n - q_n, shifted(points, *a) - shifted(points, *b))
+        concave = np.maximum(concave, np.where(sign < 0, bend, zero))
+        convex = np.maximum(convex, np.where(sign > 0, bend, zero))
+    return concave, convex
+
+
+def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:
+    """Colour edge strength (H x W float32): the largest Sobel gradient magnitude over the CIE Lab channels
+    of the Gaussian-blurred image, in Lab units per pixel (8-bit Lab scaling)."""
+    blurred = cv2.GaussianBlur(color, (0, 0), blur_sigma) if blur_sigma > 0 else color
+    lab = cv2.cvtColor(blurred, cv2.COLOR_RGB2Lab).astype(np.float32)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    return np.sqrt(gx * gx + gy * gy).max(axis=2)
