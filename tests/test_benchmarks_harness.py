@@ -1,0 +1,198 @@
+"""The benchmark harness (statistics, memory probes, machine description, Markdown) and a ``--quick`` dry
+run of the smallest section through ``python -m benchmarks``'s entry point."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of the checkout, not an installed package
+
+from benchmarks import __main__ as cli  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    MemoryProbe,
+    cpu_model,
+    current_rss_bytes,
+    jsonable,
+    linear_slope,
+    machine_description,
+    markdown_table,
+    peak_rss_bytes,
+    ratio_last_first,
+    summarize,
+    total_ram_bytes,
+)
+from benchmarks.suites.boxes import read_gt_boxes  # noqa: E402
+from benchmarks.suites.common import SuiteSkipped, aligned_boxes  # noqa: E402
+from benchmarks.suites.recall import frame_picks  # noqa: E402
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def test_summarize_matches_numpy_statistics():
+    values = np.random.default_rng(0).exponential(0.05, 101)
+    stats = summarize(values)
+    assert stats["n"] == 101
+    assert stats["median"] == pytest.approx(np.median(values))
+    assert stats["p95"] == pytest.approx(np.percentile(values, 95))
+    assert stats["min"] <= stats["median"] <= stats["p95"] <= stats["max"]
+
+
+def test_summarize_of_nothing_is_nan_and_bad_durations_are_refused():
+    empty = summarize([])
+    assert empty["n"] == 0 and np.isnan(empty["median"])
+    with pytest.raises(ValueError, match="durations"):
+        summarize([0.1, -0.2])
+    with pytest.raises(ValueError, match="durations"):
+        summarize([0.1, float("nan")])
+
+
+def test_ratio_and_slope_describe_growth():
+    frames = [50, 100, 200, 300]
+    assert linear_slope(frames, [3 * f + 2 for f in frames]) == pytest.approx(3.0)
+    assert ratio_last_first([0.2, 0.25, 0.4]) == pytest.approx(2.0)
+    assert np.isnan(ratio_last_first([0.2]))
+    assert np.isnan(linear_slope([5, 5], [1, 2]))
+    with pytest.raises(ValueError):
+        linear_slope([1, 2, 3], [1, 2])
+
+
+def test_cpu_model_and_ram_are_parsed_from_proc_text():
+    cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9999 64-Core\nflags\t: fpu\n"
+    assert cpu_model(cpuinfo) == "AMD EPYC 9999 64-Core"
+    assert total_ram_bytes("MemTotal:       24576000 kB\nMemFree: 1 kB\n") == 24576000 * 1024
+    assert total_ram_bytes("nothing here") == 0
+
+
+def test_machine_description_names_cpu_cores_versions_and_load():
+    machine = machine_description()
+    assert machine["cores"] >= 1 and machine["usable_cores"] >= 1
+    assert machine["numpy"] == np.__version__
+    assert len(machine["load_average"]) == 3
+    json.dumps(machine)  # goes into the report as it is
+
+
+def test_rss_grows_when_memory_is_touched_and_peak_is_a_high_water_mark():
+    before = current_rss_bytes()
+    block = np.ones(64 * 2**20 // 8, np.float64)  # 64 MiB, written so its pages are resident
+    during = current_rss_bytes()
+    assert during - before > 32 * 2**20
+    del block  # freed: the current RSS drops, the high-water mark keeps the block
+    assert current_rss_bytes() < during - 32 * 2**20
+    assert peak_rss_bytes() > before + 32 * 2**20
+
+
+def test_memory_probe_traces_the_heap_peak_only_when_asked():
+    with MemoryProbe(trace=True) as probe:
+        block = np.zeros(2**20, np.float64)  # 8 MiB
+        block[:] = 1.0
+        del block
+    assert probe.report.traced_peak >= 8 * 2**20
+    with MemoryProbe(trace=False) as untraced:
+        np.zeros(1000).sum()
+    assert untraced.report.traced_peak is None and untraced.report.peak_rss > 0
+
+
+def test_markdown_table_formats_numbers_and_missing_values():
+    table = markdown_table([{"a": 0.12345, "b": None}, {"a": float("nan"), "b": True}], ["a", "b"], ["A", "B"])
+    lines = table.splitlines()
+    assert lines[0] == "| A | B |" and lines[1] == "|---|---|"
+    assert lines[2] == "| 0.123 | - |" and lines[3] == "| nan | yes |"
+    with pytest.raises(ValueError, match="headers"):
+        markdown_table([], ["a", "b"], ["A"])
+
+
+def test_jsonable_turns_numpy_values_into_plain_json():
+    data = jsonable({"a": np.float32(1.5), "b": np.arange(3), "c": (np.int64(2), "x")})
+    assert json.loads(json.dumps(data)) == {"a": 1.5, "b": [0, 1, 2], "c": [2, "x"]}
+
+
+def test_frame_picks_spread_over_the_sequence():
+    assert frame_picks(48, 4) == [0, 16, 31, 47]
+    assert frame_picks(3, 10) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        frame_picks(0, 2)
+
+
+def test_aligned_boxes_transform_points_before_taking_the_box():
+    from scene.map import InstanceMap, MapObject
+
+    imap = InstanceMap()
+    imap.add(MapObject(0, np.array([[0, 0, 0], [1, 2, 3]], np.float32), confidence=0.9))
+    imap.add(MapObject(1, np.array([[0, 0, 0], [1, 1, 1]], np.float32), confidence=0.4, is_structure=True))
+    turn = np.array([[0, -1, 0, 10], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float64)  # 90 deg about z
+    boxes, scores = aligned_boxes(imap, turn)
+    order = np.argsort(-scores)
+    np.testing.assert_allclose(boxes[order[0]], [8, 0, 0, 10, 1, 3])
+    np.testing.assert_allclose(scores[order], [0.9, 0.4])
+    kept, _ = aligned_boxes(imap, turn, structure=False)
+    assert kept.shape == (1, 6)
+
+
+def test_gt_boxes_of_scannet_are_read_as_min_max_corners():
+    path = SHARED_DATA / "scannet_scene0448_01" / "gt_boxes.json"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    boxes, align, labels = read_gt_boxes(path)
+    assert boxes.shape == (len(labels), 6) and len(labels) == 11
+    assert (boxes[:, 3:] > boxes[:, :3]).all()
+    np.testing.assert_allclose(align[3], [0, 0, 0, 1])
+
+
+def test_unreadable_gt_boxes_skip_the_section_with_the_file_named(tmp_path):
+    bad = tmp_path / "gt_boxes.json"
+    bad.write_text("{not json")
+    with pytest.raises(SuiteSkipped, match="gt_boxes.json"):
+        read_gt_boxes(bad)
+
+
+def test_quick_recall_section_writes_json_and_markdown_and_keeps_other_sections(tmp_path):
+    earlier = {"sections": {"speed": {"title": "Per-stage speed", "machine": machine_description(),
+                                      "timestamp": "2026-01-01T00:00:00Z", "seconds": 1.0,
+                                      "status": "skipped", "reason": "kept from an earlier run"}}}
+    (tmp_path / "quick.json").write_text(json.dumps(earlier))
+    status = cli.main(["--quick", "--only", "recall", "--out", str(tmp_path)])
+    assert status == 0
+    report = json.loads((tmp_path / "quick.json").read_text())
+    recall = report["sections"]["recall"]
+    assert recall["status"] == "ok" and recall["quick"] is True
+    assert recall["machine"]["cores"] >= 1
+    overall = [row for row in recall["data"]["rows"] if row["scenes"] == "all"]
+    assert len(overall) == 1 and overall[0]["generator"] == "geometric"
+    assert 0.0 <= overall[0]["recall50"] <= 1.0 and overall[0]["num_gt"] > 0
+    assert report["sections"]["speed"]["reason"] == "kept from an earlier run"
+    markdown = (tmp_path / "quick.md").read_text()
+    assert "recall@0.5" in markdown and "kept from an earlier run" in markdown
+
+
+def test_missing_data_skips_a_section_and_a_crash_fails_only_that_section(tmp_path, monkeypatch):
+    status = cli.main(["--quick", "--only", "boxes", "--data", str(tmp_path / "absent"), "--out", str(tmp_path)])
+    entry = json.loads((tmp_path / "quick.json").read_text())["sections"]["boxes"]
+    assert status == 0 and entry["status"] == "skipped" and "absent" in entry["reason"]
+
+    from benchmarks.suites import recall
+
+    def broken(ctx):
+        raise RuntimeError("generator exploded")
+
+    monkeypatch.setattr(recall, "run", broken)
+    status = cli.main(["--quick", "--only", "recall", "boxes", "--data", str(tmp_path / "absent"),
+                       "--out", str(tmp_path)])
+    sections = json.loads((tmp_path / "quick.json").read_text())["sections"]
+    assert status == 1
+    assert sections["recall"]["status"] == "failed" and "generator exploded" in sections["recall"]["reason"]
+    assert sections["boxes"]["status"] == "skipped"
+
+
+def test_jsonable_writes_strict_json():
+    import json
+
+    from benchmarks.harness import jsonable
+
+    data = jsonable({"a": float("nan"), "b": np.float32(np.inf), "c": [np.int64(3), (1.5, -np.inf)]})
+    assert json.loads(json.dumps(data, allow_nan=False)) == {"a": None, "b": None, "c": [3, [1.5, None]]}
