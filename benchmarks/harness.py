@@ -6,9 +6,9 @@ resident set now (``/proc/self/statm``); ``MemoryProbe`` adds the Python heap pe
 which numpy reports its buffers to) over a block, at about twice the run time, so timed runs leave it off.
 """
 from __future__ import annotations
-import math
 
 import datetime as _dt
+import math
 import os
 import platform
 import resource
