@@ -1,14 +1,38 @@
-"""The ``scene`` command line: one sub-command per job; errors are one clear line and a non-zero exit."""
+"""The ``scene`` command line: one sub-command per job; errors are one clear line and a non-zero exit.
+
+    scene run DATA --out MAP.sqlite      map a dataset (progress on stderr, summary at the end)
+    scene info MAP                       what a map file holds
+    scene query MAP --at X Y Z | --radius X Y Z R | --nearest X Y Z K | --ray OX OY OZ DX DY DZ
+    scene export MAP --ply OUT.ply | --scannet DIR --vertices FILE | --json OUT.json
+    scene eval MAP --gt PATH             instance AP (synthetic GT or per-point ids) or box AP (gt_boxes.json)
+    scene demo                           everything on a generated scene, no data needed
+    scene inspect DATA                   detect and summarise a dataset
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 class CLIError(Exception):
     """An error to show the user as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage text stays behind ``--help``)."""
+
+    def error(self, message: str) -> None:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# inspect, demo
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -27,26 +51,401 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  first frame: valid depth {valid.mean():.1%}, depth {frame.depth[valid].min():.2f}-"
               f"{frame.depth[valid].max():.2f} m" if valid.any() else "  first frame: no valid depth")
         centres = source.poses[:, :3, 3]
-        print(f"  trajectory length {float(((centres[1:] - centres[:-1]) ** 2).sum(1).__pow__(0.5).sum()):.2f} m")
+        print(f"  trajectory length {float(np.linalg.norm(centres[1:] - centres[:-1], axis=1).sum()):.2f} m")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from scene.demo import run_demo
 
-    run_demo(Path(args.out), preset=args.preset, seed=args.seed, num_frames=args.frames)
+    run_demo(Path(args.out), preset=args.preset, seed=args.seed, num_frames=args.frames,
+             width=args.width, height=args.height)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scene", description="3D scene segmentation and instance mapping")
-    sub = parser.add_subparsers(dest="command", required=True)
+# --------------------------------------------------------------------------------------------------
+# run
 
-    demo = sub.add_parser("demo", help="generate a synthetic scene, process it and write pictures (no data needed)")
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from scene.datasets import open_dataset
+    from scene.pipeline import Mapper, run
+
+    out = Path(args.out)
+    config = _run_config(args)
+    source = open_dataset(args.data, format=args.format, stride=args.stride)
+    if args.resume:
+        if not out.exists():
+            raise CLIError(f"--resume: no map file {out} to resume")
+        mapper = Mapper.resume(out, config)
+        config = mapper.config
+        print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}", file=sys.stderr)
+    else:
+        _prepare_output(out, args.overwrite)
+        mapper = Mapper(config, out, metadata=_metadata(source, config))
+    total = len(source) if args.max_frames is None else min(len(source), args.max_frames)
+    progress = _Progress(total, args.quiet)
+    viewer = _start_viewer(mapper, args.port) if args.view else None
+    start = time.perf_counter()
+    try:
+        imap = run(source, config, progress=_chain(progress, viewer), mapper=mapper, max_frames=total)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"scene run: interrupted after {progress.done} frames: the map so far "
+              f"({mapper.last_frame + 1 if mapper.last_frame >= 0 else 0} frames, online, not refined) is saved in "
+              f"{out}; continue with --resume", file=sys.stderr)
+        return 130
+    progress.close()
+    _print_run_summary(imap, progress, time.perf_counter() - start, out)
+    if viewer is not None:
+        viewer.show_until_interrupted(imap)
+    return 0
+
+
+def _run_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from scene.config import MapperConfig, load_config
+
+    config = load_config(args.config) if args.config else MapperConfig()
+    changes = {}
+    if args.segmenter is not None:
+        changes["segmenter"] = args.segmenter
+    if args.checkpoint is not None:
+        changes["segmenter_options"] = {**config.segmenter_options, "checkpoint": args.checkpoint}
+    if args.online_only:
+        changes["online_only"] = True
+    if args.save_every is not None:
+        changes["save_every"] = args.save_every
+    return replace(config, **changes) if changes else config
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    if not out.parent.is_dir():
+        raise CLIError(f"--out {out}: folder {out.parent} does not exist")
+    if out.exists():
+        if not overwrite:
+            raise CLIError(f"--out {out} already exists (use --overwrite to replace it, --resume to continue it)")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{out}{suffix}").unlink(missing_ok=True)
+
+
+def _metadata(source, config):
+    from scene.map import MapMetadata
+
+    return MapMetadata(voxel_size=config.voxel_size, source_path=str(Path(source.root).resolve()),
+                       source_format=source.format_name)
+
+
+class _Progress:
+    """A tqdm bar on stderr (frames/s, objects) that also keeps every frame's stage timings."""
+
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+        self.timings: list[dict] = []
+        self.done = 0
+
+    def __call__(self, result, done: int, total: int) -> None:
+        self.timings.append(result.timings)
+        self.done += 1
+        self.bar.set_postfix(objects=result.num_objects, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def stage_medians(self) -> dict:
+        if not self.timings:
+            return {}
+        return {stage: float(np.median([t[stage] for t in self.timings])) for stage in self.timings[0]}
+
+
+def _chain(*callbacks):
+    live = [c for c in callbacks if c is not None]
+
+    def call(result, done, total):
+        for c in live:
+            c(result, done, total)
+
+    return call
+
+
+class _Viewer:
+    """viz's LiveViewer following the map while it grows (at most one update a second: each update
+    rebuilds the objects touched since the last one)."""
+
+    def __init__(self, mapper, port: int) -> None:
+        from viz.viewer import LiveViewer
+
+        self.mapper = mapper
+        self.handle = LiveViewer(port=port)
+        self._last = 0.0
+        print(f"scene run: viewer at {self.handle.url}", file=sys.stderr)
+
+    def __call__(self, result, done: int, total: int) -> None:
+        if time.perf_counter() - self._last >= 1.0 or done == total:
+            self.handle.update(self.mapper.map)
+            self._last = time.perf_counter()
+
+    def show_until_interrupted(self, imap) -> None:
+        self.handle.update(imap)
+        print(f"scene run: showing the final map at {self.handle.url}; Ctrl-C to quit", file=sys.stderr)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.handle.stop()
+
+
+def _start_viewer(mapper, port: int):
+    try:
+        return _Viewer(mapper, port)
+    except ImportError as exc:
+        print(f"scene run: --view needs viz.viewer and viser ({exc}); continuing without a viewer", file=sys.stderr)
+        return None
+
+
+def _print_run_summary(imap, progress: _Progress, seconds: float, out: Path) -> None:
+    medians = progress.stage_medians()
+    stages = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in medians.items())
+    rate = progress.done / seconds if seconds > 0 else 0.0
+    refined = "refined" if imap.metadata.extra.get("refined") else "online only"
+    print(f"mapped {progress.done} frames in {seconds:.1f} s ({rate:.2f} frames/s): {len(imap)} objects "
+          f"({refined}), {imap.num_points} points")
+    if stages:
+        print(f"  per frame (median): {stages}")
+    saves = [t["save"] for t in progress.timings if t["save"] > 0]
+    if saves:
+        print(f"  incremental saves: {len(saves)}, {1000 * float(np.median(saves)):.0f} ms each (median)")
+    print(f"  map: {out}")
+
+
+# --------------------------------------------------------------------------------------------------
+# info, query, export
+
+
+def _load_map(path: str):
+    from scene.storage import MapStore
+
+    with MapStore(path, read_only=True) as store:
+        return store.load(), store.schema_version
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    imap, schema = _load_map(args.map)
+    meta = imap.metadata
+    structure = sum(o.is_structure for o in imap)
+    print(f"{args.map}: schema version {schema}")
+    print(f"  objects {len(imap)} ({structure} structure), points {imap.num_points}, frames {imap.num_frames}, "
+          f"voxel size {meta.voxel_size:g} m, refined {meta.extra.get('refined', 'unknown')}")
+    print(f"  source {meta.source_path or '?'} (format {meta.source_format or '?'}), "
+          f"{len(imap.id_remap)} remapped ids")
+    largest = sorted(imap, key=lambda o: -o.num_points)[: args.top]
+    if largest:
+        print(f"  {'id':>5} {'points':>7} {'obs':>4} {'frames':>11} {'conf':>5} {'struct':>6}  "
+              f"{'centroid (m)':>22}  {'size (m)':>18}")
+    for o in largest:
+        size = o.aabb_max - o.aabb_min
+        print(f"  {o.id:>5} {o.num_points:>7} {o.num_observations:>4} {o.first_frame:>5}-{o.last_frame:<5} "
+              f"{o.confidence:>5.2f} {'yes' if o.is_structure else '':>6}  {_vec(o.centroid):>22}  {_vec(size):>18}")
+    return 0
+
+
+def _vec(v) -> str:
+    return " ".join(f"{float(x):6.2f}" for x in v)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    imap, _ = _load_map(args.map)
+    if args.at is not None:
+        found = imap.object_at(args.at, args.max_distance)
+        rows = [] if found is None else [(found, float(imap.within_radius(args.at, args.max_distance)[1][0]))]
+    elif args.radius is not None:
+        ids, distances = imap.within_radius(args.radius[:3], args.radius[3])
+        rows = list(zip(ids.tolist(), distances.tolist()))
+    elif args.nearest is not None:
+        k = args.nearest[3]
+        if k != int(k) or k < 1:
+            raise CLIError(f"--nearest: K must be a whole number >= 1, got {k:g}")
+        ids, distances = imap.nearest(args.nearest[:3], int(k))
+        rows = list(zip(ids.tolist(), distances.tolist()))
+    else:
+        hit = imap.ray_pick(args.ray[:3], args.ray[3:])
+        rows = [] if hit is None else [(hit.id, hit.depth)]
+    what = "depth along ray" if args.ray is not None else "distance"
+    if not rows:
+        print("no object")
+        return 0
+    print(f"{'id':>5} {what + ' (m)':>20}  {'aabb min (m)':>20}  {'aabb max (m)':>20}  points")
+    for object_id, distance in rows:
+        o = imap.get(object_id)
+        print(f"{object_id:>5} {distance:>20.3f}  {_vec(o.aabb_min):>20}  {_vec(o.aabb_max):>20}  {o.num_points}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from scene.export import export_scannet, read_vertices, write_instance_ply, write_summary_json
+
+    if not (args.ply or args.scannet or args.json):
+        raise CLIError("give at least one of --ply, --scannet, --json")
+    if args.scannet and not args.vertices:
+        raise CLIError("--scannet needs --vertices FILE (the scan's vertices: PLY or .bin)")
+    imap, _ = _load_map(args.map)
+    if args.ply:
+        print(f"wrote {write_instance_ply(imap, args.ply, color_by=args.color_by)} ({imap.num_points} points)")
+    if args.scannet:
+        xyz, _ = read_vertices(args.vertices)
+        name = args.name or Path(args.vertices).stem
+        distance = args.max_distance if args.max_distance is not None else 2 * imap.metadata.voxel_size
+        scene_file = export_scannet(imap, xyz, args.scannet, name, max_distance=distance)
+        print(f"wrote {scene_file} ({len(xyz)} vertices)")
+    if args.json:
+        print(f"wrote {write_summary_json(imap, args.json)} ({len(imap)} objects)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# eval
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    imap, _ = _load_map(args.map)
+    gt = Path(args.gt)
+    distance = args.max_distance if args.max_distance is not None else 2 * imap.metadata.voxel_size
+    if gt.is_dir():
+        results = evaluate_on_project_gt(imap, gt, distance)
+    elif gt.suffix.lower() == ".json":
+        results = evaluate_boxes(imap, gt, include_structure=args.include_structure)
+    elif gt.suffix.lower() in (".npy", ".txt"):
+        if not args.vertices:
+            raise CLIError(f"--gt {gt}: per-point ids need --vertices FILE (the points they label)")
+        results = evaluate_on_point_ids(imap, gt, Path(args.vertices), distance)
+    else:
+        raise CLIError(f"--gt {gt}: expected a project-layout folder (gt/points.npz), gt_boxes.json, "
+                       f"or per-point ids (.npy/.txt)")
+    for name, values in results.items():
+        if isinstance(values, dict):
+            # Instance AP: the summary keys only (its per-overlap "ap@..." values are in --json).
+            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in values.items() if "ap" not in values or "@" not in k)
+            print(f"{name}: {shown}")
+        else:
+            print(f"{name}: {values}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def map_instance_ap(imap, xyz: np.ndarray, gt_ids: np.ndarray, max_distance: float) -> dict:
+    """ScanNet-style class-agnostic AP of the map on labelled points (N x 3 metres, world frame): every
+    point takes the id of the nearest map point within ``max_distance``; each object is one prediction
+    scored by its confidence. ``gt_ids``: N ints, 0 = void. Returns ``InstanceAP.as_dict()``."""
+    from scene.eval import instance_ap
+
+    labels = imap.label_points(np.asarray(xyz, np.float64), max_distance)
+    ids = np.unique(labels[labels >= 0])
+    masks = labels[None, :] == ids[:, None]
+    scores = np.array([imap.get(i).confidence for i in ids], np.float64)
+    return instance_ap(np.asarray(gt_ids, np.int64), masks, scores).as_dict()
+
+
+def evaluate_on_project_gt(imap, root: Path, max_distance: float) -> dict:
+    """AP / AP50 / AP25 on a project-layout folder's ``gt/points.npz``: all instances, and objects only
+    (structure from ``gt/objects.json`` made void)."""
+    from scene.datasets import ProjectSource
+    from scene.eval import objects_only
+
+    source = ProjectSource(root)
+    points = source.gt_points()
+    if points is None:
+        raise CLIError(f"--gt {root}: no gt/points.npz there")
+    structure = [o.id for o in (source.gt_objects() or []) if o.is_structure]
+    return {
+        "all_instances": map_instance_ap(imap, points.xyz, points.ids, max_distance),
+        "objects": map_instance_ap(imap, points.xyz, objects_only(points.ids, structure), max_distance),
+        "protocol": f"ScanNet class-agnostic AP on {len(points.xyz)} GT surface points, map labels within "
+                    f"{max_distance:g} m; 'objects' makes structure void",
+    }
+
+
+def evaluate_on_point_ids(imap, ids_path: Path, vertices_path: Path, max_distance: float) -> dict:
+    """AP on per-vertex GT ids aligned with ``vertices_path``. Ids >= 1000 are read as ScanNet's
+    ``label * 1000 + instance`` encoding (18 benchmark classes kept); smaller ids as plain instance ids."""
+    from scene.eval import class_agnostic_gt
+    from scene.export import read_vertices
+
+    xyz, _ = read_vertices(vertices_path)
+    if ids_path.suffix.lower() == ".npy":
+        gt = np.load(ids_path)
+    else:
+        gt = np.loadtxt(ids_path, dtype=np.int64, ndmin=1)
+    gt = np.asarray(gt).reshape(-1)
+    if len(gt) != len(xyz) or not np.issubdtype(gt.dtype, np.integer):
+        raise CLIError(f"--gt {ids_path}: need {len(xyz)} integer ids (one per vertex of {vertices_path}), "
+                       f"got {gt.dtype} x {len(gt)}")
+    if gt.max(initial=0) >= 1000:
+        gt = class_agnostic_gt(gt)
+    return {"instances": map_instance_ap(imap, xyz, gt, max_distance),
+            "protocol": f"ScanNet class-agnostic AP on {len(xyz)} vertices, map labels within {max_distance:g} m"}
+
+
+def read_gt_boxes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(G x 6 min/max boxes in the aligned frame, 4 x 4 axis_align_matrix) from a gt_boxes.json."""
+    try:
+        data = json.loads(path.read_text())
+        boxes = [(np.asarray(b["center_aligned"], np.float64), np.asarray(b["size"], np.float64))
+                 for b in data["boxes"]]
+        matrix = np.asarray(data.get("axis_align_matrix", np.eye(4)), np.float64).reshape(4, 4)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CLIError(f"--gt {path}: not a gt_boxes.json with 'boxes' (center_aligned, size): {exc}") from None
+    gt = np.array([np.concatenate([c - s / 2, c + s / 2]) for c, s in boxes], np.float64).reshape(-1, 6)
+    return gt, matrix
+
+
+def evaluate_boxes(imap, path: Path, include_structure: bool = False) -> dict:
+    """Box AP25/AP50 of the map objects' AABBs (after ``axis_align_matrix``) against the GT boxes."""
+    from scene.eval import box_ap
+
+    gt, matrix = read_gt_boxes(path)
+    objects = [o for o in imap if include_structure or not o.is_structure]
+    boxes = np.zeros((len(objects), 6), np.float64)
+    for k, o in enumerate(objects):
+        aligned = o.points.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+        boxes[k] = np.concatenate([aligned.min(0), aligned.max(0)])
+    scores = np.array([o.confidence for o in objects], np.float64)
+    result = box_ap(gt, boxes, scores).as_dict()
+    return {"boxes": result, "protocol": f"VOC-style 3D box AP of {len(objects)} object AABBs "
+            f"({'with' if include_structure else 'without'} structure) vs {len(gt)} GT boxes, axis-aligned frame"}
+
+
+# --------------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scene", description="3D scene segmentation and instance mapping")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_info(sub)
+    _add_query(sub)
+    _add_export(sub)
+    _add_eval(sub)
+
+    demo = sub.add_parser("demo", help="generate a synthetic scene, map and evaluate it, write pictures (no data needed)")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--preset", default="room-noisy", help="synthetic preset (default: room-noisy)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--frames", type=int, default=60, help="number of frames to generate")
+    demo.add_argument("--frames", type=int, default=60, help="number of frames to generate (default: 60)")
+    demo.add_argument("--width", type=int, default=320, help="image width in pixels (default: 320)")
+    demo.add_argument("--height", type=int, default=240, help="image height in pixels (default: 240)")
     demo.set_defaults(func=_cmd_demo)
 
     inspect = sub.add_parser("inspect", help="detect a dataset's format and summarise it")
@@ -57,14 +456,97 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _add_run(sub) -> None:
+    run = sub.add_parser("run", help="map a dataset into an instance map file")
+    run.add_argument("data", help="dataset folder (any supported format)")
+    run.add_argument("--out", required=True, help="map file to write (SQLite, e.g. map.sqlite)")
+    run.add_argument("--format", default=None, help="force a dataset format instead of detecting it")
+    run.add_argument("--segmenter", default=None, help="mask generator: geometric (default) or sam")
+    run.add_argument("--checkpoint", default=None, help="SAM checkpoint for --segmenter sam")
+    run.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
+    run.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
+    run.add_argument("--online-only", action="store_true", help="skip the global refinement")
+    run.add_argument("--save-every", type=int, default=None, help="incremental save every N frames (default 10)")
+    run.add_argument("--config", default=None, help="TOML config (see docs/config.example.toml)")
+    run.add_argument("--view", action="store_true", help="show the map live in a browser (viz.viewer)")
+    run.add_argument("--port", type=int, default=8080, help="--view: viewer port on 127.0.0.1 (default 8080)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+
+def _add_info(sub) -> None:
+    info = sub.add_parser("info", help="summarise a map file")
+    info.add_argument("map", help="map file (.sqlite)")
+    info.add_argument("--top", type=_positive_int, default=10, help="largest objects to list (default 10)")
+    info.set_defaults(func=_cmd_info)
+
+
+def _add_query(sub) -> None:
+    query = sub.add_parser("query", help="spatial queries on a map (metres, world frame)")
+    query.add_argument("map", help="map file (.sqlite)")
+    kind = query.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--at", nargs=3, type=float, metavar=("X", "Y", "Z"), help="the object at a point")
+    kind.add_argument("--radius", nargs=4, type=float, metavar=("X", "Y", "Z", "R"), help="objects within R m")
+    kind.add_argument("--nearest", nargs=4, type=float, metavar=("X", "Y", "Z", "K"), help="the K nearest objects")
+    kind.add_argument("--ray", nargs=6, type=float, metavar=("OX", "OY", "OZ", "DX", "DY", "DZ"),
+                      help="the first object along a ray")
+    query.add_argument("--max-distance", type=float, default=0.05, help="--at: search distance in m (default 0.05)")
+    query.set_defaults(func=_cmd_query)
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="write a map as PLY, ScanNet predictions or JSON")
+    export.add_argument("map", help="map file (.sqlite)")
+    export.add_argument("--ply", default=None, help="instance point cloud PLY to write")
+    export.add_argument("--color-by", choices=("instance", "rgb"), default="instance", help="PLY colours")
+    export.add_argument("--scannet", default=None, help="folder for ScanNet instance predictions")
+    export.add_argument("--vertices", default=None, help="the scan's vertices (PLY, or .bin float32 N x 6 / N x 3)")
+    export.add_argument("--name", default=None, help="scene name for --scannet (default: the vertices file's stem)")
+    export.add_argument("--max-distance", type=float, default=None,
+                        help="--scannet: vertex-to-map distance in m (default 2 voxels)")
+    export.add_argument("--json", default=None, help="JSON summary to write")
+    export.set_defaults(func=_cmd_export)
+
+
+def _add_eval(sub) -> None:
+    ev = sub.add_parser("eval", help="evaluate a map against ground truth")
+    ev.add_argument("map", help="map file (.sqlite)")
+    ev.add_argument("--gt", required=True,
+                    help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt)")
+    ev.add_argument("--vertices", default=None, help="points the per-point ids label (PLY or .bin)")
+    ev.add_argument("--max-distance", type=float, default=None, help="point-to-map distance in m (default 2 voxels)")
+    ev.add_argument("--include-structure", action="store_true", help="box AP: also score structure objects")
+    ev.add_argument("--json", default=None, help="write the results as JSON")
+    ev.set_defaults(func=_cmd_eval)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a one-line usage error (2)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    from scene.config import ConfigError
     from scene.datasets import DatasetError
+    from scene.storage import MapStorageError
 
     try:
         return int(args.func(args) or 0)
-    except (CLIError, DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"scene {args.command}: error: {exc}", file=sys.stderr)
+    except (CLIError, ConfigError, DatasetError, MapStorageError, FileNotFoundError, KeyError, ValueError,
+            OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"scene {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"scene {args.command}: interrupted", file=sys.stderr)

@@ -1,0 +1,517 @@
+"""The mapping pipeline: frames -> masks -> 3D segments -> persistent objects -> an ``InstanceMap``.
+
+``Mapper.integrate(frame)`` runs one frame through the mask generator, the lifter and the online tracker,
+then updates the per-voxel state of the voxels in view and marks the objects they belong to; those
+objects (only those) are rebuilt when the map is next read or saved, which happens every ``save_every``
+frames (an incremental SQLite save of the changed objects). No per-frame cost grows with the number of
+frames seen; the per-save rebuild is one pass over the map's voxels plus the touched objects. ``finalize()`` runs the global refinement and writes the final map; ``run`` does it all for a
+frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera axes.
+
+Object geometry: one point per voxel (``voxel_size`` metres), the mean of every lifted point that fell
+in that voxel, with its mean colour; each point's weight is the number of segment observations of its
+voxel. A voxel belongs to the object holding the most observations of it in the tracker.
+
+Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
+new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and
+the object statistics (observations, frames, confidence, best view) are restored, so new frames keep
+associating to the saved objects and new ids never collide with old ones. Not restored: the tracker's
+per-segment history and per-voxel visibility counts (they are not in the map file). Therefore a resumed
+mapper's ``finalize`` cannot run the global refinement and keeps the online map (recorded as
+``metadata.extra['refined'] = False``); run from scratch for a refined map.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lift3d.lift import lift_frame
+from lift3d.voxels import VoxelIndex, keys_of_points
+from scene.config import MapperConfig
+from scene.datasets import Frame
+from scene.map import InstanceMap, MapMetadata, MapObject
+from scene.storage import MapStore
+from segment2d.types import MaskSet
+from tracking.export import ObjectMap, observation_confidence
+from tracking.online import OnlineTracker, StepResult
+from tracking.pipeline import exclusive_masks
+from tracking.refine import refine
+
+STAGES = ("segment", "lift_associate", "map_update", "save")
+_SOURCE_INDEX = "_mapper_mask_index"  # carried through exclusive_masks to map segments back to input masks
+
+
+@dataclass
+class FrameResult:
+    """One integrated frame: ``masks`` (the generator's MaskSet), ``object_ids`` (one persistent id per
+    mask, int64, -1 where the mask was dropped by partitioning or lifting; an id may name an object still
+    below ``min_object_voxels``, hence not yet in the map), ``new_ids`` / ``merged``
+    ((kept, retired) pairs) from the tracker, ``num_objects`` in the map afterwards, ``timings`` seconds
+    per stage (``STAGES``; "save" is 0 when nothing was saved, and includes rebuilding the objects touched
+    since the last save, which are rebuilt lazily) and ``saved`` (an incremental save ran)."""
+
+    frame_index: int
+    masks: MaskSet
+    object_ids: np.ndarray
+    new_ids: np.ndarray
+    merged: list
+    num_objects: int
+    timings: dict
+    saved: bool = False
+
+
+class _VoxelGeometry:
+    """Per map voxel: point and colour sums, observation count and owning object; per object id its voxel
+    count. Bounded by the map's voxels; a frame's update touches only its voxels (merges and ``rows_of``
+    scan the owner array once, vectorised)."""
+
+    def __init__(self) -> None:
+        self.index = VoxelIndex()
+        self.xyz_sum = np.zeros((0, 3), np.float64)
+        self.rgb_sum = np.zeros((0, 3), np.float64)
+        self.hits = np.zeros(0, np.int64)
+        self.owner = np.zeros(0, np.int64)
+        self.count = np.zeros(0, np.int64)  # voxels owned, per object id
+
+    def accumulate(self, keys: np.ndarray, points: np.ndarray, colors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Add ``weights`` observations of points (N x 3 metres) and colours (N x 3) to voxels ``keys``;
+        returns the distinct rows touched."""
+        rows = self.index.insert(keys)
+        self._grow(len(self.index))
+        distinct, at = np.unique(rows, return_inverse=True)
+        at = at.reshape(-1)
+        n = distinct.size
+        w = weights.astype(np.float64)
+        for axis in range(3):
+            self.xyz_sum[distinct, axis] += np.bincount(at, points[:, axis] * w, minlength=n)
+            self.rgb_sum[distinct, axis] += np.bincount(at, colors[:, axis] * w, minlength=n)
+        self.hits[distinct] += np.bincount(at, weights, minlength=n).astype(np.int64)
+        return distinct
+
+    def assign(self, rows: np.ndarray, owners: np.ndarray) -> set[int]:
+        """Set the owner of the distinct voxel ``rows``; returns every object whose voxels or sums changed."""
+        old = self.owner[rows]
+        moved = old != owners
+        lost = old[moved & (old >= 0)]
+        self._grow_count(int(owners.max(initial=-1)) + 1)
+        np.subtract.at(self.count, lost, 1)
+        np.add.at(self.count, owners[moved], 1)
+        self.owner[rows] = owners
+        return set(np.unique(owners).tolist()) | set(np.unique(lost).tolist())
+
+    def merge(self, keep: int, retire: int) -> None:
+        self._grow_count(max(keep, retire) + 1)
+        self.owner[self.owner == retire] = keep
+        self.count[keep] += self.count[retire]
+        self.count[retire] = 0
+
+    def rows_of(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Voxel rows of each object in ``ids`` (one pass over the owner array)."""
+        rows = np.flatnonzero(np.isin(self.owner, np.asarray(ids, np.int64)))
+        order = np.argsort(self.owner[rows], kind="stable")
+        rows, owners = rows[order], self.owner[rows[order]]
+        cuts = np.searchsorted(owners, ids)
+        ends = np.searchsorted(owners, ids, side="right")
+        return {obj: rows[a:b] for obj, a, b in zip(ids, cuts, ends)}
+
+    def num_objects(self, min_voxels: int) -> int:
+        return int((self.count >= min_voxels).sum())
+
+    def geometry(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean points N x 3 float32, mean colours N x 3 uint8, weights N float32) of voxel ``rows``."""
+        hits = np.maximum(self.hits[rows], 1).astype(np.float64)[:, None]
+        points = (self.xyz_sum[rows] / hits).astype(np.float32)
+        colors = np.clip(np.round(self.rgb_sum[rows] / hits), 0, 255).astype(np.uint8)
+        return points, colors, self.hits[rows].astype(np.float32)
+
+    def _grow(self, n: int) -> None:
+        have = len(self.hits)
+        if n <= have:
+            return
+        size = max(n, 2 * have, 1024)
+        self.xyz_sum = np.concatenate([self.xyz_sum, np.zeros((size - have, 3))])
+        self.rgb_sum = np.concatenate([self.rgb_sum, np.zeros((size - have, 3))])
+        self.hits = np.concatenate([self.hits, np.zeros(size - have, np.int64)])
+        self.owner = np.concatenate([self.owner, np.full(size - have, -1, np.int64)])
+
+    def _grow_count(self, n: int) -> None:
+        if n > len(self.count):
+            self.count = np.concatenate([self.count, np.zeros(max(n, 2 * len(self.count), 256) - len(self.count), np.int64)])
+
+
+class Mapper:
+    """Builds an ``InstanceMap`` frame by frame (see the module docstring).
+
+    ``out``: the SQLite map file for incremental saves (``None``: keep the map in memory only; an existing
+    file is overwritten by the first save). ``generator``: a ready ``MaskGenerator`` instead of building
+    ``config.segmenter``. ``metadata``: source path/format and extra provenance for the map.
+    """
+
+    def __init__(self, config: MapperConfig | None = None, out: str | Path | None = None,
+                 generator=None, metadata: MapMetadata | None = None) -> None:
+        config = config if config is not None else MapperConfig()
+        self.config = config
+        self.generator = generator if generator is not None else _make_generator(config)
+        self.tracker = OnlineTracker(config.tracking)
+        self._map = InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size))
+        self._map.metadata.voxel_size = config.voxel_size
+        if config.up is not None:
+            self._map.metadata.up = np.asarray(config.up, np.float64)
+        self._map.metadata.extra.setdefault("config", config.to_dict())
+        self._dirty: set[int] = set()
+        self.path = None if out is None else Path(out)
+        self.resumed = False
+        self._voxels = _VoxelGeometry()
+        self._store: MapStore | None = None
+        self._saved_once = False
+        self._since_save = 0
+        self._finalized = False
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def resume(cls, path: str | Path, config: MapperConfig | None = None, generator=None) -> "Mapper":
+        """Reopen the map file ``path`` written by a (possibly killed) mapper and continue it; see the
+        module docstring for what is restored. ``config.voxel_size`` is replaced by the map's."""
+        config = config if config is not None else MapperConfig()
+        store = MapStore(path)
+        imap = store.load()
+        if abs(imap.metadata.voxel_size - config.voxel_size) > 1e-12:
+            config = replace(config, voxel_size=imap.metadata.voxel_size)
+        mapper = cls(config, None, generator, imap.metadata)
+        mapper.path, mapper._store, mapper._saved_once, mapper.resumed = Path(path), store, True, True
+        mapper._map = imap
+        mapper._seed_from_map()
+        return mapper
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def map(self) -> InstanceMap:
+        """The map, with every object touched since the last access rebuilt (objects are rebuilt lazily,
+        once per access or save, not once per frame)."""
+        self._flush()
+        return self._map
+
+    @property
+    def num_objects(self) -> int:
+        """Objects the map holds (counted without rebuilding them)."""
+        return self._voxels.num_objects(self.config.min_object_voxels)
+
+    @property
+    def last_frame(self) -> int:
+        """Index of the last integrated frame (-1 before any)."""
+        frames, _ = self._map.trajectory
+        return int(frames[-1]) if len(frames) else -1
+
+    # ---- per frame --------------------------------------------------------------------------
+
+    def integrate(self, frame: Frame) -> FrameResult:
+        """Segment, lift and associate one frame, update the map's touched objects, save every N frames."""
+        if not isinstance(frame, Frame):
+            raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
+        if self._finalized:
+            raise RuntimeError("Mapper.integrate: the mapper was finalized; resume the map file to add frames")
+        if frame.index <= self.last_frame:
+            raise ValueError(f"Mapper.integrate: frame {frame.index} is not after the last integrated frame "
+                             f"{self.last_frame}")
+        timings = dict.fromkeys(STAGES, 0.0)
+        start = time.perf_counter()
+        masks = self.generator.generate(frame)
+        timings["segment"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        segments, step, segment_mask = self._track(frame, masks)
+        timings["lift_associate"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        self._remember_camera(frame)
+        self._apply_merges(step.merged)
+        self._dirty |= self._add_segments(segments)
+        self._map.add_frame(frame.index, frame.pose)
+        object_ids = np.full(len(masks), -1, np.int64)
+        if len(segments):
+            object_ids[segment_mask] = self.tracker.resolve(step.object_ids)
+        timings["map_update"] = time.perf_counter() - start
+
+        self._since_save += 1
+        saved = self.config.save_every > 0 and self._since_save >= self.config.save_every and self.path is not None
+        if saved:
+            start = time.perf_counter()
+            self.save()
+            timings["save"] = time.perf_counter() - start
+        return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
+                           timings, saved)
+
+    def save(self) -> None:
+        """Write what changed since the last save (the whole map the first time) to ``out``."""
+        if self.path is None:
+            return
+        self._flush()
+        store = self._open_store()
+        if self._saved_once:
+            store.save_incremental(self._map)
+        else:
+            store.save(self._map)
+            self._saved_once = True
+        self._since_save = 0
+
+    def finalize(self) -> InstanceMap:
+        """Run the global refinement (unless ``online_only`` or resumed), rebuild the map from it with
+        long-lived objects keeping their ids (the remap is recorded), save it in full and return it."""
+        refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
+        self._flush()
+        if refined:
+            self._map = self._refined_map()
+        if self.tracker.frames_seen > 0:  # a resumed mapper with nothing new keeps the file's flag
+            self._map.metadata.extra["refined"] = bool(refined)
+        self._finalized = True
+        if self.path is not None:
+            self._open_store().save(self._map)
+            self._saved_once, self._since_save = True, 0
+        return self._map
+
+    # ---- internals: one frame ---------------------------------------------------------------
+
+    def _track(self, frame: Frame, masks: MaskSet) -> tuple[list, StepResult, np.ndarray]:
+        """Partition and lift ``masks``, step the tracker; returns the segments, the step and, per
+        segment, the index of its mask in ``masks``."""
+        tagged = MaskSet(masks.masks, masks.scores, masks.boxes,
+                         {**masks.extra, _SOURCE_INDEX: np.arange(len(masks), dtype=np.int64)})
+        exclusive = exclusive_masks(tagged, self.config.partition)
+        segments = lift_frame(frame, exclusive, self.config.lift)
+        rows = np.array([s.mask_index for s in segments], np.int64)
+        structure = exclusive.extra.get("is_structure")
+        flags = None if structure is None else np.asarray(structure, bool)[rows]
+        step = self.tracker.step(frame, segments, flags)
+        source = exclusive.extra[_SOURCE_INDEX][rows] if len(segments) else np.zeros(0, np.int64)
+        return segments, step, np.asarray(source, np.int64)
+
+    def _remember_camera(self, frame: Frame) -> None:
+        meta = self._map.metadata
+        if meta.K is None:
+            meta.K = np.asarray(frame.K, np.float64)
+            meta.image_size = (frame.height, frame.width)
+
+    def _apply_merges(self, merged: list) -> None:
+        for keep, retire in merged:
+            keep = int(self.tracker.resolve(np.array([keep]))[0])
+            self._voxels.merge(keep, int(retire))
+            self._dirty.discard(int(retire))
+            self._dirty.add(keep)
+            if int(retire) in self._map:
+                self._map.remove(int(retire))
+            self._map.record_remap({int(retire): keep})
+
+    def _add_segments(self, segments: list) -> set[int]:
+        """Accumulate the segments' points into their voxels and re-own those voxels by the tracker's
+        dominant label; returns the touched object ids."""
+        if not segments:
+            return set()
+        keys = np.concatenate([s.voxel_keys for s in segments])
+        points = np.concatenate([_segment_points(s) for s in segments])
+        colors = np.concatenate([_segment_colors(s) for s in segments]).astype(np.float64)
+        weights = np.ones(keys.size, np.int64)
+        rows = self._voxels.accumulate(keys, points, colors, weights)
+        owners, _ = self.tracker.labels.dominant_label(self._voxels.index.keys[rows])
+        owners = self.tracker.resolve(owners.astype(np.int64))
+        known = owners >= 0
+        return self._voxels.assign(rows[known], owners[known])
+
+    def _flush(self) -> None:
+        """Rebuild the map objects touched since the last flush from their voxels and the tracker's statistics."""
+        table = self.tracker.objects
+        touched, self._dirty = sorted(self._dirty), set()
+        if not touched:
+            return
+        members = self._voxels.rows_of(touched)
+        for obj in touched:
+            rows = members[obj]
+            if rows.size < self.config.min_object_voxels:
+                if obj in self._map:
+                    self._map.remove(obj)
+                continue
+            num_obs = int(table.num_obs[obj])
+            confidence = observation_confidence(table.mean_score(np.array([obj])), np.array([num_obs]))[0]
+            self._map.update(self._object(
+                obj, rows, num_observations=num_obs, first_frame=int(table.first_frame[obj]),
+                last_frame=int(table.last_frame[obj]), confidence=float(np.clip(confidence, 0.0, 1.0)),
+                best_view_frame=int(table.best_frame[obj]), best_view_box=table.best_box[obj],
+                is_structure=bool(table.structure_votes[obj] * 2 > num_obs),
+            ))
+
+    def _object(self, obj: int, rows: np.ndarray, **statistics) -> MapObject:
+        points, colors, weights = self._voxels.geometry(rows)
+        return MapObject.from_points(obj, points, colors, weights, up=self._map.metadata.up, **statistics)
+
+    def _open_store(self) -> MapStore:
+        if self._store is None:
+            self._store = MapStore(self.path)
+        return self._store
+
+    # ---- internals: refinement and resume ----------------------------------------------------
+
+    def _refined_map(self) -> InstanceMap:
+        result = refine(self.tracker, self.config.refine)
+        objects = result.object_map
+        imap = InstanceMap(self._map.metadata)
+        frames, poses = self._map.trajectory
+        for index, pose in zip(frames, poses):
+            imap.add_frame(int(index), pose)
+        imap.num_frames = self._map.num_frames
+        imap.id_remap = dict(self._map.id_remap)
+        stats = _refined_statistics(self.tracker, objects)
+        order = np.argsort(objects.object, kind="stable")
+        cuts = np.searchsorted(objects.object[order], objects.ids)
+        bounds = np.r_[cuts, objects.object.size]
+        for k, obj in enumerate(objects.ids.tolist()):
+            keys = objects.keys[order[bounds[k]:bounds[k + 1]]]
+            imap.add(self._refined_object(obj, keys, objects, k, stats))
+        live = set(objects.ids.tolist())
+        imap.record_remap({old: new for old, new in result.remap.items() if old != new and old not in live})
+        return imap
+
+    def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:
+        rows = self._voxels.index.lookup(keys)
+        known = rows >= 0
+        points, colors, weights = self._voxels.geometry(rows[known])
+        if not known.all():  # voxels without lifted points (none expected): their centres, grey
+            from lift3d.voxels import voxel_centers
+
+            points = np.concatenate([points, voxel_centers(keys[~known], objects.voxel_size).astype(np.float32)])
+            colors = np.concatenate([colors, np.full(((~known).sum(), 3), 128, np.uint8)])
+            weights = np.concatenate([weights, np.ones((~known).sum(), np.float32)])
+        return MapObject.from_points(
+            obj, points, colors, weights, up=self._map.metadata.up, num_observations=int(objects.num_obs[k]),
+            first_frame=int(stats["first"][k]), last_frame=int(stats["last"][k]),
+            confidence=float(np.clip(objects.confidence[k], 0.0, 1.0)), best_view_frame=int(stats["best_frame"][k]),
+            best_view_box=stats["best_box"][k], is_structure=bool(objects.structure[k]),
+        )
+
+    def _seed_from_map(self) -> None:
+        """Rebuild the voxel geometry and a tracker state from the loaded map (see the module docstring)."""
+        voxel = self.config.voxel_size
+        table = self.tracker.objects
+        table.create(self._map.next_id())
+        for obj in self._map:
+            keys = keys_of_points(obj.points, voxel)
+            weights = np.maximum(np.round(obj.weights if obj.weights is not None else 1), 1).astype(np.int64)
+            weights = np.broadcast_to(weights, keys.shape)
+            rows = self._voxels.accumulate(keys, obj.points.astype(np.float64), obj.colors.astype(np.float64), weights)
+            self._voxels.assign(rows, np.full(rows.size, obj.id, np.int64))
+            self.tracker.labels.add(keys, obj.id, weights)
+            self._restore_statistics(obj)
+        for old, new in self._map.id_remap.items():
+            if old < len(table):
+                table.parent[old] = new
+
+    def _restore_statistics(self, obj: MapObject) -> None:
+        table, n = self.tracker.objects, max(obj.num_observations, 1)
+        discount = 1.0 - np.exp(-n / 4.0)  # inverse of observation_confidence's discount
+        table.first_frame[obj.id], table.last_frame[obj.id] = obj.first_frame, obj.last_frame
+        table.num_obs[obj.id] = obj.num_observations
+        table.score_sum[obj.id] = min(obj.confidence / discount, 1.0) * obj.num_observations
+        table.structure_votes[obj.id] = obj.num_observations if obj.is_structure else 0
+        table.best_frame[obj.id], table.best_points[obj.id] = obj.best_view_frame, obj.num_points
+        table.best_box[obj.id] = obj.best_view_box
+
+
+def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap) -> dict:
+    """Per refined object (aligned with ``objects.ids``), from every recorded segment sharing voxels with
+    it: first and last frame, and the frame and 2D box of the segment with most voxels inside it."""
+    records = tracker.segments
+    n = objects.ids.size
+    stats = {"first": np.full(n, -1, np.int64), "last": np.full(n, -1, np.int64),
+             "best_frame": np.full(n, -1, np.int64), "best_box": np.zeros((n, 4), np.float32)}
+    seg_rows, keys = records.all_keys()
+    order = np.argsort(objects.keys, kind="stable")
+    sorted_keys = objects.keys[order]
+    if n == 0 or keys.size == 0:
+        return stats
+    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    hit = sorted_keys[at] == keys
+    row = np.searchsorted(objects.ids, objects.object[order][at[hit]])
+    pairs, counts = np.unique(row * len(records) + seg_rows[hit], return_counts=True)
+    obj, seg = np.divmod(pairs, len(records))
+    frames = records.frame.view[seg]
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, obj, frames)
+    np.maximum.at(stats["last"], obj, frames)
+    stats["first"] = np.where(first == np.iinfo(np.int64).max, -1, first)
+    lead = np.lexsort((-counts, obj))
+    lead = lead[np.r_[True, obj[lead][1:] != obj[lead][:-1]]]
+    stats["best_frame"][obj[lead]] = frames[lead]
+    stats["best_box"][obj[lead]] = records.box.view[seg[lead]]
+    return stats
+
+
+def _segment_points(segment) -> np.ndarray:
+    if segment.points is not None:
+        return np.asarray(segment.points, np.float64)
+    from lift3d.voxels import voxel_centers
+
+    return voxel_centers(segment.voxel_keys, segment.voxel_size)
+
+
+def _segment_colors(segment) -> np.ndarray:
+    if segment.colors is not None:
+        return np.asarray(segment.colors)
+    return np.full((segment.num_voxels, 3), 128, np.uint8)
+
+
+def _make_generator(config: MapperConfig):
+    from segment2d.factory import make_generator
+
+    return make_generator(config.segmenter, **config.segmenter_options)
+
+
+ProgressCallback = Callable[[FrameResult, int, int], None]
+
+
+def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
+        out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None) -> InstanceMap:
+    """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
+
+    ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
+    final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
+    skipped. ``max_frames``: stop after that many frames of ``source``. On KeyboardInterrupt the map so
+    far is saved (online, not refined) before the interrupt propagates, so no integrated frame is lost.
+    """
+    config = config if config is not None else MapperConfig()
+    mapper = mapper if mapper is not None else Mapper(config, out, metadata=_source_metadata(source, config))
+    total = len(source) if max_frames is None else min(len(source), int(max_frames))
+    try:
+        for done, frame in enumerate(_frames(source, total), 1):
+            if frame.index <= mapper.last_frame:
+                continue
+            result = mapper.integrate(frame)
+            if progress is not None:
+                progress(result, done, total)
+        return mapper.finalize()
+    except KeyboardInterrupt:
+        mapper.save()
+        raise
+    finally:
+        mapper.close()
+
+
+def _frames(source, total: int):
+    for k, frame in enumerate(source):
+        if k >= total:
+            return
+        yield frame
+
+
+def _source_metadata(source, config: MapperConfig) -> MapMetadata:
+    root = getattr(source, "root", "")
+    return MapMetadata(voxel_size=config.voxel_size, source_path=str(root),
+                       source_format=str(getattr(source, "format_name", "")))
+
+
+__all__ = ["FrameResult", "Mapper", "STAGES", "run"]

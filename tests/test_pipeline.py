@@ -1,0 +1,253 @@
+"""The Mapper on a small synthetic scene: persistent ids, per-mask ids, incremental saves, a process killed
+mid-run and resumed, refinement, and the TOML configuration."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scene.config import ConfigError, MapperConfig, load_config
+from scene.datasets import open_dataset
+from scene.datasets.synthetic import make_scene, write_scene
+from scene.pipeline import STAGES, Mapper, run
+from scene.storage import MapStore
+
+NUM_FRAMES = 12
+SAVE_EVERY = 4
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "docs" / "config.example.toml"
+
+
+@pytest.fixture(scope="module")
+def scene():
+    # 100 frames around the room, the first 12 used: neighbouring views overlap like a real capture.
+    return make_scene("room", seed=0, noisy=True, num_frames=100, width=320, height=240)
+
+
+@pytest.fixture(scope="module")
+def frames(scene):
+    return list(scene.source(stop=NUM_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def mapped(frames, tmp_path_factory):
+    """Integrate the frames once, saving every SAVE_EVERY frames; after each save, read the file back."""
+    path = tmp_path_factory.mktemp("mapper") / "map.sqlite"
+    mapper = Mapper(MapperConfig(save_every=SAVE_EVERY), path)
+    results, saved_frames, snapshots = [], [], []
+    for frame in frames:
+        before = {o.id: o for o in mapper.map}
+        result = mapper.integrate(frame)
+        snapshots.append((before, {o.id: o for o in mapper.map}))
+        results.append(result)
+        if result.saved:
+            with MapStore(path, read_only=True) as store:
+                saved_frames.append(store.load().num_frames)
+    online = mapper.map
+    online_ids = set(online.ids.tolist())
+    final = mapper.finalize()
+    mapper.close()
+    return {"mapper": mapper, "results": results, "saved_frames": saved_frames, "snapshots": snapshots,
+            "online_ids": online_ids, "final": final, "path": path}
+
+
+def test_one_id_per_mask_and_timings(mapped):
+    for result in mapped["results"]:
+        assert result.object_ids.shape == (len(result.masks),) and result.object_ids.dtype == np.int64
+        assert np.all(result.object_ids >= -1)
+        assert (result.object_ids >= 0).sum() >= len(result.masks) // 3, "most masks should reach the map"
+        assert set(result.timings) == set(STAGES) and all(v >= 0 for v in result.timings.values())
+        assert result.timings["segment"] > 0 and result.timings["lift_associate"] > 0
+
+
+def test_ids_of_a_static_object_persist_across_frames(mapped, frames):
+    """The mask that best covers a GT instance carries the same (remap-resolved) id in most frames."""
+    imap = mapped["mapper"].map
+    per_instance: dict[int, list[int]] = {}
+    for frame, result in zip(frames, mapped["results"]):
+        masks = result.masks.masks
+        for gt_id in np.unique(frame.instance_ids[frame.instance_ids > 0]):
+            instance = frame.instance_ids == gt_id
+            if instance.sum() < 500:
+                continue
+            iou = (masks & instance).sum((1, 2)) / np.maximum((masks | instance).sum((1, 2)), 1)
+            best = int(iou.argmax())
+            if iou[best] > 0.5 and result.object_ids[best] >= 0:
+                per_instance.setdefault(int(gt_id), []).append(imap.resolve_id(int(result.object_ids[best])))
+    tracked = {g: ids for g, ids in per_instance.items() if len(ids) >= 3}
+    assert len(tracked) >= 2, per_instance
+    for gt_id, ids in tracked.items():
+        share = Counter(ids).most_common(1)[0][1] / len(ids)
+        assert share >= 0.7, (gt_id, ids)
+
+
+def test_incremental_saves_every_n_frames(mapped):
+    saved = [r.saved for r in mapped["results"]]
+    assert saved == [(k + 1) % SAVE_EVERY == 0 for k in range(NUM_FRAMES)]
+    assert mapped["saved_frames"] == list(range(SAVE_EVERY, NUM_FRAMES + 1, SAVE_EVERY))
+
+
+def test_a_frame_rebuilds_only_the_objects_it_touches(mapped):
+    """Objects a frame does not observe keep their very MapObject (the update is per touched object)."""
+    kept_any = False
+    for (before, after), result in zip(mapped["snapshots"][1:], mapped["results"][1:]):
+        seen = set(result.object_ids[result.object_ids >= 0].tolist())
+        untouched = [i for i in before if i in after and i not in seen]
+        kept_any |= any(after[i] is before[i] for i in untouched)
+        for i in after:
+            if i in before and after[i] is not before[i]:
+                assert after[i].last_frame <= result.frame_index
+    assert kept_any
+
+
+@pytest.mark.parametrize("which", ["online", "final"])
+def test_map_objects_hold_geometry_and_statistics(mapped, which):
+    imap = mapped["mapper"].map if which == "final" else _as_map(mapped["snapshots"][-1][1], mapped["final"])
+    frames, poses = imap.trajectory
+    assert frames.tolist() == list(range(NUM_FRAMES)) and imap.num_frames == NUM_FRAMES
+    assert len(imap) >= 10
+    for obj in imap:
+        assert obj.num_points >= 1 and obj.colors.shape == (obj.num_points, 3)
+        assert 0 <= obj.first_frame <= obj.last_frame < NUM_FRAMES
+        assert obj.best_view_frame in range(NUM_FRAMES)
+        x0, y0, x1, y1 = obj.best_view_box
+        assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+        assert np.all(obj.aabb_min <= obj.aabb_max)
+    assert any(o.is_structure for o in imap) and any(not o.is_structure for o in imap)
+    # Colours come from the frames: a textured room is not grey.
+    colors = np.concatenate([o.colors for o in imap]).astype(int)
+    assert colors.std() > 10
+
+
+def _as_map(objects: dict, like):
+    """An InstanceMap holding ``objects`` with the trajectory of ``like``."""
+    from scene.map import InstanceMap
+
+    imap = InstanceMap(like.metadata)
+    for obj in objects.values():
+        imap.add(obj)
+    for index, pose in zip(*like.trajectory):
+        imap.add_frame(int(index), pose)
+    return imap
+
+
+def test_finalize_refines_keeps_long_lived_ids_and_saves(mapped):
+    final = mapped["final"]
+    assert final.metadata.extra["refined"] is True
+    assert len(final) >= 5
+    # The floor is the longest-lived object: the refinement must keep its online id.
+    floor = max(final, key=lambda o: o.num_points)
+    assert floor.id in mapped["online_ids"]
+    for old, new in final.id_remap.items():
+        assert old not in final and (new in final or new in final.id_remap)
+    with MapStore(mapped["path"], read_only=True) as store:
+        loaded = store.load()
+    assert loaded.ids.tolist() == final.ids.tolist() and loaded.num_frames == NUM_FRAMES
+
+
+def _map_until_killed(dataset: str, path: str, save_every: int, queue) -> None:
+    """Child process: map the dataset, reporting each integrated frame index (killed by the parent)."""
+    mapper = Mapper(MapperConfig(save_every=save_every), path)
+    for frame in open_dataset(dataset):
+        mapper.integrate(frame)
+        queue.put(frame.index)
+    queue.put("done")
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(scene, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dataset")
+    frames = (scene.frame(i) for i in range(NUM_FRAMES))
+    small = make_scene("room", seed=0, noisy=True, num_frames=NUM_FRAMES, width=320, height=240)
+    return write_scene(small, root / "room", frames=frames, gt=False)
+
+
+def test_killed_mapper_resumes_with_every_saved_frame(dataset_dir, tmp_path):
+    path = tmp_path / "map.sqlite"
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    queue = context.Queue()
+    child = context.Process(target=_map_until_killed, args=(str(dataset_dir), str(path), 3, queue))
+    child.start()
+    try:
+        while (reported := queue.get(timeout=120)) != "done" and reported < 7:
+            pass
+        assert reported != "done", "the child finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+
+    mapper = Mapper.resume(path, MapperConfig(save_every=3))
+    saved = mapper.map  # the mapper's live map: read what was restored before mapping on
+    saved_frames = saved.num_frames
+    assert saved_frames % 3 == 0 and 6 <= saved_frames <= NUM_FRAMES - 1
+    assert saved.trajectory[0].tolist() == list(range(saved_frames))
+    saved_ids = set(saved.ids.tolist())
+    assert len(saved_ids) >= 5
+
+    final = run(open_dataset(dataset_dir), mapper=mapper)
+    assert final.trajectory[0].tolist() == list(range(NUM_FRAMES))
+    assert final.metadata.extra["refined"] is False  # documented: no segment history after a resume
+    survivors = sum(final.resolve_id(i) in final for i in saved_ids)
+    assert survivors >= 0.8 * len(saved_ids)
+    # New frames associate to the restored objects instead of only creating new ones.
+    assert sum(o.last_frame >= saved_frames for o in final if o.id in saved_ids) >= 3
+    with MapStore(path, read_only=True) as store:
+        assert store.load().num_frames == NUM_FRAMES
+
+
+# ---- configuration ----------------------------------------------------------------------------------
+
+
+def test_toml_config_nested_values_and_voxel_size(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('voxel_size = 0.03\nsave_every = 5\n[refine]\nsplit_gap = "none"\nobserver_quantiles = [0.5, 0.0]\n'
+                    '[tracking.association]\nmatch_iou = 0.4\n[segmenter_options]\nwork_width = 160\n')
+    config = load_config(path)
+    assert config.save_every == 5 and config.refine.split_gap is None
+    assert config.refine.observer_quantiles == (0.5, 0.0)
+    assert config.tracking.association.match_iou == 0.4
+    assert config.lift.voxel_size == config.tracking.voxel_size == 0.03
+    assert config.segmenter_options == {"work_width": 160}
+
+
+@pytest.mark.parametrize("text, key", [
+    ("voxelsize = 0.02\n", "voxelsize"),
+    ("[tracking.association]\nmatch = 0.3\n", "tracking.association.match"),
+    ("[lift.clean]\nerode = 1\n", "lift.clean.erode"),
+])
+def test_unknown_config_key_names_key_and_file(tmp_path, text, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"'{key}'" in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["save_every = 'ten'\n", "voxel_size = -1.0\n", "[refine]\nconsensus = 2.0\n",
+                                  "voxel_size = \n"])
+def test_bad_config_values_are_clear_errors(tmp_path, text):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_example_config_documents_every_field_at_its_default():
+    import tomllib
+
+    def keys(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            out |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "segmenter_options" else {prefix + k}
+        return out
+
+    documented = keys(tomllib.loads(EXAMPLE_CONFIG.read_text()))
+    defaults = MapperConfig().to_dict()
+    expected = keys(defaults) - {"lift.voxel_size", "tracking.voxel_size"}  # set by the top-level voxel_size
+    assert expected <= documented | {"segmenter_options"}
+    assert load_config(EXAMPLE_CONFIG).to_dict() == defaults

@@ -1,0 +1,116 @@
+"""Global refinement: view consensus reunites a split object, keeps the longest-lived id, filters."""
+from __future__ import annotations
+
+import numpy as np
+
+from lift3d.voxels import pack_keys
+from test_tracking_online import Boxes, frame_at, gt_masks, sweep, track
+from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConfig, refine
+from tracking.consensus import ConsensusInput, view_consensus
+from tracking.postfilter import filter_objects
+
+SMALL = RefineConfig(min_voxels=20, min_observers=2)
+
+
+def _split_box_tracker(n_frames: int = 12, split_frames: int = 1):
+    """A box seen as two halves in the first frames, as one mask later; online merging is disabled
+    so the online map keeps the two halves apart."""
+    scene = Boxes.row(1, size=0.6)
+    config = TrackerConfig(association=AssociationConfig(merge_frames=10**6))
+    tracker = OnlineTracker(config)
+    for i, pose in enumerate(sweep(n_frames, start=0.1, step=0.02)):
+        frame = frame_at(scene, i, pose)
+        masks, owners = gt_masks(frame, split={1: "rows"} if i < split_frames else None)
+        result, segments = track(tracker, frame, masks)
+        if i == 0:
+            halves = sorted(int(o) for s, o in zip(segments, result.object_ids) if owners[s.mask_index] == 1)
+    return tracker, halves, frame
+
+
+def test_global_refinement_reunites_a_split_object_under_the_longest_lived_id():
+    tracker, (older, younger), frame = _split_box_tracker()
+    online = tracker.object_map()
+    box_points = _box_surface_points(frame)
+    online_labels = online.label_points(box_points)
+    assert {older, younger} <= set(online_labels.tolist())  # online: still two objects on the box
+    assert tracker.objects.num_obs[older] > tracker.objects.num_obs[younger]
+
+    result = refine(tracker, SMALL)
+    labels = result.object_map.label_points(box_points)
+    values, counts = np.unique(labels, return_counts=True)
+    assert values[counts.argmax()] == older and counts.max() >= 0.95 * labels.size
+    assert result.remap[younger] == older and result.remap[older] == older
+    assert younger not in result.object_map.ids.tolist()
+
+
+def test_refinement_keeps_separate_objects_apart_and_wall_whole():
+    scene = Boxes.row(2, spacing=0.5)
+    tracker = OnlineTracker()
+    for i, pose in enumerate(sweep(10, start=0.0, step=0.03)):
+        frame = frame_at(scene, i, pose)
+        track(tracker, frame, gt_masks(frame)[0])
+    result = refine(tracker, SMALL)
+    depth_ids = frame.instance_ids
+    points, truth = _surface_points(frame), depth_ids.reshape(-1)[_valid_pixels(frame)]
+    labels = result.object_map.label_points(points)
+    for inst in (0, 1, 2):
+        values, counts = np.unique(labels[truth == inst], return_counts=True)
+        assert counts.max() >= 0.9 * counts.sum(), (inst, dict(zip(values, counts)))
+    majority = {inst: np.bincount(np.maximum(labels[truth == inst], 0)).argmax() for inst in (0, 1, 2)}
+    assert len(set(majority.values())) == 3
+
+
+def test_view_consensus_joins_masks_that_frames_agree_on_and_leaves_out_undersegmenting_ones():
+    # Cells along x: object A = cells 0..29, object B = cells 50..79; every frame sees both.
+    a, b = np.arange(30), np.arange(50, 80)
+    seg_cells, seg_frame, seg_mask = [], [], []
+    for f in range(6):
+        seg_cells += [a[: 15 + 5 * (f % 3)], b]  # A seen partly (a different part each frame), B whole
+        seg_frame += [f, f]
+        seg_mask += [0, 1]
+    seg_cells.append(np.concatenate([a, b]))  # an under-segmenting mask covering both, in a 7th frame
+    seg_frame.append(6)
+    seg_mask.append(0)
+    rows = np.concatenate([np.full(c.size, i) for i, c in enumerate(seg_cells)])
+    keys = pack_keys(np.stack([np.concatenate(seg_cells), np.zeros(rows.size, int), np.zeros(rows.size, int)], 1))
+    surf = pack_keys(np.stack([np.r_[a, b], np.zeros(60, int), np.zeros(60, int)], 1))
+    data = ConsensusInput(rows, keys, np.array(seg_frame), np.repeat(np.arange(7), 60), np.tile(surf, 7), 7,
+                          np.array(seg_mask))
+    result = view_consensus(data, RefineConfig(cell_factor=1, min_observers=2, observe_cells=5))
+    cluster = result.cluster
+    assert result.underseg.tolist() == [False] * 12 + [True]
+    assert cluster[12] == -1
+    assert len(set(cluster[0:12:2])) == 1 and len(set(cluster[1:12:2])) == 1
+    assert cluster[0] != cluster[1]
+
+
+def test_post_filters_drop_rare_voxels_split_parts_and_absorb_contained_objects():
+    cells = np.zeros((40, 3), np.int64)
+    cells[:20, 0] = np.arange(20)  # cluster 0, part one: x 0..19
+    cells[20:, 0] = np.arange(60, 80)  # cluster 0, part two far away: x 60..79
+    keys = pack_keys(cells)
+    rows = np.zeros(40, np.int64)
+    # cluster 0 detected 3 times everywhere; cluster 1 detects x 0..4 once (contained); one rare voxel
+    rep_keys = np.concatenate([keys, keys, keys, keys[:5], pack_keys(np.array([[200, 0, 0]]))])
+    rep_rows = np.concatenate([rows, rows, rows, np.ones(5, np.int64), [0]])
+    seen = np.full(rep_keys.size, 3)
+    seen[-1] = 10  # detected once in ten views: dropped
+    out = filter_objects(rep_rows, rep_keys, seen, 0.02, RefineConfig(min_voxels=5, split_gap=0.1, detection_ratio=0.3))
+    assert out.keys.size == 40
+    assert np.unique(out.object).size == 2  # the two far parts are separate objects
+    assert set(out.origin.tolist()) == {0}  # cluster 1 (contained in 0) was absorbed
+
+
+def _valid_pixels(frame):
+    return np.flatnonzero(frame.depth.reshape(-1) > 0)
+
+
+def _surface_points(frame):
+    from lift3d.backproject import backproject_pixels
+
+    return backproject_pixels(frame.depth, frame.K, frame.pose, _valid_pixels(frame))
+
+
+def _box_surface_points(frame):
+    pixels = _valid_pixels(frame)
+    return _surface_points(frame)[frame.instance_ids.reshape(-1)[pixels] == 1]

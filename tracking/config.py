@@ -1,0 +1,106 @@
+"""Configuration dataclasses of the tracker: online association and global view-consensus refinement.
+
+Shares are fractions of voxels; sizes are voxel counts at the lifting voxel size (metres in ``voxel_size``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """Frame-to-map matching of segments to objects.
+
+    The object side of every share counts only the object's voxels on the current frame's observed
+    surface (``visible``), so an object half out of view still matches.
+
+    - ``match_iou``: least IoU (segment vs visible object) for a one-to-one match (Hungarian).
+    - ``part_share``: an unmatched segment lying this much inside one object joins it (over-segmentation).
+    - ``cover_share``: a segment holding this share of an object's visible voxels covers that object.
+    - ``min_visible``: objects with fewer visible voxels take part in no covering / separation evidence.
+    - ``merge_frames``: frames in which one segment must cover two objects before they merge.
+    - ``merge_ratio``: least bridged / (bridged + separated) frames for a merge (separated = both
+      visible and covered by different segments).
+    - ``parts_follow_mask``: spatial parts of one mask that match nothing join their mask's object.
+    """
+
+    match_iou: float = 0.25
+    part_share: float = 0.6
+    cover_share: float = 0.8
+    min_visible: int = 20
+    merge_frames: int = 2
+    merge_ratio: float = 0.5
+    parts_follow_mask: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("match_iou", "part_share", "cover_share", "merge_ratio"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"AssociationConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.merge_frames < 1 or self.min_visible < 0:
+            raise ValueError(f"AssociationConfig: merge_frames must be >= 1 and min_visible >= 0: {self}")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """``voxel_size`` (metres) must equal the segments' (``LiftConfig.voxel_size``); ``surface_stride``:
+    pixel stride used to voxelise each frame's observed surface (the visibility test); ``depth_range``
+    (near, far) metres; ``keep_records``: store every segment and frame surface for ``refine``."""
+
+    voxel_size: float = 0.02
+    surface_stride: int = 2
+    depth_range: tuple[float, float] = (0.1, 8.0)
+    keep_records: bool = True
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+
+    def __post_init__(self) -> None:
+        if self.voxel_size <= 0 or self.surface_stride < 1:
+            raise ValueError(f"TrackerConfig: voxel_size must be > 0 and surface_stride >= 1, got {self}")
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Global view-consensus clustering (MaskClustering-style) and post-filters.
+
+    - ``cell_factor``: consensus runs on cells of ``cell_factor`` voxels per side (tolerates depth noise).
+    - ``visible_share``: a segment observes a frame when this share of its cells, or
+      ``observe_cells`` cells, are on that frame's surface (so a wall still observes single views).
+    - ``contain_share``: a frame's mask contains a segment when it holds this share of its visible cells.
+    - ``consensus``: least share of observing frames in which one mask contains both, for an edge.
+    - ``min_observers``: least number of observing frames for an edge (the last threshold of the schedule).
+    - ``observer_quantiles``: the falling observer-count thresholds, as quantiles of the candidate pairs'.
+    - ``split_share`` / ``underseg_share``: a segment is split in a frame when a second mask holds
+      ``split_share`` of it (and at least ``split_min_cells`` cells); under-segmenting when split in more than ``underseg_share`` of its frames.
+    - ``detection_ratio``: keep a voxel in an object when detected in more than this share of the
+      frames that saw it; ``min_voxels``: smallest object kept; ``contained_share``: an object that
+      loses this share of its voxels to another joins it; ``split_gap``: metres between parts that
+      split an object (``None``: no split) when the part holds ``split_min_share`` of it; ``confidence_voxels``: > 0 discounts the confidence of objects
+      with few voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
+      segments (views gave no consensus either way) follow the online association instead.
+    """
+
+    cell_factor: int = 2
+    visible_share: float = 0.3
+    observe_cells: int = 50
+    contain_share: float = 0.8
+    consensus: float = 0.9
+    min_observers: int = 2
+    observer_quantiles: tuple[float, ...] = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+    split_share: float = 0.2
+    split_min_cells: int = 8
+    underseg_share: float = 0.3
+    detection_ratio: float = 0.3
+    min_voxels: int = 60
+    contained_share: float = 0.8
+    split_gap: float | None = 0.1
+    split_min_share: float = 0.3
+    confidence_voxels: float = 0.0
+    weak_cluster: int = 2
+
+    def __post_init__(self) -> None:
+        if self.cell_factor < 1 or self.min_observers < 1 or self.min_voxels < 0:
+            raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_voxels >= 0: {self}")
+        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"RefineConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.detection_ratio < 1.0:
+            raise ValueError(f"RefineConfig.detection_ratio must lie in [0, 1), got {self.detection_ratio}")

@@ -1,0 +1,207 @@
+"""View-consensus clustering of segments (MaskClustering, training-free): the global step's graph.
+
+Everything is sparse matrix algebra on coarse cells (``cell_factor`` voxels per side):
+``M`` (segments x cells) incidence, ``V`` (cells x frames) observed-surface visibility.
+For a node (a set of segments) n and a frame f: visible cells ``(N V)[n, f]``; a mask m of frame f
+contains n when it holds >= ``contain_share`` of them; n observes f when >= ``visible_share`` of its
+cells are visible. Two nodes are joined when, among the frames observing both, the share in which one
+mask contains both is >= ``consensus`` and there are enough such observers; the observer threshold
+falls over iterations (connected components each round). Segments split across several masks in more
+than ``underseg_share`` of their frames are under-segmenting: they are no nodes and contain nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from lift3d.voxels import group_int64, pack_keys, unpack_keys
+
+from .config import RefineConfig
+
+
+@dataclass
+class ConsensusInput:
+    """``seg_rows``/``seg_keys``: (segment, voxel key) rows; ``seg_frame``: frame column of each segment;
+    ``surf_frame``/``surf_keys``: (frame column, voxel key) rows of the observed surfaces; ``num_frames``;
+    ``seg_mask``: per segment the 2D mask it came from (any int, unique within a frame): spatial parts of
+    one mask are contained together by it."""
+
+    seg_rows: np.ndarray
+    seg_keys: np.ndarray
+    seg_frame: np.ndarray
+    surf_frame: np.ndarray
+    surf_keys: np.ndarray
+    num_frames: int
+    seg_mask: np.ndarray | None = None
+
+
+@dataclass
+class ConsensusResult:
+    """``cluster``: per segment its cluster (0..C-1), -1 for under-segmenting segments;
+    ``underseg``: bool per segment; ``rounds``: observer thresholds used."""
+
+    cluster: np.ndarray
+    underseg: np.ndarray
+    rounds: list
+
+
+def coarse_keys(keys: np.ndarray, factor: int) -> np.ndarray:
+    """Keys of the cells of ``factor`` voxels per side holding each voxel key."""
+    if factor == 1:
+        return np.asarray(keys, np.int64)
+    return pack_keys(np.floor_divide(unpack_keys(keys), factor))
+
+
+class _Graph:
+    """The fixed matrices: M (segments x cells, binary), V (cells x frames, binary), segment frames."""
+
+    def __init__(self, data: ConsensusInput, factor: int):
+        cells, inverse = group_int64(np.concatenate([coarse_keys(data.seg_keys, factor), coarse_keys(data.surf_keys, factor)]))[::2]
+        n_cells = cells.size
+        n_seg = data.seg_frame.size
+        seg_cells, surf_cells = inverse[: data.seg_keys.size], inverse[data.seg_keys.size :]
+        self.M = _binary(data.seg_rows, seg_cells, (n_seg, n_cells))
+        self.V = _binary(surf_cells, data.surf_frame, (n_cells, data.num_frames))
+        self.covered = _binary(seg_cells, np.asarray(data.seg_frame)[data.seg_rows], (n_cells, data.num_frames))
+        self.seg_frame = np.asarray(data.seg_frame, np.int64)
+        self.num_frames = data.num_frames
+        mask = np.zeros(n_seg, np.int64) if data.seg_mask is None else np.asarray(data.seg_mask, np.int64)
+        units, first, unit_of = np.unique(np.stack([self.seg_frame, mask], 1), axis=0, return_index=True, return_inverse=True)
+        self.unit_of = unit_of.reshape(-1)  # the mask (container) of each segment
+        self.unit_frame = self.seg_frame[first]
+        self.U = _exclusive_units(self.unit_of[data.seg_rows], seg_cells, self.unit_frame, (units.shape[0], n_cells))
+
+
+def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
+    """Masks x cells, each (frame, cell) given to the one mask of that frame with most voxels in it, so
+    a small object's border cells do not make its neighbour's mask contain it."""
+    base = np.int64(shape[1])
+    pairs, _, _, weight = group_int64(unit.astype(np.int64) * base + cell)
+    pair_unit, pair_cell = np.divmod(pairs, base)
+    pair_frame = unit_frame[pair_unit]
+    order = np.lexsort((-weight, pair_cell, pair_frame))
+    slot = pair_frame[order] * base + pair_cell[order]
+    win = order[np.r_[True, slot[1:] != slot[:-1]]]
+    return _binary(pair_unit[win], pair_cell[win], shape)
+
+
+def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) -> ConsensusResult:
+    """Cluster the segments of ``data``; see the module docstring."""
+    n_seg = data.seg_frame.size
+    if n_seg == 0:
+        return ConsensusResult(np.zeros(0, np.int64), np.zeros(0, bool), [])
+    graph = _Graph(data, config.cell_factor)
+    underseg = _undersegmenting(graph, config)
+    members = np.flatnonzero(~underseg)
+    assign = np.arange(members.size)  # node of each member segment
+    thresholds = None
+    rounds = []
+    while True:
+        stats = _node_stats(graph, members, assign, underseg, config)
+        pairs, support, observers = _pair_evidence(stats, config)
+        if thresholds is None:
+            thresholds = _schedule(observers, config)
+        if not thresholds:
+            break
+        k = thresholds.pop(0)
+        rounds.append(k)
+        edge = (observers >= k) & (support >= config.consensus * np.maximum(observers, 1))
+        assign = _join(assign, pairs[edge], stats.n_nodes)
+    cluster = np.full(n_seg, -1, np.int64)
+    cluster[members] = assign
+    return ConsensusResult(cluster, underseg, rounds)
+
+
+@dataclass
+class _NodeStats:
+    n_nodes: int
+    observes: np.ndarray  # nodes x frames bool
+    inside_underseg: np.ndarray  # nodes x frames bool: contained by an under-segmenting mask
+    contained: sparse.csr_matrix  # nodes x masks binary: the mask contains the node
+
+
+def _node_stats(graph: _Graph, members, assign, underseg, config) -> _NodeStats:
+    n_nodes = int(assign.max()) + 1
+    A = _binary(assign, members, (n_nodes, graph.M.shape[0]))
+    N = (A @ graph.M).tocsr()
+    N.data[:] = 1
+    size = np.asarray(N.sum(1)).reshape(-1)
+    observes, covered = _visibility(graph, N, size, config)
+    inter = (N @ graph.U.T).tocoo()
+    frame = graph.unit_frame[inter.col]
+    cov = covered[inter.row, frame]
+    hit = (cov > 0) & (inter.data >= config.contain_share * np.maximum(cov, 1)) & observes[inter.row, frame]
+    bad_unit = np.zeros(graph.U.shape[0], bool)
+    bad_unit[graph.unit_of[underseg]] = True
+    good = hit & ~bad_unit[inter.col]
+    bad = hit & bad_unit[inter.col]
+    contained = _binary(inter.row[good], inter.col[good], (n_nodes, graph.U.shape[0]))
+    inside_underseg = np.zeros_like(observes)
+    inside_underseg[inter.row[bad], frame[bad]] = True
+    return _NodeStats(n_nodes, observes, inside_underseg, contained)
+
+
+def _visibility(graph: _Graph, N, size, config) -> tuple[np.ndarray, np.ndarray]:
+    """(observes, covered), nodes x frames: a node observes a frame when >= visible_share of its cells
+    (or ``observe_cells`` cells: a large node is never 30% in one view) are on the frame's surface and most of those lie under some mask of the frame (masks never cover
+    the whole surface: eroded borders, depth edges); ``covered`` counts the cells under a mask, the
+    base of every containment share."""
+    visible = (N @ graph.V).toarray()
+    covered = (N @ graph.covered).toarray()
+    enough = np.minimum(config.visible_share * size, config.observe_cells)[:, None]
+    observes = (visible >= np.maximum(enough, 1)) & (covered >= 0.5 * visible)
+    return observes, covered
+
+
+def _pair_evidence(stats: _NodeStats, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate node pairs (P x 2, a < b), frames where one mask contains both, frames observing both."""
+    together = sparse.triu(stats.contained @ stats.contained.T, k=1).tocoo()
+    pairs = np.stack([together.row, together.col], 1).astype(np.int64)
+    if pairs.size == 0:
+        return pairs.reshape(0, 2), np.zeros(0), np.zeros(0)
+    usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+    observers = np.bitwise_count(usable[pairs[:, 0]] & usable[pairs[:, 1]]).sum(1).astype(np.int64)
+    return pairs, together.data.astype(np.float64), observers
+
+
+def _schedule(observers: np.ndarray, config: RefineConfig) -> list[int]:
+    """Falling observer thresholds: quantiles of the candidate pairs' observer counts, >= min_observers."""
+    if observers.size == 0:
+        return []
+    levels = np.quantile(observers, config.observer_quantiles).astype(np.int64)
+    levels = np.maximum(levels, config.min_observers)
+    return sorted(set(levels.tolist()), reverse=True)
+
+
+def _undersegmenting(graph: _Graph, config: RefineConfig) -> np.ndarray:
+    """Segments split across two or more masks (each holding >= split_share of their visible cells) in
+    more than underseg_share of the frames they observe."""
+    size = np.asarray(graph.M.sum(1)).reshape(-1)
+    observes, covered = _visibility(graph, graph.M, size, config)
+    inter = (graph.M @ graph.U.T).tocoo()
+    frame = graph.unit_frame[inter.col]
+    cov = covered[inter.row, frame]
+    share_ok = (cov > 0) & (inter.data >= np.maximum(config.split_share * cov, config.split_min_cells))
+    share_ok &= observes[inter.row, frame]
+    share_ok &= frame != graph.seg_frame[inter.row]  # a segment's own frame cannot split it
+    code = inter.row[share_ok].astype(np.int64) * graph.num_frames + frame[share_ok]
+    codes, counts = np.unique(code, return_counts=True)
+    split = np.bincount(codes[counts >= 2] // graph.num_frames, minlength=size.size)
+    return split > config.underseg_share * np.maximum(observes.sum(1), 1)
+
+
+def _join(assign: np.ndarray, edges: np.ndarray, n_nodes: int) -> np.ndarray:
+    """New node of each member after joining nodes along ``edges`` (connected components)."""
+    graph = sparse.coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
+    _, component = connected_components(graph, directed=False)
+    return component[assign]
+
+
+def _binary(rows: np.ndarray, cols: np.ndarray, shape) -> sparse.csr_matrix:
+    matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix

@@ -1,0 +1,363 @@
+"""`OnlineTracker`: frame-to-map association of lifted segments into persistent 3D objects.
+
+Per frame (cost follows the voxels and objects in view, never the number of frames seen):
+  1. the frame's observed surface (voxel keys) gives each map object its visible voxel count;
+  2. each segment is scored against the objects it overlaps: IoU against the object's visible part,
+     share of the segment inside the object, share of the visible object inside the segment;
+  3. one-to-one matches by Hungarian assignment on IoU (``match_iou``); an unmatched segment lying
+     mostly inside one object joins it (over-segmentation); the rest become new objects;
+  4. a segment covering most of the visible part of several objects bridges them; two objects merge
+     after ``merge_frames`` bridging frames, unless frames that showed them under different segments
+     outweigh them (a single under-segmenting mask never merges objects on its own);
+  5. voxel label counts, per-voxel surface counts and object statistics are updated.
+Ids are dense ints that never change meaning; a merge keeps the older (smaller) id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from lift3d.labels import LabelStore
+from lift3d.types import Segment3D
+from lift3d.voxels import VoxelIndex, group_int64
+from scene.datasets import Frame
+
+from .config import TrackerConfig
+from .export import ObjectMap, observation_confidence
+from .objects import ObjectTable
+from .records import GrowableArray, SegmentRecords, SurfaceRecords
+from .surface import surface_keys
+
+_PAIR_BASE = np.int64(1) << 31
+
+
+@dataclass
+class StepResult:
+    """``object_ids``: one surviving id per segment (after this step's merges); ``new_ids``: ids
+    created this step; ``merged``: (kept, retired) pairs; ``visible``: number of map objects with voxels
+    on this frame's surface (the objects this step touched)."""
+
+    object_ids: np.ndarray
+    new_ids: np.ndarray
+    merged: list = field(default_factory=list)
+    visible: int = 0
+
+
+@dataclass
+class _Scores:
+    """Sparse (segment, object) overlap scores of one frame."""
+
+    seg: np.ndarray
+    obj: np.ndarray
+    iou: np.ndarray
+    seg_share: np.ndarray  # share of the segment's mapped voxels inside the object
+    obj_share: np.ndarray  # share of the object's covered voxels inside the segment
+    visible: np.ndarray  # the object's visible voxel count
+    inter: np.ndarray  # voxels shared
+    evidence: np.ndarray  # enough shared voxels to act on (min_visible, or a fifth of the segment)
+    covered: np.ndarray  # the object's voxels under some segment of this frame
+
+
+class OnlineTracker:
+    """The online map: voxel x object label counts, object statistics, and records for ``refine``."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()):
+        self.config = config
+        self.labels = LabelStore()
+        # Frames whose surface held each voxel: counted online only without records (else derived on demand).
+        self._surface_index = VoxelIndex()
+        self.objects = ObjectTable()
+        self.segments = SegmentRecords()
+        self.surfaces = SurfaceRecords()
+        self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
+        self._bridged: dict[int, int] = {}
+        self._separated: dict[int, int] = {}
+        self.frames_seen = 0
+        self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    # -- public -------------------------------------------------------------------------------------
+    def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None) -> StepResult:
+        """Associate one frame's segments (from ``lift3d.lift_frame``) and update the map.
+
+        ``structure``: optional bool per segment (floor, walls: e.g. the MaskSet's ``is_structure`` at
+        each segment's ``mask_index``).
+        """
+        self._check(frame, segments, structure)
+        structure = np.zeros(len(segments), bool) if structure is None else np.asarray(structure, bool)
+        visible = self._observe_surface(frame)
+        if not segments:
+            return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
+        seg_rows, keys, dominant, scores = self._overlaps(segments, visible)
+        ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64))
+        covers = self._covers(scores)
+        self._update_labels(seg_rows, keys, dominant, ids, covers)
+        self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
+                             np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
+        merged = self._merge_bridged(covers, scores)
+        ids = self.objects.resolve(ids)
+        if self.config.keep_records:
+            self.segments.append(segments, ids, structure)
+        return StepResult(ids, new_ids, merged, int(visible[0].size))
+
+    def _observe_surface(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
+        surface and counts a sighting for objects with enough of their voxels in it."""
+        surface = surface_keys(frame, self.config.voxel_size, self.config.surface_stride, self.config.depth_range)
+        _, visible_ids, visible_counts = self.labels.overlaps(surface, np.zeros(surface.size, np.int64))
+        if self.config.keep_records:
+            self.surfaces.append(frame.index, surface)
+        else:
+            self._count_seen(surface)
+        self.frames_seen += 1
+        enough = np.maximum(self.config.association.min_visible, 0.1 * self.labels.voxel_count(visible_ids))
+        self.objects.saw(visible_ids[visible_counts >= enough])
+        return visible_ids, visible_counts
+
+    def _overlaps(self, segments: list[Segment3D], visible) -> tuple:
+        """(segment of each key, keys, each key's dominant map label, pair scores): one label lookup."""
+        sizes = np.array([s.num_voxels for s in segments], np.int64)
+        seg_rows, keys = _concat_keys(segments)
+        unique_keys, _, inverse, _ = group_int64(keys)
+        unique_labels, unique_counts = self.labels.labels_at(unique_keys)
+        slot_labels, slot_counts = unique_labels[inverse], unique_counts[inverse]
+        dominant = slot_labels[np.arange(keys.size), slot_counts.argmax(1)].astype(np.int64)
+        known = np.bincount(seg_rows, weights=dominant >= 0, minlength=len(segments)).astype(np.int64)
+        covered = np.unique(unique_labels[unique_labels >= 0], return_counts=True)
+        return seg_rows, keys, dominant, self._score(seg_rows, slot_labels, sizes, known, covered, visible)
+
+    def resolve(self, ids: np.ndarray) -> np.ndarray:
+        """Surviving id of each of ``ids``."""
+        return self.objects.resolve(ids)
+
+    @property
+    def remap(self) -> dict[int, int]:
+        """Retired id -> surviving id, for every merge so far."""
+        return self.objects.remap_table()
+
+    def observed_keys(self) -> np.ndarray:
+        """Sorted keys of every voxel that was ever on an observed surface."""
+        return self._seen_table()[0].copy()
+
+    def seen_counts(self, keys: np.ndarray) -> np.ndarray:
+        """Frames whose observed surface held each voxel of ``keys`` (0 for unknown voxels)."""
+        table_keys, counts = self._seen_table()
+        keys = np.asarray(keys, np.int64)
+        if table_keys.size == 0:
+            return np.zeros(keys.shape, np.int64)
+        at = np.minimum(np.searchsorted(table_keys, keys), table_keys.size - 1)
+        return np.where(table_keys[at] == keys, counts[at], 0)
+
+    def _seen_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted keys, frame counts) of all surface voxels: from the records (cached until the next
+        frame) or from the online counters."""
+        if not self.config.keep_records:
+            keys = np.array(self._surface_index.keys)
+            order = np.argsort(keys)
+            return keys[order], self._seen.view[order].astype(np.int64)
+        if self._seen_cache is None or self._seen_cache[0] != self.frames_seen:
+            keys, _, _, counts = group_int64(self.surfaces.keys.view)
+            self._seen_cache = (self.frames_seen, keys, counts.astype(np.int64))
+        return self._seen_cache[1], self._seen_cache[2]
+
+    def object_map(self, detection_ratio: float = 0.0, min_voxels: int = 0, voxel_scale: float = 0.0) -> ObjectMap:
+        """The current map, one object per voxel (its most frequent label). Voxels detected in at most
+        ``detection_ratio`` of the frames whose surface held them are left out; objects with fewer than
+        ``min_voxels`` voxels are dropped. Confidence: ``observation_confidence`` (``voxel_scale``: its size term)."""
+        keys = np.array(self.labels.index.keys)
+        labels, counts = self.labels.labels_at(keys)
+        best = counts.argmax(1)
+        rows = np.arange(keys.size)
+        label, count = labels[rows, best].astype(np.int64), counts[rows, best]
+        seen = np.maximum(self.seen_counts(keys), 1)
+        keep = (label >= 0) & (count > detection_ratio * seen)
+        keys, label = keys[keep], self.objects.resolve(label[keep])
+        ids, sizes = np.unique(label, return_counts=True)
+        big = ids[sizes >= max(min_voxels, 1)]
+        inside = np.isin(label, big)
+        order = np.argsort(keys[inside])
+        obj = self.objects
+        return ObjectMap(keys[inside][order], label[inside][order], big,
+                         observation_confidence(obj.mean_score(big), obj.num_obs[big], obj.consistency(big),
+                                                sizes[sizes >= max(min_voxels, 1)], voxel_scale=voxel_scale), obj.num_obs[big],
+                         obj.structure_votes[big] * 2 > obj.num_obs[big], self.config.voxel_size)
+
+    # -- association ----------------------------------------------------------------------------------
+    def _score(self, seg_rows, slot_labels, sizes, known, covered, visible) -> _Scores:
+        """Shares of an object count its voxels under this frame's segments (``covered``: masks never
+        cover the whole surface, eroded borders and depth edges are dropped), IoU only the segment's voxels
+        already in the map (``known``): a segment holding an object's visible part plus unmapped surface
+        (the object coming into view) still matches it. ``visible`` (ids, counts) gates the evidence."""
+        seg, obj, inter = _pair_counts(seg_rows, slot_labels)
+        covered = np.maximum(_lookup_counts(*covered, obj), inter)
+        visible = np.maximum(_lookup_counts(*visible, obj), covered)
+        inter_f = inter.astype(np.float64)
+        known = np.maximum(known[seg], inter)
+        iou = inter_f / (known + covered - inter)
+        evidence = inter >= np.minimum(self.config.association.min_visible, 0.2 * sizes[seg])
+        return _Scores(seg, obj, iou, inter_f / known, inter_f / covered, visible, inter, evidence, covered)
+
+    def _assign(self, s: _Scores, mask_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Object id per segment: Hungarian matches, then parts joining their object, then new ids.
+        ``mask_of``: the mask index of each segment (spatial parts of one mask share it)."""
+        cfg = self.config.association
+        n_segments = mask_of.size
+        ids = np.full(n_segments, -1, np.int64)
+        good = (s.iou >= cfg.match_iou) & s.evidence
+        if good.any():
+            cand, col = np.unique(s.obj[good], return_inverse=True)
+            weight = np.zeros((n_segments, cand.size))
+            weight[s.seg[good], col] = s.iou[good]
+            rows, cols = linear_sum_assignment(weight, maximize=True)
+            hit = weight[rows, cols] >= cfg.match_iou
+            ids[rows[hit]] = cand[cols[hit]]
+        part = (s.seg_share >= cfg.part_share) & s.evidence & (ids[s.seg] < 0)
+        if part.any():
+            order = np.lexsort((-s.seg_share[part], s.seg[part]))
+            seg, obj = s.seg[part][order], s.obj[part][order]
+            first = np.r_[True, seg[1:] != seg[:-1]]
+            ids[seg[first]] = obj[first]
+        if cfg.parts_follow_mask:
+            return self._assign_by_mask(ids, mask_of)
+        new = np.flatnonzero(ids < 0)
+        new_ids = self.objects.create(new.size)
+        ids[new] = new_ids
+        return ids, new_ids
+
+    def _assign_by_mask(self, ids: np.ndarray, mask_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unassigned parts take the id of their mask's first assigned part (parts come largest first);
+        a mask with no assigned part becomes one new object."""
+        masks, first = np.unique(mask_of, return_index=True)
+        owner = np.full(masks.size, -1, np.int64)
+        assigned = np.flatnonzero(ids >= 0)[::-1]  # reversed: the first (largest) assigned part writes last
+        owner[np.searchsorted(masks, mask_of[assigned])] = ids[assigned]
+        fresh = np.flatnonzero(owner < 0)
+        new_ids = self.objects.create(fresh.size)
+        owner[fresh] = new_ids
+        unassigned = ids < 0
+        ids[unassigned] = owner[np.searchsorted(masks, mask_of[unassigned])]
+        return ids, new_ids
+
+    def _covers(self, s: _Scores) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, object) pairs where the segment holds most of the object's visible voxels."""
+        cfg = self.config.association
+        hit = (s.obj_share >= cfg.cover_share) & (s.visible >= cfg.min_visible) & (s.covered >= 0.5 * s.visible)
+        return s.seg[hit], s.obj[hit]
+
+    # -- map update -----------------------------------------------------------------------------------
+    def _update_labels(self, seg_rows, keys, dominant, ids, covers) -> None:
+        """Add each segment's voxels to its object; voxels that already belong to another object the
+        segment covers stay with that object (a bridging segment does not smear one object over another)."""
+        labels = ids[seg_rows]
+        cover_seg, cover_obj = covers
+        if cover_seg.size:
+            code = cover_seg * _PAIR_BASE + cover_obj
+            probe = seg_rows * _PAIR_BASE + np.maximum(dominant, 0)
+            routed = (dominant >= 0) & (dominant != labels) & np.isin(probe, code)
+            labels = np.where(routed, dominant, labels)
+        self.labels.add(keys, labels, 1)
+
+    def _count_seen(self, surface: np.ndarray) -> None:
+        rows = self._surface_index.insert(surface)
+        if self._seen.size < len(self._surface_index):
+            self._seen.extend(np.zeros(len(self._surface_index) - self._seen.size, np.int32))
+        self._seen.view[rows] += 1
+
+    # -- merging --------------------------------------------------------------------------------------
+    def _merge_bridged(self, covers, s: _Scores) -> list[tuple[int, int]]:
+        cfg = self.config.association
+        bridged = _bridged_pairs(*covers)
+        separated = _separated_pairs(s, cfg.min_visible)
+        for code in separated.tolist():
+            self._separated[code] = self._separated.get(code, 0) + 1
+        merged = []
+        for code in bridged.tolist():
+            count = self._bridged.get(code, 0) + 1
+            self._bridged[code] = count
+            apart = self._separated.get(code, 0)
+            if count >= cfg.merge_frames and count / (count + apart) >= cfg.merge_ratio:
+                a, b = self.objects.resolve(np.array(divmod(code, int(_PAIR_BASE))))
+                if a != b:
+                    keep, retire = int(min(a, b)), int(max(a, b))
+                    self._merge(keep, retire)
+                    merged.append((keep, retire))
+        return merged
+
+    def _merge(self, keep: int, retire: int) -> None:
+        self.labels.merge(np.array([retire]), keep)
+        self.objects.merge(keep, retire)
+        for table in (self._bridged, self._separated):
+            moved = {}
+            for code in [c for c in table if retire in divmod(c, int(_PAIR_BASE))]:
+                a, b = divmod(code, int(_PAIR_BASE))
+                a, b = (keep if a == retire else a), (keep if b == retire else b)
+                if a != b:
+                    key = min(a, b) * int(_PAIR_BASE) + max(a, b)
+                    moved[key] = moved.get(key, 0) + table[code]
+                del table[code]
+            for key, value in moved.items():
+                table[key] = table.get(key, 0) + value
+
+    # -- checks ---------------------------------------------------------------------------------------
+    def _check(self, frame, segments, structure) -> None:
+        if not isinstance(frame, Frame):
+            raise TypeError(f"OnlineTracker.step: frame must be a scene.datasets.Frame, got {type(frame).__name__}")
+        for s in segments:
+            if not isinstance(s, Segment3D):
+                raise TypeError(f"OnlineTracker.step (frame {frame.index}): segments must be Segment3D, got {type(s).__name__}")
+            if abs(s.voxel_size - self.config.voxel_size) > 1e-9:
+                raise ValueError(f"OnlineTracker.step (frame {frame.index}): segment voxel size {s.voxel_size} m differs "
+                                 f"from the tracker's {self.config.voxel_size} m")
+        if structure is not None and np.shape(structure) != (len(segments),):
+            raise ValueError(f"OnlineTracker.step (frame {frame.index}): structure must have one flag per segment "
+                             f"({len(segments)}), got shape {np.shape(structure)}")
+
+
+def _concat_keys(segments: list[Segment3D]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.array([s.num_voxels for s in segments], np.int64)
+    return np.repeat(np.arange(len(segments), dtype=np.int64), sizes), np.concatenate([s.voxel_keys for s in segments])
+
+
+def _pair_counts(seg_rows: np.ndarray, slot_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment, object, shared voxels) from each key's segment and its voxel's labels (keys x slots)."""
+    hit = slot_labels >= 0
+    seg = np.broadcast_to(seg_rows[:, None], slot_labels.shape)[hit]
+    obj = slot_labels[hit].astype(np.int64)
+    base = int(obj.max(initial=0)) + 1
+    codes, _, _, counts = group_int64(seg * base + obj)
+    seg, obj = np.divmod(codes, base)
+    return seg, obj, counts.astype(np.int64)
+
+
+def _lookup_counts(ids: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """counts[ids == q] for each q of ``query`` (0 where absent); ``ids`` sorted."""
+    out = np.zeros(query.size, np.int64)
+    if ids.size:
+        at = np.minimum(np.searchsorted(ids, query), ids.size - 1)
+        found = ids[at] == query
+        out[found] = counts[at[found]]
+    return out
+
+
+def _bridged_pairs(cover_seg: np.ndarray, cover_obj: np.ndarray) -> np.ndarray:
+    """Distinct codes (a * base + b, a < b) of object pairs covered by one segment this frame."""
+    if cover_seg.size < 2:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((cover_obj, cover_seg))
+    seg, obj = cover_seg[order], cover_obj[order]
+    same = seg[:, None] == seg[None, :]
+    a, b = np.nonzero(np.triu(same, 1))
+    return np.unique(np.minimum(obj[a], obj[b]) * _PAIR_BASE + np.maximum(obj[a], obj[b]))
+
+
+def _separated_pairs(s: _Scores, min_visible: int) -> np.ndarray:
+    """Codes of object pairs both visible and each mostly held by a different segment this frame."""
+    held = (s.obj_share >= 0.5) & (s.visible >= min_visible) & (s.covered >= 0.5 * s.visible)
+    seg, obj = s.seg[held], s.obj[held]
+    if obj.size < 2:
+        return np.zeros(0, np.int64)
+    a, b = np.nonzero(np.triu(seg[:, None] != seg[None, :], 1))
+    a, b = obj[a], obj[b]
+    keep = a != b
+    return np.unique(np.minimum(a[keep], b[keep]) * _PAIR_BASE + np.maximum(a[keep], b[keep]))

@@ -1,0 +1,181 @@
+"""Global refinement: view-consensus clustering of every recorded segment, post-filters, stable ids.
+
+``refine(tracker)`` reads the tracker's compact records (segments and observed surfaces), clusters the
+segments (``consensus``), cleans the clusters into objects on the voxel grid (``postfilter``) and names
+each object after the longest-lived online object it overlaps, so ids keep their meaning. It can run
+at the end of a sequence or every N frames; the online map is left as it is (``RefineResult`` holds the
+refined map and the id remap).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import RefineConfig
+from .consensus import ConsensusInput, view_consensus
+from .export import ObjectMap, observation_confidence
+from .online import OnlineTracker
+from .postfilter import filter_objects
+
+
+@dataclass
+class RefineResult:
+    """``object_map``: the refined objects; ``segment_object``: per recorded segment its refined object id
+    (-1: dropped); ``remap``: online id -> refined id (where most of its segments' voxels went);
+    ``underseg``: per segment, left out as under-segmenting; ``rounds``: observer thresholds used."""
+
+    object_map: ObjectMap
+    segment_object: np.ndarray
+    remap: dict
+    underseg: np.ndarray
+    rounds: list
+
+
+def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> RefineResult:
+    """Re-cluster every segment the tracker recorded. New objects (no online object to inherit from)
+    get fresh ids reserved in ``tracker``'s object table, so they never collide with later online ids."""
+    if not tracker.config.keep_records:
+        raise ValueError("refine: the tracker was built with keep_records=False, so it kept no segments to refine")
+    records = tracker.segments
+    seg_rows, keys = records.all_keys()
+    frames, surf_col = np.unique(tracker.surfaces.frame.view, return_inverse=True)
+    surf_rows, surf_keys = tracker.surfaces.all_keys()
+    seg_frame = np.searchsorted(frames, records.frame.view)
+    data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
+                          records.mask.view)
+    clusters = view_consensus(data, config)
+    online = tracker.resolve(records.object.view)
+    clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
+    member = clusters.cluster[seg_rows] >= 0
+    voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], tracker.seen_counts(keys[member]),
+                            tracker.config.voxel_size, config)
+    segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
+    sizes = np.diff(records.offsets.view)
+    names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
+    segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
+    object_map = _object_map(voxels, names, clusters.cluster, records, tracker, config)
+    remap = _remap(online, segment_named, sizes)
+    return RefineResult(object_map, segment_named, remap, clusters.underseg, clusters.rounds)
+
+
+def _adopt_weak_clusters(cluster: np.ndarray, online: np.ndarray, weak: int) -> np.ndarray:
+    """Clusters of at most ``weak`` segments (no multi-view consensus either way: small or rarely seen
+    objects) join the largest cluster holding the same online object, or unite per online object."""
+    cluster = cluster.copy()
+    member = np.flatnonzero(cluster >= 0)
+    if member.size == 0 or weak < 1:
+        return cluster
+    sizes = np.bincount(cluster[member])
+    base = int(online.max()) + 1
+    codes, counts = np.unique(cluster[member] * base + online[member], return_counts=True)
+    c, o = np.divmod(codes, base)
+    strong = sizes[c] > weak
+    # per online id: its largest strong cluster, else a new cluster for its weak ones
+    order = np.lexsort((-counts, ~strong, o))
+    first = np.r_[True, o[order][1:] != o[order][:-1]]
+    home_online, home_cluster, home_strong = o[order][first], c[order][first], strong[order][first]
+    fresh = np.flatnonzero(~home_strong)
+    home_cluster[fresh] = sizes.size + np.arange(fresh.size)
+    is_weak = sizes[cluster[member]] <= weak
+    moved = member[is_weak]
+    cluster[moved] = home_cluster[np.searchsorted(home_online, online[moved])]
+    return np.unique(cluster, return_inverse=True)[1].reshape(-1) - (1 if (cluster < 0).any() else 0)
+
+
+def _segment_objects(seg_rows, keys, voxels, n_segments) -> np.ndarray:
+    """Per segment, the (dense) refined object holding most of its voxels, -1 if none holds any."""
+    out = np.full(n_segments, -1, np.int64)
+    if voxels.keys.size == 0:
+        return out
+    at = np.minimum(np.searchsorted(voxels.keys, keys), voxels.keys.size - 1)
+    hit = voxels.keys[at] == keys
+    rows, objs = seg_rows[hit], voxels.object[at[hit]]
+    if rows.size == 0:
+        return out
+    n_obj = int(voxels.object.max()) + 1
+    codes, counts = np.unique(rows * n_obj + objs, return_counts=True)
+    seg, obj = np.divmod(codes, n_obj)
+    order = np.lexsort((-counts, seg))
+    first = np.r_[True, seg[order][1:] != seg[order][:-1]]
+    out[seg[order][first]] = obj[order][first]
+    return out
+
+
+def _inherit_ids(segment_object, online, sizes, n_obj, tracker) -> np.ndarray:
+    """Id of each dense refined object: the longest-lived online id among those holding >= 20% of its
+    segment voxels, each id used once (largest objects choose first); otherwise a fresh reserved id."""
+    names = np.full(n_obj, -1, np.int64)
+    mine = segment_object >= 0
+    if not mine.any():
+        names[:] = tracker.objects.create(n_obj)
+        return names
+    base = int(online.max()) + 1
+    codes, inverse = np.unique(segment_object[mine] * base + online[mine], return_inverse=True)
+    weight = np.bincount(inverse.reshape(-1), weights=sizes[mine])
+    obj, cand = np.divmod(codes, base)
+    total = np.bincount(obj, weights=weight, minlength=n_obj)
+    used = set()
+    num_obs = tracker.objects.num_obs
+    for o in np.argsort(-total, kind="stable"):
+        pick = (obj == o) & (weight >= 0.2 * total[o])
+        for c in cand[pick][np.argsort(-num_obs[cand[pick]], kind="stable")]:
+            if int(c) not in used:
+                names[o] = c
+                used.add(int(c))
+                break
+    fresh = np.flatnonzero(names < 0)
+    names[fresh] = tracker.objects.create(fresh.size)
+    return names
+
+
+def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
+    """Objects with the statistics of the cluster each came from: mean mask score, distinct frames, and
+    the detection consistency (those frames over the frames whose surface showed the object)."""
+    member = cluster >= 0
+    n_cluster = int(cluster.max(initial=-1)) + 1
+    c, frames = cluster[member], records.frame.view[member]
+    count = np.maximum(np.bincount(c, minlength=n_cluster), 1)
+    score = np.bincount(c, weights=records.score.view[member], minlength=n_cluster) / count
+    structure = np.bincount(c, weights=records.structure.view[member], minlength=n_cluster) > 0.5 * count
+    base = int(frames.max(initial=0)) + 1
+    num_obs = np.bincount(np.unique(c * base + frames) // base, minlength=n_cluster)
+    origin = voxels.origin
+    order = np.argsort(names)
+    seen = _frames_seeing(voxels, tracker)
+    consistency = num_obs[origin] / np.maximum(seen, num_obs[origin])
+    confidence = observation_confidence(score[origin], num_obs[origin], consistency, np.bincount(voxels.object),
+                                        voxel_scale=config.confidence_voxels)
+    return ObjectMap(voxels.keys, names[voxels.object], names[order], confidence[order], num_obs[origin][order],
+                     structure[origin][order], tracker.config.voxel_size)
+
+
+def _frames_seeing(voxels, tracker) -> np.ndarray:
+    """Per (dense) object, the frames whose observed surface held enough of its voxels (the tracker's
+    ``min_visible``, or a tenth of the object)."""
+    n_obj = voxels.origin.size
+    frame_rows, keys = tracker.surfaces.all_keys()
+    if voxels.keys.size == 0 or keys.size == 0:
+        return np.zeros(n_obj, np.int64)
+    at = np.minimum(np.searchsorted(voxels.keys, keys), voxels.keys.size - 1)
+    hit = voxels.keys[at] == keys
+    n_frames = len(tracker.surfaces)
+    codes, counts = np.unique(voxels.object[at[hit]] * n_frames + frame_rows[hit], return_counts=True)
+    obj = codes // n_frames
+    size = np.bincount(voxels.object, minlength=n_obj)
+    enough = counts >= np.maximum(tracker.config.association.min_visible, 0.1 * size[obj])
+    return np.bincount(obj[enough], minlength=n_obj)
+
+
+def _remap(online, segment_named, sizes) -> dict:
+    """Online id -> refined id holding most of its segments' voxels."""
+    mine = segment_named >= 0
+    if not mine.any():
+        return {}
+    base = int(segment_named.max()) + 1
+    codes, inverse = np.unique(online[mine] * base + segment_named[mine], return_inverse=True)
+    weight = np.bincount(inverse.reshape(-1), weights=sizes[mine])
+    src, dst = np.divmod(codes, base)
+    order = np.lexsort((-weight, src))
+    first = np.r_[True, src[order][1:] != src[order][:-1]]
+    return dict(zip(src[order][first].tolist(), dst[order][first].tolist()))

@@ -1,0 +1,22 @@
+"""A frame's observed surface as voxel keys: the visibility test of the online tracker.
+
+An object voxel is visible in a frame when the frame's depth put a point in that voxel (at the
+surface, within one voxel): out-of-view, occluded and free-space voxels are not in the set. Shares
+measured against this set compare like with like, since a segment's voxels come from the same pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lift3d.backproject import backproject
+from lift3d.voxels import group_int64, keys_of_points
+from scene.datasets import Frame
+
+
+def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tuple[float, float]) -> np.ndarray:
+    """Sorted distinct int64 keys of the voxels (``voxel_size`` metres, world frame) holding at least one
+    valid depth pixel of ``frame`` (every ``stride``-th row and column)."""
+    points, _ = backproject(frame.depth, frame.K, frame.pose, stride=stride, depth_range=depth_range)
+    if points.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    return group_int64(keys_of_points(points, voxel_size))[0]
