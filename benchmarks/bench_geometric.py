@@ -1,10 +1,12 @@
 """Speed and proposal quality of the weight-free geometric mask generator (single thread).
 
-    .venv/bin/python benchmarks/bench_geometric.py [--frames 30] [--seeds 0 1] [--sevenscenes 20]
+    .venv/bin/python benchmarks/bench_geometric.py [--frames 30] [--seeds 0 1] [--sevenscenes 20] [--scannet 20]
+        [--cache /tmp/bench_geometric]
 
 Speed: median wall and CPU milliseconds per 640x480 frame on the noisy synthetic ``room`` preset and on
-real 7-Scenes frames (when ``../shared/data`` is present). CPU time is reported too because wall time
-is noisy on a shared machine; both are medians.
+real 7-Scenes and ScanNet frames (when ``../shared/data`` is present). CPU time is reported too because
+wall time is noisy on a shared machine; both are medians. ``--cache DIR`` stores the rendered synthetic
+frames there as .npz (rendering them takes longer than segmenting them) and reuses them on later runs.
 Quality (noisy synthetic room, ``frames`` frames evenly spread over each seed's sequence): 2D proposal
 recall against the ground-truth instances of at least ``--min-area`` pixels (default 200): recall at
 IoU 0.5, average recall over IoU 0.5:0.95 and mean best IoU, for all instances, for structure (floor,
@@ -24,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from scene.datasets import Frame
 from scene.datasets.synthetic import make_scene
 from scene.eval.masks2d import MaskRecall, mask_recall
 from segment2d.geometric import GeometricMaskGenerator
@@ -38,15 +41,32 @@ def timed(generator, frame):
     return masks, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def synthetic_run(generator, seeds, frames: int, min_area: int):
+def synthetic_frames(seed: int, frames: int, cache: Path | None):
+    """(frames evenly spread over the noisy synthetic room of ``seed``, ids of its structure instances),
+    read from / written to ``cache``/room-<seed>-<frames>.npz when a cache folder is given."""
+    path = cache / f"room-{seed}-{frames}.npz" if cache else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        return [Frame(int(i), 0.0, c, d, k, p, instance_ids=ids) for i, c, d, k, p, ids in
+                zip(z["index"], z["color"], z["depth"], z["K"], z["pose"], z["ids"])], z["structure_ids"]
+    scene = make_scene("room", seed=seed, noisy=True)
+    n = len(scene.source())
+    out = [scene.frame(int(i)) for i in np.linspace(0, n - 1, frames).round().astype(int)]
+    structure_ids = np.array([o.id for o in scene.layout.objects if o.is_structure], np.int64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, index=[f.index for f in out], color=[f.color for f in out], depth=[f.depth for f in out],
+                 K=[f.K for f in out], pose=[f.pose for f in out], ids=[f.instance_ids for f in out],
+                 structure_ids=structure_ids)
+    return out, structure_ids
+
+
+def synthetic_run(generator, seeds, frames: int, min_area: int, cache: Path | None):
     """Per-instance recall results, is-structure flags and timings over the noisy synthetic room."""
     results, structure, walls, cpus = [], [], [], []
     for seed in seeds:
-        scene = make_scene("room", seed=seed, noisy=True)
-        n = len(scene.source())
-        structure_ids = [o.id for o in scene.layout.objects if o.is_structure]
-        for i in np.linspace(0, n - 1, frames).round().astype(int):
-            frame = scene.frame(int(i))
+        seed_frames, structure_ids = synthetic_frames(seed, frames, cache)
+        for frame in seed_frames:
             masks, wall, cpu = timed(generator, frame)
             walls.append(wall)
             cpus.append(cpu)
@@ -56,9 +76,10 @@ def synthetic_run(generator, seeds, frames: int, min_area: int):
     return MaskRecall.concatenate(results), np.concatenate(structure), walls, cpus
 
 
-def sevenscenes_times(generator, count: int):
-    """Wall and CPU seconds per frame on real 7-Scenes frames, or empty lists without the data."""
-    root = SHARED / "data" / "7scenes_redkitchen"
+def real_times(generator, name: str, count: int):
+    """Wall and CPU seconds per frame on ``count`` frames spread over the real sequence ``name`` of
+    ``../shared/data``, or empty lists without the data."""
+    root = SHARED / "data" / name
     if not root.exists() or count <= 0:
         return [], []
     from scene.datasets import open_dataset
@@ -86,6 +107,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30, help="frames per synthetic seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sevenscenes", type=int, default=20, help="7-Scenes frames to time")
+    parser.add_argument("--scannet", type=int, default=20, help="ScanNet frames to time")
+    parser.add_argument("--cache", type=Path, default=None, help="folder for the rendered synthetic frames (.npz)")
     parser.add_argument("--min-area", type=int, default=200, help="smallest ground-truth instance (pixels)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -98,8 +121,9 @@ def main() -> None:
 
     generator = GeometricMaskGenerator()
     generator.generate(make_scene("room", seed=args.seeds[0], noisy=True, num_frames=1).frame(0))  # warm-up
-    r, structure, syn_wall, syn_cpu = synthetic_run(generator, args.seeds, args.frames, args.min_area)
-    real_wall, real_cpu = sevenscenes_times(generator, args.sevenscenes)
+    r, structure, syn_wall, syn_cpu = synthetic_run(generator, args.seeds, args.frames, args.min_area, args.cache)
+    real_wall, real_cpu = real_times(generator, "7scenes_redkitchen", args.sevenscenes)
+    scannet_wall, scannet_cpu = real_times(generator, "scannet_scene0448_01", args.scannet)
 
     ms = lambda xs: float(np.median(xs) * 1000) if xs else float("nan")  # noqa: E731
     report = {
@@ -108,8 +132,9 @@ def main() -> None:
                       "min_area": args.min_area, "all": quality(r, np.ones_like(structure)), "structure": quality(r, structure),
                       "objects": quality(r, ~structure)},
         "ms_median": {"synthetic_wall": ms(syn_wall), "synthetic_cpu": ms(syn_cpu),
-                      "7scenes_wall": ms(real_wall), "7scenes_cpu": ms(real_cpu)},
-        "frames_timed": {"synthetic": len(syn_wall), "7scenes": len(real_wall)},
+                      "7scenes_wall": ms(real_wall), "7scenes_cpu": ms(real_cpu),
+                      "scannet_wall": ms(scannet_wall), "scannet_cpu": ms(scannet_cpu)},
+        "frames_timed": {"synthetic": len(syn_wall), "7scenes": len(real_wall), "scannet": len(scannet_wall)},
         "threads": 1,
     }
     print(f"geometric masks, noisy synthetic room, seeds {args.seeds}, {args.frames} frames each, "
@@ -121,7 +146,8 @@ def main() -> None:
             print(f"{name:<10} {q['n']:>5} {q['recall@0.5']:>7.3f} {q['AR']:>7.3f} {q['mean_best_iou']:>7.3f}")
     t = report["ms_median"]
     print(f"median ms/frame (1 thread; wall is noisy on a shared machine): synthetic wall {t['synthetic_wall']:.1f} "
-          f"cpu {t['synthetic_cpu']:.1f} | 7-Scenes wall {t['7scenes_wall']:.1f} cpu {t['7scenes_cpu']:.1f}")
+          f"cpu {t['synthetic_cpu']:.1f} | 7-Scenes wall {t['7scenes_wall']:.1f} cpu {t['7scenes_cpu']:.1f} | "
+          f"ScanNet wall {t['scannet_wall']:.1f} cpu {t['scannet_cpu']:.1f}")
     print(json.dumps(report))
 
 

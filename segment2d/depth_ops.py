@@ -41,9 +41,9 @@ def fill_small_holes(depth: np.ndarray, color: np.ndarray, iterations: int) -> n
     """
     d = depth.copy()
     h, w = d.shape
-    flat = np.pad(d, 1).ravel()
-    rgb = [np.pad(color[..., i], 1).ravel().astype(np.int16) for i in range(3)]
-    idx = np.flatnonzero(np.pad(d <= 0, 1, constant_values=False))
+    flat = pad1(d).ravel()
+    rgb = [pad1(color[..., i].astype(np.int16)).ravel() for i in range(3)]
+    idx = np.flatnonzero(pad1(d <= 0))
     steps = [dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
     for _ in range(iterations):
         if len(idx) == 0:
@@ -60,6 +60,13 @@ def fill_small_holes(depth: np.ndarray, color: np.ndarray, iterations: int) -> n
         flat[idx] = best_depth
         idx = idx[best_depth <= 0]
     return flat.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+
+
+def pad1(a: np.ndarray) -> np.ndarray:
+    """``a`` with one zero (False) pixel added on each side of its last two axes (np.pad is ~10x slower)."""
+    out = np.zeros(a.shape[:-2] + (a.shape[-2] + 2, a.shape[-1] + 2), a.dtype)
+    out[..., 1:-1, 1:-1] = a
+    return out
 
 
 def median_smooth(depth: np.ndarray) -> np.ndarray:
@@ -81,7 +88,7 @@ def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``a`` shifted over its last two axes so that out[..., y, x] = a[..., y + dy, x + dx]; pixels that
     fall off the image repeat the border. Done with slice copies (memcpy speed), not fancy indexing."""
     h, w = a.shape[-2:]
-    dy, dx = int(np.clip(dy, -(h - 1), h - 1)), int(np.clip(dx, -(w - 1), w - 1))
+    dy, dx = max(-(h - 1), min(int(dy), h - 1)), max(-(w - 1), min(int(dx), w - 1))  # not np.clip: 10 us a call
     out = np.empty_like(a)
     dst_y, dst_x = slice(max(-dy, 0), h - max(dy, 0)), slice(max(-dx, 0), w - max(dx, 0))
     out[..., dst_y, dst_x] = a[..., max(dy, 0):h - max(-dy, 0), max(dx, 0):w - max(-dx, 0)]
@@ -182,7 +189,12 @@ def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:
     """Colour edge strength (H x W float32): the largest Sobel gradient magnitude over the CIE Lab channels
     of the Gaussian-blurred image, in Lab units per pixel (8-bit Lab scaling)."""
     blurred = cv2.GaussianBlur(color, (0, 0), blur_sigma) if blur_sigma > 0 else color
-    lab = cv2.cvtColor(blurred, cv2.COLOR_RGB2Lab).astype(np.float32)
+    lab = cv2.cvtColor(blurred, cv2.COLOR_RGB2Lab)
     gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    return np.sqrt(gx * gx + gy * gy).max(axis=2)
+    gx *= gx
+    gy *= gy
+    gx += gy
+    # Max over channels by two elementwise maxima (a reduction over a length-3 axis is ~10x slower), then one
+    # square root of the maximum (monotonic, so the result is unchanged).
+    return np.sqrt(np.maximum(np.maximum(gx[..., 0], gx[..., 1]), gx[..., 2]))

@@ -235,3 +235,67 @@ def test_real_sevenscenes_frame_is_tiled_and_a_blanked_block_stays_unmasked(gene
     interior[310:410, 410:550] = True  # holes are absorbed up to a few pixels from their border only
     assert out.masks[:, interior].mean(axis=1).max() < 0.05
     assert out.extra["is_structure"].any()  # the table top fills a large part of this view
+
+
+# -- the vectorised output path: label images -> full-resolution masks and boxes --------------------------
+def _random_labels(shape, n, seed=0) -> np.ndarray:
+    """Blocky random labels 0..n-1 (some labels absent), like a region image."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, n, (shape[0] // 7 + 1, shape[1] // 7 + 1))
+    return np.repeat(np.repeat(coarse, 7, 0), 7, 1)[: shape[0], : shape[1]].astype(np.int32)
+
+
+@pytest.mark.parametrize("full_hw", [(480, 640), (481, 641), (363, 500), (722, 961)])
+def test_full_res_masks_equal_the_upsampled_label_comparisons(full_hw):
+    from segment2d.geometric import _full_res_masks, _upsample
+
+    f = max(1, round(full_hw[1] / 320))
+    work = (full_hw[0] // f, full_hw[1] // f)
+    levels = [_random_labels(work, 40, seed=1), _random_labels(work, 300, seed=2)]  # 8- and 16-bit paths
+    unions = [np.array([3, 5, 7]), np.array([1, 39])]
+    source = np.array([0, 1, -1, 0, 1, -1, 1])
+    label = np.array([5, 299, 0, 0, 17, 1, 123])
+    out = _full_res_masks(levels, source, label, levels[0], unions, f, full_hw)
+    expected = np.stack([levels[k] == lab if k >= 0 else np.isin(levels[0], unions[lab])
+                         for k, lab in zip(source, label)])
+    assert out.shape == (len(source),) + full_hw and out.dtype == bool
+    np.testing.assert_array_equal(out, _upsample(expected, f, full_hw))
+
+
+def test_label_and_union_boxes_match_boxes_of_the_masks():
+    from segment2d.geometric import _boxes_from_presence, _label_presence, _union_boxes
+
+    labels = _random_labels((60, 90), 30, seed=3)
+    labels[:, :10] = 0  # label 0 is a region like any other here; some labels are absent altogether
+    n = 32
+    masks = labels[None] == np.arange(n)[:, None, None]
+    presence = _label_presence(labels, n)
+    np.testing.assert_array_equal(_boxes_from_presence(*presence), boxes_from_masks(masks))
+    groups = [np.array([1, 2, 3]), np.array([30, 31]), np.array([4, 31])]
+    np.testing.assert_array_equal(_union_boxes(presence, groups),
+                                  boxes_from_masks(np.stack([masks[g].any(axis=0) for g in groups])))
+    assert _union_boxes(presence, []).shape == (0, 4)
+
+
+def test_color_gradient_is_the_largest_lab_sobel_magnitude():
+    import cv2
+
+    from segment2d.depth_ops import color_gradient
+
+    rng = np.random.default_rng(4)
+    color = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    lab = cv2.cvtColor(cv2.GaussianBlur(color, (0, 0), 1.0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    np.testing.assert_allclose(color_gradient(color, 1.0), np.sqrt(gx * gx + gy * gy).max(axis=2), rtol=1e-6)
+
+
+def test_masks_of_one_level_do_not_overlap_and_leave_invalid_depth_out(generator):
+    frame = make_frame(TWO_BOXES, noise=0.002)
+    frame.depth[:, :40] = 0.0
+    out = generator.generate(frame)
+    assert (out.extra["level"] == 0).sum() >= 4
+    for code in (0, 1, 2):  # a level may be empty: its regions can all be duplicates of an earlier level's
+        level = out.masks[out.extra["level"] == code]
+        assert level.sum(axis=0, dtype=np.int32).max(initial=0) <= 1, f"level {code}"
+    assert not out.masks[:, 4:, :36].any()  # a few pixels of growth into the invalid band at most
