@@ -235,7 +235,10 @@ def test_written_files_follow_the_layout_spec(tmp_path):
     assert np.array_equal(np.loadtxt(root / "pose" / "000002.txt"), frame.pose)
     with np.load(root / "gt" / "points.npz") as gt:
         assert gt["xyz"].dtype == np.float32 and gt["ids"].dtype == np.int32 and gt["colors"].dtype == np.uint8
-        assert np.array_equal(gt["ids"], scene.gt_points().ids)
+        points = scene.gt_points()
+        observed = scene.gt_observed(points)
+        assert 0 < observed.sum() < len(points)  # unseen surfaces (undersides, behind the camera) are left out
+        assert np.array_equal(gt["ids"], points.ids[observed]) and np.array_equal(gt["xyz"], points.xyz[observed])
     assert np.array_equal(np.array(meta["generator"]["gt_poses"])[2], frame.meta["gt_pose"])
     objects = json.loads((root / "gt" / "objects.json").read_text())
     assert objects == [o.to_json() for o in scene.gt_objects()]
@@ -253,8 +256,9 @@ def test_write_then_read_with_project_source(tmp_path):
         assert np.abs(a.depth - b.depth).max() <= 0.0005 + 1e-6
         assert np.array_equal(a.color, b.color) and np.array_equal(a.instance_ids, b.instance_ids)
         assert np.array_equal(a.pose, b.pose) and np.allclose(a.K, b.K) and a.timestamp == pytest.approx(b.timestamp)
-    gt = read.gt_points()
-    assert np.array_equal(gt.xyz, scene.gt_points().xyz) and np.array_equal(gt.ids, scene.gt_points().ids)
+    gt, points = read.gt_points(), scene.gt_points()
+    observed = scene.gt_observed(points)
+    assert np.array_equal(gt.xyz, points.xyz[observed]) and np.array_equal(gt.ids, points.ids[observed])
     assert [o.id for o in read.gt_objects()] == [o.id for o in scene.gt_objects()]
 
 

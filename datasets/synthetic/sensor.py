@@ -58,10 +58,11 @@ class SensorConfig:
 
     @classmethod
     def noisy(cls) -> "SensorConfig":
-        """A Kinect-v1-like sensor with mild odometry drift."""
+        """A Kinect-v1-like sensor with mild odometry drift (random walk: after 100 frames about 5 mm
+        and 0.17 degrees, i.e. under 1 cm at 3 m, the accuracy of a good RGB-D SLAM system)."""
         return cls(
             noise_a=0.0012, noise_b=0.0019, quantization="disparity", edge_dropout=0.6, dark_dropout=0.5,
-            random_dropout=0.003, max_depth=8.0, drift_translation=0.002, drift_rotation=0.0015, color_noise=2.0,
+            random_dropout=0.003, max_depth=8.0, drift_translation=0.0005, drift_rotation=0.0003, color_noise=2.0,
         )
 
 

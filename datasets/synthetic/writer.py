@@ -53,9 +53,15 @@ def write_frame(root: Path, frame: Frame, depth_scale: float, max_depth: float, 
         _imwrite(root / "instance" / f"{name}.png", frame.instance_ids.astype(np.uint16))
 
 
-def write_ground_truth(root: Path, scene) -> None:
+def write_ground_truth(root: Path, scene, max_views: int = 30) -> None:
+    """Write ``gt/points.npz`` and ``gt/objects.json``. Like a scanned mesh, the points are only those on
+    surfaces some camera of the sequence sees (checked from up to ``max_views`` true poses): surfaces no
+    frame shows (the ceiling behind the camera, undersides, floor under boxes) cannot be mapped and would
+    only count against every method."""
     (root / "gt").mkdir(parents=True, exist_ok=True)
-    xyz, ids, colors = scene.gt_points()
+    points = scene.gt_points()
+    observed = scene.gt_observed(points, stride=max(1, -(-len(scene) // max_views)))
+    xyz, ids, colors = points.xyz[observed], points.ids[observed], points.colors[observed]
     np.savez_compressed(root / "gt" / "points.npz", xyz=xyz.astype(np.float32), ids=ids.astype(np.int32),
                         colors=colors.astype(np.uint8))
     (root / "gt" / "objects.json").write_text(json.dumps([o.to_json() for o in scene.gt_objects()], indent=1))
