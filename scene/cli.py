@@ -235,6 +235,21 @@ def _load_map(path: str):
         return store.load(), store.schema_version
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    imap, _ = _load_map(args.map)
+    try:
+        from viz.viewer import serve_map
+    except ImportError as exc:
+        raise CLIError(f"the viewer needs viser ({exc}); run scripts/setup.sh") from None
+    try:
+        handle = serve_map(imap, host=args.host, port=args.port)
+    except OSError as exc:
+        raise CLIError(f"cannot serve on {args.host}:{args.port} ({exc}); try another --port") from None
+    print(f"scene view: {len(imap)} objects at {handle.url} (Ctrl-C to stop)", file=sys.stderr)
+    handle.serve_forever()
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     imap, schema = _load_map(args.map)
     meta = imap.metadata
@@ -435,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_info(sub)
+    _add_view(sub)
     _add_query(sub)
     _add_export(sub)
     _add_eval(sub)
@@ -444,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preset", default="room-noisy", help="synthetic preset (default: room-noisy)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--frames", type=int, default=60, help="number of frames to generate (default: 60)")
-    demo.add_argument("--width", type=int, default=320, help="image width in pixels (default: 320)")
-    demo.add_argument("--height", type=int, default=240, help="image height in pixels (default: 240)")
+    demo.add_argument("--width", type=int, default=640, help="image width in pixels (default: 640)")
+    demo.add_argument("--height", type=int, default=480, help="image height in pixels (default: 480)")
     demo.set_defaults(func=_cmd_demo)
 
     inspect = sub.add_parser("inspect", help="detect a dataset's format and summarise it")
@@ -484,6 +500,14 @@ def _add_run(sub) -> None:
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
+
+
+def _add_view(sub) -> None:
+    view = sub.add_parser("view", help="serve an interactive 3D viewer of a map in the browser")
+    view.add_argument("map", help="map file (.sqlite)")
+    view.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    view.set_defaults(func=_cmd_view)
 
 
 def _add_info(sub) -> None:

@@ -22,8 +22,8 @@ def _write_png(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: int = 60, width: int = 320,
-             height: int = 240, log=print) -> dict:
+def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: int = 60, width: int = 640,
+             height: int = 480, log=print) -> dict:
     """Run the demo into folder ``out``; returns the report as a dict (also written as JSON and Markdown)."""
     from scene.datasets import open_dataset
     from scene.datasets.synthetic import make_scene, render_contact_sheet, write_scene

@@ -156,3 +156,40 @@ def test_demo_writes_pictures_and_report(tmp_path):
     info = subprocess.run([sys.executable, "-m", "scene.cli", "info", str(out / "map.sqlite")],
                           capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and f"objects {report['refined_map']['num_objects']}" in info.stdout
+
+
+def test_view_serves_a_saved_map(tmp_path):
+    """`scene view MAP` starts the viewer on the given port and answers HTTP until stopped."""
+    import socket
+    import time
+    import urllib.request
+
+    import numpy as np
+
+    pytest.importorskip("viser")
+    from scene.map import InstanceMap, MapMetadata, MapObject
+    from scene.storage import MapStore
+
+    rng = np.random.default_rng(0)
+    imap = InstanceMap(MapMetadata(voxel_size=0.02))
+    for i, centre in enumerate([(0, 0, 0), (1, 0, 0)]):
+        imap.add(MapObject.from_points(i + 1, rng.normal(centre, 0.05, (200, 3)).astype(np.float32)))
+    path = tmp_path / "map.sqlite"
+    with MapStore(path) as store:
+        store.save(imap)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "scene.cli", "view", str(path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        status, deadline = None, time.time() + 60
+        while status is None and time.time() < deadline and proc.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, proc.stderr.read() if proc.poll() is not None else "viewer did not answer"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
