@@ -109,7 +109,7 @@ def _instance_ap(imap, scene, structure_ids: list[int]) -> dict:
     from scene.cli import map_instance_ap
     from scene.eval import objects_only
 
-    xyz, ids, _ = scene.gt_points()
+    xyz, ids, _ = scene.observed_gt_points()
     distance = 2 * imap.metadata.voxel_size
     keep = ("ap", "ap50", "ap25", "num_gt", "num_pred")
     return {

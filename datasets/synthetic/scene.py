@@ -36,6 +36,7 @@ class SyntheticScene:
         self.poses = drift_poses(self.gt_poses, config.sensor, self._rng(_DRIFT))
         self.renderer = Renderer(self.layout, config.lighting)
         self._gt_points: GTPoints | None = None
+        self._observed: dict[int, GTPoints] = {}
 
     def _build_layout(self) -> Layout:
         """Build the room and drop objects the camera path never sees; rebuild (new sub-seed) while fewer
@@ -132,6 +133,15 @@ class SyntheticScene:
         return observed_points(
             self.renderer, points.xyz, self.gt_poses[::stride], self.K, self.width, self.height, tolerance
         )
+
+    def observed_gt_points(self, max_views: int = 30) -> GTPoints:
+        """The GT points on surfaces some frame sees (checked from up to ``max_views`` true poses): the
+        ground truth a scan of this sequence would give, and what maps are evaluated against."""
+        if max_views not in self._observed:
+            points = self.gt_points()
+            seen = self.gt_observed(points, stride=max(1, -(-len(self) // max_views)))
+            self._observed[max_views] = GTPoints(points.xyz[seen], points.ids[seen], points.colors[seen])
+        return self._observed[max_views]
 
     def gt_objects(self) -> list[SceneObject]:
         """All instances (structure first), with id, kind, is_structure, world AABB (m) and colour."""

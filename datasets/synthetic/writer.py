@@ -59,9 +59,7 @@ def write_ground_truth(root: Path, scene, max_views: int = 30) -> None:
     frame shows (the ceiling behind the camera, undersides, floor under boxes) cannot be mapped and would
     only count against every method."""
     (root / "gt").mkdir(parents=True, exist_ok=True)
-    points = scene.gt_points()
-    observed = scene.gt_observed(points, stride=max(1, -(-len(scene) // max_views)))
-    xyz, ids, colors = points.xyz[observed], points.ids[observed], points.colors[observed]
+    xyz, ids, colors = scene.observed_gt_points(max_views)
     np.savez_compressed(root / "gt" / "points.npz", xyz=xyz.astype(np.float32), ids=ids.astype(np.int32),
                         colors=colors.astype(np.uint8))
     (root / "gt" / "objects.json").write_text(json.dumps([o.to_json() for o in scene.gt_objects()], indent=1))
