@@ -1,4 +1,13 @@
-"""Tracking: fuse per-frame 3D segments into persistent 3D objects (online association + global refinement)."""
+"""Tracking: fuse per-frame 3D segments into persistent 3D objects (online association + global refinement).
+
+    tracker = OnlineTracker(TrackerConfig())              # voxel size / surface stride = the lift's
+    for frame in source:
+        result = track_frame(tracker, frame, generator.generate(frame))   # or tracker.step(frame, segments)
+    online = tracker.object_map()                          # ObjectMap: object per voxel, confidences
+    refined = refine(tracker, RefineConfig())              # RefineResult: .object_map, .remap, ...
+
+Units: metres, world frame of the frames' camera-to-world poses; voxel keys as ``lift3d.voxels``.
+"""
 from .config import AssociationConfig, RefineConfig, TrackerConfig
 from .consensus import ConsensusInput, ConsensusResult, view_consensus
 from .export import ObjectMap, observation_confidence

@@ -12,11 +12,13 @@ class AssociationConfig:
     """Frame-to-map matching of segments to objects.
 
     The object side of every share counts only the object's voxels on the current frame's observed
-    surface (``visible``), so an object half out of view still matches.
+    surface that lie under some segment of the frame (``covered``), so an object half out of view, or
+    partly outside every mask, still matches; the segment side counts its voxels already in the map.
 
-    - ``match_iou``: least IoU (segment vs visible object) for a one-to-one match (Hungarian).
+    - ``match_iou``: least IoU (segment vs covered object) for a one-to-one match (Hungarian).
     - ``part_share``: an unmatched segment lying this much inside one object joins it (over-segmentation).
-    - ``cover_share``: a segment holding this share of an object's visible voxels covers that object.
+    - ``cover_share``: a segment holding this share of an object's covered voxels covers that object
+      (evidence counts only when at least half the object's visible voxels are covered).
     - ``min_visible``: objects with fewer visible voxels take part in no covering / separation evidence.
     - ``merge_frames``: frames in which one segment must cover two objects before they merge.
     - ``merge_ratio``: least bridged / (bridged + separated) frames for a merge (separated = both
@@ -75,7 +77,8 @@ class RefineConfig:
       loses this share of its voxels to another joins it; ``split_gap``: metres between parts that
       split an object (``None``: no split) when the part holds ``split_min_share`` of it; ``confidence_voxels``: > 0 discounts the confidence of objects
       with few voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
-      segments (views gave no consensus either way) follow the online association instead.
+      segments (views gave no consensus either way) follow the online association instead;
+      ``from_online``: start from the online objects (consensus only joins them) instead of single segments.
     """
 
     cell_factor: int = 2
@@ -95,6 +98,7 @@ class RefineConfig:
     split_min_share: float = 0.3
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
+    from_online: bool = True
 
     def __post_init__(self) -> None:
         if self.cell_factor < 1 or self.min_observers < 1 or self.min_voxels < 0:

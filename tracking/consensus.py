@@ -27,7 +27,8 @@ class ConsensusInput:
     """``seg_rows``/``seg_keys``: (segment, voxel key) rows; ``seg_frame``: frame column of each segment;
     ``surf_frame``/``surf_keys``: (frame column, voxel key) rows of the observed surfaces; ``num_frames``;
     ``seg_mask``: per segment the 2D mask it came from (any int, unique within a frame): spatial parts of
-    one mask are contained together by it."""
+    one mask are contained together by it; ``initial``: optional starting group per segment (e.g. the
+    online object ids): the clustering then only joins groups, every segment is a member."""
 
     seg_rows: np.ndarray
     seg_keys: np.ndarray
@@ -36,6 +37,7 @@ class ConsensusInput:
     surf_keys: np.ndarray
     num_frames: int
     seg_mask: np.ndarray | None = None
+    initial: np.ndarray | None = None
 
 
 @dataclass
@@ -56,7 +58,8 @@ def coarse_keys(keys: np.ndarray, factor: int) -> np.ndarray:
 
 
 class _Graph:
-    """The fixed matrices: M (segments x cells, binary), V (cells x frames, binary), segment frames."""
+    """The fixed matrices, all binary: M (segments x cells), V (cells x frames: on the frame's surface),
+    covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame)."""
 
     def __init__(self, data: ConsensusInput, factor: int):
         cells, inverse = group_int64(np.concatenate([coarse_keys(data.seg_keys, factor), coarse_keys(data.surf_keys, factor)]))[::2]
@@ -95,11 +98,15 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
         return ConsensusResult(np.zeros(0, np.int64), np.zeros(0, bool), [])
     graph = _Graph(data, config.cell_factor)
     underseg = _undersegmenting(graph, config)
-    members = np.flatnonzero(~underseg)
-    assign = np.arange(members.size)  # node of each member segment
+    if data.initial is None:
+        members = np.flatnonzero(~underseg)
+        assign = np.arange(members.size)  # node of each member segment
+    else:
+        members = np.arange(n_seg)
+        assign = np.unique(np.asarray(data.initial), return_inverse=True)[1].reshape(-1)
     thresholds = None
     rounds = []
-    while True:
+    while thresholds is None or thresholds:
         stats = _node_stats(graph, members, assign, underseg, config)
         pairs, support, observers = _pair_evidence(stats, config)
         if thresholds is None:

@@ -42,10 +42,10 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     frames, surf_col = np.unique(tracker.surfaces.frame.view, return_inverse=True)
     surf_rows, surf_keys = tracker.surfaces.all_keys()
     seg_frame = np.searchsorted(frames, records.frame.view)
-    data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
-                          records.mask.view)
-    clusters = view_consensus(data, config)
     online = tracker.resolve(records.object.view)
+    data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
+                          records.mask.view, online if config.from_online else None)
+    clusters = view_consensus(data, config)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = clusters.cluster[seg_rows] >= 0
     voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], tracker.seen_counts(keys[member]),
