@@ -50,7 +50,7 @@ def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: i
     sheet = render_contact_sheet([source[i] for i in picks], out / "frames.png")
     log(f"[demo] contact sheet (RGB | depth | GT instances): {sheet}")
 
-    mapper, picked, online_ap, mapping = _map(source, out / "map.sqlite", picks, scene, structure_ids, log)
+    mapper, picked, online_ap, mapping, id_frames = _map(source, out / "map.sqlite", picks, scene, structure_ids, log)
     report["mapping"] = mapping
     report["online_map"] = online_ap
     t = time.perf_counter()
@@ -67,7 +67,7 @@ def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: i
     report["segment2d"] = _mask_recall(picked, mapper.generator.name, mapping)
     log(f"[demo] 2D masks ({report['segment2d']['generator']}): recall@0.5 {report['segment2d']['recall_at_0.5']:.3f}, "
         f"AR {report['segment2d']['average_recall_0.5_0.95']:.3f}")
-    report["pictures"] = _pictures(out, picked, imap, log)
+    report["pictures"] = _pictures(out, picked, imap, log) + _video(out, id_frames, imap, log)
     report["map_file"] = str(out / "map.sqlite")
     report["total_s"] = round(time.perf_counter() - t0, 2)
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -78,7 +78,8 @@ def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: i
 
 def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], log):
     """Integrate every frame; keep the picked frames with their masks and persistent ids; evaluate the
-    online map before the refinement. Returns (mapper, picked, online AP, mapping stats)."""
+    online map before the refinement. Returns (mapper, picked, online AP, mapping stats, id frames): the
+    id frames are (colour, H x W object-id image) per frame, for the video of the run."""
     from scene.config import MapperConfig
     from scene.pipeline import STAGES, Mapper
 
@@ -86,11 +87,12 @@ def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], 
     mapper = Mapper(MapperConfig(up=(0.0, 0.0, 1.0)), path)
     mapper.map.metadata.source_path, mapper.map.metadata.source_format = str(source.root), source.format_name
     progress = _progress(log, "mapping")
-    picked, timings = [], []
+    picked, timings, id_frames = [], [], []
     start = time.perf_counter()
     for done, frame in enumerate(source, 1):
         result = mapper.integrate(frame)
         timings.append(result.timings)
+        id_frames.append((frame.color, _id_image(result)))
         if frame.index in picks:
             picked.append((frame, result))
         progress(done, len(source), f"{result.num_objects} objects")
@@ -102,7 +104,37 @@ def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], 
     }
     online = _instance_ap(mapper.map, scene, structure_ids)
     online["num_objects"] = len(mapper.map)
-    return mapper, picked, online, mapping
+    return mapper, picked, online, mapping, id_frames
+
+
+def _id_image(result) -> np.ndarray:
+    """H x W int32 image of the frame's persistent object ids (-1: no object); small masks on top."""
+    kept = np.flatnonzero(result.object_ids >= 0)
+    image = np.full(result.masks.image_size, -1, np.int32)
+    for i in kept[np.argsort(-result.masks.areas[kept], kind="stable")]:
+        image[result.masks.masks[i]] = result.object_ids[i]
+    return image
+
+
+def _resolve_ids(imap, id_image: np.ndarray) -> np.ndarray:
+    """Map every id of an id image to the id it has in the final map (-1 stays -1)."""
+    unique, inverse = np.unique(id_image, return_inverse=True)
+    current = np.array([imap.resolve_id(i) if i >= 0 else -1 for i in unique], np.int64)
+    return current[inverse].reshape(id_image.shape)
+
+
+def _video(out: Path, id_frames, imap, log) -> list[str]:
+    """The whole run as MP4: every frame's masks coloured and labelled by persistent id (named as in the
+    final map, so merged ids show as the id they became)."""
+    from viz.video import masks_from_id_image, overlay_sequence, write_video
+
+    resolved = [(color, _resolve_ids(imap, ids)) for color, ids in id_frames]
+    split = [masks_from_id_image(ids) for _, ids in resolved]
+    frames = overlay_sequence((c for c, _ in resolved), (m for m, _ in split), (i for _, i in split),
+                              captions=(f"frame {k}" for k in range(len(resolved))))
+    write_video(frames, out / "run.mp4", fps=10.0)
+    log(f"[demo] video of the run with persistent ids: {out / 'run.mp4'}")
+    return ["run.mp4"]
 
 
 def _instance_ap(imap, scene, structure_ids: list[int]) -> dict:
@@ -221,7 +253,7 @@ def _markdown(report: dict) -> str:
         row("refined", refined),
         "",
         "Pictures: `frames.png` (RGB | depth | ground-truth instances), `masks_NNNN.png` (frame | masks coloured "
-        "and labelled by persistent object id), `map_top.png` / `map_view.png` (map renders, when viz is present). "
-        "Map file: `map.sqlite` (try `scene info` / `scene query`).",
+        "and labelled by persistent object id), `map_top.png` / `map_view.png` (map renders), `run.mp4` (every frame's "
+        "masks with persistent ids). Map file: `map.sqlite` (try `scene info`, `scene query`, `scene view`).",
         "",
     ])

@@ -152,6 +152,10 @@ def test_demo_writes_pictures_and_report(tmp_path):
     assert len(list(out.glob("masks_*.png"))) == 4
     assert (out / "dataset" / "scene.json").exists() and (out / "map.sqlite").stat().st_size > 0
     assert "instance AP" in (out / "report.md").read_text()
+    import cv2
+
+    video = cv2.VideoCapture(str(out / "run.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 4 and video.read()[0]
     # The demo's map is a normal map file: `scene info` reads it.
     info = subprocess.run([sys.executable, "-m", "scene.cli", "info", str(out / "map.sqlite")],
                           capture_output=True, text=True, timeout=120)
