@@ -92,6 +92,11 @@ def calculate_stability_score(logits: torch.Tensor, mask_threshold: float, thres
     """
     high = count_pixels(logits > (mask_threshold + threshold_offset))
     low = count_pixels(logits > (mask_threshold - threshold_offset))
+    return stability_from_counts(high, low)
+
+
+def stability_from_counts(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """Stability score (float32) from the pixel counts above the high and the low threshold; 0 where low is 0."""
     ratio = high.to(torch.float32) / low.clamp(min=1).to(torch.float32)
     return torch.where(low > 0, ratio, torch.zeros_like(ratio))
 
@@ -108,7 +113,9 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     h, w = masks.shape[-2:]
     if masks.numel() == 0:
         return torch.zeros((*masks.shape[:-2], 4), dtype=torch.float32, device=masks.device)
-    rows, cols = masks.any(-1), masks.any(-2)
+    # max over uint8 is ~10x faster than any() over bool on CPU
+    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else (masks != 0).view(torch.uint8)
+    rows, cols = as_bytes.amax(-1) > 0, as_bytes.amax(-2) > 0
     row_idx = torch.arange(h, device=masks.device)
     col_idx = torch.arange(w, device=masks.device)
     top = torch.where(rows, row_idx, h).amin(-1)

@@ -4,6 +4,10 @@ The algorithm is the one of Meta's ``SamAutomaticMaskGenerator`` (per crop: poin
 filter -> stability filter -> threshold -> drop masks cut by an inner crop edge -> box NMS; then NMS across
 crops preferring smaller crops; then optional removal of small islands/holes and a last NMS). It drives any
 object with the ``PromptablePredictor`` interface, so the model is replaceable (and tests use a fake).
+
+Speed without changing the result: the predicted-IoU filter runs on the scores before any mask is upsampled;
+with a ``LowResPredictor`` (``SamPredictor``) only its survivors are upsampled from the decoder's 256 x 256
+logits, a few at a time, and thresholded straight into bool masks with their stability counts.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ from .amg import (
     box_area,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
-    calculate_stability_score,
     count_pixels,
     generate_crop_boxes,
     is_box_near_crop_edge,
@@ -29,6 +32,7 @@ from .amg import (
     masks_to_boxes,
     nms,
     remove_small_regions,
+    stability_from_counts,
     uncrop_boxes,
     uncrop_masks,
     uncrop_points,
@@ -63,6 +67,28 @@ class PromptablePredictor(Protocol):
         multimask_output: bool = True,
         return_logits: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+@runtime_checkable
+class LowResPredictor(PromptablePredictor, Protocol):
+    """A ``PromptablePredictor`` that also gives the decoder's low-res logits and upsamples them on demand
+    (``SamPredictor`` is one). The generator then upsamples only the masks that pass the IoU filter.
+
+    ``predict_low_res(point_coords, point_labels, multimask_output=True)`` returns ``(low_res (B, C, h, w),
+    iou_predictions (B, C))``; ``upscale_logits(low_res (k, h, w))`` returns (k, H, W) float logits at the size
+    of the image given to ``set_image``, equal to what ``predict_torch(..., return_logits=True)`` returns.
+    """
+
+    def predict_low_res(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -133,7 +159,11 @@ def _checked_grid(grid, index: int) -> np.ndarray:
 
 
 class AutomaticMaskGenerator:
-    """Masks for a whole image from a promptable model, with SAM's filtering (see the module docstring)."""
+    """Masks for a whole image from a promptable model, with SAM's filtering (see the module docstring).
+
+    ``logit_chunk`` (attribute, default 4): masks upsampled and thresholded at once; it bounds the float
+    temporary to ``logit_chunk x H x W`` and does not change the result.
+    """
 
     name = "amg"
 
@@ -145,8 +175,10 @@ class AutomaticMaskGenerator:
         self.predictor = predictor
         self.config = replace(config or AMGConfig(), **overrides)
         self._grids = self.config.layer_grids()
+        # masks upsampled and thresholded at once: bounds the float temporary (k x H x W) and keeps it in cache
+        self.logit_chunk = 4
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, image_or_frame) -> MaskSet:
         """MaskSet of the kept masks, best first; ``scores`` = predicted IoU clipped to [0, 1].
 
@@ -163,7 +195,7 @@ class AutomaticMaskGenerator:
         }
         return MaskSet(data["masks"].numpy(), np.clip(iou, 0.0, 1.0), data["boxes"].numpy(), extra)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_records(self, image_or_frame) -> list[dict]:
         """SAM's output: one dict per mask with ``segmentation`` (H x W bool, or an uncompressed RLE dict
         ``{'size': [H, W], 'counts': [...]}`` when ``output_mode='uncompressed_rle'``), ``area`` (pixels),
@@ -224,33 +256,72 @@ class AutomaticMaskGenerator:
         return data
 
     def _process_batch(self, points: np.ndarray, crop_box: np.ndarray, image_size: tuple[int, int]) -> MaskData:
-        """Prompt with one batch of points (crop pixels); return the masks that pass the per-mask filters."""
+        """Prompt with one batch of points (crop pixels); return the masks that pass the per-mask filters.
+
+        Same filters, order and results as SAM's batch step, but the predicted-IoU filter runs first on the
+        scores alone and only its survivors are upsampled (with a ``LowResPredictor``) and thresholded, a few
+        at a time, into bool masks: no batch of full-resolution float masks is ever held or copied.
+        """
         cfg = self.config
-        device = torch.device(getattr(self.predictor, "device", "cpu"))
-        coords = torch.as_tensor(points, dtype=torch.float32, device=device)[:, None, :]
-        labels = torch.ones((len(points), 1), dtype=torch.int64, device=device)
-        logits, iou_preds, _ = self.predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True)
-        crop_h, crop_w = int(crop_box[3] - crop_box[1]), int(crop_box[2] - crop_box[0])
-        _check_prediction(logits, iou_preds, len(points), (crop_h, crop_w))
-        n_out = logits.shape[1]
-        data = MaskData(
-            logits=logits.flatten(0, 1),
-            iou_preds=iou_preds.flatten(0, 1).to(torch.float32),
-            points=torch.as_tensor(np.repeat(points, n_out, axis=0), dtype=torch.float32, device=device),
-        )
-        del logits, iou_preds  # so that filtering frees the full float batch
+        crop_size = (int(crop_box[3] - crop_box[1]), int(crop_box[2] - crop_box[0]))
+        iou_preds, fetch_logits = self._prompt(points, crop_size)
+        n_out = iou_preds.shape[1]
+        iou_flat = iou_preds.flatten().to(torch.float32)
+        candidates = torch.arange(iou_flat.numel(), device=iou_flat.device)
         if cfg.pred_iou_thresh > 0.0:
-            _filter_if_any_dropped(data, data["iou_preds"] > cfg.pred_iou_thresh)
+            candidates = candidates[iou_flat > cfg.pred_iou_thresh]
         threshold = float(self.predictor.mask_threshold)
-        data["stability_score"] = calculate_stability_score(data["logits"], threshold, cfg.stability_score_offset)
-        data["masks"] = data["logits"] > threshold
-        del data["logits"]  # later filters then copy bool masks, not float logits
+        masks, stability = threshold_logits(
+            fetch_logits, candidates, crop_size, threshold, cfg.stability_score_offset, self.logit_chunk
+        )
+        point_rows = torch.as_tensor(points, dtype=torch.float32, device=iou_flat.device)
+        data = MaskData(
+            masks=masks, iou_preds=iou_flat[candidates], stability_score=stability, points=point_rows[candidates // n_out]
+        )
         if cfg.stability_score_thresh > 0.0:
             _filter_if_any_dropped(data, data["stability_score"] >= cfg.stability_score_thresh)
         data["boxes"] = masks_to_boxes(data["masks"])
         image_box = [0, 0, image_size[1], image_size[0]]
         _filter_if_any_dropped(data, ~is_box_near_crop_edge(data["boxes"], crop_box, image_box, cfg.crop_edge_tolerance))
         return MaskData(**{k: data[k].cpu() for k in ("masks", "boxes", "iou_preds", "stability_score", "points")})
+
+    def _prompt(self, points: np.ndarray, crop_size: tuple[int, int]):
+        """(B x C IoU predictions, fetch) where ``fetch(rows)`` gives the k x h x w float logits of the flat
+        mask indices ``rows`` (row = point * C + mask) at the crop's size."""
+        device = torch.device(getattr(self.predictor, "device", "cpu"))
+        coords = torch.as_tensor(points, dtype=torch.float32, device=device)[:, None, :]
+        labels = torch.ones((len(points), 1), dtype=torch.int64, device=device)
+        if isinstance(self.predictor, LowResPredictor):
+            low_res, iou_preds = self.predictor.predict_low_res(coords, labels, multimask_output=True)
+            _check_low_res(low_res, iou_preds, len(points))
+            flat = low_res.flatten(0, 1)
+            return iou_preds, lambda rows: self.predictor.upscale_logits(flat[rows])
+        logits, iou_preds, _ = self.predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True)
+        _check_prediction(logits, iou_preds, len(points), crop_size)
+        n_out = logits.shape[1]
+        return iou_preds, lambda rows: logits[rows // n_out, rows % n_out]
+
+
+def threshold_logits(fetch, rows: torch.Tensor, size: tuple[int, int], threshold: float, offset: float, chunk: int):
+    """Bool masks and stability scores of the masks ``rows``, fetched ``chunk`` at a time.
+
+    ``fetch(rows)`` returns their (k, H, W) float logits. Returns ``(masks (N, H, W) bool, stability (N,)
+    float32)``, equal to ``logits > threshold`` and ``calculate_stability_score`` on the whole batch; small
+    chunks keep each float block in cache for its three passes.
+    """
+    n = int(rows.numel())
+    masks = torch.empty((n, *size), dtype=torch.bool, device=rows.device)
+    high = torch.empty(n, dtype=torch.int64, device=rows.device)
+    low = torch.empty(n, dtype=torch.int64, device=rows.device)
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        logits = fetch(rows[part])
+        if tuple(logits.shape[1:]) != tuple(size):
+            raise ValueError(f"predictor returned masks of shape {tuple(logits.shape[1:])}, expected {tuple(size)} (the crop)")
+        torch.gt(logits, threshold, out=masks[part])
+        high[part] = count_pixels(logits > threshold + offset)
+        low[part] = count_pixels(logits > threshold - offset)
+    return masks, stability_from_counts(high, low)
 
 
 def _filter_if_any_dropped(data: MaskData, keep: torch.Tensor) -> None:
@@ -283,6 +354,14 @@ def _as_image(image_or_frame) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image_or_frame is empty: shape {image.shape}")
     return image
+
+
+def _check_low_res(low_res: torch.Tensor, iou_preds: torch.Tensor, n_points: int) -> None:
+    if low_res.ndim != 4 or low_res.shape[0] != n_points or tuple(iou_preds.shape) != tuple(low_res.shape[:2]):
+        raise ValueError(
+            f"predictor.predict_low_res returned logits {tuple(low_res.shape)} and iou_predictions {tuple(iou_preds.shape)}"
+            f" for {n_points} points, expected ({n_points}, C, h, w) and ({n_points}, C)"
+        )
 
 
 def _check_prediction(logits: torch.Tensor, iou_preds: torch.Tensor, n_points: int, size: tuple[int, int]) -> None:

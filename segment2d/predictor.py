@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .modeling import Sam
+from .modeling.upsample import MaskUpsampler
 from .transforms import ResizeLongestSide
 
 _ENCODER_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -37,6 +38,7 @@ class SamPredictor:
         self.features: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
+        self.upsampler: MaskUpsampler | None = None
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode an H x W x 3 uint8 RGB image of any size (resized so its longest side is 1024)."""
@@ -51,9 +53,11 @@ class SamPredictor:
         self.features = self._encode(pixels)
         self.original_size = (int(image.shape[0]), int(image.shape[1]))
         self.input_size = (int(resized.shape[0]), int(resized.shape[1]))
+        low_res_size = self.model.prompt_encoder.mask_input_size
+        self.upsampler = MaskUpsampler(low_res_size, self.model.img_size, self.input_size, self.original_size, self.device)
         self.is_image_set = True
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """1 x 3 x h x w uint8 resized image -> 1 x 256 x 64 x 64 float32 embedding."""
         x = self.model.preprocess(pixels)
@@ -96,7 +100,7 @@ class SamPredictor:
         out = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
         return tuple(t[0].cpu().numpy() for t in out)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_torch(
         self,
         point_coords: torch.Tensor | None,
@@ -112,6 +116,26 @@ class SamPredictor:
         Returns (B x C x H x W bool masks or float32 logits at the original size, B x C IoU
         predictions, B x C x 256 x 256 low-res logits).
         """
+        low_res, iou = self.predict_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
+        masks = self.upscale_logits(low_res)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, iou, low_res
+
+    @torch.inference_mode()
+    def predict_low_res(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict_torch`` without the upsampling: (B x C x 256 x 256 low-res logits, B x C IoU predictions).
+
+        The IoU predictions do not depend on the upsampled masks, so a caller can filter on them first and
+        upsample only the masks it keeps (``upscale_logits``).
+        """
         self._require_image()
         _check_prompt_batch(point_coords, point_labels, boxes, mask_input, self.model.prompt_encoder.mask_input_size)
         points = None
@@ -123,13 +147,19 @@ class SamPredictor:
         if mask_input is not None:
             mask_input = mask_input.to(self.device, torch.float32)
         sparse, dense = self.model.prompt_encoder(points, boxes, mask_input)
-        low_res, iou = self.model.mask_decoder(
+        return self.model.mask_decoder(
             self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output
         )
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return masks, iou, low_res
+
+    @torch.inference_mode()
+    def upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor:
+        """... x 256 x 256 low-res logits -> ... x H x W float32 logits at the original image size.
+
+        ``Sam.postprocess_masks`` (upsample to the padded input, crop, resize) as two matrix products:
+        equal to it up to float rounding (~1e-5), several times faster and without its 1024 x 1024 temporary.
+        """
+        self._require_image()
+        return self.upsampler(low_res.to(self.device))
 
     def _require_image(self) -> None:
         if not self.is_image_set:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -467,3 +468,161 @@ def test_bad_inputs_raise_clear_errors():
 
     with pytest.raises(ValueError, match="predict_torch returned masks of shape"):
         AutomaticMaskGenerator(WrongSize(), grid_config()).generate(image_of(four_rects()))
+
+
+# ---------------------------------------------------------------- the fast batch step against SAM's original one
+
+
+class OriginalBatchAMG(AutomaticMaskGenerator):
+    """The generator with SAM's batch step as first written here: full-resolution float logits for every mask
+    of the batch (``full_res_logits``), then IoU filter, stability, threshold, boxes, crop-edge filter."""
+
+    def full_res_logits(self, coords, labels):
+        logits, iou_preds, _ = self.predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True)
+        return logits, iou_preds
+
+    def _process_batch(self, points, crop_box, image_size):
+        cfg = self.config
+        coords = torch.as_tensor(points, dtype=torch.float32)[:, None, :]
+        labels = torch.ones((len(points), 1), dtype=torch.int64)
+        logits, iou_preds = self.full_res_logits(coords, labels)
+        n_out = logits.shape[1]
+        data = MaskData(
+            logits=logits.flatten(0, 1),
+            iou_preds=iou_preds.flatten(0, 1).to(torch.float32),
+            points=torch.as_tensor(np.repeat(points, n_out, axis=0), dtype=torch.float32),
+        )
+        if cfg.pred_iou_thresh > 0.0:
+            data.filter(data["iou_preds"] > cfg.pred_iou_thresh)
+        threshold = float(self.predictor.mask_threshold)
+        data["stability_score"] = calculate_stability_score(data["logits"], threshold, cfg.stability_score_offset)
+        data["masks"] = data["logits"] > threshold
+        del data["logits"]
+        if cfg.stability_score_thresh > 0.0:
+            data.filter(data["stability_score"] >= cfg.stability_score_thresh)
+        data["boxes"] = masks_to_boxes(data["masks"])
+        image_box = [0, 0, image_size[1], image_size[0]]
+        data.filter(~is_box_near_crop_edge(data["boxes"], crop_box, image_box, cfg.crop_edge_tolerance))
+        return MaskData(**{k: data[k] for k in ("masks", "boxes", "iou_preds", "stability_score", "points")})
+
+
+def assert_same_mask_sets(got, expected) -> None:
+    assert len(got) == len(expected) > 0
+    np.testing.assert_array_equal(got.masks, expected.masks)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    np.testing.assert_array_equal(got.boxes, expected.boxes)
+    for key in expected.extra:
+        np.testing.assert_array_equal(got.extra[key], expected.extra[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"crop_n_layers": 1}, {"points_per_batch": 7, "min_mask_region_area": 30}, {"pred_iou_thresh": 0.0}],
+)
+def test_fast_batch_step_equals_the_original_on_the_fake(overrides):
+    labels = crop_scene()
+    labels[5:15, 100:120] = 4
+    iou = {0: 0.99, 1: 0.95, 2: 0.93, 3: 0.5, 4: 0.97}
+    config = grid_config(**overrides)
+    fast = AutomaticMaskGenerator(FakePredictor(iou=iou, unstable={4}), config)
+    fast.logit_chunk = 5  # not a divisor of the batch: the last chunk is partial
+    original = OriginalBatchAMG(FakePredictor(iou=iou, unstable={4}), config)
+    assert_same_mask_sets(fast.generate(image_of(labels)), original.generate(image_of(labels)))
+
+
+def test_threshold_logits_equals_whole_batch_thresholding():
+    from segment2d.automatic import threshold_logits
+
+    rng = torch.Generator().manual_seed(3)
+    logits = torch.randn((11, 17, 23), generator=rng) * 2 + torch.linspace(-3, 3, 11)[:, None, None]
+    logits[4] = -5.0  # empty even at the low threshold: stability 0
+    rows = torch.tensor([0, 2, 3, 4, 7, 10])
+    for chunk in (1, 4, 64):
+        masks, stability = threshold_logits(lambda r: logits[r], rows, (17, 23), 0.3, 1.0, chunk)
+        assert masks.dtype == torch.bool
+        torch.testing.assert_close(masks, logits[rows] > 0.3, rtol=0, atol=0)
+        torch.testing.assert_close(stability, calculate_stability_score(logits[rows], 0.3, 1.0), rtol=0, atol=0)
+    masks, stability = threshold_logits(lambda r: logits[r], torch.zeros(0, dtype=torch.int64), (17, 23), 0.0, 1.0, 4)
+    assert masks.shape == (0, 17, 23) and stability.shape == (0,)
+    with pytest.raises(ValueError, match="expected \\(17, 22\\)"):
+        threshold_logits(lambda r: logits[r], rows, (17, 22), 0.0, 1.0, 4)
+
+
+# ---------------------------------------------------------------- the fast path on the tiny reference SAM
+
+
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "sam_reference"
+KITCHEN = REF.parent / "data" / "7scenes_redkitchen" / "frame-000000.color.jpg"
+
+
+def shifted_iou_predictor(model):
+    """SamPredictor whose IoU predictions are raised by 0.1: the random-weight tiny SAM predicts IoUs just
+    under 0, so that the IoU filter keeps some masks and drops others."""
+    from segment2d.predictor import SamPredictor
+
+    class ShiftedIoU(SamPredictor):
+        def predict_low_res(self, *args, **kwargs):
+            low_res, iou = super().predict_low_res(*args, **kwargs)
+            return low_res, iou + 0.1
+
+    return ShiftedIoU(model)
+
+
+class InterpolatedOriginalAMG(OriginalBatchAMG):
+    """The original batch step on SAM, with SAM's own post-processing (F.interpolate twice)."""
+
+    def full_res_logits(self, coords, labels):
+        predictor = self.predictor
+        low_res, iou_preds = predictor.predict_low_res(coords, labels, multimask_output=True)
+        return predictor.model.postprocess_masks(low_res, predictor.input_size, predictor.original_size), iou_preds
+
+
+@pytest.mark.skipif(not KITCHEN.is_file(), reason=f"{KITCHEN} not found")
+def test_fast_path_on_tiny_sam_matches_the_original_step():
+    from PIL import Image
+
+    from segment2d.automatic import LowResPredictor
+    from segment2d.build import load_sam
+
+    model = load_sam(REF / "tiny_sam_state_dict.pt")
+    image = np.asarray(Image.open(KITCHEN).convert("RGB"))[::2, ::2].copy()  # 240 x 320 keeps the test quick
+    # random weights: logits within +/-0.4, so a small stability offset; IoUs shifted to straddle the threshold;
+    # the masks are large and their boxes nearly all the image, so box NMS is off to keep many to compare
+    config = AMGConfig(
+        points_per_side=4, pred_iou_thresh=0.06, stability_score_thresh=0.6, stability_score_offset=0.02, box_nms_thresh=1.0
+    )
+    predictor = shifted_iou_predictor(model)
+    assert isinstance(predictor, LowResPredictor)
+    fast = AutomaticMaskGenerator(predictor, config).generate(image)
+    original = InterpolatedOriginalAMG(predictor, config).generate(image)
+    n_prompts = 3 * 16
+    assert 5 < len(original) < n_prompts, len(original)
+    assert len(fast) == len(original)
+    np.testing.assert_allclose(fast.scores, original.scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fast.extra["stability_score"], original.extra["stability_score"], rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(fast.extra["point_coords"], original.extra["point_coords"])
+    disagree = (fast.masks != original.masks).mean()
+    assert disagree < 1e-4  # pixels whose logit is within float rounding of the threshold
+    np.testing.assert_allclose(fast.boxes, original.boxes, rtol=0, atol=1.0)
+
+
+@pytest.mark.skipif(not KITCHEN.is_file(), reason=f"{KITCHEN} not found")
+def test_sam_mask_generator_takes_a_bf16_encoder_by_name():
+    from PIL import Image
+
+    from segment2d.automatic import SamMaskGenerator
+
+    image = np.asarray(Image.open(KITCHEN).convert("RGB"))[::2, ::2].copy()
+    options = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    checkpoint = REF / "tiny_sam_state_dict.pt"
+    fp32 = SamMaskGenerator(checkpoint, encoder_dtype="float32", **options)
+    bf16 = SamMaskGenerator(checkpoint, encoder_dtype="bfloat16", **options)
+    assert bf16.generator.predictor.encoder_dtype == torch.bfloat16
+    a, b = fp32.generate(image), bf16.generate(image)
+    assert len(a) == len(b) == 27  # filters off: 3 masks for each of the 9 prompts
+    masks_a = torch.from_numpy(a.masks.reshape(len(a), -1)).to(torch.float32)
+    masks_b = torch.from_numpy(b.masks.reshape(len(b), -1)).to(torch.float32)
+    inter = masks_a @ masks_b.T
+    union = masks_a.sum(1)[:, None] + masks_b.sum(1)[None] - inter
+    best = (inter / union.clamp(min=1)).amax(1)
+    assert float(best.min()) > 0.95  # measured 0.996: the bf16 encoder moves few pixels across the threshold

@@ -180,3 +180,21 @@ def test_build_sam_names_presets_and_rejects_unknown_options():
             build_sam("vit_x")
         with pytest.raises(ValueError, match=r"unknown encoder option\(s\) \['heads'\]"):
             build_sam("vit_b", heads=3)
+
+
+@pytest.mark.parametrize("q_batch, kv_batch", [(5, 5), (1, 5), (5, 1)])
+def test_folded_cross_attention_equals_projected_attention(q_batch, kv_batch):
+    from segment2d.modeling.transformer import Attention
+
+    torch.manual_seed(q_batch * 10 + kv_batch)
+    attention = Attention(256, 8, downsample_rate=2).eval()
+    batch = max(q_batch, kv_batch)
+    with torch.no_grad():
+        tokens, image = torch.randn(q_batch, 7, 256), torch.randn(kv_batch, 1024, 256) * 3
+        few_queries, projected = attention._few_queries(tokens, image, image), attention._projected(tokens, image, image)
+        assert few_queries.shape == projected.shape == (batch, 7, 256)
+        torch.testing.assert_close(few_queries, projected, rtol=0, atol=1e-5)
+        image, tokens = torch.randn(q_batch, 1024, 256), torch.randn(kv_batch, 7, 256) * 3
+        few_keys, projected = attention._few_keys(image, tokens, tokens), attention._projected(image, tokens, tokens)
+        assert few_keys.shape == projected.shape == (batch, 1024, 256)
+        torch.testing.assert_close(few_keys, projected, rtol=0, atol=1e-5)

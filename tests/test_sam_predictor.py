@@ -143,3 +143,42 @@ def test_cuda_predictor_matches_cpu(model, kitchen):
     assert masks.device.type == "cuda" and masks.shape == (1, 3, 480, 640)
     torch.testing.assert_close(low.cpu(), low_cpu, rtol=0, atol=2e-3)
     torch.testing.assert_close(iou.cpu(), iou_cpu, rtol=0, atol=2e-3)
+
+
+# ---------------------------------------------------------------- fast post-processing
+
+
+@pytest.mark.parametrize("in_size, out_size", [(256, 1024), (768, 480), (1024, 640), (683, 20), (5, 5), (1, 3)])
+def test_bilinear_matrix_is_interpolate(in_size, out_size):
+    from segment2d.modeling.upsample import bilinear_matrix
+
+    x = torch.randn(3, 1, 1, in_size, generator=torch.Generator().manual_seed(in_size))
+    expected = torch.nn.functional.interpolate(x, (1, out_size), mode="bilinear", align_corners=False)
+    got = (x.to(torch.float64) @ bilinear_matrix(in_size, out_size).T).to(torch.float32)
+    # float32 source coordinates near 700 are exact to ~6e-5 px: that is the rounding left
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(bilinear_matrix(in_size, out_size).sum(1).numpy(), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("original_size", [(480, 640), (600, 750), (640, 480), (107, 147), (20, 30)])
+def test_upscale_logits_equals_sam_postprocessing(model, original_size):
+    predictor = SamPredictor(model)
+    predictor.set_image(np.zeros((*original_size, 3), np.uint8))
+    low_res = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(7)) * 4
+    expected = model.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
+    got = predictor.upscale_logits(low_res)
+    assert got.shape == expected.shape == (2, 3, *original_size) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    decided = expected.abs() > 1e-3
+    assert torch.equal((got > 0)[decided], (expected > 0)[decided])
+
+
+def test_predict_low_res_is_predict_torch_before_upsampling(kitchen):
+    points = torch.tensor([[[320.0, 240.0]], [[100.0, 400.0]]])
+    labels = torch.ones((2, 1), dtype=torch.int64)
+    low_res, iou = kitchen.predict_low_res(points, labels)
+    logits, iou_t, low_t = kitchen.predict_torch(points, labels, return_logits=True)
+    assert torch.equal(low_res, low_t) and torch.equal(iou, iou_t)
+    torch.testing.assert_close(logits, kitchen.upscale_logits(low_res), rtol=0, atol=0)
+    official = kitchen.model.postprocess_masks(low_res, kitchen.input_size, kitchen.original_size)
+    torch.testing.assert_close(logits, official, rtol=0, atol=1e-4)

@@ -75,12 +75,15 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
 
-        upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(batch, c, h, w))
+        # The image tokens (B, h*w, C) already are a channels-last B x C x h x w map: upscale it as one (no copy)
+        # and read the result channels-last too, so the hypernetwork product needs no transposed copy either.
+        upscaled = self.output_upscaling(keys.reshape(batch, h, w, c).permute(0, 3, 1, 2))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
         b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).view(b, -1, h, w)
+        pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when upscaled is channels-last
+        masks = (hyper_in @ pixels.transpose(1, 2)).view(b, -1, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
 
 
