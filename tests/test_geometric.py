@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scene.datasets import Frame
+from scene.datasets.geometry import look_at
 from segment2d.geometric import GeometricConfig, GeometricMaskGenerator
 from segment2d.types import MaskSet, boxes_from_masks
 
@@ -16,20 +17,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # -- a tiny analytic renderer: axis-aligned boxes and the floor/wall planes, world z up --------------------
 H, W = 240, 320
 K = np.array([[290.0, 0.0, 159.5], [0.0, 290.0, 119.5], [0.0, 0.0, 1.0]])
-
-
-def look_at(eye, target) -> np.ndarray:
-    """Camera-to-world pose (OpenCV axes) at ``eye`` looking at ``target``, world z up."""
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, y, z], axis=1)
-    pose[:3, 3] = eye
-    return pose
 
 
 def render(boxes, pose, wall_y: float = 3.0, colors=None):

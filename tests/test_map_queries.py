@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from scene.datasets.geometry import look_at
 from scene.map import InstanceMap, MapMetadata, MapObject, oriented_box
 
 
@@ -138,18 +139,6 @@ def brute_render(imap, K, pose, width, height, point_size, tolerance, min_depth=
         if 0 <= row < height and 0 <= col < width and z <= depth[row, col] + tolerance:
             counts[object_id] = counts.get(object_id, 0) + 1
     return np.where(np.isfinite(depth), depth, 0.0), ids, counts
-
-
-def look_at(eye, target) -> np.ndarray:
-    """Camera-to-world pose at ``eye`` looking at ``target`` (OpenCV axes, world z up)."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, down, forward], axis=1)
-    pose[:3, 3] = eye
-    return pose
 
 
 @pytest.mark.parametrize("point_size", [1, 3])

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import look_at
+
 
 @dataclass
 class TrajectoryConfig:
@@ -23,20 +25,6 @@ class TrajectoryConfig:
     target_fraction: float = 0.85  # loop: look-at ellipse as a fraction of the half room size
     target_height: float = 0.6  # loop: look-at height (m)
     orbit_margin: float = 0.55  # orbit: distance kept between the path and the walls (m)
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world pose at ``eye`` looking at ``target`` (OpenCV axes, world z up)."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, y, z], axis=1)
-    pose[:3, 3] = eye
-    return pose
 
 
 def _path_axes(room_size, focus, config: TrajectoryConfig) -> tuple[np.ndarray, np.ndarray]:
