@@ -43,6 +43,16 @@ def stride_grid(height: int, width: int, stride: int) -> np.ndarray:
     return keep
 
 
+def valid_pixels(depth: np.ndarray, stride: int = 1, depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE) -> np.ndarray:
+    """Sorted flat indices of the pixels with valid depth on every ``stride``-th row and column (the
+    test runs on the strided view only)."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    sampled = depth[::stride, ::stride]
+    v, u = np.divmod(np.flatnonzero(valid_depth(sampled, depth_range)), sampled.shape[1])
+    return (v * stride) * depth.shape[1] + u * stride
+
+
 def backproject_pixels(depth: np.ndarray, K: np.ndarray, pose: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """World points (N x 3 float32, metres) of the flat pixel indices ``pixels`` (no validity check)."""
     width = depth.shape[1]
@@ -84,14 +94,11 @@ def backproject(
     Returns (points N x 3 float32 metres in the world frame, pixels N int64 flat indices ``v * W + u``).
     """
     check_camera(depth, K, pose, "backproject")
-    keep = valid_depth(depth, depth_range)
-    if stride > 1:
-        keep &= stride_grid(*depth.shape, stride)
+    pixels = valid_pixels(depth, stride, depth_range)
     if mask is not None:
         if np.shape(mask) != depth.shape:
             raise ValueError(f"backproject: mask shape {np.shape(mask)} differs from depth shape {depth.shape}")
-        keep &= np.asarray(mask, dtype=bool)
-    pixels = np.flatnonzero(keep)
+        pixels = pixels[np.asarray(mask, dtype=bool).reshape(-1)[pixels]]
     return backproject_pixels(depth, K, pose, pixels), pixels
 
 

@@ -89,6 +89,18 @@ def owner_image(masks: np.ndarray, crops: np.ndarray, members: np.ndarray | None
     return owner
 
 
+def exclusive_owner(masks: np.ndarray, crops: np.ndarray) -> np.ndarray | None:
+    """H x W int32 index of the mask covering each pixel (UNOWNED elsewhere), or None when two masks
+    share a pixel. Like ``owner_image``, it looks only inside each mask's crop."""
+    owner = np.full(masks.shape[1:], UNOWNED, np.int32)
+    painted = 0
+    for i, (x0, y0, x1, y1) in enumerate(crops.tolist()):
+        inside = masks[i, y0:y1, x0:x1]
+        painted += np.count_nonzero(inside)
+        np.copyto(owner[y0:y1, x0:x1], np.int32(i), where=inside)
+    return owner if np.count_nonzero(owner >= 0) == painted else None
+
+
 def interior_of_labels(owner: np.ndarray, erode_px: int) -> np.ndarray:
     """H x W bool: pixels whose whole (2 erode_px + 1)^2 square has their label (the image border does not erode)."""
     if erode_px == 0:
@@ -157,7 +169,14 @@ def clean_mask_pixels(
 
 
 def _pairs_per_mask(masks: np.ndarray, crops: np.ndarray, usable: np.ndarray, erode_px: int):
-    """Overlapping masks keep shared pixels: erode and collect each mask inside its own crop."""
+    """Overlapping masks keep shared pixels: erode and collect each mask inside its own crop. Masks
+    that do not overlap (a partition) are eroded all at once as one label image, with the same result."""
+    owner = exclusive_owner(masks, crops)
+    if owner is not None:
+        pixels = np.flatnonzero(usable & interior_of_labels(owner, erode_px))
+        ids = owner.reshape(-1)[pixels]
+        order = stable_argsort(ids)
+        return ids[order], pixels[order]
     width = masks.shape[2]
     ids, pixels = [], []
     for i, crop in enumerate(crops):

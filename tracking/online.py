@@ -73,7 +73,7 @@ class OnlineTracker:
         self.surfaces = SurfaceRecords()
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
-        self._separated: dict[int, int] = {}
+        self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
         self.frames_seen = 0
         self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
@@ -89,10 +89,10 @@ class OnlineTracker:
         visible = self._observe_surface(frame)
         if not segments:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
-        seg_rows, keys, dominant, scores = self._overlaps(segments, visible)
+        seg_rows, keys, rows, dominant, scores = self._overlaps(segments, visible)
         ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64))
         covers = self._covers(scores)
-        self._update_labels(seg_rows, keys, dominant, ids, covers)
+        self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
         self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
                              np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
         merged = self._merge_bridged(covers, scores)
@@ -105,7 +105,7 @@ class OnlineTracker:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
         surface and counts a sighting for objects with enough of their voxels in it."""
         surface = surface_keys(frame, self.config.voxel_size, self.config.surface_stride, self.config.depth_range)
-        _, visible_ids, visible_counts = self.labels.overlaps(surface, np.zeros(surface.size, np.int64))
+        visible_ids, visible_counts = self.labels.label_totals(surface)
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
         else:
@@ -116,16 +116,20 @@ class OnlineTracker:
         return visible_ids, visible_counts
 
     def _overlaps(self, segments: list[Segment3D], visible) -> tuple:
-        """(segment of each key, keys, each key's dominant map label, pair scores): one label lookup."""
+        """(segment of each key, keys, their voxel rows in the label index (-1: new), each key's dominant
+        map label, pair scores): one lookup of the frame's distinct keys."""
         sizes = np.array([s.num_voxels for s in segments], np.int64)
         seg_rows, keys = _concat_keys(segments)
         unique_keys, _, inverse, _ = group_int64(keys)
-        unique_labels, unique_counts = self.labels.labels_at(unique_keys)
-        slot_labels, slot_counts = unique_labels[inverse], unique_counts[inverse]
+        unique_rows = self.labels.index.lookup(unique_keys)
+        unique_labels, unique_counts = self.labels.labels_of_rows(unique_rows)
+        slot_labels, slot_counts = np.take(unique_labels, inverse, axis=0), np.take(unique_counts, inverse, axis=0)
         dominant = slot_labels[np.arange(keys.size), slot_counts.argmax(1)].astype(np.int64)
         known = np.bincount(seg_rows, weights=dominant >= 0, minlength=len(segments)).astype(np.int64)
-        covered = np.unique(unique_labels[unique_labels >= 0], return_counts=True)
-        return seg_rows, keys, dominant, self._score(seg_rows, slot_labels, sizes, known, covered, visible)
+        totals = np.bincount(unique_labels[unique_labels >= 0])
+        covered = np.flatnonzero(totals), totals[totals > 0]
+        scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible)
+        return seg_rows, keys, unique_rows[inverse], dominant, scores
 
     def resolve(self, ids: np.ndarray) -> np.ndarray:
         """Surviving id of each of ``ids``."""
@@ -246,7 +250,7 @@ class OnlineTracker:
         return s.seg[hit], s.obj[hit]
 
     # -- map update -----------------------------------------------------------------------------------
-    def _update_labels(self, seg_rows, keys, dominant, ids, covers) -> None:
+    def _update_labels(self, seg_rows, keys, rows, dominant, ids, covers) -> None:
         """Add each segment's voxels to its object; voxels that already belong to another object the
         segment covers stay with that object (a bridging segment does not smear one object over another)."""
         labels = ids[seg_rows]
@@ -256,7 +260,7 @@ class OnlineTracker:
             probe = seg_rows * _PAIR_BASE + np.maximum(dominant, 0)
             routed = (dominant >= 0) & (dominant != labels) & np.isin(probe, code)
             labels = np.where(routed, dominant, labels)
-        self.labels.add(keys, labels, 1)
+        self.labels.add(keys, labels, 1, rows)
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
@@ -268,14 +272,12 @@ class OnlineTracker:
     def _merge_bridged(self, covers, s: _Scores) -> list[tuple[int, int]]:
         cfg = self.config.association
         bridged = _bridged_pairs(*covers)
-        separated = _separated_pairs(s, cfg.min_visible)
-        for code in separated.tolist():
-            self._separated[code] = self._separated.get(code, 0) + 1
+        self._separated.add(_separated_pairs(s, cfg.min_visible))
         merged = []
         for code in bridged.tolist():
             count = self._bridged.get(code, 0) + 1
             self._bridged[code] = count
-            apart = self._separated.get(code, 0)
+            apart = self._separated.count(code)
             if count >= cfg.merge_frames and count / (count + apart) >= cfg.merge_ratio:
                 a, b = self.objects.resolve(np.array(divmod(code, int(_PAIR_BASE))))
                 if a != b:
@@ -287,17 +289,17 @@ class OnlineTracker:
     def _merge(self, keep: int, retire: int) -> None:
         self.labels.merge(np.array([retire]), keep)
         self.objects.merge(keep, retire)
-        for table in (self._bridged, self._separated):
-            moved = {}
-            for code in [c for c in table if retire in divmod(c, int(_PAIR_BASE))]:
-                a, b = divmod(code, int(_PAIR_BASE))
-                a, b = (keep if a == retire else a), (keep if b == retire else b)
-                if a != b:
-                    key = min(a, b) * int(_PAIR_BASE) + max(a, b)
-                    moved[key] = moved.get(key, 0) + table[code]
-                del table[code]
-            for key, value in moved.items():
-                table[key] = table.get(key, 0) + value
+        self._separated.rename(retire, keep)
+        moved = {}
+        for code in _codes_naming(self._bridged, retire):
+            a, b = divmod(code, int(_PAIR_BASE))
+            a, b = (keep if a == retire else a), (keep if b == retire else b)
+            if a != b:
+                key = min(a, b) * int(_PAIR_BASE) + max(a, b)
+                moved[key] = moved.get(key, 0) + self._bridged[code]
+            del self._bridged[code]
+        for key, value in moved.items():
+            self._bridged[key] = self._bridged.get(key, 0) + value
 
     # -- checks ---------------------------------------------------------------------------------------
     def _check(self, frame, segments, structure) -> None:
@@ -312,6 +314,51 @@ class OnlineTracker:
         if structure is not None and np.shape(structure) != (len(segments),):
             raise ValueError(f"OnlineTracker.step (frame {frame.index}): structure must have one flag per segment "
                              f"({len(segments)}), got shape {np.shape(structure)}")
+
+
+class _PairCounts:
+    """A counter over object-pair codes (``a * _PAIR_BASE + b``, a < b): sorted codes and their counts."""
+
+    def __init__(self) -> None:
+        self.codes = np.zeros(0, np.int64)
+        self.counts = np.zeros(0, np.int64)
+
+    def count(self, code: int) -> int:
+        at = int(np.searchsorted(self.codes, code))
+        return int(self.counts[at]) if at < self.codes.size and self.codes[at] == code else 0
+
+    def add(self, codes: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add ``counts`` (default 1 each) to the sorted distinct ``codes``."""
+        counts = np.ones(codes.size, np.int64) if counts is None else counts
+        at = np.searchsorted(self.codes, codes)
+        found = np.zeros(codes.size, bool)
+        inside = at < self.codes.size
+        found[inside] = self.codes[at[inside]] == codes[inside]
+        self.counts[at[found]] += counts[found]
+        fresh = ~found
+        self.codes = np.insert(self.codes, at[fresh], codes[fresh])
+        self.counts = np.insert(self.counts, at[fresh], counts[fresh])
+
+    def rename(self, old: int, new: int) -> None:
+        """Move the counts of pairs naming object ``old`` to the same pairs naming ``new``; a pair
+        (old, new) disappears."""
+        a, b = np.divmod(self.codes, _PAIR_BASE)
+        hit = (a == old) | (b == old)
+        if not hit.any():
+            return
+        a, b, moved = np.where(a[hit] == old, new, a[hit]), np.where(b[hit] == old, new, b[hit]), self.counts[hit]
+        self.codes, self.counts = self.codes[~hit], self.counts[~hit]
+        apart = a != b
+        codes = np.minimum(a[apart], b[apart]) * _PAIR_BASE + np.maximum(a[apart], b[apart])
+        distinct, _, inverse, _ = group_int64(codes)
+        self.add(distinct, np.bincount(inverse, weights=moved[apart], minlength=distinct.size).astype(np.int64))
+
+
+def _codes_naming(table: dict[int, int], obj: int) -> list[int]:
+    """The pair codes of ``table`` with ``obj`` on either side (one vectorised scan of the keys)."""
+    codes = np.fromiter(table, np.int64, len(table))
+    a, b = np.divmod(codes, _PAIR_BASE)
+    return codes[(a == obj) | (b == obj)].tolist()
 
 
 def _concat_keys(segments: list[Segment3D]) -> tuple[np.ndarray, np.ndarray]:

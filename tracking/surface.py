@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from lift3d.backproject import backproject
-from lift3d.voxels import group_int64, keys_of_points
+from lift3d.backproject import backproject_pixels, check_camera, valid_pixels
+from lift3d.voxels import cells_of_points, unique_cell_keys
 from scene.datasets import Frame
 
 
 def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tuple[float, float]) -> np.ndarray:
     """Sorted distinct int64 keys of the voxels (``voxel_size`` metres, world frame) holding at least one
     valid depth pixel of ``frame`` (every ``stride``-th row and column)."""
-    points, _ = backproject(frame.depth, frame.K, frame.pose, stride=stride, depth_range=depth_range)
-    if points.shape[0] == 0:
+    check_camera(frame.depth, frame.K, frame.pose, "surface_keys")
+    pixels = valid_pixels(frame.depth, stride, depth_range)
+    if pixels.size == 0:
         return np.zeros(0, np.int64)
-    return group_int64(keys_of_points(points, voxel_size))[0]
+    points = backproject_pixels(frame.depth, frame.K, frame.pose, pixels)
+    return unique_cell_keys(cells_of_points(points, voxel_size))
