@@ -338,13 +338,20 @@ class Mapper:
                     self._map.remove(obj)
                 continue
             num_obs = int(table.num_obs[obj])
-            confidence = observation_confidence(table.mean_score(np.array([obj])), np.array([num_obs]))[0]
+            confidence = self._online_confidence(obj, num_obs, rows.size)
             self._map.update(self._object(
                 obj, rows, num_observations=num_obs, first_frame=int(table.first_frame[obj]),
                 last_frame=int(table.last_frame[obj]), confidence=float(np.clip(confidence, 0.0, 1.0)),
                 best_view_frame=int(table.best_frame[obj]), best_view_box=table.best_box[obj],
                 is_structure=bool(table.structure_votes[obj] * 2 > num_obs),
             ))
+
+    def _online_confidence(self, obj: int, num_obs: int, num_voxels: int) -> float:
+        """Mean mask score x detection consistency, saturating with observing frames and voxels
+        (``TrackerConfig.confidence_frames`` / ``confidence_voxels``)."""
+        table, cfg, one = self.tracker.objects, self.tracker.config, np.array([obj])
+        return float(observation_confidence(table.mean_score(one), np.array([num_obs]), table.consistency(one),
+                                            np.array([num_voxels]), cfg.confidence_frames, cfg.confidence_voxels)[0])
 
     def _object(self, obj: int, rows: np.ndarray, **statistics) -> MapObject:
         points, colors, weights = self._voxels.geometry(rows)
@@ -413,7 +420,7 @@ class Mapper:
 
     def _restore_statistics(self, obj: MapObject) -> None:
         table, n = self.tracker.objects, max(obj.num_observations, 1)
-        discount = 1.0 - np.exp(-n / 4.0)  # inverse of observation_confidence's discount
+        discount = 1.0 - np.exp(-n / self.tracker.config.confidence_frames)  # inverse of observation_confidence's
         table.first_frame[obj.id], table.last_frame[obj.id] = obj.first_frame, obj.last_frame
         table.num_obs[obj.id] = obj.num_observations
         table.score_sum[obj.id] = min(obj.confidence / discount, 1.0) * obj.num_observations

@@ -53,7 +53,7 @@ class GeometricConfig:
     crease_offset: int = 2  # normals compared this many work pixels either side of a pixel
     concave_strong: float = 0.12  # 1 - cos(angle) of a concave crease that cuts level 0 (~28 deg)
     concave_weak: float = 0.05  # ... that cuts level 1 (~18 deg)
-    color_edge: float = 14.0  # Lab gradient (per work pixel) that cuts level 1
+    color_edge: float = 25.0  # Lab gradient (per work pixel) that cuts level 1 (texture and shading stay whole)
     color_blur: float = 1.0  # Gaussian sigma before the colour gradient (work pixels)
     min_region_px: int = 160  # smallest region kept, in full-resolution pixels
     grow_iters: int = 6  # growth steps over cut pixels

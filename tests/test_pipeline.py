@@ -16,6 +16,7 @@ from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene, write_scene
 from scene.pipeline import STAGES, Mapper, run
 from scene.storage import MapStore
+from tracking.export import observation_confidence
 
 NUM_FRAMES = 12
 SAVE_EVERY = 4
@@ -121,6 +122,21 @@ def test_map_objects_hold_geometry_and_statistics(mapped, which):
     # Colours come from the frames: a textured room is not grey.
     colors = np.concatenate([o.colors for o in imap]).astype(int)
     assert colors.std() > 10
+
+
+def test_online_confidence_follows_score_consistency_and_observations(mapped):
+    mapper = mapped["mapper"]
+    table, cfg = mapper.tracker.objects, mapper.tracker.config
+    online = mapped["snapshots"][-1][1]  # id -> object after the last frame
+    ids = np.array(sorted(online))
+    num_obs = table.num_obs[ids]
+    expected = observation_confidence(table.mean_score(ids), num_obs, table.consistency(ids),
+                                      saturation=cfg.confidence_frames)
+    got = np.array([online[int(i)].confidence for i in ids])
+    np.testing.assert_allclose(got, np.clip(expected, 0, 1), rtol=1e-6)
+    assert (table.consistency(ids) < 1).any()  # some object was in view without being detected
+    # Seen in more frames -> more confident, all else equal: the saturation is a real discount here.
+    assert cfg.confidence_frames > NUM_FRAMES / 2 and got.max() < table.mean_score(ids).max()
 
 
 def _as_map(objects: dict, like):

@@ -28,6 +28,22 @@ def test_exclusive_masks_give_contested_pixels_to_the_preferred_level_then_the_s
     np.testing.assert_array_equal(only_zero.boxes[1], [0, 0, 2, 8])
 
 
+def test_colour_masks_cut_structure_planes_but_not_objects_when_asked():
+    masks = np.zeros((4, 8, 8), bool)
+    masks[0, :, :4] = True  # level 0, an object (left half)
+    masks[1, :, 4:] = True  # level 0, a wall (right half)
+    masks[2, :4, :4] = True  # level 1: a colour region on the object (its texture)
+    masks[3, :4, 4:] = True  # level 1: a colour region on the wall (a door)
+    ms = MaskSet.from_masks(masks, level=np.array([0, 0, 1, 1]), is_structure=np.array([False, True, False, False]))
+    default = exclusive_masks(ms, PartitionConfig(min_kept=0.0))
+    assert len(default) == 4  # colour regions win their pixels everywhere (smaller masks win)
+    whole = exclusive_masks(ms, PartitionConfig(min_kept=0.0, colour_splits_objects=False))
+    assert len(whole) == 3 and whole.masks[0, :, :4].all()  # the object stays whole
+    assert whole.masks[2, :4, 4:].all() and not whole.masks[1, :4, 4:].any()  # the door still cuts its wall
+    unlabelled = exclusive_masks(MaskSet.from_masks(masks), PartitionConfig(min_kept=0.0, colour_splits_objects=False))
+    assert len(unlabelled) == 4  # without levels and structure flags nothing is dropped
+
+
 def test_object_table_merges_statistics_and_resolves_chains():
     table = ObjectTable(capacity=2)
     ids = table.create(3)

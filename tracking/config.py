@@ -46,15 +46,21 @@ class AssociationConfig:
 class TrackerConfig:
     """``voxel_size`` (metres) must equal the segments' (``LiftConfig.voxel_size``); ``surface_stride``:
     pixel stride used to voxelise each frame's observed surface (the visibility test); ``depth_range``
-    (near, far) metres; ``keep_records``: store every segment and frame surface for ``refine``."""
+    (near, far) metres; ``keep_records``: store every segment and frame surface for ``refine``;
+    ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
+    many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term)."""
 
     voxel_size: float = 0.02
     surface_stride: int = 2
     depth_range: tuple[float, float] = (0.1, 8.0)
     keep_records: bool = True
+    confidence_frames: float = 20.0
+    confidence_voxels: float = 0.0
     association: AssociationConfig = field(default_factory=AssociationConfig)
 
     def __post_init__(self) -> None:
+        if self.confidence_frames <= 0 or self.confidence_voxels < 0:
+            raise ValueError(f"TrackerConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
         if self.voxel_size <= 0 or self.surface_stride < 1:
             raise ValueError(f"TrackerConfig: voxel_size must be > 0 and surface_stride >= 1, got {self}")
 
@@ -75,8 +81,9 @@ class RefineConfig:
     - ``detection_ratio``: keep a voxel in an object when detected in more than this share of the
       frames that saw it; ``min_voxels``: smallest object kept; ``contained_share``: an object that
       loses this share of its voxels to another joins it; ``split_gap``: metres between parts that
-      split an object (``None``: no split) when the part holds ``split_min_share`` of it; ``confidence_voxels``: > 0 discounts the confidence of objects
-      with few voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
+      split an object (``None``: no split) when the part holds ``split_min_share`` of it;
+      ``confidence_frames`` / ``confidence_voxels`` (> 0): the confidence saturates with this many
+      observing frames / voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
       segments (views gave no consensus either way) follow the online association instead;
       ``from_online``: start from the online objects (consensus only joins them) instead of single segments.
     """
@@ -96,11 +103,14 @@ class RefineConfig:
     contained_share: float = 0.8
     split_gap: float | None = 0.1
     split_min_share: float = 0.3
+    confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
     from_online: bool = True
 
     def __post_init__(self) -> None:
+        if self.confidence_frames <= 0 or self.confidence_voxels < 0:
+            raise ValueError(f"RefineConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
         if self.cell_factor < 1 or self.min_observers < 1 or self.min_voxels < 0:
             raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_voxels >= 0: {self}")
         for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share"):

@@ -13,7 +13,7 @@ import numpy as np
 from lift3d.clean import CleanConfig
 from lift3d.lift import LiftConfig, lift_frame
 from scene.datasets import Frame
-from segment2d.types import MaskSet, boxes_from_masks
+from segment2d.types import MaskSet
 
 from .online import OnlineTracker, StepResult
 
@@ -22,15 +22,26 @@ from .online import OnlineTracker, StepResult
 class PartitionConfig:
     """``levels``: keep only masks whose ``extra['level']`` is listed (None: all), later levels in the
     tuple winning contested pixels over earlier ones (then smaller masks over larger); ``min_kept``: a
-    mask keeping less than this share of its area after the winners took their pixels is dropped."""
+    mask keeping less than this share of its area after the winners took their pixels is dropped.
+
+    ``colour_splits_objects``: when False, a mask of ``colour_level`` lying mostly (``parent_share``)
+    inside one non-structure mask of ``geometry_level`` is dropped: colour edges then cut planes (a door
+    in its wall, a window, a rug) but not objects, whose texture and shading would split them (a
+    patterned sofa, a chair's painted legs). Needs the generator's ``level`` and ``is_structure``."""
 
     levels: tuple[int, ...] | None = None
     min_kept: float = 0.5
+    colour_splits_objects: bool = True
+    geometry_level: int = 0
+    colour_level: int = 1
+    parent_share: float = 0.5
 
 
 def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig()) -> MaskSet:
     """A MaskSet whose masks do not overlap: every pixel goes to the winning mask covering it (the
     preferred level, then the smallest)."""
+    if not config.colour_splits_objects:
+        masks = masks.subset(~_colour_inside_objects(masks, config))
     rank = np.zeros(len(masks), np.int64)
     if config.levels is not None and "level" in masks.extra:
         level = np.asarray(masks.extra["level"])
@@ -39,20 +50,60 @@ def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig())
         masks = masks.subset(keep)
     if len(masks) == 0:
         return masks
-    crops = _crops(masks.boxes, masks.image_size)
-    areas = masks.areas
+    crops = _crops(masks.boxes, masks.image_size).tolist()
+    # Areas and boxes come from the crops: the whole N x H x W stack is many times larger than the crops,
+    # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
+    areas = np.array([np.count_nonzero(masks.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(crops)])
     owner = np.full(masks.image_size, -1, np.int32)
-    for i in np.lexsort((-areas, rank)):  # painted in order: the last painter wins
+    for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
         x0, y0, x1, y1 = crops[i]
-        owner[y0:y1, x0:x1][masks.masks[i, y0:y1, x0:x1]] = i
+        np.copyto(owner[y0:y1, x0:x1], np.int32(i), where=masks.masks[i, y0:y1, x0:x1])
     kept_area = np.bincount(owner.ravel() + 1, minlength=len(masks) + 1)[1:]
     keep = np.flatnonzero(kept_area >= config.min_kept * np.maximum(areas, 1))
     exclusive = np.zeros((keep.size,) + masks.image_size, bool)
-    for row, i in enumerate(keep):
+    boxes = np.zeros((keep.size, 4), np.float32)
+    for row, i in enumerate(keep.tolist()):
         x0, y0, x1, y1 = crops[i]
-        exclusive[row, y0:y1, x0:x1] = owner[y0:y1, x0:x1] == i
+        inside = owner[y0:y1, x0:x1] == i
+        exclusive[row, y0:y1, x0:x1] = inside
+        boxes[row] = _box_in_crop(inside, x0, y0)
     extra = {k: np.asarray(v)[keep] for k, v in masks.extra.items()}
-    return MaskSet(exclusive, masks.scores[keep], boxes_from_masks(exclusive), extra)
+    return MaskSet(exclusive, masks.scores[keep], boxes, extra)
+
+
+def _box_in_crop(inside: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int]:
+    """XYXY box (exclusive max, image pixels) of a crop's True pixels; zeros when empty, as
+    ``boxes_from_masks`` gives for the whole mask, which is empty outside its crop."""
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    return (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
+
+
+def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarray:
+    """Per mask: a ``colour_level`` mask whose pixels lie mostly inside one non-structure
+    ``geometry_level`` mask (geometry levels are partitions, so "inside" is one owner image)."""
+    inside = np.zeros(len(masks), bool)
+    if "level" not in masks.extra or "is_structure" not in masks.extra:
+        return inside
+    level = np.asarray(masks.extra["level"])
+    structure = np.asarray(masks.extra["is_structure"], bool)
+    parents = np.flatnonzero((level == config.geometry_level) & ~structure)
+    children = np.flatnonzero(level == config.colour_level)
+    if parents.size == 0 or children.size == 0:
+        return inside
+    owner = np.full(masks.image_size, -1, np.int64)
+    crops = _crops(masks.boxes, masks.image_size)
+    for i in parents:
+        x0, y0, x1, y1 = crops[i]
+        owner[y0:y1, x0:x1][masks.masks[i, y0:y1, x0:x1]] = i
+    for i in children:
+        x0, y0, x1, y1 = crops[i]
+        under = owner[y0:y1, x0:x1][masks.masks[i, y0:y1, x0:x1]]
+        if under.size:
+            counts = np.bincount(under + 1)
+            inside[i] = counts[1:].max(initial=0) >= config.parent_share * under.size
+    return inside
 
 
 def _crops(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

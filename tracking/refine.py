@@ -145,7 +145,7 @@ def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
     seen = _frames_seeing(voxels, tracker)
     consistency = num_obs[origin] / np.maximum(seen, num_obs[origin])
     confidence = observation_confidence(score[origin], num_obs[origin], consistency, np.bincount(voxels.object),
-                                        voxel_scale=config.confidence_voxels)
+                                        saturation=config.confidence_frames, voxel_scale=config.confidence_voxels)
     return ObjectMap(voxels.keys, names[voxels.object], names[order], confidence[order], num_obs[origin][order],
                      structure[origin][order], tracker.config.voxel_size)
 
