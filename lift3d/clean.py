@@ -24,7 +24,8 @@ class CleanConfig:
 
     - ``erode_px``: boundary band removed from each mask, in full-resolution pixels (0 = none).
     - ``max_depth_jump``: a pixel is on a discontinuity when depth varies by more than this fraction
-      of its own depth within ``discontinuity_radius`` pixels (invalid neighbours count as a jump).
+      of its own depth within ``discontinuity_radius`` pixels among the valid neighbours, or when
+      fewer than half the neighbours are valid.
     - ``drop_overlaps``: drop pixels inside more than one mask of the same overlap group; the groups
       are read from ``MaskSet.extra[overlap_groups]`` when present (the geometric generator's ``level``:
       its levels nest, while masks within a level should not overlap), else all masks form one group.
@@ -52,14 +53,21 @@ class CleanConfig:
 def depth_discontinuities(
     depth: np.ndarray, max_jump: float, radius: int, depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE
 ) -> np.ndarray:
-    """H x W bool: depth (metres) within ``radius`` px spans more than ``max_jump`` x the pixel's depth."""
+    """H x W bool: the valid depths (metres) within ``radius`` px span more than ``max_jump`` x the pixel's
+    depth, or fewer than half of those neighbours are valid (an isolated reading). Invalid neighbours are
+    not jumps themselves: sensors drop scattered pixels on dark or distant surfaces, and counting every
+    hole as an edge would erase such surfaces whole."""
     if radius == 0:
         return np.zeros(depth.shape, bool)
-    clean = np.where(valid_depth(depth, depth_range), depth, 0.0).astype(np.float32)
+    valid = valid_depth(depth, depth_range)
+    clean = np.where(valid, depth, 0.0).astype(np.float32)
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     highest = cv2.dilate(clean, kernel, borderType=cv2.BORDER_REPLICATE)
-    lowest = cv2.erode(clean, kernel, borderType=cv2.BORDER_REPLICATE)
-    return highest - lowest > max_jump * clean
+    lowest = cv2.erode(np.where(valid, clean, np.float32(np.inf)), kernel, borderType=cv2.BORDER_REPLICATE)
+    window = kernel.size
+    valid_count = cv2.boxFilter(valid.astype(np.float32), -1, kernel.shape, normalize=False,
+                                borderType=cv2.BORDER_REPLICATE)
+    return (highest - lowest > max_jump * clean) | (valid_count * 2 < window)
 
 
 def mask_boxes(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:

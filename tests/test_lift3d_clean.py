@@ -56,11 +56,16 @@ def test_pixels_on_depth_discontinuities_are_dropped(view):
     assert pixels.size and not edges.reshape(-1)[pixels].any()
 
 
-def test_invalid_neighbours_count_as_discontinuities():
+def test_scattered_holes_are_no_discontinuities_but_isolated_readings_are():
     depth = np.full((20, 20), 1.5, np.float32)
-    depth[10, 10] = 0
+    depth[10, 10] = 0  # one dropped pixel on a flat surface: its neighbours stay
+    assert not depth_discontinuities(depth, 0.05, 1).any()
+    depth[2:8, 2:8] = 0
+    depth[4, 4] = 1.5  # a lone reading inside a hole is dropped
+    depth[15, 5:15] = 3.0  # a real step: both sides of it are dropped
     edges = depth_discontinuities(depth, 0.05, 1)
-    assert edges[9:12, 9:12].all() and edges.sum() == 9
+    assert edges[4, 4] and edges[14:17, 6:14].all()
+    assert not edges[18:, :].any() and not edges[10, 10]
 
 
 def test_overlapping_pixels_are_dropped_only_when_asked(view):
