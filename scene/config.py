@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lift3d.clean import CleanConfig
 from lift3d.lift import LiftConfig
+from scene.structure import StructureConfig
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
 
@@ -42,6 +43,7 @@ class MapperConfig:
     - ``min_object_voxels``: online objects with fewer voxels stay out of the ``InstanceMap``.
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
     - ``lift``, ``partition``, ``tracking``, ``refine``: the lower layers' configs.
+    - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
     """
 
     segmenter: str = "geometric"
@@ -55,6 +57,7 @@ class MapperConfig:
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.segmenter, str) or not self.segmenter:

@@ -1,0 +1,129 @@
+"""Floor and ceiling in 3D: flat horizontal objects at the bottom (or top) of the map are structure.
+
+The 2D generator flags a region as structure when it is a large plane in that view; a floor cut into
+pieces by furniture gives pieces that are small in every view, so they end up as "objects". In 3D the
+test is simple once the up direction is known: a piece is floor when it is thin along up, lies at the
+map's lowest level and covers a real area. Up comes from ``MapMetadata.up`` or, for a handheld or
+robot-mounted capture, from the cameras: their image-up axes average to roughly the world's up (tilted
+by how the cameras pitch), and the normals of the map's flat horizontal pieces (floor, table tops)
+within ``normal_cone_deg`` of that hint sharpen it.
+Units: metres, world frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .map import InstanceMap, MapObject
+
+
+@dataclass(frozen=True)
+class StructureConfig:
+    """``max_thickness``: spread along up (5th to 95th percentile) of a flat object; ``level_tolerance``:
+    largest distance of its median height from the floor (ceiling) level; ``min_area``: least
+    horizontal box area (m^2); ``floor_percentile`` / ``ceiling_percentile``: the levels, as percentiles
+    of all map points' heights; ``min_room_height``: a ceiling test needs the levels this far apart;
+    ``min_camera_agreement``: least length of the mean camera up vector (1: all cameras upright);
+    ``normal_cone_deg``: flat objects whose normal is this close to the camera hint refine up;
+    ``max_flatness``: an object is flat when its least principal spread is below this share of the middle one."""
+
+    max_thickness: float = 0.08
+    level_tolerance: float = 0.1
+    min_area: float = 0.25
+    floor_percentile: float = 1.0
+    ceiling_percentile: float = 99.0
+    min_room_height: float = 1.8
+    min_camera_agreement: float = 0.7
+    normal_cone_deg: float = 25.0
+    max_flatness: float = 0.1
+
+
+def camera_up(poses: np.ndarray, min_agreement: float = 0.7) -> np.ndarray | None:
+    """World up from N x 4 x 4 camera-to-world poses (OpenCV axes: image up is -y): the normalised mean
+    of the cameras' up axes, or None when there are no poses or they disagree (mean shorter than
+    ``min_agreement``: cameras rolled or pointing every way)."""
+    poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
+    if poses.shape[0] == 0:
+        return None
+    mean = -poses[:, :3, 1].mean(0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm >= min_agreement else None
+
+
+def map_up(imap: InstanceMap, config: StructureConfig = StructureConfig()) -> np.ndarray | None:
+    """The map's up: its metadata's, else the cameras' (``camera_up``) sharpened by the normals of the
+    map's flat, roughly horizontal objects (``horizontal_normal``)."""
+    if imap.metadata.up is not None:
+        return np.asarray(imap.metadata.up, np.float64) / np.linalg.norm(imap.metadata.up)
+    hint = camera_up(imap.trajectory[1], config.min_camera_agreement)
+    if hint is None:
+        return None
+    return horizontal_normal(imap, hint, config)
+
+
+def horizontal_normal(imap: InstanceMap, hint: np.ndarray, config: StructureConfig = StructureConfig()) -> np.ndarray:
+    """Point-weighted mean normal (signed along ``hint``) of the flat objects whose normal lies within
+    ``normal_cone_deg`` of ``hint``; ``hint`` itself when there are none."""
+    cos_cone = np.cos(np.deg2rad(config.normal_cone_deg))
+    total = np.zeros(3)
+    for obj in imap:
+        points = obj.points[:: max(1, obj.num_points // 2000)].astype(np.float64)
+        if points.shape[0] < 10:
+            continue
+        _, spread, axes = np.linalg.svd(points - points.mean(0), full_matrices=False)
+        normal = axes[2] * np.sign(axes[2] @ hint)
+        if spread[2] < config.max_flatness * spread[1] and normal @ hint >= cos_cone:
+            total += obj.num_points * normal
+    norm = float(np.linalg.norm(total))
+    return total / norm if norm > 0 else hint
+
+
+def flat_levels(imap: InstanceMap, up: np.ndarray, config: StructureConfig = StructureConfig()):
+    """(floor, ceiling) heights along ``up`` (metres; ceiling None in a low or floorless map)."""
+    heights = np.concatenate([o.points @ up for o in imap]) if len(imap) else np.zeros(0)
+    if heights.size == 0:
+        return None, None
+    floor, ceiling = np.percentile(heights, [config.floor_percentile, config.ceiling_percentile])
+    return float(floor), (float(ceiling) if ceiling - floor >= config.min_room_height else None)
+
+
+def is_flat_at(obj: MapObject, up: np.ndarray, level: float, config: StructureConfig = StructureConfig()) -> bool:
+    """Thin along ``up``, its median height within ``level_tolerance`` of ``level``, area >= min_area."""
+    heights = obj.points @ up
+    low, middle, high = np.percentile(heights, [5, 50, 95])
+    if high - low > config.max_thickness or abs(middle - level) > config.level_tolerance:
+        return False
+    across = obj.points - np.outer(heights, up)
+    extent = np.ptp(across @ _plane_axes(up).T, axis=0)
+    return float(extent[0] * extent[1]) >= config.min_area
+
+
+def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = StructureConfig(),
+                           up: np.ndarray | None = None) -> list[int]:
+    """Flag the map's floor and ceiling pieces as structure (in place); returns the ids newly flagged.
+    ``up``: a known unit up vector (default: ``map_up``). Does nothing when up is unknown (no metadata
+    up and disagreeing cameras)."""
+    up = map_up(imap, config) if up is None else np.asarray(up, np.float64)
+    if up is None or len(imap) == 0:
+        return []
+    floor, ceiling = flat_levels(imap, up, config)
+    levels = [floor] if ceiling is None else [floor, ceiling]
+    reach = config.level_tolerance + config.max_thickness  # the centroid of a flat piece lies this near its level
+    flagged = []
+    for obj in list(imap):
+        if obj.is_structure:
+            continue
+        near = [level for level in levels if abs(float(obj.centroid @ up) - level) <= reach]
+        if any(is_flat_at(obj, up, level, config) for level in near):
+            imap.update(replace(obj, is_structure=True))
+            flagged.append(obj.id)
+    return flagged
+
+
+def _plane_axes(up: np.ndarray) -> np.ndarray:
+    """2 x 3 orthonormal axes perpendicular to ``up``."""
+    helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+    e1 = helper - helper.dot(up) * up
+    e1 /= np.linalg.norm(e1)
+    return np.stack([e1, np.cross(up, e1)])
