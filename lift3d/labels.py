@@ -3,8 +3,9 @@
 Each voxel (a row of a ``VoxelIndex``) keeps up to ``slots`` (label, count) pairs in two dense
 ``n_voxels x slots`` arrays; the slot width doubles on demand up to ``max_labels_per_voxel``, after
 which a new label replaces the voxel's least-observed one. Adding a segment and querying overlaps
-cost O(voxels touched), independent of how many frames were seen; relabelling and removal scan the
-slot arrays once per call (vectorised), so batch them.
+cost O(voxels touched), independent of how many frames were seen. Relabelling reads only the voxels
+that ever held the old labels (a per-label list of candidate rows, checked on use), so merging objects
+does not grow with the map; removal scans the slot arrays once per call (vectorised), so batch it.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class LabelStore:
         self._labels = np.full((max(len(self.index), 1024), config.initial_slots), NO_LABEL, np.int32)
         self._counts = np.zeros_like(self._labels, dtype=np.int32)
         self._label_voxels = np.zeros(64, np.int64)  # per label: number of voxels holding it
+        # per label: chunks of rows that held it at some time (a superset of its holders, checked on use)
+        self._holders: dict[int, list[np.ndarray]] = {}
 
     # -- updates ----------------------------------------------------------------------------------
     def add(self, keys: np.ndarray, labels: np.ndarray | int, weights: np.ndarray | int = 1,
@@ -78,6 +81,10 @@ class LabelStore:
         self._labels[touched] = sub
         self._merge_duplicate_slots(touched)
         self._shift_label_voxels(before, self._labels[touched])
+        for label in old[old != new].tolist():
+            self._holders.pop(label, None)
+        changed = sub != before
+        self._note_holders(np.broadcast_to(touched[:, None], sub.shape)[changed], sub[changed])
 
     def merge(self, sources: np.ndarray, target: int) -> None:
         """Merge the labels ``sources`` into ``target``."""
@@ -93,6 +100,8 @@ class LabelStore:
         self._counts[:n][hit] = 0
         known = labels[labels < self._label_voxels.size]
         self._label_voxels[known] = 0
+        for label in labels.tolist():
+            self._holders.pop(label, None)
 
     # -- queries --------------------------------------------------------------------------------------
     def overlap(self, keys: np.ndarray, min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -204,8 +213,9 @@ class LabelStore:
         store._grow_rows(keys.size)
         store._labels[: keys.size], store._counts[: keys.size] = labels, counts
         store._grow_label_table(int(labels.max(initial=-1)) + 1)
-        held = labels[labels >= 0]
-        store._label_voxels[: held.max(initial=-1) + 1] = np.bincount(held)
+        held = labels >= 0
+        store._label_voxels[: labels.max(initial=-1) + 1] = np.bincount(labels[held])
+        store._note_holders(np.broadcast_to(np.arange(keys.size)[:, None], labels.shape)[held], labels[held])
         return store
 
     # -- internals ------------------------------------------------------------------------------------
@@ -215,6 +225,7 @@ class LabelStore:
 
     def _insert_new_pairs(self, rows: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
         """Put (row, label) pairs absent from the store into free slots, one pair per row per round."""
+        self._note_holders(rows, labels)
         order = np.argsort(rows, kind="stable")
         rows, labels, weights = rows[order], labels[order], weights[order]
         first = np.r_[True, rows[1:] != rows[:-1]] if rows.size else np.zeros(0, bool)
@@ -250,17 +261,33 @@ class LabelStore:
         self._labels[rows], self._counts[rows] = labels, counts
 
     def _rows_holding(self, labels: np.ndarray) -> np.ndarray:
-        """Sorted rows of the voxels holding any of ``labels``: a few equality scans of the slot array
-        beat ``np.isin`` (which builds int64 temporaries of the whole store) for the usual one or two labels."""
-        slots = self._labels[: len(self.index)]
-        if labels.size > 4:
-            hit = np.isin(slots, labels)
-        else:
-            hit = slots == labels[0]
-            for label in labels[1:]:
-                hit |= slots == label
-        rows = np.flatnonzero(hit.reshape(-1)) // slots.shape[1]
-        return rows[np.r_[True, rows[1:] != rows[:-1]]] if rows.size else rows
+        """Sorted rows of the voxels holding any of ``labels``: each label's candidate rows, checked
+        (and compacted to the rows that still hold it)."""
+        found = [np.zeros(0, np.int64)]
+        for label in np.unique(labels).tolist():
+            chunks = self._holders.get(label)
+            if not chunks:
+                continue
+            rows = np.unique(np.concatenate(chunks))
+            rows = rows[(np.take(self._labels, rows, axis=0) == label).any(1)]
+            self._holders[label] = [rows]
+            found.append(rows)
+        return np.unique(np.concatenate(found))
+
+    def _note_holders(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        """Record that voxel ``rows`` now hold ``labels`` (one label per row)."""
+        if rows.size == 0:
+            return
+        order = np.argsort(labels, kind="stable")
+        rows, labels = np.asarray(rows, np.int64)[order], labels[order]
+        cuts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+        starts, ends = np.r_[0, cuts].tolist(), np.r_[cuts, labels.size].tolist()
+        holders = self._holders
+        for label, a, b in zip(labels[starts].tolist(), starts, ends):
+            chunks = holders.setdefault(label, [])
+            chunks.append(rows[a:b])
+            if len(chunks) >= 32:  # bounded chunk lists: fold them (amortised)
+                chunks[:] = [np.concatenate(chunks)]
 
     def _shift_label_voxels(self, before: np.ndarray, after: np.ndarray) -> None:
         """Update the per-label voxel counts for rows whose slots went from ``before`` to ``after``

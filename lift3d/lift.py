@@ -98,7 +98,7 @@ def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_
     cells = [np.floor(points[:, a] / np.float32(voxel_size)).astype(np.int64) for a in range(3)]
     origin = np.array([c.min() for c in cells])
     spans = np.array([c.max() for c in cells]) - origin + 1
-    cell_codes, _, cell_of_pixel, _ = group_int64(
+    cell_codes, cell_of_pixel = _group_runs(
         ((cells[0] - origin[0]) * spans[1] + (cells[1] - origin[1])) * spans[2] + (cells[2] - origin[2])
     )
     mask, cell_index, representative, pair_row, counts = _group_pairs(mask_ids, cell_of_pixel[pair_pixel])
@@ -107,6 +107,16 @@ def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_
     voxel_cells = np.empty((mask.size, 3), np.int64)
     voxel_cells[:, 0], voxel_cells[:, 1], voxel_cells[:, 2] = x + origin[0], y + origin[1], z + origin[2]
     return _Lifted(unique_pixels, points, pair_pixel, pair_row, mask, voxel_cells, counts, representative)
+
+
+def _group_runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct codes, inverse) like ``group_int64``, grouping runs of equal neighbours first:
+    neighbouring pixels in raster order often fall in one voxel, so about half as many values are sorted."""
+    starts = np.empty(codes.size, bool)
+    starts[:1] = True
+    np.not_equal(codes[1:], codes[:-1], out=starts[1:])
+    distinct, _, run_inverse, _ = group_int64(codes[starts])
+    return distinct, run_inverse[np.cumsum(starts) - 1]
 
 
 def _group_pairs(mask_ids: np.ndarray, pair_cell: np.ndarray):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .voxels import group_int64
@@ -42,8 +42,10 @@ def grouped_cell_components(groups: np.ndarray, cells: np.ndarray) -> np.ndarray
     neighbours = (nodes[:, None] + deltas[None, :]).reshape(-1)
     at = np.minimum(np.searchsorted(nodes, neighbours), nodes.size - 1)
     found = nodes[at] == neighbours
-    sources = np.repeat(np.arange(nodes.size), deltas.size)[found]
-    graph = coo_matrix((np.ones(sources.size, np.int8), (sources, at[found])), shape=(nodes.size, nodes.size))
+    # rows of ``found`` are the source nodes in order: the CSR row pointers are the per-node edge counts
+    indptr = np.zeros(nodes.size + 1, np.int64)
+    np.cumsum(np.count_nonzero(found.reshape(nodes.size, deltas.size), axis=1), out=indptr[1:])
+    graph = csr_matrix((np.ones(int(indptr[-1]), np.int8), at[found], indptr), shape=(nodes.size, nodes.size))
     _, node_component = connected_components(graph, directed=False)
     return node_component[inverse].astype(np.int64)
 

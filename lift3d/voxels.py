@@ -57,17 +57,63 @@ def unique_cell_keys(cells: np.ndarray) -> np.ndarray:
     """Sorted distinct keys of N x 3 integer cells (``np.unique(pack_keys(cells))``, faster: neighbouring
     rows often repeat a cell, and codes relative to the cells' bounding box need fewer radix passes)."""
     cells = np.asarray(cells, dtype=np.int64)
-    if cells.shape[0] == 0:
-        return pack_keys(cells.reshape(0, 3))
-    low = np.array([cells[:, a].min() for a in range(3)])
-    spans = np.array([cells[:, a].max() for a in range(3)]) - low + 1
-    codes = ((cells[:, 0] - low[0]) * spans[1] + (cells[:, 1] - low[1])) * spans[2] + (cells[:, 2] - low[2])
-    codes = codes[np.r_[True, codes[1:] != codes[:-1]]]
-    codes = codes[stable_argsort(codes)]
-    codes = codes[np.r_[True, codes[1:] != codes[:-1]]]
-    rest, z = np.divmod(codes, spans[2])
-    x, y = np.divmod(rest, spans[1])
-    return pack_keys(np.stack([x + low[0], y + low[1], z + low[2]], axis=1))
+    if cells.ndim != 2 or cells.shape[1] != 3:
+        raise ValueError(f"unique_cell_keys: cells must be N x 3, got shape {cells.shape}")
+    return _unique_column_keys([cells[:, a] for a in range(3)])
+
+
+def unique_point_keys(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """``unique_cell_keys(cells_of_points(points, voxel_size))``, computed one coordinate column at a
+    time (no N x 3 float64 and int64 temporaries)."""
+    if voxel_size <= 0:
+        raise ValueError(f"voxel_size must be > 0 metres, got {voxel_size}")
+    points = np.asarray(points)
+    columns = []
+    for axis in range(3):
+        column = points[:, axis].astype(np.float64)
+        np.floor(np.divide(column, voxel_size, out=column), out=column)
+        columns.append(column.astype(np.int64))
+    return _unique_column_keys(columns)
+
+
+def _unique_column_keys(columns: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct keys of the cells (x, y, z columns): codes relative to the bounding box, runs
+    of repeated codes dropped, one radix sort, duplicates dropped, then packed."""
+    if columns[0].size == 0:
+        return np.zeros(0, np.int64)
+    low = [int(c.min()) for c in columns]
+    high = [int(c.max()) for c in columns]
+    if min(low) < -AXIS_OFFSET or max(high) > AXIS_OFFSET - 1:
+        raise ValueError(f"pack_keys: cell coordinates must lie in [{-AXIS_OFFSET}, {AXIS_OFFSET - 1}], "
+                         f"got [{min(low)}, {max(high)}]")
+    span_y, span_z = high[1] - low[1] + 1, high[2] - low[2] + 1
+    codes = columns[0] - low[0]
+    codes *= span_y
+    codes += columns[1]
+    codes -= low[1]
+    codes *= span_z
+    codes += columns[2]
+    codes -= low[2]
+    codes = _drop_repeats(codes)
+    codes = _drop_repeats(codes[stable_argsort(codes)])
+    rest, z = np.divmod(codes, span_z)
+    x, y = np.divmod(rest, span_y)
+    x += low[0] + AXIS_OFFSET
+    y += low[1] + AXIS_OFFSET
+    z += low[2] + AXIS_OFFSET
+    x <<= 2 * AXIS_BITS
+    y <<= AXIS_BITS
+    x |= y
+    x |= z
+    return x
+
+
+def _drop_repeats(values: np.ndarray) -> np.ndarray:
+    """``values`` without the entries equal to their predecessor."""
+    keep = np.empty(values.size, bool)
+    keep[:1] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def voxel_centers(keys: np.ndarray, voxel_size: float) -> np.ndarray:
@@ -77,8 +123,9 @@ def voxel_centers(keys: np.ndarray, voxel_size: float) -> np.ndarray:
 
 def _hash_slots(keys: np.ndarray, log2_capacity: int) -> np.ndarray:
     """Home slot of each key: the top ``log2_capacity`` bits of key * golden-ratio constant (mod 2**64)."""
-    product = keys.astype(np.uint64) * _HASH_MULTIPLIER
-    return (product >> np.uint64(64 - log2_capacity)).astype(np.int64)
+    product = keys.astype(np.int64, copy=False).view(np.uint64) * _HASH_MULTIPLIER
+    product >>= np.uint64(64 - log2_capacity)
+    return product.view(np.int64)
 
 
 class VoxelIndex:
@@ -111,10 +158,13 @@ class VoxelIndex:
         """Rows of ``keys`` (int64 array of any shape), -1 where a key is absent."""
         keys = self._as_keys(keys, "lookup")
         flat = keys.reshape(-1)
-        rows = np.full(flat.size, -1, np.int64)
-        pending = np.arange(flat.size)
         slots = _hash_slots(flat, self._log2)
+        found_keys = self._slot_keys[slots]  # the first probe covers every key: no index arrays yet
+        hit = found_keys == flat
+        rows = np.where(hit, self._slot_rows[slots], -1)
+        pending = np.flatnonzero(~hit & (found_keys != EMPTY_KEY))
         capacity_mask = (1 << self._log2) - 1
+        slots = (slots[pending] + 1) & capacity_mask
         while pending.size:
             found_keys = self._slot_keys[slots]
             hit = found_keys == flat[pending]

@@ -29,14 +29,15 @@ from typing import Callable
 import numpy as np
 
 from lift3d.lift import lift_frame
-from lift3d.voxels import VoxelIndex, keys_of_points
+from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.storage import MapStore
+from scene.structure import map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
-from tracking.online import OnlineTracker, StepResult
+from tracking.online import FrameVoxels, OnlineTracker, StepResult
 from tracking.pipeline import exclusive_masks
 from tracking.refine import refine
 
@@ -75,21 +76,46 @@ class _VoxelGeometry:
         self.hits = np.zeros(0, np.int64)
         self.owner = np.zeros(0, np.int64)
         self.count = np.zeros(0, np.int64)  # voxels owned, per object id
+        self._linked: VoxelIndex | None = None  # another index (the tracker's) and its row -> row table
+        self._link = np.zeros(0, np.int64)
 
     def accumulate(self, keys: np.ndarray, points: np.ndarray, colors: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Add ``weights`` observations of points (N x 3 metres) and colours (N x 3) to voxels ``keys``;
         returns the distinct rows touched."""
         rows = self.index.insert(keys)
         self._grow(len(self.index))
-        distinct, at = np.unique(rows, return_inverse=True)
-        at = at.reshape(-1)
-        n = distinct.size
-        w = weights.astype(np.float64)
-        for axis in range(3):
-            self.xyz_sum[distinct, axis] += np.bincount(at, points[:, axis] * w, minlength=n)
-            self.rgb_sum[distinct, axis] += np.bincount(at, colors[:, axis] * w, minlength=n)
-        self.hits[distinct] += np.bincount(at, weights, minlength=n).astype(np.int64)
+        distinct, _, at, _ = group_int64(rows)
+        self.add_sums(distinct, at, points, colors, weights)
         return distinct
+
+    def add_sums(self, distinct: np.ndarray, at: np.ndarray, points: np.ndarray, colors: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
+        """Add the points and colours (N x 3) to the voxel rows ``distinct[at]`` (``weights``: N ints,
+        default 1 each)."""
+        n = distinct.size
+        w = None if weights is None else weights.astype(np.float64)
+        for axis in range(3):
+            self.xyz_sum[distinct, axis] += np.bincount(at, points[:, axis] if w is None else points[:, axis] * w, minlength=n)
+            self.rgb_sum[distinct, axis] += np.bincount(at, colors[:, axis] if w is None else colors[:, axis] * w, minlength=n)
+        self.hits[distinct] += np.bincount(at, weights, minlength=n).astype(np.int64)
+
+    def rows_linked(self, other: VoxelIndex, other_rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Rows here of the distinct rows ``other_rows`` of another index (the tracker's), via a cached
+        row-to-row table; voxels new here are inserted in the order of ``first`` (the position of their
+        first key in the frame, which is the order ``accumulate`` inserts them in)."""
+        if other is not self._linked:
+            self._linked, self._link = other, np.zeros(0, np.int64)
+        need = int(other_rows.max(initial=-1)) + 1
+        if need > self._link.size:
+            self._link = np.concatenate([self._link, np.full(max(need, 2 * self._link.size) - self._link.size, -1, np.int64)])
+        rows = self._link[other_rows]
+        new = np.flatnonzero(rows < 0)
+        if new.size:
+            new = new[np.argsort(first[new], kind="stable")]
+            rows[new] = self.index.insert(other.keys[other_rows[new]])
+            self._link[other_rows[new]] = rows[new]
+            self._grow(len(self.index))
+        return rows
 
     def assign(self, rows: np.ndarray, owners: np.ndarray) -> set[int]:
         """Set the owner of the distinct voxel ``rows``; returns every object whose voxels or sums changed."""
@@ -169,6 +195,7 @@ class Mapper:
         self._saved_once = False
         self._since_save = 0
         self._finalized = False
+        self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -233,7 +260,7 @@ class Mapper:
         start = time.perf_counter()
         self._remember_camera(frame)
         self._apply_merges(step.merged)
-        self._dirty |= self._add_segments(segments)
+        self._dirty |= self._add_segments(segments, step.voxels)
         self._map.add_frame(frame.index, frame.pose)
         object_ids = np.full(len(masks), -1, np.int64)
         if len(segments):
@@ -309,17 +336,25 @@ class Mapper:
                 self._map.remove(int(retire))
             self._map.record_remap({int(retire): keep})
 
-    def _add_segments(self, segments: list) -> set[int]:
+    def _add_segments(self, segments: list, voxels: FrameVoxels | None = None) -> set[int]:
         """Accumulate the segments' points into their voxels and re-own those voxels by the tracker's
-        dominant label; returns the touched object ids."""
+        dominant label; returns the touched object ids. ``voxels``: the tracker step's voxel lookup of
+        these segments (saves looking the keys up again)."""
         if not segments:
             return set()
-        keys = np.concatenate([s.voxel_keys for s in segments])
         points = np.concatenate([_segment_points(s) for s in segments])
         colors = np.concatenate([_segment_colors(s) for s in segments]).astype(np.float64)
-        weights = np.ones(keys.size, np.int64)
-        rows = self._voxels.accumulate(keys, points, colors, weights)
-        owners, _ = self.tracker.labels.dominant_label(self._voxels.index.keys[rows])
+        labels = self.tracker.labels
+        if voxels is None:
+            keys = np.concatenate([s.voxel_keys for s in segments])
+            rows = self._voxels.accumulate(keys, points, colors, np.ones(keys.size, np.int64))
+            label_rows = labels.index.lookup(self._voxels.index.keys[rows])
+        else:
+            rows = self._voxels.rows_linked(labels.index, voxels.rows, voxels.first)
+            self._voxels.add_sums(rows, voxels.inverse, points, colors)
+            label_rows = voxels.rows
+        slot_labels, slot_counts = labels.labels_of_rows(label_rows)
+        owners = slot_labels[np.arange(label_rows.size), slot_counts.argmax(1)]
         owners = self.tracker.resolve(owners.astype(np.int64))
         known = owners >= 0
         return self._voxels.assign(rows[known], owners[known])
@@ -345,6 +380,14 @@ class Mapper:
                 best_view_frame=int(table.best_frame[obj]), best_view_box=table.best_box[obj],
                 is_structure=bool(table.structure_votes[obj] * 2 > num_obs),
             ))
+        mark_floor_and_ceiling(self._map, self.config.structure, self._current_up())
+
+    def _current_up(self):
+        """The map's up (``scene.structure.map_up``), re-estimated once the trajectory grew by a quarter."""
+        frames = self._map.num_frames
+        if self._up is None or frames >= 1.25 * self._up[0]:
+            self._up = (max(frames, 1), map_up(self._map, self.config.structure))
+        return self._up[1]
 
     def _online_confidence(self, obj: int, num_obs: int, num_voxels: int) -> float:
         """Mean mask score x detection consistency, saturating with observing frames and voxels
@@ -382,6 +425,7 @@ class Mapper:
             imap.add(self._refined_object(obj, keys, objects, k, stats))
         live = set(objects.ids.tolist())
         imap.record_remap({old: new for old, new in result.remap.items() if old != new and old not in live})
+        mark_floor_and_ceiling(imap, self.config.structure)  # up estimated afresh on the final map
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:

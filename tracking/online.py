@@ -43,6 +43,18 @@ class StepResult:
     new_ids: np.ndarray
     merged: list = field(default_factory=list)
     visible: int = 0
+    voxels: FrameVoxels | None = None
+
+
+@dataclass
+class FrameVoxels:
+    """The distinct voxels of one step's segments (their keys concatenated in segment order): ``rows``
+    in the tracker's label index (sorted by key), ``first`` the position of each one's first key and
+    ``inverse`` each key's voxel. Lets the caller reuse the step's voxel lookup (``Mapper``)."""
+
+    rows: np.ndarray
+    first: np.ndarray
+    inverse: np.ndarray
 
 
 @dataclass
@@ -89,17 +101,17 @@ class OnlineTracker:
         visible = self._observe_surface(frame)
         if not segments:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
-        seg_rows, keys, rows, dominant, scores = self._overlaps(segments, visible)
+        seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
         ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64))
         covers = self._covers(scores)
-        self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
+        rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
         self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
                              np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
         merged = self._merge_bridged(covers, scores)
         ids = self.objects.resolve(ids)
         if self.config.keep_records:
             self.segments.append(segments, ids, structure)
-        return StepResult(ids, new_ids, merged, int(visible[0].size))
+        return StepResult(ids, new_ids, merged, int(visible[0].size), FrameVoxels(rows[first], first, inverse))
 
     def _observe_surface(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
@@ -117,10 +129,10 @@ class OnlineTracker:
 
     def _overlaps(self, segments: list[Segment3D], visible) -> tuple:
         """(segment of each key, keys, their voxel rows in the label index (-1: new), each key's dominant
-        map label, pair scores): one lookup of the frame's distinct keys."""
+        map label, pair scores, (first key, inverse) of the distinct keys): one lookup of the frame's distinct keys."""
         sizes = np.array([s.num_voxels for s in segments], np.int64)
         seg_rows, keys = _concat_keys(segments)
-        unique_keys, _, inverse, _ = group_int64(keys)
+        unique_keys, first, inverse, _ = group_int64(keys)
         unique_rows = self.labels.index.lookup(unique_keys)
         unique_labels, unique_counts = self.labels.labels_of_rows(unique_rows)
         slot_labels, slot_counts = np.take(unique_labels, inverse, axis=0), np.take(unique_counts, inverse, axis=0)
@@ -129,7 +141,7 @@ class OnlineTracker:
         totals = np.bincount(unique_labels[unique_labels >= 0])
         covered = np.flatnonzero(totals), totals[totals > 0]
         scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible)
-        return seg_rows, keys, unique_rows[inverse], dominant, scores
+        return seg_rows, keys, unique_rows[inverse], dominant, scores, (first, inverse)
 
     def resolve(self, ids: np.ndarray) -> np.ndarray:
         """Surviving id of each of ``ids``."""
@@ -250,9 +262,10 @@ class OnlineTracker:
         return s.seg[hit], s.obj[hit]
 
     # -- map update -----------------------------------------------------------------------------------
-    def _update_labels(self, seg_rows, keys, rows, dominant, ids, covers) -> None:
+    def _update_labels(self, seg_rows, keys, rows, dominant, ids, covers) -> np.ndarray:
         """Add each segment's voxels to its object; voxels that already belong to another object the
-        segment covers stay with that object (a bridging segment does not smear one object over another)."""
+        segment covers stay with that object (a bridging segment does not smear one object over another).
+        Returns the keys' voxel rows."""
         labels = ids[seg_rows]
         cover_seg, cover_obj = covers
         if cover_seg.size:
@@ -260,7 +273,7 @@ class OnlineTracker:
             probe = seg_rows * _PAIR_BASE + np.maximum(dominant, 0)
             routed = (dominant >= 0) & (dominant != labels) & np.isin(probe, code)
             labels = np.where(routed, dominant, labels)
-        self.labels.add(keys, labels, 1, rows)
+        return self.labels.add(keys, labels, 1, rows)
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
@@ -342,7 +355,7 @@ class _PairCounts:
     def rename(self, old: int, new: int) -> None:
         """Move the counts of pairs naming object ``old`` to the same pairs naming ``new``; a pair
         (old, new) disappears."""
-        a, b = np.divmod(self.codes, _PAIR_BASE)
+        a, b = _split_codes(self.codes)
         hit = (a == old) | (b == old)
         if not hit.any():
             return
@@ -357,8 +370,13 @@ class _PairCounts:
 def _codes_naming(table: dict[int, int], obj: int) -> list[int]:
     """The pair codes of ``table`` with ``obj`` on either side (one vectorised scan of the keys)."""
     codes = np.fromiter(table, np.int64, len(table))
-    a, b = np.divmod(codes, _PAIR_BASE)
+    a, b = _split_codes(codes)
     return codes[(a == obj) | (b == obj)].tolist()
+
+
+def _split_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.divmod(codes, _PAIR_BASE)`` for non-negative codes, by shift and mask (several times faster)."""
+    return codes >> 31, codes & (_PAIR_BASE - 1)
 
 
 def _concat_keys(segments: list[Segment3D]) -> tuple[np.ndarray, np.ndarray]:

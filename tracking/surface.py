@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lift3d.backproject import backproject_pixels, check_camera, valid_pixels
-from lift3d.voxels import cells_of_points, unique_cell_keys
+from lift3d.voxels import unique_point_keys
 from scene.datasets import Frame
 
 
@@ -21,4 +21,4 @@ def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tupl
     if pixels.size == 0:
         return np.zeros(0, np.int64)
     points = backproject_pixels(frame.depth, frame.K, frame.pose, pixels)
-    return unique_cell_keys(cells_of_points(points, voxel_size))
+    return unique_point_keys(points, voxel_size)
