@@ -41,6 +41,8 @@ class MapperConfig:
       at most that many frames); 0 saves only at the end.
     - ``online_only``: skip the global refinement in ``finalize`` (the online map is the result).
     - ``min_object_voxels``: online objects with fewer voxels stay out of the ``InstanceMap``.
+    - ``min_hit_share``: an object's voxels lifted fewer times than this share of its median voxel's hit
+      count are left out of its points (stray and flying points that stretch boxes); 0 keeps all.
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
     - ``lift``, ``partition``, ``tracking``, ``refine``: the lower layers' configs.
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
@@ -52,6 +54,7 @@ class MapperConfig:
     save_every: int = 10
     online_only: bool = False
     min_object_voxels: int = 10
+    min_hit_share: float = 0.2
     up: tuple[float, float, float] | None = None
     lift: LiftConfig = field(default_factory=_default_lift)
     partition: PartitionConfig = field(default_factory=PartitionConfig)

@@ -397,7 +397,7 @@ class Mapper:
                                             np.array([num_voxels]), cfg.confidence_frames, cfg.confidence_voxels)[0])
 
     def _object(self, obj: int, rows: np.ndarray, **statistics) -> MapObject:
-        points, colors, weights = self._voxels.geometry(rows)
+        points, colors, weights = _well_observed(*self._voxels.geometry(rows), self.config.min_hit_share)
         return MapObject.from_points(obj, points, colors, weights, up=self._map.metadata.up, **statistics)
 
     def _open_store(self) -> MapStore:
@@ -431,7 +431,7 @@ class Mapper:
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:
         rows = self._voxels.index.lookup(keys)
         known = rows >= 0
-        points, colors, weights = self._voxels.geometry(rows[known])
+        points, colors, weights = _well_observed(*self._voxels.geometry(rows[known]), self.config.min_hit_share)
         if not known.all():  # voxels without lifted points (none expected): their centres, grey
             from lift3d.voxels import voxel_centers
 
@@ -471,6 +471,16 @@ class Mapper:
         table.structure_votes[obj.id] = obj.num_observations if obj.is_structure else 0
         table.best_frame[obj.id], table.best_points[obj.id] = obj.best_view_frame, obj.num_points
         table.best_box[obj.id] = obj.best_view_box
+
+
+def _well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, share: float):
+    """The voxels (points, colours, hit counts) lifted at least ``share`` x the object's median hit count:
+    voxels seen once or twice on an object seen in many frames are flying pixels at depth edges or
+    stray association, and they would stretch its box."""
+    if share <= 0 or weights.size == 0:
+        return points, colors, weights
+    keep = weights >= share * np.median(weights)
+    return points[keep], colors[keep], weights[keep]
 
 
 def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap) -> dict:

@@ -139,6 +139,22 @@ def test_online_confidence_follows_score_consistency_and_observations(mapped):
     assert cfg.confidence_frames > NUM_FRAMES / 2 and got.max() < table.mean_score(ids).max()
 
 
+def test_rarely_lifted_voxels_stay_out_of_objects(frames):
+    def mapped_with(share):
+        mapper = Mapper(MapperConfig(min_hit_share=share, online_only=True))
+        for frame in frames:
+            mapper.integrate(frame)
+        return mapper.finalize()
+
+    everything, trusted = mapped_with(0.0), mapped_with(0.6)
+    assert everything.ids.tolist() == trusted.ids.tolist()
+    assert trusted.num_points < everything.num_points
+    for obj in trusted:
+        full = everything.get(obj.id)
+        assert obj.weights.min() >= 0.6 * np.median(full.weights)
+        assert np.all(obj.aabb_min >= full.aabb_min - 1e-6) and np.all(obj.aabb_max <= full.aabb_max + 1e-6)
+
+
 def _as_map(objects: dict, like):
     """An InstanceMap holding ``objects`` with the trajectory of ``like``."""
     from scene.map import InstanceMap
