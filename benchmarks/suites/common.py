@@ -92,6 +92,11 @@ class SequenceRun:
         """Per frame: every stage but ``read`` (what the mapper itself costs), seconds."""
         return np.sum([self.stages[s] for s in FRAME_STAGES if s != "read"], axis=0)
 
+    @property
+    def fusion_seconds(self) -> np.ndarray:
+        """Per frame: lift + associate + map update (the 3D fusion, without 2D masks, read and save), seconds."""
+        return np.sum([self.stages[s] for s in ("lift", "associate", "map_update")], axis=0)
+
     def speed_summary(self) -> dict:
         """Per-stage median/p95 (seconds), frames per second and memory of the run."""
         total = float(self.frame_seconds.sum())
@@ -101,6 +106,7 @@ class SequenceRun:
             "saves": summarize([t for t in self.stages["save"] if t > 0]),
             "per_frame_total": summarize(self.frame_seconds),
             "per_frame_pipeline": summarize(self.pipeline_seconds),
+            "per_frame_fusion": summarize(self.fusion_seconds),
             "global_refinement_s": self.global_refinement_s,
             "final_save_s": self.final_save_s,
             "fps_online": self.num_frames / total if total > 0 else float("nan"),

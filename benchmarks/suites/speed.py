@@ -4,7 +4,8 @@ and ScanNet scene0448_01 (296 frames with valid poses) sequences.
 
 Stages as ``benchmarks.suites.common`` defines them; "save" statistics cover only the frames that saved.
 ``fps_online``: frames / summed per-frame time (read included); ``fps_end_to_end`` adds the global
-refinement and the final save. Memory: process RSS (growth during the run = largest RSS sampled after a
+refinement and the final save; "lift + associate + map update" is the per-frame sum of those three
+stages (the fusion, without 2D masks). Memory: process RSS (growth during the run = largest RSS sampled after a
 frame minus RSS before it; the process peak is a high-water mark over the whole benchmark so far).
 """
 from __future__ import annotations
@@ -44,6 +45,9 @@ def markdown(data: dict) -> str:
                 for s in FRAME_STAGES]
         rows[-1] = {"stage": "save (frames that saved)", "median_ms": 1e3 * summary["saves"]["median"],
                     "p95_ms": 1e3 * summary["saves"]["p95"], "n": summary["saves"]["n"]}
+        if "per_frame_fusion" in summary:
+            rows.append({"stage": "lift + associate + map update", "median_ms": 1e3 * summary["per_frame_fusion"]["median"],
+                         "p95_ms": 1e3 * summary["per_frame_fusion"]["p95"], "n": summary["per_frame_fusion"]["n"]})
         rows.append({"stage": "per frame, total", "median_ms": 1e3 * summary["per_frame_total"]["median"],
                      "p95_ms": 1e3 * summary["per_frame_total"]["p95"], "n": summary["per_frame_total"]["n"]})
         rows.append({"stage": "global refinement (once)", "median_ms": 1e3 * summary["global_refinement_s"], "n": 1})
