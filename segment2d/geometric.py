@@ -10,6 +10,7 @@ Pipeline (at ~320 px wide, labels upsampled to the frame's size by nearest neigh
      weak creases and colour edges; level 2 ("whole objects") cuts only along depth jumps and removes the
      structure planes, so a chair's back, seat and legs stay together. Each level's 4-connected components
      are grown back over the cut pixels (by distance to a planar neighbour's plane, else by depth step);
+     level-1 regions inside a small non-structure level-0 region (an object's parts) are not offered;
   4. planes: least-squares planes per region; large planar regions are structure, coplanar ones are also
      offered united (a floor cut in two by a table), and adjacent non-structure level-0 regions joined by
      a crease are merged greedily by colour, every intermediate group offered (object parts);
@@ -66,6 +67,11 @@ class GeometricConfig:
     on_plane_angle_deg: float = 20.0  # ... and with a normal this close to the plane's belongs to it
     coplanar_angle_deg: float = 8.0
     coplanar_offset: float = 0.06
+    # Level-1 regions inside a small non-structure level-0 region (its largest 3D std below ``sibling_extent``
+    # metres, its area below ``sibling_max_fraction`` of the image) are not offered: there weak creases cut one
+    # object's parts (shelf boards, a table's legs), which the smallest-mask-wins partition would keep apart.
+    sibling_extent: float = 0.4
+    sibling_max_fraction: float = 0.08
     merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
     merge_max_unions: int = 20  # at most this many merged part groups per frame
     merge_max_fraction: float = 0.3  # merged groups covering more of the valid image are not offered
@@ -173,6 +179,8 @@ class GeometricMaskGenerator:
             keep = np.ones(lv.n, bool)
             for earlier in levels[:k]:
                 keep &= _not_duplicates(earlier, lv, cfg.dedupe_iou)
+            if lv.code == LEVEL_COLOR:
+                keep &= ~_inside_small_object(base, lv, cfg.sibling_extent, cfg.sibling_max_fraction)
             chosen.append(np.flatnonzero(keep[1:]) + 1)
         # Structure planes with the planar pieces that lie on them (a wall seen between two cabinets).
         planes = [g for g in coplanar_groups(base.planes, base.planar, cfg.coplanar_angle_deg, cfg.coplanar_offset)
@@ -327,6 +335,18 @@ def _not_duplicates(lv0: _Level, lv1: _Level, max_iou: float) -> np.ndarray:
     union = lv0.area[1:, None] + lv1.area[None, :] - inter
     iou = inter / np.maximum(union, 1)
     return ~(iou >= max_iou).any(axis=0) if len(iou) else np.ones(lv1.n, bool)
+
+
+def _inside_small_object(parent: _Level, child: _Level, max_extent: float, max_fraction: float) -> np.ndarray:
+    """Per child label: True when most (80%) of it lies in one non-structure parent region whose 3D extent
+    (largest std, metres) is below ``max_extent`` and whose area is below ``max_fraction`` of the image."""
+    inter = np.bincount(parent.labels.ravel().astype(np.int64) * child.n + child.labels.ravel(),
+                        minlength=parent.n * child.n).reshape(parent.n, child.n)
+    best = inter.argmax(axis=0)
+    small = (~parent.structure & (parent.planes.extent[:, 0] < max_extent)
+             & (parent.area < max_fraction * parent.labels.size))
+    small[0] = False
+    return small[best] & (inter[best, np.arange(child.n)] >= 0.8 * np.maximum(child.area, 1))
 
 
 _BYTE_REPEAT = {2: (np.uint16, 0x0101), 4: (np.uint32, 0x01010101), 8: (np.uint64, 0x0101010101010101)}

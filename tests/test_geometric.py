@@ -286,3 +286,17 @@ def test_masks_of_one_level_do_not_overlap_and_leave_invalid_depth_out(generator
         level = out.masks[out.extra["level"] == code]
         assert level.sum(axis=0, dtype=np.int32).max(initial=0) <= 1, f"level {code}"
     assert not out.masks[:, 4:, :36].any()  # a few pixels of growth into the invalid band at most
+
+
+def test_colour_cuts_inside_a_small_object_do_not_split_its_partition(generator):
+    from tracking.pipeline import exclusive_masks
+
+    # A small box, left and right halves of different colour: level 1 would cut it in two and, smallest
+    # masks winning, the partition the tracker sees would hold two halves instead of one box.
+    frame = make_frame([((-0.25, 1.0, 0.0), (0.25, 1.4, 0.4))], noise=0.002)
+    gt = frame.instance_ids == 3
+    left = gt & (np.arange(W)[None, :] < np.median(np.nonzero(gt)[1]))
+    frame.color[left] = [60, 90, 180]
+    assert best_iou(exclusive_masks(generator.generate(frame)), gt) > 0.9
+    split = GeometricMaskGenerator(sibling_extent=0.0).generate(frame)
+    assert best_iou(exclusive_masks(split), gt) < 0.6
