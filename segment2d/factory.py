@@ -48,9 +48,23 @@ def _sam_options() -> tuple[str, ...]:
     return ("checkpoint", "model_type", "device", "encoder_dtype", "config") + AMG_OPTION_NAMES
 
 
+def _build_ground_truth(**options) -> MaskGenerator:
+    from .groundtruth import GroundTruthMaskGenerator
+
+    return GroundTruthMaskGenerator(**options)
+
+
+def _ground_truth_options() -> tuple[str, ...]:
+    from .groundtruth import GroundTruthConfig
+
+    return tuple(f.name for f in fields(GroundTruthConfig))
+
+
 GENERATORS: dict[str, GeneratorEntry] = {
     "geometric": GeneratorEntry(_build_geometric, _geometric_options, "weight-free depth + colour regions (default)"),
     "sam": GeneratorEntry(_build_sam, _sam_options, "SAM / MobileSAM checkpoint with the automatic mask generator"),
+    "ground-truth": GeneratorEntry(_build_ground_truth, _ground_truth_options,
+                                   "the frame's GT instance masks (synthetic data): the upper bound after 2D"),
 }
 
 

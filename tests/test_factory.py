@@ -68,3 +68,19 @@ def test_sam_generator_runs_the_tiny_reference_model():
     assert len(result) == 27
     np.testing.assert_array_equal(result.boxes, MaskSet.from_masks(result.masks).boxes)
     assert np.all((result.extra["point_coords"] >= 0) & (result.extra["point_coords"] <= [80, 60]))
+
+
+def test_ground_truth_generator_gives_one_mask_per_visible_instance():
+    from dataclasses import replace
+
+    from scene.datasets.synthetic import make_scene
+
+    frame = make_scene("tabletop", seed=0, num_frames=2, width=160, height=120).frame(0)
+    generator = make_generator("ground-truth", min_area=30)
+    masks = generator.generate(frame)
+    ids, area = np.unique(frame.instance_ids[frame.instance_ids > 0], return_counts=True)
+    assert masks.extra["instance_id"].tolist() == ids[area >= 30].tolist()
+    for mask, instance in zip(masks.masks, masks.extra["instance_id"]):
+        np.testing.assert_array_equal(mask, frame.instance_ids == instance)
+    with pytest.raises(ValueError, match="frame 0 has no instance ids"):
+        generator.generate(replace(frame, instance_ids=None))

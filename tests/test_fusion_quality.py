@@ -17,21 +17,9 @@ from scene.config import MapperConfig
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene
 from scene.pipeline import Mapper
-from segment2d.types import MaskSet
+from segment2d.groundtruth import GroundTruthMaskGenerator
 
 SCANNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet_scene0448_01"
-
-
-class _GroundTruthMasks:
-    """A mask generator returning the frame's ground-truth instance masks (the association's ceiling)."""
-
-    name = "ground-truth"
-
-    def generate(self, frame) -> MaskSet:
-        ids = np.unique(frame.instance_ids)
-        ids = ids[ids > 0]
-        masks = frame.instance_ids[None] == ids[:, None, None]
-        return MaskSet.from_masks(masks[masks.reshape(len(ids), -1).sum(1) >= 30])
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +51,7 @@ def test_default_pipeline_on_the_noisy_room(room):
 
 def test_ground_truth_masks_give_a_near_perfect_map(room):
     frames, xyz, ids = room
-    online, final = _maps(frames, _GroundTruthMasks())
+    online, final = _maps(frames, GroundTruthMaskGenerator())
     online_ap50 = map_instance_ap(online, xyz, ids, 0.04)["ap50"]
     final_ap50 = map_instance_ap(final, xyz, ids, 0.04)["ap50"]
     print(f"ground-truth masks: AP50 online {online_ap50:.3f}, online+global {final_ap50:.3f}")

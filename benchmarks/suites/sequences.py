@@ -56,15 +56,18 @@ def synthetic_scene(ctx: BenchContext, preset: str, noisy: bool, seed: int):
                       width=size.width, height=size.height)
 
 
-def synthetic_run(ctx: BenchContext, preset: str, noisy: bool, seed: int) -> SyntheticRun:
-    """Map one synthetic sequence with the default config (geometric generator), memoised."""
-    key = ("synthetic", preset, noisy, seed, sizes(ctx))
+def synthetic_run(ctx: BenchContext, preset: str, noisy: bool, seed: int, generator: str = "geometric") -> SyntheticRun:
+    """Map one synthetic sequence with the default config and the named mask generator ("geometric",
+    the default, or "ground-truth": the frames' GT instance masks), memoised."""
+    key = ("synthetic", preset, noisy, seed, generator, sizes(ctx))
     if key not in ctx.cache:
         _, MapperConfig = require_pipeline()
+        from segment2d.factory import make_generator
+
         scene = synthetic_scene(ctx, preset, noisy, seed)
-        name = f"{preset}-{'noisy' if noisy else 'clean'}-s{seed}"
+        name = f"{preset}-{'noisy' if noisy else 'clean'}-s{seed}" + ("" if generator == "geometric" else f" ({generator})")
         ctx.log(f"  mapping synthetic {name}: {len(scene)} frames {scene.width}x{scene.height}")
-        run = map_sequence(name, scene.frames(), MapperConfig(), log=ctx.log)
+        run = map_sequence(name, scene.frames(), MapperConfig(), log=ctx.log, generator=make_generator(generator))
         ctx.cache[key] = SyntheticRun(scene, run)
     return ctx.cache[key]
 
