@@ -487,7 +487,7 @@ def _add_run(sub) -> None:
     run.add_argument("data", help="dataset folder (any supported format)")
     run.add_argument("--out", required=True, help="map file to write (SQLite, e.g. map.sqlite)")
     run.add_argument("--format", default=None, help="force a dataset format instead of detecting it")
-    run.add_argument("--segmenter", default=None, help="mask generator: geometric (default) or sam")
+    run.add_argument("--segmenter", default=None, help="mask generator: geometric (default), sam, or ground-truth (synthetic data with instance ids)")
     run.add_argument("--checkpoint", default=None, help="SAM checkpoint for --segmenter sam")
     run.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
     run.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
