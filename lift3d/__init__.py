@@ -14,7 +14,7 @@ layer (times seen, colour sums) can live in arrays indexed by ``store.index.look
 from .backproject import backproject, backproject_masks, backproject_pixels, project
 from .clean import CleanConfig, clean_mask_pixels, depth_discontinuities
 from .labels import LabelStore, LabelStoreConfig
-from .lift import LiftConfig, lift_frame, lift_masks
+from .lift import LiftConfig, lift_frame, lift_masks, lift_partition
 from .split import grouped_cell_components
 from .tsdf import TSDFConfig, TSDFFusion
 from .types import Segment3D, stack_voxel_keys
@@ -36,6 +36,6 @@ __all__ = [
     "OUT_OF_VIEW", "SURFACE", "Segment3D", "TSDFConfig", "TSDFFusion", "Visibility", "VisibilityConfig",
     "VoxelIndex", "backproject", "backproject_masks", "backproject_pixels", "cells_of_points",
     "classify_points", "classify_voxels", "clean_mask_pixels", "depth_discontinuities",
-    "grouped_cell_components", "keys_of_points", "lift_frame", "lift_masks", "pack_keys", "project",
-    "stack_voxel_keys", "unpack_keys", "voxel_centers",
+    "grouped_cell_components", "keys_of_points", "lift_frame", "lift_masks", "lift_partition", "pack_keys",
+    "project", "stack_voxel_keys", "unpack_keys", "voxel_centers",
 ]

@@ -60,14 +60,15 @@ def depth_discontinuities(
     if radius == 0:
         return np.zeros(depth.shape, bool)
     valid = valid_depth(depth, depth_range)
-    clean = np.where(valid, depth, 0.0).astype(np.float32)
+    clean = np.where(valid, depth, np.float32(0)).astype(np.float32, copy=False)
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     highest = cv2.dilate(clean, kernel, borderType=cv2.BORDER_REPLICATE)
     lowest = cv2.erode(np.where(valid, clean, np.float32(np.inf)), kernel, borderType=cv2.BORDER_REPLICATE)
-    window = kernel.size
-    valid_count = cv2.boxFilter(valid.astype(np.float32), -1, kernel.shape, normalize=False,
+    valid_count = cv2.boxFilter(valid.view(np.uint8), cv2.CV_32S, kernel.shape, normalize=False,
                                 borderType=cv2.BORDER_REPLICATE)
-    return (highest - lowest > max_jump * clean) | (valid_count * 2 < window)
+    jump = np.subtract(highest, lowest, out=highest) > max_jump * clean
+    jump |= valid_count * 2 < kernel.size
+    return jump
 
 
 def mask_boxes(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -155,11 +156,7 @@ def clean_mask_pixels(
         raise ValueError(f"clean_mask_pixels: masks must be N x {depth.shape[0]} x {depth.shape[1]}, got {masks.shape}")
     if np.shape(boxes) != (masks.shape[0], 4):
         raise ValueError(f"clean_mask_pixels: boxes must be {masks.shape[0]} x 4, got {np.shape(boxes)}")
-    usable = valid_depth(depth, depth_range) & ~depth_discontinuities(
-        depth, config.max_depth_jump, config.discontinuity_radius, depth_range
-    )
-    if stride > 1:
-        usable &= stride_grid(*depth.shape, stride)
+    usable = _usable_pixels(depth, config, stride, depth_range)
     crops = mask_boxes(masks, np.asarray(boxes, dtype=np.float64))
     if not config.drop_overlaps:
         return _pairs_per_mask(masks, crops, usable, config.erode_px)
@@ -176,15 +173,44 @@ def clean_mask_pixels(
     return mask_ids[order].astype(np.int32), pixels[order]
 
 
+def clean_partition_pixels(
+    depth: np.ndarray,
+    owner: np.ndarray,
+    config: CleanConfig = CleanConfig(),
+    stride: int = 1,
+    depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``clean_mask_pixels`` for masks that form a partition, given as their H x W int owner image (mask
+    index per pixel, negative where none): no overlaps to drop, and no N x H x W stack to paint."""
+    if owner.shape != depth.shape:
+        raise ValueError(f"clean_partition_pixels: owner is {owner.shape}, depth is {depth.shape}")
+    return _pairs_of_owner(owner, _usable_pixels(depth, config, stride, depth_range), config.erode_px)
+
+
+def _usable_pixels(depth: np.ndarray, config: CleanConfig, stride: int, depth_range: tuple[float, float]) -> np.ndarray:
+    """H x W bool: valid depth off discontinuities, on the stride grid."""
+    usable = valid_depth(depth, depth_range) & ~depth_discontinuities(
+        depth, config.max_depth_jump, config.discontinuity_radius, depth_range
+    )
+    if stride > 1:
+        usable &= stride_grid(*depth.shape, stride)
+    return usable
+
+
+def _pairs_of_owner(owner: np.ndarray, usable: np.ndarray, erode_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """The usable interior pixels of a partition's owner image, sorted by mask then pixel."""
+    pixels = np.flatnonzero(usable & interior_of_labels(owner, erode_px))
+    ids = owner.reshape(-1)[pixels]
+    order = stable_argsort(ids)
+    return ids[order], pixels[order]
+
+
 def _pairs_per_mask(masks: np.ndarray, crops: np.ndarray, usable: np.ndarray, erode_px: int):
     """Overlapping masks keep shared pixels: erode and collect each mask inside its own crop. Masks
     that do not overlap (a partition) are eroded all at once as one label image, with the same result."""
     owner = exclusive_owner(masks, crops)
     if owner is not None:
-        pixels = np.flatnonzero(usable & interior_of_labels(owner, erode_px))
-        ids = owner.reshape(-1)[pixels]
-        order = stable_argsort(ids)
-        return ids[order], pixels[order]
+        return _pairs_of_owner(owner, usable, erode_px)
     width = masks.shape[2]
     ids, pixels = [], []
     for i, crop in enumerate(crops):

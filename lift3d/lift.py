@@ -13,7 +13,7 @@ from scene.datasets import Frame
 from segment2d.types import MaskSet
 
 from .backproject import DEFAULT_DEPTH_RANGE, backproject_pixels, check_camera
-from .clean import CleanConfig, clean_mask_pixels
+from .clean import CleanConfig, clean_mask_pixels, clean_partition_pixels
 from .split import grouped_cell_components
 from .types import Segment3D
 from .voxels import group_int64, pack_keys, stable_argsort
@@ -65,11 +65,31 @@ def lift_masks(
     mask_ids, pixels = clean_mask_pixels(
         depth, masks.masks, masks.boxes, config.clean, config.stride, config.depth_range, groups
     )
+    return _segments(depth, K, pose, mask_ids, pixels, masks.scores, masks.boxes, color, frame_index, config)
+
+
+def lift_partition(frame: Frame, owner: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
+                   config: LiftConfig = LiftConfig(), known: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> list[Segment3D]:
+    """``lift_frame`` for masks that form a partition, given as their H x W int owner image (mask index
+    per pixel, negative where none) with per-mask ``scores`` and XYXY ``boxes``: no N x H x W stack.
+    ``known``: (sorted flat pixels, their world points from ``backproject_pixels``) already lifted, e.g.
+    the frame's surface; lifted pixels take their points from it when it holds them all."""
+    depth, color = frame.depth, frame.color
+    check_camera(depth, frame.K, frame.pose, f"lift_partition (frame {frame.index})")
+    if color is not None and color.shape[:2] != depth.shape:
+        raise ValueError(f"lift_partition (frame {frame.index}): colour is {color.shape}, depth is {depth.shape}")
+    mask_ids, pixels = clean_partition_pixels(depth, owner, config.clean, config.stride, config.depth_range)
+    return _segments(depth, frame.K, frame.pose, mask_ids, pixels, scores, boxes, color, frame.index, config, known)
+
+
+def _segments(depth, K, pose, mask_ids, pixels, scores, boxes, color, frame_index, config, known=None):
+    """Lift, voxelise, split and package the cleaned (mask, pixel) pairs."""
     if pixels.size == 0:
         return []
-    lifted = _lift_pairs(depth, K, pose, mask_ids, pixels, config.voxel_size)
+    lifted = _lift_pairs(depth, K, pose, mask_ids, pixels, config.voxel_size, known)
     component = _components(lifted, config)
-    return _package(lifted, component, masks, color, frame_index, config)
+    return _package(lifted, component, scores, boxes, color, frame_index, config)
 
 
 @dataclass
@@ -87,14 +107,18 @@ class _Lifted:
     representative: np.ndarray  # V int64 one pair of each voxel row
 
 
-def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_size: float) -> _Lifted:
-    """Back-project each distinct pixel once, voxelise the pixels, then group the pairs by (mask, voxel)."""
+def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_size: float,
+                known: tuple[np.ndarray, np.ndarray] | None = None) -> _Lifted:
+    """Back-project each distinct pixel once (or take it from ``known``), voxelise the pixels, then group
+    the pairs by (mask, voxel)."""
     pixel_row = np.full(depth.size, -1, np.int64)
     pixel_row[pixels] = 0
     unique_pixels = np.flatnonzero(pixel_row == 0)
     pixel_row[unique_pixels] = np.arange(unique_pixels.size)
     pair_pixel = pixel_row[pixels]
-    points = backproject_pixels(depth, K, pose, unique_pixels)
+    points = None if known is None else _known_points(*known, unique_pixels, depth.size)
+    if points is None:
+        points = backproject_pixels(depth, K, pose, unique_pixels)
     cells = [np.floor(points[:, a] / np.float32(voxel_size)).astype(np.int64) for a in range(3)]
     origin = np.array([c.min() for c in cells])
     spans = np.array([c.max() for c in cells]) - origin + 1
@@ -107,6 +131,16 @@ def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_
     voxel_cells = np.empty((mask.size, 3), np.int64)
     voxel_cells[:, 0], voxel_cells[:, 1], voxel_cells[:, 2] = x + origin[0], y + origin[1], z + origin[2]
     return _Lifted(unique_pixels, points, pair_pixel, pair_row, mask, voxel_cells, counts, representative)
+
+
+def _known_points(known_pixels: np.ndarray, known_points: np.ndarray, pixels: np.ndarray, size: int):
+    """The rows of ``known_points`` for ``pixels``, or None when ``known_pixels`` lacks one of them."""
+    row = np.full(size, -1, np.int32)
+    row[known_pixels] = np.arange(known_pixels.size, dtype=np.int32)
+    at = row[pixels]
+    if at.size and at.min() < 0:
+        return None
+    return np.take(known_points, at, axis=0)
 
 
 def _group_runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +177,7 @@ def _components(lifted: _Lifted, config: LiftConfig) -> np.ndarray:
     return grouped_cell_components(lifted.mask, np.floor_divide(lifted.cells, ratio))
 
 
-def _package(lifted: _Lifted, component, masks, color, frame_index, config) -> list[Segment3D]:
+def _package(lifted: _Lifted, component, scores, boxes, color, frame_index, config) -> list[Segment3D]:
     """Per-segment statistics for all segments at once, then one Segment3D per kept segment."""
     n_seg = int(component.max()) + 1
     seg_points = np.bincount(component, weights=lifted.counts, minlength=n_seg).astype(np.int64)
@@ -179,8 +213,8 @@ def _package(lifted: _Lifted, component, masks, color, frame_index, config) -> l
                 centroid=centroid[s],
                 aabb_min=lo[s],
                 aabb_max=hi[s],
-                score=float(masks.scores[m]),
-                box=masks.boxes[m].copy(),
+                score=float(scores[m]),
+                box=boxes[m].copy(),
                 voxel_size=float(config.voxel_size),
                 points=None if sample_points is None else sample_points[rows],
                 colors=None if sample_colors is None else sample_colors[rows],

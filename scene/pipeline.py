@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from lift3d.lift import lift_frame
+from lift3d.lift import lift_partition
 from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
@@ -38,11 +38,11 @@ from scene.structure import map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker, StepResult
-from tracking.pipeline import exclusive_masks
+from tracking.pipeline import exclusive_partition
 from tracking.refine import refine
+from tracking.surface import surface_keys, surface_points
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
-_SOURCE_INDEX = "_mapper_mask_index"  # carried through exclusive_masks to map segments back to input masks
 
 
 @dataclass
@@ -309,16 +309,16 @@ class Mapper:
     def _track(self, frame: Frame, masks: MaskSet) -> tuple[list, StepResult, np.ndarray]:
         """Partition and lift ``masks``, step the tracker; returns the segments, the step and, per
         segment, the index of its mask in ``masks``."""
-        tagged = MaskSet(masks.masks, masks.scores, masks.boxes,
-                         {**masks.extra, _SOURCE_INDEX: np.arange(len(masks), dtype=np.int64)})
-        exclusive = exclusive_masks(tagged, self.config.partition)
-        segments = lift_frame(frame, exclusive, self.config.lift)
-        rows = np.array([s.mask_index for s in segments], np.int64)
-        structure = exclusive.extra.get("is_structure")
-        flags = None if structure is None else np.asarray(structure, bool)[rows]
-        step = self.tracker.step(frame, segments, flags)
-        source = exclusive.extra[_SOURCE_INDEX][rows] if len(segments) else np.zeros(0, np.int64)
-        return segments, step, np.asarray(source, np.int64)
+        tracking = self.tracker.config
+        pixels, points = surface_points(frame, tracking.surface_stride, tracking.depth_range)
+        surface = surface_keys(frame, tracking.voxel_size, tracking.surface_stride, tracking.depth_range, points)
+        selected, boxes, owner = exclusive_partition(masks, self.config.partition)
+        segments = lift_partition(frame, owner, masks.scores[selected], boxes, self.config.lift, (pixels, points))
+        source = selected[np.array([s.mask_index for s in segments], np.int64)]
+        structure = masks.extra.get("is_structure")
+        flags = None if structure is None else np.asarray(structure, bool)[source]
+        step = self.tracker.step(frame, segments, flags, surface)
+        return segments, step, source
 
     def _remember_camera(self, frame: Frame) -> None:
         meta = self._map.metadata

@@ -71,3 +71,31 @@ def test_mapper_reusing_the_tracker_lookup_builds_the_same_map():
     for obj in maps[0]:
         np.testing.assert_array_equal(maps[0][obj].points, maps[1][obj].points)
         np.testing.assert_array_equal(maps[0][obj].colors, maps[1][obj].colors)
+
+
+def test_lifting_a_partition_image_equals_lifting_its_exclusive_masks():
+    from lift3d.lift import LiftConfig, lift_frame, lift_partition
+    from lift3d.clean import CleanConfig
+    from segment2d.factory import make_generator
+    from tracking.pipeline import exclusive_masks, exclusive_partition
+    from tracking.surface import surface_points
+
+    scene = make_scene("room", seed=2, noisy=True, num_frames=4, width=320, height=240)
+    generator = make_generator("geometric")
+    config = LiftConfig(clean=CleanConfig(drop_overlaps=False))
+    for index in range(0, 4, 2):
+        frame = scene.frame(index)
+        masks = generator.generate(frame)
+        exclusive = exclusive_masks(masks)
+        selected, boxes, owner = exclusive_partition(masks)
+        np.testing.assert_array_equal(boxes, exclusive.boxes)
+        expected = lift_frame(frame, exclusive, config)
+        for known in (None, surface_points(frame, config.stride, config.depth_range)):
+            got = lift_partition(frame, owner, masks.scores[selected], boxes, config, known)
+            assert len(got) == len(expected) > 5
+            for a, b in zip(got, expected):
+                assert (a.mask_index, a.part, a.num_points) == (b.mask_index, b.part, b.num_points)
+                np.testing.assert_array_equal(a.voxel_keys, b.voxel_keys)
+                np.testing.assert_array_equal(a.voxel_counts, b.voxel_counts)
+                np.testing.assert_allclose(a.points, b.points, atol=1e-5)
+                np.testing.assert_allclose(a.centroid, b.centroid, atol=1e-6)

@@ -90,15 +90,17 @@ class OnlineTracker:
         self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- public -------------------------------------------------------------------------------------
-    def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None) -> StepResult:
+    def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None,
+             surface: np.ndarray | None = None) -> StepResult:
         """Associate one frame's segments (from ``lift3d.lift_frame``) and update the map.
 
         ``structure``: optional bool per segment (floor, walls: e.g. the MaskSet's ``is_structure`` at
-        each segment's ``mask_index``).
+        each segment's ``mask_index``). ``surface``: the frame's ``surface_keys`` with this tracker's
+        voxel size, surface stride and depth range, when the caller computed them.
         """
         self._check(frame, segments, structure)
         structure = np.zeros(len(segments), bool) if structure is None else np.asarray(structure, bool)
-        visible = self._observe_surface(frame)
+        visible = self._observe_surface(frame, surface)
         if not segments:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
         seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
@@ -113,10 +115,11 @@ class OnlineTracker:
             self.segments.append(segments, ids, structure)
         return StepResult(ids, new_ids, merged, int(visible[0].size), FrameVoxels(rows[first], first, inverse))
 
-    def _observe_surface(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    def _observe_surface(self, frame: Frame, surface: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
         surface and counts a sighting for objects with enough of their voxels in it."""
-        surface = surface_keys(frame, self.config.voxel_size, self.config.surface_stride, self.config.depth_range)
+        if surface is None:
+            surface = surface_keys(frame, self.config.voxel_size, self.config.surface_stride, self.config.depth_range)
         visible_ids, visible_counts = self.labels.label_totals(surface)
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lift3d.clean import CleanConfig
-from lift3d.lift import LiftConfig, lift_frame
+from lift3d.lift import LiftConfig, lift_partition
+from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskSet
 
@@ -40,16 +41,31 @@ class PartitionConfig:
 def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig()) -> MaskSet:
     """A MaskSet whose masks do not overlap: every pixel goes to the winning mask covering it (the
     preferred level, then the smallest)."""
+    selected, boxes, owner = exclusive_partition(masks, config)
+    exclusive = np.zeros((selected.size,) + masks.image_size, bool)
+    for row, (x0, y0, x1, y1) in enumerate(_crops(boxes, masks.image_size).tolist()):
+        exclusive[row, y0:y1, x0:x1] = owner[y0:y1, x0:x1] == row
+    extra = {k: np.asarray(v)[selected] for k, v in masks.extra.items()}
+    return MaskSet(exclusive, masks.scores[selected], boxes, extra)
+
+
+def exclusive_partition(masks: MaskSet, config: PartitionConfig = PartitionConfig()
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``exclusive_masks`` as an owner image, without the N x H x W stack: (selected: indices in ``masks``
+    of the kept masks, their N x 4 float32 XYXY boxes after the partition, owner: H x W int32 row in
+    ``selected`` of the mask holding each pixel, -1 where none does)."""
+    index = np.arange(len(masks))
     if not config.colour_splits_objects:
-        masks = masks.subset(~_colour_inside_objects(masks, config))
+        offered = ~_colour_inside_objects(masks, config)
+        masks, index = masks.subset(offered), index[offered]
     rank = np.zeros(len(masks), np.int64)
     if config.levels is not None and "level" in masks.extra:
         level = np.asarray(masks.extra["level"])
         keep = np.isin(level, config.levels)
         rank = np.argmax(level[keep][:, None] == np.asarray(config.levels)[None, :], axis=1)
-        masks = masks.subset(keep)
+        masks, index = masks.subset(keep), index[keep]
     if len(masks) == 0:
-        return masks
+        return index, np.zeros((0, 4), np.float32), np.full(masks.image_size, -1, np.int32)
     crops = _crops(masks.boxes, masks.image_size).tolist()
     # Areas and boxes come from the crops: the whole N x H x W stack is many times larger than the crops,
     # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
@@ -58,26 +74,47 @@ def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig())
     for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
         x0, y0, x1, y1 = crops[i]
         np.copyto(owner[y0:y1, x0:x1], np.int32(i), where=masks.masks[i, y0:y1, x0:x1])
-    kept_area = np.bincount(owner.ravel() + 1, minlength=len(masks) + 1)[1:]
+    label, row, first, end = _runs(owner)
+    kept_area = np.bincount(label + 1, weights=end - first, minlength=len(masks) + 1)[1:]
     keep = np.flatnonzero(kept_area >= config.min_kept * np.maximum(areas, 1))
-    exclusive = np.zeros((keep.size,) + masks.image_size, bool)
-    boxes = np.zeros((keep.size, 4), np.float32)
-    for row, i in enumerate(keep.tolist()):
-        x0, y0, x1, y1 = crops[i]
-        inside = owner[y0:y1, x0:x1] == i
-        exclusive[row, y0:y1, x0:x1] = inside
-        boxes[row] = _box_in_crop(inside, x0, y0)
-    extra = {k: np.asarray(v)[keep] for k, v in masks.extra.items()}
-    return MaskSet(exclusive, masks.scores[keep], boxes, extra)
+    row_of = np.full(len(masks) + 1, -1, np.int32)
+    row_of[keep + 1] = np.arange(keep.size)
+    boxes = _run_boxes(row_of[label + 1], row, first, end, keep.size)
+    return index[keep], boxes, np.take(row_of, owner + 1)
 
 
-def _box_in_crop(inside: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int]:
-    """XYXY box (exclusive max, image pixels) of a crop's True pixels; zeros when empty, as
-    ``boxes_from_masks`` gives for the whole mask, which is empty outside its crop."""
-    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-    if rows.size == 0:
-        return (0, 0, 0, 0)
-    return (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
+def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The horizontal runs of equal values in an H x W label image, in raster order: (label, row,
+    first column, end column (exclusive))."""
+    height, width = labels.shape
+    change = np.ones((height, width), bool)
+    np.not_equal(labels[:, 1:], labels[:, :-1], out=change[:, 1:])
+    starts = np.flatnonzero(change)
+    row, first = np.divmod(starts, width)
+    end = np.append(starts[1:], labels.size) - row * width  # every row starts a run, so runs end in their row
+    return labels.reshape(-1)[starts], row, first, end
+
+
+def _run_boxes(label: np.ndarray, row: np.ndarray, first: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
+    """N x 4 float32 XYXY boxes (exclusive max) of labels 0..n-1 from their runs in raster order (negative
+    labels ignored); zeros for a label without runs."""
+    boxes = np.zeros((n, 4), np.float32)
+    order = stable_argsort(label)  # keeps raster order within a label: its first run has the top row
+    order = order[label[order] >= 0]
+    if order.size == 0:
+        return boxes
+    ordered = label[order]
+    is_start = np.empty(order.size, bool)
+    is_start[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=is_start[1:])
+    starts = np.flatnonzero(is_start)
+    last = np.append(starts[1:], order.size) - 1
+    present = ordered[starts]
+    boxes[present, 0] = np.minimum.reduceat(first[order], starts)
+    boxes[present, 1] = row[order[starts]]
+    boxes[present, 2] = np.maximum.reduceat(end[order], starts)
+    boxes[present, 3] = row[order[last]] + 1
+    return boxes
 
 
 def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarray:
@@ -132,8 +169,9 @@ def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
     if config.lift.stride != tracker.config.surface_stride or config.lift.voxel_size != tracker.config.voxel_size:
         raise ValueError(f"track_frame: lift stride / voxel size ({config.lift.stride}, {config.lift.voxel_size} m) must equal "
                          f"the tracker's surface_stride / voxel_size ({tracker.config.surface_stride}, {tracker.config.voxel_size} m)")
-    exclusive = exclusive_masks(masks, config.partition)
-    segments = lift_frame(frame, exclusive, config.lift)
-    structure = exclusive.extra.get("is_structure")
-    flags = None if structure is None else np.asarray(structure, bool)[[s.mask_index for s in segments]]
+    selected, boxes, owner = exclusive_partition(masks, config.partition)
+    segments = lift_partition(frame, owner, masks.scores[selected], boxes, config.lift)
+    structure = masks.extra.get("is_structure")
+    rows = np.array([s.mask_index for s in segments], np.int64)
+    flags = None if structure is None else np.asarray(structure, bool)[selected[rows]]
     return tracker.step(frame, segments, flags)

@@ -13,12 +13,21 @@ from lift3d.voxels import unique_point_keys
 from scene.datasets import Frame
 
 
-def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tuple[float, float]) -> np.ndarray:
-    """Sorted distinct int64 keys of the voxels (``voxel_size`` metres, world frame) holding at least one
-    valid depth pixel of ``frame`` (every ``stride``-th row and column)."""
+def surface_points(frame: Frame, stride: int, depth_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted flat indices, N x 3 float32 world points) of ``frame``'s valid depth pixels on every
+    ``stride``-th row and column: the points ``surface_keys`` voxelises."""
     check_camera(frame.depth, frame.K, frame.pose, "surface_keys")
     pixels = valid_pixels(frame.depth, stride, depth_range)
-    if pixels.size == 0:
+    return pixels, backproject_pixels(frame.depth, frame.K, frame.pose, pixels)
+
+
+def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tuple[float, float],
+                 points: np.ndarray | None = None) -> np.ndarray:
+    """Sorted distinct int64 keys of the voxels (``voxel_size`` metres, world frame) holding at least one
+    valid depth pixel of ``frame`` (every ``stride``-th row and column). ``points``: those pixels' points
+    when the caller has them (``surface_points``)."""
+    if points is None:
+        points = surface_points(frame, stride, depth_range)[1]
+    if points.size == 0:
         return np.zeros(0, np.int64)
-    points = backproject_pixels(frame.depth, frame.K, frame.pose, pixels)
     return unique_point_keys(points, voxel_size)
