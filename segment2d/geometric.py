@@ -10,7 +10,9 @@ Pipeline (at ~320 px wide, labels upsampled to the frame's size by nearest neigh
      weak creases and colour edges; level 2 ("whole objects") cuts only along depth jumps and removes the
      structure planes, so a chair's back, seat and legs stay together. Each level's 4-connected components
      are grown back over the cut pixels (by distance to a planar neighbour's plane, else by depth step);
-     level-1 regions inside a small non-structure level-0 region (an object's parts) are not offered;
+     level-1 regions inside a small non-structure level-0 region (an object's parts) are not offered; a
+     level-0 region hanging below an adjacent larger one (legs under a seat or top, in world height from the
+     pose) is joined with it while the union stays compact, so the partition keeps the object whole;
   4. planes: least-squares planes per region; large planar regions are structure, coplanar ones are also
      offered united (a floor cut in two by a table), and adjacent non-structure level-0 regions joined by
      a crease are merged greedily by colour, every intermediate group offered (object parts);
@@ -72,6 +74,18 @@ class GeometricConfig:
     # object's parts (shelf boards, a table's legs), which the smallest-mask-wins partition would keep apart.
     sibling_extent: float = 0.4
     sibling_max_fraction: float = 0.08
+    # Rigid joins at level 0: a non-structure region that hangs below an adjacent larger one (legs under a seat,
+    # a table top or a shelf board: they share a border mostly free of depth jumps, its top height (world up from
+    # the pose, else the image's up) is within ``join_contact`` m of the other's bottom, its horizontal offset is
+    # under ``join_max_offset`` stds of the other's spread, its area under ``join_max_area_ratio`` of the other's)
+    # is replaced with the other by their union, while that union stays compact (largest 3D std below
+    # ``join_max_extent`` m, area below ``join_max_fraction`` of the image), so the smallest-mask-wins partition
+    # keeps the object whole. ``join_max_area_ratio`` 0: off.
+    join_max_area_ratio: float = 0.5
+    join_max_extent: float = 0.4
+    join_max_fraction: float = 0.08
+    join_max_offset: float = 1.8  # the lower region's horizontal offset, in stds of the upper one's spread
+    join_contact: float = 0.08  # metres: how close the upper region's bottom and the lower one's top must be
     merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
     merge_max_unions: int = 20  # at most this many merged part groups per frame
     merge_max_fraction: float = 0.3  # merged groups covering more of the valid image are not offered
@@ -139,6 +153,7 @@ class GeometricMaskGenerator:
 
         min_px = max(1, int(np.ceil(cfg.min_region_px / (f * f))))
         lv0 = self._level(cut0, d, valid, pts, min_px, LEVEL_GEOMETRY)
+        lv0 = self._join_rigid(lv0, cut0, disc, valid, pts, _camera_up(frame))
         lv1 = self._level(cut1, d, valid, pts, min_px, LEVEL_COLOR)
         structure_px = self._structure_pixels(lv0, pts, normals)
         lv2 = self._level(disc | structure_px, d, valid & ~structure_px, pts, min_px, LEVEL_OBJECT)
@@ -159,6 +174,25 @@ class GeometricMaskGenerator:
         structure = planar & large
         structure[0] = planar[0] = False
         return _Level(code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
+
+    def _join_rigid(self, lv: _Level, cut, disc, valid, pts, up) -> _Level:
+        """``lv`` with rigidly attached non-structure regions (legs under a seat, a pole on a lamp base) joined."""
+        cfg = self.config
+        if cfg.join_max_area_ratio <= 0:
+            return lv
+        groups = _rigid_groups(lv, disc, pts, up, cfg)
+        if groups is None:
+            return lv
+        labels = groups.take(lv.labels)
+        n = int(groups.max()) + 1
+        planes = fit_region_planes(pts[:, ::2, ::2], labels[::2, ::2], n)
+        rms_limit = cfg.planar_rms_abs + cfg.planar_rms_rel * np.maximum(planes.centroid[:, 2], 1e-6)
+        planar = (planes.rms < rms_limit) & (planes.count >= 8)
+        area = np.bincount(labels.ravel(), minlength=n)
+        large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.structure_min_fraction * labels.size)
+        structure = planar & large
+        structure[0] = planar[0] = False
+        return _Level(lv.code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
 
     def _structure_pixels(self, lv: _Level, pts: np.ndarray, normals: np.ndarray) -> np.ndarray:
         """Pixels of structure regions, plus any pixel on one of their planes (floor patches between chair
@@ -235,6 +269,23 @@ def _checked_inputs(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if bad.any():
         depth = np.where(bad, np.float32(0), depth)
     return depth, color, K
+
+
+def _camera_up(frame) -> np.ndarray:
+    """World up (+z of the pose's world frame) in camera coordinates, when the pose is finite and that up is
+    within 60 degrees of the image's upward direction (-y); else -y itself."""
+    fallback = np.array([0.0, -1.0, 0.0])
+    pose = getattr(frame, "pose", None)
+    if pose is None:
+        return fallback
+    pose = np.asarray(pose, np.float64)
+    if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+        return fallback
+    up = pose[:3, :3].T @ np.array([0.0, 0.0, 1.0])
+    norm = np.linalg.norm(up)
+    if not 0.9 < norm < 1.1 or up[1] / norm > -0.5:
+        return fallback
+    return up / norm
 
 
 def _components(free: np.ndarray, min_px: int) -> tuple[np.ndarray, int]:
@@ -412,6 +463,86 @@ def _merged_parts(lv: _Level, disc: np.ndarray, color: np.ndarray, cfg: Geometri
             if len(out) >= cfg.merge_max_unions:
                 break
     return out
+
+
+def _rigid_groups(lv: _Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, cfg: GeometricConfig):
+    """Label remap (old -> new, 0 kept) joining rigidly attached regions of ``lv``, or None when none join."""
+    labels, n = lv.labels, lv.n
+    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
+    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
+    border = np.flatnonzero(a != b)
+    a, b = a[border], b[border]
+    jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])[border]
+    keep = (a > 0) & (b > 0) & ~lv.structure[a] & ~lv.structure[b]
+    if not keep.any():
+        return None
+    a, b, jump = a[keep], b[keep], jump[keep]
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+    pair = lo * n + hi
+    length = np.bincount(pair, minlength=n * n)
+    jumps = np.bincount(pair, weights=jump, minlength=n * n)
+    edges = np.flatnonzero((length >= 3) & (jumps < 0.5 * length))
+    if len(edges) == 0:
+        return None
+    # Per-region 3D moments and robust height range (every other pixel; heights along ``up``).
+    sub = labels[::2, ::2].ravel()
+    p = pts[:, ::2, ::2].reshape(3, -1).astype(np.float64)
+    m0 = np.bincount(sub, minlength=n).astype(np.float64)
+    m1 = np.stack([np.bincount(sub, p[i], n) for i in range(3)], axis=1)
+    m2 = np.empty((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            m2[:, i, j] = m2[:, j, i] = np.bincount(sub, p[i] * p[j], n)
+    height = up @ p
+    order = np.lexsort((height, sub))
+    cnt = m0.astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    hs = height[order]
+    last = max(len(hs) - 1, 0)
+    zlo = hs[np.minimum(start + (0.05 * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    zhi = hs[np.minimum(start + (0.95 * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    safe = np.maximum(m0, 1.0)
+    mean = m1 / safe[:, None]
+    cov = m2 / safe[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    ea, eb = edges // n, edges % n
+    big = np.where(lv.area[ea] >= lv.area[eb], ea, eb)
+    small = np.where(lv.area[ea] >= lv.area[eb], eb, ea)
+    tol = cfg.join_contact
+    below = np.abs(zhi[small] - zlo[big]) <= tol  # small's top at big's underside
+    hvec = mean[small] - mean[big]
+    hvec = hvec - np.outer(hvec @ up, up)
+    big_var = np.trace(cov[big], axis1=1, axis2=2) - np.einsum("i,kij,j->k", up, cov[big], up)  # horizontal
+    under = np.linalg.norm(hvec, axis=1) <= cfg.join_max_offset * np.sqrt(np.maximum(big_var, 0.0))
+    hangs = (lv.area[small] <= cfg.join_max_area_ratio * lv.area[big]) & below & under
+    ok = hangs & (m0[small] >= 4) & (m0[big] >= 4)
+    if not ok.any():
+        return None
+    parent = np.arange(n)
+    max_area = cfg.join_max_fraction * labels.size
+    area = lv.area.astype(np.float64).copy()
+    M0, M1, M2 = m0.copy(), m1.copy(), m2.copy()
+    joined = False
+    for k in np.argsort(-length[edges] * ok, kind="stable"):
+        if not ok[k]:
+            break
+        ra, rb = _root(parent, big[k]), _root(parent, small[k])
+        if ra == rb:
+            continue
+        c0, c1, c2 = M0[ra] + M0[rb], M1[ra] + M1[rb], M2[ra] + M2[rb]
+        if c0 < 8 or area[ra] + area[rb] > max_area:
+            continue
+        mu = c1 / c0
+        ev = np.linalg.eigvalsh(c2 / c0 - np.outer(mu, mu))
+        if np.sqrt(max(ev[-1], 0.0)) >= cfg.join_max_extent:
+            continue
+        parent[rb] = ra
+        M0[ra], M1[ra], M2[ra], area[ra] = c0, c1, c2, area[ra] + area[rb]
+        joined = True
+    if not joined:
+        return None
+    roots = np.array([_root(parent, i) for i in range(n)])
+    _, remap = np.unique(roots, return_inverse=True)
+    return remap.astype(np.int32)  # root 0 stays 0 (label 0 is its own root and the smallest)
 
 
 def _root(parent: np.ndarray, i: int) -> int:
