@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
 
 
@@ -95,7 +96,7 @@ def is_flat_at(obj: MapObject, up: np.ndarray, level: float, config: StructureCo
     if high - low > config.max_thickness or abs(middle - level) > config.level_tolerance:
         return False
     across = obj.points - np.outer(heights, up)
-    extent = np.ptp(across @ _plane_axes(up).T, axis=0)
+    extent = np.ptp(across @ ground_axes(up)[:2].T, axis=0)
     return float(extent[0] * extent[1]) >= config.min_area
 
 
@@ -119,11 +120,3 @@ def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = Structur
             imap.update(replace(obj, is_structure=True))
             flagged.append(obj.id)
     return flagged
-
-
-def _plane_axes(up: np.ndarray) -> np.ndarray:
-    """2 x 3 orthonormal axes perpendicular to ``up``."""
-    helper = np.eye(3)[int(np.argmin(np.abs(up)))]
-    e1 = helper - helper.dot(up) * up
-    e1 /= np.linalg.norm(e1)
-    return np.stack([e1, np.cross(up, e1)])

@@ -14,15 +14,9 @@ from lift3d.lift import LiftConfig
 from scene.datasets.synthetic import make_scene
 from scene.eval import instance_ap
 from segment2d.geometric import GeometricMaskGenerator
-from segment2d.types import MaskSet
+from segment2d.groundtruth import GroundTruthMaskGenerator
 from tracking import (FramePipelineConfig, ObjectMap, OnlineTracker, PartitionConfig, RefineConfig, TrackerConfig,
                       refine, track_frame)
-
-
-def _gt_masks(frame) -> MaskSet:
-    present = np.unique(frame.instance_ids)
-    present = present[present > 0]
-    return MaskSet.from_masks(frame.instance_ids[None] == present[:, None, None])
 
 
 def _track(scene, masks_of, frames):
@@ -51,7 +45,7 @@ def scene():
 
 
 def test_oracle_masks_give_near_perfect_maps(scene):
-    tracker = _track(scene, _gt_masks, range(0, 32, 2))
+    tracker = _track(scene, GroundTruthMaskGenerator(min_area=1).generate, range(0, 32, 2))
     # measured 0.64 / 0.51 (16 frames at 320 x 240: small objects see few voxels)
     assert _ap50(tracker, tracker.object_map(0.0, 20), scene) >= 0.5
     assert _ap50(tracker, refine(tracker, RefineConfig(min_voxels=20)).object_map, scene) >= 0.4
