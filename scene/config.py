@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lift3d.clean import CleanConfig
 from lift3d.lift import LiftConfig
+from scene.parts import PartConfig
 from scene.structure import StructureConfig
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
@@ -46,6 +47,7 @@ class MapperConfig:
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
     - ``lift``, ``partition``, ``tracking``, ``refine``: the lower layers' configs.
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
+    - ``parts``: the confidence discount of objects attached to a larger one (``scene.parts``).
     """
 
     segmenter: str = "geometric"
@@ -61,6 +63,7 @@ class MapperConfig:
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
+    parts: PartConfig = field(default_factory=PartConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.segmenter, str) or not self.segmenter:

@@ -33,6 +33,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
+from scene.parts import PartRanker, detection_confidence, rank_parts
 from scene.storage import MapStore
 from scene.structure import map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
@@ -196,6 +197,7 @@ class Mapper:
         self._since_save = 0
         self._finalized = False
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
+        self._parts = PartRanker(config.parts)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -380,7 +382,9 @@ class Mapper:
                 best_view_frame=int(table.best_frame[obj]), best_view_box=table.best_box[obj],
                 is_structure=bool(table.structure_votes[obj] * 2 > num_obs),
             ))
-        mark_floor_and_ceiling(self._map, self.config.structure, self._current_up())
+        up = self._current_up()
+        mark_floor_and_ceiling(self._map, self.config.structure, up)
+        self._parts.rank(self._map, up)
 
     def _current_up(self):
         """The map's up (``scene.structure.map_up``), re-estimated once the trajectory grew by a quarter."""
@@ -425,7 +429,9 @@ class Mapper:
             imap.add(self._refined_object(obj, keys, objects, k, stats))
         live = set(objects.ids.tolist())
         imap.record_remap({old: new for old, new in result.remap.items() if old != new and old not in live})
-        mark_floor_and_ceiling(imap, self.config.structure)  # up estimated afresh on the final map
+        up = map_up(imap, self.config.structure)  # estimated afresh on the final map
+        mark_floor_and_ceiling(imap, self.config.structure, up)
+        rank_parts(imap, up, self.config.parts)
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:
@@ -467,7 +473,7 @@ class Mapper:
         discount = 1.0 - np.exp(-n / self.tracker.config.confidence_frames)  # inverse of observation_confidence's
         table.first_frame[obj.id], table.last_frame[obj.id] = obj.first_frame, obj.last_frame
         table.num_obs[obj.id] = obj.num_observations
-        table.score_sum[obj.id] = min(obj.confidence / discount, 1.0) * obj.num_observations
+        table.score_sum[obj.id] = min(detection_confidence(obj) / discount, 1.0) * obj.num_observations
         table.structure_votes[obj.id] = obj.num_observations if obj.is_structure else 0
         table.best_frame[obj.id], table.best_points[obj.id] = obj.best_view_frame, obj.num_points
         table.best_box[obj.id] = obj.best_view_box

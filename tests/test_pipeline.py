@@ -14,6 +14,7 @@ import pytest
 from scene.config import ConfigError, MapperConfig, load_config
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene, write_scene
+from scene.parts import detection_confidence
 from scene.pipeline import STAGES, Mapper, run
 from scene.storage import MapStore
 from tracking.export import observation_confidence
@@ -132,8 +133,11 @@ def test_online_confidence_follows_score_consistency_and_observations(mapped):
     num_obs = table.num_obs[ids]
     expected = observation_confidence(table.mean_score(ids), num_obs, table.consistency(ids),
                                       saturation=cfg.confidence_frames)
-    got = np.array([online[int(i)].confidence for i in ids])
+    got = np.array([detection_confidence(online[int(i)]) for i in ids])
     np.testing.assert_allclose(got, np.clip(expected, 0, 1), rtol=1e-6)
+    # the ranked confidence is that, discounted for objects attached to a larger one (scene.parts)
+    ranked = np.array([online[int(i)].confidence for i in ids])
+    assert np.all(ranked <= got + 1e-12) and (ranked < got).any()
     assert (table.consistency(ids) < 1).any()  # some object was in view without being detected
     # Seen in more frames -> more confident, all else equal: the saturation is a real discount here.
     assert cfg.confidence_frames > NUM_FRAMES / 2 and got.max() < table.mean_score(ids).max()

@@ -1,0 +1,142 @@
+"""Objectness from contact in 3D: an object attached to a larger one is more likely a part of it.
+
+The weight-free masks cut objects at creases and colour edges, so a map holds whole objects next to
+pieces of objects (a toilet's tank, a table's leg, a bathtub's rim). Their detection statistics look
+alike: the pieces are seen as often and as consistently as the wholes. Their contact differs. A whole
+object touches structure (floor, walls) and things it rests on or that rest on it; a piece touches the
+rest of its object beside or above it. So for each non-structure object A the *attached share* is the
+share of its points within ``contact`` of a non-structure neighbour B at least as large, summed over
+such neighbours, leaving out the neighbours A rests on (most of B's touching points lie below A's base:
+a box on a table, a cup on a shelf board). The confidence becomes
+``detection confidence x (1 - min(penalty x attached share, max_discount))``: pieces drop in the
+ranking, nothing is merged or removed, so a distinct object wrongly judged attached keeps its mask and
+its id.
+
+The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
+``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
+mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vector.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .map import InstanceMap, MapObject
+
+DETECTION_CONFIDENCE = "detection_confidence"
+ATTACHED_SHARE = "attached_share"
+
+
+@dataclass(frozen=True)
+class PartConfig:
+    """``contact_voxels``: points touch within this many voxels (of the map's voxel size);
+    ``penalty`` / ``max_discount``: confidence x (1 - min(penalty x attached share, max_discount)),
+    ``penalty`` 0 turns the pass off; ``larger``: a neighbour counts when it has at least this many times
+    A's points; ``rest_share``: A rests on B when this share of B's touching points lie below A's base
+    (its ``base_percentile`` height) plus ``rest_band`` metres."""
+
+    contact_voxels: float = 2.0
+    penalty: float = 2.0
+    max_discount: float = 0.8
+    larger: float = 1.0
+    rest_share: float = 0.7
+    rest_band: float = 0.03
+    base_percentile: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
+            raise ValueError(f"PartConfig: contact_voxels must be > 0, penalty >= 0, max_discount in [0, 1]: {self}")
+        if self.larger < 0 or not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
+            raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: {self}")
+
+
+def detection_confidence(obj: MapObject) -> float:
+    """The confidence before the attachment discount (the object's own when it was never ranked)."""
+    return float(obj.attributes.get(DETECTION_CONFIDENCE, obj.confidence))
+
+
+class PartRanker:
+    """Applies the attachment discount to a map, reusing per-object trees and per-pair contacts of
+    objects whose points did not change since the last call (a rebuilt object has a new points array;
+    a re-ranked one keeps its array), so repeated calls on a growing map cost what changed."""
+
+    def __init__(self, config: PartConfig = PartConfig()):
+        self.config = config
+        self._trees: dict[int, tuple[np.ndarray, cKDTree]] = {}  # id -> (its points array, tree)
+        self._pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
+        """Set every object's confidence from its detection confidence and attached share (in place);
+        returns the shares. Does nothing when up is unknown or the pass is off."""
+        if up is None or self.config.penalty == 0 or len(imap) == 0:
+            return {}
+        up = np.asarray(up, np.float64) / np.linalg.norm(up)
+        shares = self.attached_shares(imap, up)
+        cfg = self.config
+        for obj in list(imap):
+            share = shares.get(obj.id, 0.0)
+            base = detection_confidence(obj)
+            confidence = base * (1.0 - min(cfg.penalty * share, cfg.max_discount))
+            if abs(confidence - obj.confidence) > 1e-9 or obj.attributes.get(ATTACHED_SHARE) != share:
+                attributes = {**obj.attributes, DETECTION_CONFIDENCE: base, ATTACHED_SHARE: share}
+                imap.update(replace(obj, confidence=confidence, attributes=attributes))
+        return shares
+
+    def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
+        """Object id -> attached share (0 for structure and free-standing objects)."""
+        objects = [obj for obj in imap if not obj.is_structure]
+        self._forget_changed(objects)
+        reach = self.config.contact_voxels * imap.metadata.voxel_size
+        shares = {obj.id: 0.0 for obj in imap}
+        for a, b in _touching_boxes(objects, reach, self.config.larger):
+            shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
+        return shares
+
+    def _forget_changed(self, objects: list[MapObject]) -> None:
+        current = {obj.id: obj.points for obj in objects}
+        self._trees = {k: v for k, v in self._trees.items() if current.get(k) is v[0]}
+        self._pairs = {k: v for k, v in self._pairs.items()
+                       if current.get(k[0]) is v[0] and current.get(k[1]) is v[1]}
+
+    def _tree(self, obj: MapObject) -> cKDTree:
+        cached = self._trees.get(obj.id)
+        if cached is None:
+            cached = (obj.points, cKDTree(np.asarray(obj.points, np.float64)))
+            self._trees[obj.id] = cached
+        return cached[1]
+
+    def _contact(self, a: MapObject, b: MapObject, up: np.ndarray, reach: float) -> float:
+        """Share of ``a``'s points within ``reach`` of ``b``, or 0 when ``a`` rests on ``b``."""
+        cached = self._pairs.get((a.id, b.id))
+        if cached is not None:
+            return cached[2]
+        points = np.asarray(a.points, np.float64)
+        distance, nearest = self._tree(b).query(points, distance_upper_bound=reach)
+        touching = distance <= reach
+        share = 0.0
+        if touching.any():
+            base = float(np.percentile(points @ up, self.config.base_percentile))
+            below = np.asarray(b.points, np.float64)[nearest[touching]] @ up < base + self.config.rest_band
+            share = 0.0 if below.mean() >= self.config.rest_share else float(touching.mean())
+        self._pairs[(a.id, b.id)] = (a.points, b.points, share)
+        return share
+
+
+def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
+    """One-off ``PartRanker(config).rank(imap, up)``."""
+    return PartRanker(config).rank(imap, up)
+
+
+def _touching_boxes(objects: list[MapObject], reach: float, larger: float) -> list[tuple[int, int]]:
+    """Index pairs (a, b), a != b, whose boxes come within ``reach`` and b has >= ``larger`` x a's points."""
+    if len(objects) < 2:
+        return []
+    low = np.array([obj.aabb_min for obj in objects], np.float64) - reach
+    high = np.array([obj.aabb_max for obj in objects], np.float64) + reach
+    sizes = np.array([obj.num_points for obj in objects], np.float64)
+    near = np.all((low[:, None, :] <= high[None, :, :]) & (low[None, :, :] <= high[:, None, :]), axis=2)
+    near &= sizes[None, :] >= larger * sizes[:, None]
+    np.fill_diagonal(near, False)
+    return list(zip(*np.nonzero(near)))

@@ -1,0 +1,99 @@
+"""scene.parts: objects attached to a larger one rank lower; objects resting on one do not."""
+import numpy as np
+import pytest
+
+from scene.map import InstanceMap, MapMetadata, MapObject
+from scene.parts import ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence, rank_parts
+
+UP = np.array([0.0, 0.0, 1.0])
+VOXEL = 0.02
+
+
+def _box_surface(lo, hi, step=VOXEL) -> np.ndarray:
+    """Points on the six faces of the axis-aligned box lo..hi (metres), about ``step`` apart."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    axes = [np.arange(lo[k], hi[k] + step / 2, step) for k in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    on_face = np.any(np.isclose(grid, lo, atol=step / 2) | np.isclose(grid, hi, atol=step / 2), axis=1)
+    return grid[on_face].astype(np.float32)
+
+
+def _table_scene(structure_top: bool = False) -> InstanceMap:
+    """A table top (id 0), a leg hanging under its corner (1), a box resting on it (2), a free-standing
+    bin far away (3) and the floor (4, structure)."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _box_surface((0.0, 0.0, 0.70), (1.2, 0.8, 0.74)),
+        1: _box_surface((0.02, 0.02, 0.0), (0.08, 0.08, 0.69)),
+        2: _box_surface((0.4, 0.3, 0.75), (0.6, 0.5, 0.9)),
+        3: _box_surface((2.0, 2.0, 0.0), (2.3, 2.3, 0.4)),
+        4: _box_surface((-1.0, -1.0, -0.02), (3.0, 3.0, -0.01)),
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.8,
+                                       is_structure=obj_id == 4 or (structure_top and obj_id == 0)))
+    return imap
+
+
+def test_a_hanging_piece_drops_and_a_resting_object_keeps_its_confidence():
+    imap = _table_scene()
+    shares = rank_parts(imap, UP)
+    assert 0.03 < shares[1] < 0.2  # the leg touches the top along its upper 4 cm only
+    assert imap.get(1).confidence == pytest.approx(0.8 * (1 - 2 * shares[1]))
+    assert shares[2] == 0.0 and imap.get(2).confidence == pytest.approx(0.8)  # rests on the top
+    assert shares[3] == 0.0 and imap.get(3).confidence == pytest.approx(0.8)  # touches only the floor
+    assert shares[0] == 0.0  # the top touches only smaller objects
+    assert imap.get(1).attributes[DETECTION_CONFIDENCE] == pytest.approx(0.8)
+    assert imap.get(1).attributes[ATTACHED_SHARE] == pytest.approx(shares[1])
+
+
+def test_structure_neighbours_do_not_count():
+    imap = _table_scene(structure_top=True)
+    shares = rank_parts(imap, UP)
+    assert shares[1] == 0.0 and imap.get(1).confidence == pytest.approx(0.8)
+
+
+def test_ranking_again_does_not_compound_and_follows_changed_geometry():
+    imap = _table_scene()
+    ranker = PartRanker()
+    first = ranker.rank(imap, UP)
+    once = imap.get(1).confidence
+    assert ranker.rank(imap, UP) == first
+    assert imap.get(1).confidence == pytest.approx(once)
+    assert detection_confidence(imap.get(1)) == pytest.approx(0.8)
+    # the leg is rebuilt 10 cm lower: it no longer reaches the top
+    moved = MapObject.from_points(1, _box_surface((0.02, 0.02, 0.0), (0.08, 0.08, 0.59)), up=UP, confidence=0.7)
+    imap.update(moved)
+    assert ranker.rank(imap, UP)[1] == 0.0
+    assert imap.get(1).confidence == pytest.approx(0.7)
+
+
+def test_unknown_up_or_penalty_zero_change_nothing():
+    for up, config in ((None, PartConfig()), (UP, PartConfig(penalty=0.0))):
+        imap = _table_scene()
+        assert rank_parts(imap, up, config) == {}
+        assert all(obj.confidence == pytest.approx(0.8) and DETECTION_CONFIDENCE not in obj.attributes for obj in imap)
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(ValueError, match="PartConfig"):
+        PartConfig(max_discount=1.5)
+    with pytest.raises(ValueError, match="PartConfig"):
+        PartConfig(rest_share=0.0)
+
+
+def test_the_mapper_ranks_both_maps(tmp_path):
+    from scene.config import MapperConfig
+    from scene.datasets.synthetic import make_scene
+    from scene.pipeline import Mapper
+
+    scene = make_scene("tabletop", seed=0, num_frames=12, width=160, height=120)
+    mapper = Mapper(MapperConfig(), out=tmp_path / "map.sqlite")
+    for frame in scene.source():
+        mapper.integrate(frame)
+    online = mapper.map
+    assert all(DETECTION_CONFIDENCE in obj.attributes for obj in online)
+    assert all(obj.confidence <= detection_confidence(obj) + 1e-9 for obj in online)
+    final = mapper.finalize()
+    assert all(DETECTION_CONFIDENCE in obj.attributes for obj in final)
+    assert any(obj.attributes[ATTACHED_SHARE] > 0 for obj in final)
