@@ -64,7 +64,8 @@ class PartRanker:
 
     def __init__(self, config: PartConfig = PartConfig()):
         self.config = config
-        self._trees: dict[int, tuple[np.ndarray, cKDTree]] = {}  # id -> (its points array, tree)
+        self._trees: dict[int, tuple] = {}  # id -> (points array, as float64, tree, base height)
+        self._up: np.ndarray | None = None  # the up of the cached values
         self._pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}
 
     def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
@@ -87,39 +88,46 @@ class PartRanker:
     def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
         """Object id -> attached share (0 for structure and free-standing objects)."""
         objects = [obj for obj in imap if not obj.is_structure]
-        self._forget_changed(objects)
+        self._forget_changed(objects, up)
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
         for a, b in _touching_boxes(objects, reach, self.config.larger):
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
 
-    def _forget_changed(self, objects: list[MapObject]) -> None:
+    def _forget_changed(self, objects: list[MapObject], up: np.ndarray) -> None:
+        if self._up is None or not np.allclose(self._up, up):
+            self._trees, self._pairs, self._up = {}, {}, up
         current = {obj.id: obj.points for obj in objects}
         self._trees = {k: v for k, v in self._trees.items() if current.get(k) is v[0]}
         self._pairs = {k: v for k, v in self._pairs.items()
                        if current.get(k[0]) is v[0] and current.get(k[1]) is v[1]}
 
-    def _tree(self, obj: MapObject) -> cKDTree:
+    def _geometry(self, obj: MapObject, up: np.ndarray) -> tuple[np.ndarray, cKDTree, float]:
+        """The object's points as float64, their KD-tree and the object's base height along ``up``,
+        cached while its points array lives."""
         cached = self._trees.get(obj.id)
         if cached is None:
-            cached = (obj.points, cKDTree(np.asarray(obj.points, np.float64)))
+            points = np.asarray(obj.points, np.float64)
+            base = float(np.percentile(points @ up, self.config.base_percentile))
+            cached = (obj.points, points, cKDTree(points), base)
             self._trees[obj.id] = cached
-        return cached[1]
+        return cached[1], cached[2], cached[3]
 
     def _contact(self, a: MapObject, b: MapObject, up: np.ndarray, reach: float) -> float:
         """Share of ``a``'s points within ``reach`` of ``b``, or 0 when ``a`` rests on ``b``."""
         cached = self._pairs.get((a.id, b.id))
         if cached is not None:
             return cached[2]
-        points = np.asarray(a.points, np.float64)
-        distance, nearest = self._tree(b).query(points, distance_upper_bound=reach)
+        points, _, base = self._geometry(a, up)
+        other, tree, _ = self._geometry(b, up)
+        near = np.all((points >= b.aabb_min - reach) & (points <= b.aabb_max + reach), axis=1)
+        distance, nearest = tree.query(points[near], distance_upper_bound=reach)
         touching = distance <= reach
         share = 0.0
         if touching.any():
-            base = float(np.percentile(points @ up, self.config.base_percentile))
-            below = np.asarray(b.points, np.float64)[nearest[touching]] @ up < base + self.config.rest_band
-            share = 0.0 if below.mean() >= self.config.rest_share else float(touching.mean())
+            below = other[nearest[touching]] @ up < base + self.config.rest_band
+            share = 0.0 if below.mean() >= self.config.rest_share else float(touching.sum() / len(points))
         self._pairs[(a.id, b.id)] = (a.points, b.points, share)
         return share
 
