@@ -35,7 +35,9 @@ class PartConfig:
     ``penalty`` / ``max_discount``: confidence x (1 - min(penalty x attached share, max_discount)),
     ``penalty`` 0 turns the pass off; ``larger``: a neighbour counts when it has at least this many times
     A's points; ``rest_share``: A rests on B when this share of B's touching points lie below A's base
-    (its ``base_percentile`` height) plus ``rest_band`` metres."""
+    (its ``base_percentile`` height) plus ``rest_band`` metres; ``sample_points``: the shares are measured
+    on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
+    measures an object again once its point count has changed by more than this share."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -44,12 +46,16 @@ class PartConfig:
     rest_share: float = 0.7
     rest_band: float = 0.03
     base_percentile: float = 2.0
+    sample_points: int = 256
+    refresh_share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
             raise ValueError(f"PartConfig: contact_voxels must be > 0, penalty >= 0, max_discount in [0, 1]: {self}")
         if self.larger < 0 or not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
             raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: {self}")
+        if self.sample_points < 1 or self.refresh_share < 0:
+            raise ValueError(f"PartConfig: sample_points must be >= 1 and refresh_share >= 0: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -58,15 +64,16 @@ def detection_confidence(obj: MapObject) -> float:
 
 
 class PartRanker:
-    """Applies the attachment discount to a map, reusing per-object trees and per-pair contacts of
-    objects whose points did not change since the last call (a rebuilt object has a new points array;
-    a re-ranked one keeps its array), so repeated calls on a growing map cost what changed."""
+    """Applies the attachment discount to a map, reusing per-object trees and per-pair contacts across
+    calls: an object's cached geometry stands while its point count stays within ``refresh_share`` of
+    the count it was cached at (an online object is rebuilt at every flush that touched it, though its
+    shape barely moves once it has been seen), so repeated calls on a growing map cost what changed."""
 
     def __init__(self, config: PartConfig = PartConfig()):
         self.config = config
-        self._trees: dict[int, tuple] = {}  # id -> (points array, as float64, tree, base height)
+        self._geometries: dict[int, _Geometry] = {}
+        self._pairs: dict[tuple[int, int], tuple[_Geometry, _Geometry, float]] = {}
         self._up: np.ndarray | None = None  # the up of the cached values
-        self._pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}
 
     def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
         """Set every object's confidence from its detection confidence and attached share (in place);
@@ -88,48 +95,72 @@ class PartRanker:
     def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
         """Object id -> attached share (0 for structure and free-standing objects)."""
         objects = [obj for obj in imap if not obj.is_structure]
-        self._forget_changed(objects, up)
+        self._refresh(objects, up)
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
         for a, b in _touching_boxes(objects, reach, self.config.larger):
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
 
-    def _forget_changed(self, objects: list[MapObject], up: np.ndarray) -> None:
+    def _refresh(self, objects: list[MapObject], up: np.ndarray) -> None:
+        """Drop cached geometry of objects gone or changed in size, and the pairs that used it."""
         if self._up is None or not np.allclose(self._up, up):
-            self._trees, self._pairs, self._up = {}, {}, up
-        current = {obj.id: obj.points for obj in objects}
-        self._trees = {k: v for k, v in self._trees.items() if current.get(k) is v[0]}
+            self._geometries, self._pairs, self._up = {}, {}, up
+        tolerance = self.config.refresh_share
+        kept = {}
+        for obj in objects:
+            cached = self._geometries.get(obj.id)
+            if cached is not None and abs(obj.num_points - cached.count) <= tolerance * cached.count:
+                kept[obj.id] = cached
+        self._geometries = kept
         self._pairs = {k: v for k, v in self._pairs.items()
-                       if current.get(k[0]) is v[0] and current.get(k[1]) is v[1]}
+                       if kept.get(k[0]) is v[0] and kept.get(k[1]) is v[1]}
 
-    def _geometry(self, obj: MapObject, up: np.ndarray) -> tuple[np.ndarray, cKDTree, float]:
-        """The object's points as float64, their KD-tree and the object's base height along ``up``,
-        cached while its points array lives."""
-        cached = self._trees.get(obj.id)
+    def _geometry(self, obj: MapObject, up: np.ndarray) -> _Geometry:
+        cached = self._geometries.get(obj.id)
         if cached is None:
-            points = np.asarray(obj.points, np.float64)
-            base = float(np.percentile(points @ up, self.config.base_percentile))
-            cached = (obj.points, points, cKDTree(points), base)
-            self._trees[obj.id] = cached
-        return cached[1], cached[2], cached[3]
+            cached = _Geometry.of(obj, up, self.config)
+            self._geometries[obj.id] = cached
+        return cached
 
     def _contact(self, a: MapObject, b: MapObject, up: np.ndarray, reach: float) -> float:
         """Share of ``a``'s points within ``reach`` of ``b``, or 0 when ``a`` rests on ``b``."""
+        first, second = self._geometry(a, up), self._geometry(b, up)
         cached = self._pairs.get((a.id, b.id))
         if cached is not None:
             return cached[2]
-        points, _, base = self._geometry(a, up)
-        other, tree, _ = self._geometry(b, up)
-        near = np.all((points >= b.aabb_min - reach) & (points <= b.aabb_max + reach), axis=1)
-        distance, nearest = tree.query(points[near], distance_upper_bound=reach)
+        points = first.sample
+        near = np.all((points >= second.low - reach) & (points <= second.high + reach), axis=1)
+        distance, nearest = second.tree.query(points[near], distance_upper_bound=reach)
         touching = distance <= reach
         share = 0.0
         if touching.any():
-            below = other[nearest[touching]] @ up < base + self.config.rest_band
+            below = second.heights[nearest[touching]] < first.base + self.config.rest_band
             share = 0.0 if below.mean() >= self.config.rest_share else float(touching.sum() / len(points))
-        self._pairs[(a.id, b.id)] = (a.points, b.points, share)
+        self._pairs[(a.id, b.id)] = (first, second, share)
         return share
+
+
+@dataclass(frozen=True, eq=False)
+class _Geometry:
+    """What the contact test needs of one object: its point count when cached, KD-tree, heights along
+    up, base height, box, and the strided sample of its points that is tested against neighbours."""
+
+    count: int
+    tree: cKDTree
+    heights: np.ndarray
+    base: float
+    low: np.ndarray
+    high: np.ndarray
+    sample: np.ndarray
+
+    @classmethod
+    def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig) -> "_Geometry":
+        points = np.asarray(obj.points, np.float64)
+        heights = points @ up
+        stride = -(-len(points) // config.sample_points)
+        return cls(len(points), cKDTree(points), heights, float(np.percentile(heights, config.base_percentile)),
+                   points.min(0), points.max(0), points[::stride])
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
