@@ -97,3 +97,20 @@ def test_the_mapper_ranks_both_maps(tmp_path):
     final = mapper.finalize()
     assert all(DETECTION_CONFIDENCE in obj.attributes for obj in final)
     assert any(obj.attributes[ATTACHED_SHARE] > 0 for obj in final)
+    # the file keeps both confidences, and resuming restores the tracker from the detection confidence
+    from scene.storage import MapStore
+
+    loaded = MapStore(tmp_path / "map.sqlite", read_only=True).load()
+    for obj in final:
+        again = loaded.get(obj.id)
+        assert again.confidence == pytest.approx(obj.confidence)
+        assert detection_confidence(again) == pytest.approx(detection_confidence(obj))
+    resumed = Mapper.resume(tmp_path / "map.sqlite")
+    table = resumed.tracker.objects
+    saturation = resumed.tracker.config.confidence_frames
+    discounted = [obj for obj in final if obj.confidence < detection_confidence(obj) - 1e-6]
+    assert discounted
+    for obj in discounted:
+        n = max(obj.num_observations, 1)
+        expected = min(detection_confidence(obj) / (1 - np.exp(-n / saturation)), 1.0)
+        assert table.score_sum[obj.id] / n == pytest.approx(expected)  # not from the discounted confidence
