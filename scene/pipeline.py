@@ -11,6 +11,10 @@ Object geometry: one point per voxel (``voxel_size`` metres), the mean of every 
 in that voxel, with its mean colour; each point's weight is the number of segment observations of its
 voxel. A voxel belongs to the object holding the most observations of it in the tracker.
 
+Object confidence: the detection confidence (mean mask score x detection consistency, discounted for
+objects seen in few frames), then lowered for objects attached to a larger one (``scene.parts``: pieces
+of objects rank below whole ones). Both are kept: ``confidence`` and ``attributes["detection_confidence"]``.
+
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
 new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and
 the object statistics (observations, frames, confidence, best view) are restored, so new frames keep
