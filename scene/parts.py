@@ -12,6 +12,13 @@ a box on a table, a cup on a shelf board). The confidence becomes
 ranking, nothing is merged or removed, so a distinct object wrongly judged attached keeps its mask and
 its id.
 
+One kind of piece is joined outright in the refined map (``hanging_parts``, ``join_objects``): an object standing on the floor whose
+top reaches the underside of a larger object and lies within its horizontal box: the legs under a seat
+or a table top, the pole under a lamp's shade, the lower compartments of a shelf. From the camera the
+junction hides behind the upper object's front edge (a depth jump), so the 2D masks cannot join them.
+The online map is not joined: in a partial map the test misfires (an object's base or top is not seen
+yet), and a join in the tracker cannot be undone.
+
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
 mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vector.
@@ -23,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
 
 DETECTION_CONFIDENCE = "detection_confidence"
@@ -37,7 +45,13 @@ class PartConfig:
     A's points; ``rest_share``: A rests on B when this share of B's touching points lie below A's base
     (its ``base_percentile`` height) plus ``rest_band`` metres; ``sample_points``: the shares are measured
     on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
-    measures an object again once its point count has changed by more than this share."""
+    measures an object again once its point count has changed by more than this share.
+
+    Hanging parts (``join_hanging``, refined map only): a non-structure object whose base (``base_percentile`` height) lies
+    within ``hang_floor`` m of the floor level and whose top (the mirror percentile) lies between
+    ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure object, with
+    ``hang_inside`` of its points inside that object's horizontal box grown by ``hang_margin`` m, joins
+    the largest such object."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -48,6 +62,12 @@ class PartConfig:
     base_percentile: float = 2.0
     sample_points: int = 256
     refresh_share: float = 0.05
+    join_hanging: bool = True
+    hang_floor: float = 0.12
+    hang_above: float = 0.05
+    hang_below: float = 0.12
+    hang_inside: float = 0.9
+    hang_margin: float = 0.03
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -102,6 +122,33 @@ class PartRanker:
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
 
+    def hanging(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
+        """(part, whole) id pairs of hanging parts (see ``PartConfig``); ``floor``: the floor level,
+        metres along the unit ``up``."""
+        if not self.config.join_hanging:
+            return []
+        up = np.asarray(up, np.float64) / np.linalg.norm(up)
+        objects = [obj for obj in imap if not obj.is_structure]
+        self._refresh(objects, up)
+        cfg = self.config
+        shapes = [self._geometry(obj, up) for obj in objects]
+        sizes = np.array([obj.num_points for obj in objects])
+        pairs = []
+        for a, part in enumerate(shapes):
+            if part.base - floor > cfg.hang_floor:
+                continue
+            best = -1
+            for b, whole in enumerate(shapes):
+                if sizes[b] <= sizes[a] or not whole.base - cfg.hang_below <= part.top <= whole.base + cfg.hang_above:
+                    continue
+                lo, hi = whole.ground_low - cfg.hang_margin, whole.ground_high + cfg.hang_margin
+                inside = np.all((part.ground >= lo) & (part.ground <= hi), axis=1).mean()
+                if inside >= cfg.hang_inside and (best < 0 or sizes[b] > sizes[best]):
+                    best = b
+            if best >= 0:
+                pairs.append((objects[a].id, objects[best].id))
+        return pairs
+
     def _refresh(self, objects: list[MapObject], up: np.ndarray) -> None:
         """Drop cached geometry of objects gone or changed in size, and the pairs that used it."""
         if self._up is None or not np.allclose(self._up, up):
@@ -150,22 +197,73 @@ class _Geometry:
     tree: cKDTree
     heights: np.ndarray
     base: float
+    top: float
     low: np.ndarray
     high: np.ndarray
     sample: np.ndarray
+    ground: np.ndarray  # the sample's coordinates in the horizontal plane
+    ground_low: np.ndarray  # the object's horizontal box
+    ground_high: np.ndarray
 
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig) -> "_Geometry":
         points = np.asarray(obj.points, np.float64)
         heights = points @ up
         stride = -(-len(points) // config.sample_points)
-        return cls(len(points), cKDTree(points), heights, float(np.percentile(heights, config.base_percentile)),
-                   points.min(0), points.max(0), points[::stride])
+        base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
+        plane = ground_axes(up)[:2].T
+        flat = points @ plane
+        return cls(len(points), cKDTree(points), heights, float(base), float(top), points.min(0), points.max(0),
+                   points[::stride], flat[::stride], flat.min(0), flat.max(0))
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
     """One-off ``PartRanker(config).rank(imap, up)``."""
     return PartRanker(config).rank(imap, up)
+
+
+def hanging_parts(imap: InstanceMap, up: np.ndarray, floor: float, config: PartConfig = PartConfig()
+                  ) -> list[tuple[int, int]]:
+    """One-off ``PartRanker(config).hanging(imap, up, floor)``."""
+    return PartRanker(config).hanging(imap, up, floor)
+
+
+def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray | None = None) -> dict[int, int]:
+    """Join each pair's objects (in place; chains join into one); returns {retired id: kept id}, also
+    recorded in the map's remap. The smallest (oldest) id of a group survives; the group's largest
+    object gives the confidence, best view and structure flag, the observations are the largest count,
+    the frames span all of them."""
+    parent = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in parent:
+        groups.setdefault(root(i), []).append(i)
+    remap = {}
+    for keep, members in groups.items():
+        objs = [imap.get(keep)] + [imap.get(i) for i in members if i != keep]
+        largest = max(objs, key=lambda o: o.num_points)
+        weights = [o.weights if o.weights is not None else np.ones(o.num_points, np.float32) for o in objs]
+        for obj in objs[1:]:
+            imap.remove(obj.id)
+            remap[obj.id] = keep
+        imap.update(MapObject.from_points(
+            keep, np.concatenate([o.points for o in objs]), np.concatenate([o.colors for o in objs]),
+            np.concatenate(weights), up=up, num_observations=max(o.num_observations for o in objs),
+            first_frame=min((o.first_frame for o in objs if o.first_frame >= 0), default=-1), last_frame=max(o.last_frame for o in objs),
+            confidence=largest.confidence, best_view_frame=largest.best_view_frame,
+            best_view_box=largest.best_view_box, is_structure=largest.is_structure,
+            attributes=dict(largest.attributes)))
+    imap.record_remap(remap)
+    return remap
 
 
 def _touching_boxes(objects: list[MapObject], reach: float, larger: float) -> list[tuple[int, int]]:

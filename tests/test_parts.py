@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.parts import ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence, rank_parts
+from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence,
+                         hanging_parts, join_objects, rank_parts)
 
 UP = np.array([0.0, 0.0, 1.0])
 VOXEL = 0.02
@@ -114,3 +115,47 @@ def test_the_mapper_ranks_both_maps(tmp_path):
         n = max(obj.num_observations, 1)
         expected = min(detection_confidence(obj) / (1 - np.exp(-n / saturation)), 1.0)
         assert table.score_sum[obj.id] / n == pytest.approx(expected)  # not from the discounted confidence
+
+
+def _hanging_scene() -> InstanceMap:
+    """A table top (0) with a leg under it (1), a lamp shade (2) over a pole 4 cm below it (3), a box
+    beside the table (4), a short bin under the table (5) and the floor (6, structure); floor at z = 0."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _box_surface((0.0, 0.0, 0.70), (1.2, 0.8, 0.74)),
+        1: _box_surface((0.02, 0.02, 0.0), (0.08, 0.08, 0.69)),
+        2: _box_surface((2.0, 0.0, 1.2), (2.4, 0.4, 1.45)),
+        3: _box_surface((2.18, 0.18, 0.0), (2.22, 0.22, 1.16)),
+        4: _box_surface((1.3, 0.0, 0.0), (1.6, 0.3, 0.69)),
+        5: _box_surface((0.5, 0.3, 0.0), (0.7, 0.5, 0.4)),
+        6: _box_surface((-1.0, -1.0, -0.02), (3.0, 3.0, -0.01)),
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5 + 0.05 * obj_id, num_observations=3 + obj_id,
+                                       first_frame=obj_id, last_frame=10 + obj_id, is_structure=obj_id == 6))
+    return imap
+
+
+def test_hanging_parts_are_the_leg_and_the_pole_only():
+    imap = _hanging_scene()
+    assert sorted(hanging_parts(imap, UP, floor=0.0)) == [(1, 0), (3, 2)]
+    assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(join_hanging=False)) == []
+    # with the floor 30 cm lower nothing stands on it
+    assert hanging_parts(imap, UP, floor=-0.3) == []
+
+
+def test_join_objects_unions_points_and_records_the_remap():
+    imap = _hanging_scene()
+    sizes = {obj.id: obj.num_points for obj in imap}
+    remap = join_objects(imap, [(1, 0), (3, 2)], UP)
+    assert remap == {1: 0, 3: 2}
+    assert 1 not in imap and 3 not in imap
+    table, lamp = imap.get(0), imap.get(2)
+    assert table.num_points == sizes[0] + sizes[1] and lamp.num_points == sizes[2] + sizes[3]
+    assert table.aabb_min[2] == pytest.approx(0.0, abs=1e-6)  # the leg's points reach the floor
+    assert (table.first_frame, table.last_frame, table.num_observations) == (0, 11, 4)
+    assert table.confidence == pytest.approx(0.5)  # the larger member's
+    assert imap.id_remap[1] == 0 and imap.resolve_id(3) == 2
+    # chains join into one, under the oldest id
+    imap = _hanging_scene()
+    assert join_objects(imap, [(4, 5), (5, 1)]) == {4: 1, 5: 1}
