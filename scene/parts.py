@@ -12,9 +12,10 @@ a box on a table, a cup on a shelf board). The confidence becomes
 ranking, nothing is merged or removed, so a distinct object wrongly judged attached keeps its mask and
 its id.
 
-One kind of piece is joined outright in the refined map (``hanging_parts``, ``join_objects``): an object standing on the floor whose
-top reaches the underside of a larger object and lies within its horizontal box: the legs under a seat
-or a table top, the pole under a lamp's shade, the lower compartments of a shelf. From the camera the
+One kind of piece is joined outright in the refined map (``hanging_parts``, ``join_objects``): an object
+standing on the floor whose top reaches the underside of a larger object and lies within its horizontal
+box: the legs under a seat or a table top, the pole under a lamp's shade, the lower compartments of a
+shelf. From the camera the
 junction hides behind the upper object's front edge (a depth jump), so the 2D masks cannot join them.
 The online map is not joined: in a partial map the test misfires (an object's base or top is not seen
 yet), and a join in the tracker cannot be undone.
@@ -47,11 +48,11 @@ class PartConfig:
     on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
     measures an object again once its point count has changed by more than this share.
 
-    Hanging parts (``join_hanging``, refined map only): a non-structure object whose base (``base_percentile`` height) lies
-    within ``hang_floor`` m of the floor level and whose top (the mirror percentile) lies between
-    ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure object, with
-    ``hang_inside`` of its points inside that object's horizontal box grown by ``hang_margin`` m, joins
-    the largest such object."""
+    Hanging parts (``join_hanging``, refined map only): a non-structure object whose base lies within
+    ``hang_floor`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
+    lies between ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure
+    object, with ``hang_inside`` of its points inside that object's horizontal box grown by
+    ``hang_margin`` m, joins the largest such object."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -73,9 +74,14 @@ class PartConfig:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
             raise ValueError(f"PartConfig: contact_voxels must be > 0, penalty >= 0, max_discount in [0, 1]: {self}")
         if self.larger < 0 or not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
-            raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: {self}")
+            raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: "
+                             f"{self}")
         if self.sample_points < 1 or self.refresh_share < 0:
             raise ValueError(f"PartConfig: sample_points must be >= 1 and refresh_share >= 0: {self}")
+        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin)
+        if min(lengths) < 0 or not 0 < self.hang_inside <= 1:
+            raise ValueError(f"PartConfig: hang_floor, hang_above, hang_below and hang_margin must be >= 0 and "
+                             f"hang_inside in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -258,7 +264,8 @@ def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray
         imap.update(MapObject.from_points(
             keep, np.concatenate([o.points for o in objs]), np.concatenate([o.colors for o in objs]),
             np.concatenate(weights), up=up, num_observations=max(o.num_observations for o in objs),
-            first_frame=min((o.first_frame for o in objs if o.first_frame >= 0), default=-1), last_frame=max(o.last_frame for o in objs),
+            first_frame=min((o.first_frame for o in objs if o.first_frame >= 0), default=-1),
+            last_frame=max(o.last_frame for o in objs),
             confidence=largest.confidence, best_view_frame=largest.best_view_frame,
             best_view_box=largest.best_view_box, is_structure=largest.is_structure,
             attributes=dict(largest.attributes)))

@@ -81,6 +81,10 @@ def test_invalid_config_is_refused():
         PartConfig(max_discount=1.5)
     with pytest.raises(ValueError, match="PartConfig"):
         PartConfig(rest_share=0.0)
+    with pytest.raises(ValueError, match="PartConfig"):
+        PartConfig(hang_inside=0.0)
+    with pytest.raises(ValueError, match="PartConfig"):
+        PartConfig(hang_below=-0.1)
 
 
 def test_the_mapper_ranks_both_maps(tmp_path):
@@ -131,8 +135,9 @@ def _hanging_scene() -> InstanceMap:
         6: _box_surface((-1.0, -1.0, -0.02), (3.0, 3.0, -0.01)),
     }
     for obj_id, points in parts.items():
-        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5 + 0.05 * obj_id, num_observations=3 + obj_id,
-                                       first_frame=obj_id, last_frame=10 + obj_id, is_structure=obj_id == 6))
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5 + 0.05 * obj_id,
+                                       num_observations=3 + obj_id, first_frame=obj_id, last_frame=10 + obj_id,
+                                       is_structure=obj_id == 6))
     return imap
 
 
