@@ -12,13 +12,14 @@ a box on a table, a cup on a shelf board). The confidence becomes
 ranking, nothing is merged or removed, so a distinct object wrongly judged attached keeps its mask and
 its id.
 
-One kind of piece is joined outright in the refined map (``hanging_parts``, ``join_objects``): an object
-standing on the floor whose top reaches the underside of a larger object and lies within its horizontal
-box: the legs under a seat or a table top, the pole under a lamp's shade, the lower compartments of a
-shelf. From the camera the
-junction hides behind the upper object's front edge (a depth jump), so the 2D masks cannot join them.
-The online map is not joined: in a partial map the test misfires (an object's base or top is not seen
-yet), and a join in the tracker cannot be undone.
+One kind of piece is joined outright (``hanging_parts``, ``join_objects``): an object standing on the
+floor whose top reaches the underside of a larger object and lies within its horizontal box: the legs
+under a seat or a table top, the pole under a lamp's shade, the lower compartments of a shelf. From the
+camera the junction hides behind the upper object's front edge (a depth jump), so the 2D masks cannot
+join them. The refined map joins them; the online mapper shows them joined in the map it hands out but
+decides afresh at every access and keeps them apart in the tracker and the incremental saves: on a
+partial map the test misfires (an object's base or top is not seen yet), and a join that sticks cannot
+be undone.
 
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
@@ -48,7 +49,7 @@ class PartConfig:
     on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
     measures an object again once its point count has changed by more than this share.
 
-    Hanging parts (``join_hanging``, refined map only): a non-structure object whose base lies within
+    Hanging parts (``join_hanging``): a non-structure object whose base lies within
     ``hang_floor`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
     lies between ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure
     object, with ``hang_inside`` of its points inside that object's horizontal box grown by

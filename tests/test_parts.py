@@ -164,3 +164,24 @@ def test_join_objects_unions_points_and_records_the_remap():
     # chains join into one, under the oldest id
     imap = _hanging_scene()
     assert join_objects(imap, [(4, 5), (5, 1)]) == {4: 1, 5: 1}
+
+
+def test_the_online_map_shows_hanging_parts_joined_and_the_tracker_keeps_them(tmp_path):
+    from scene.config import MapperConfig
+    from scene.datasets.synthetic import make_scene
+    from scene.pipeline import Mapper
+    from scene.storage import MapStore
+
+    scene = make_scene("room", seed=0, noisy=True, num_frames=24, width=320, height=240)
+    mapper = Mapper(MapperConfig(save_every=24), out=tmp_path / "map.sqlite")
+    for frame in scene.source():
+        mapper.integrate(frame)
+    view = mapper.map
+    raw = MapStore(tmp_path / "map.sqlite", read_only=True).load()  # saves hold the tracker's objects
+    assert raw.num_frames == view.num_frames == 24
+    joined = {part: view.resolve_id(part) for part in raw.ids.tolist() if part not in view}
+    assert joined, "legs, poles and shelf compartments of the room are shown joined"
+    for whole in set(joined.values()):
+        members = [whole] + [part for part, shown in joined.items() if shown == whole]
+        assert view.get(whole).num_points == sum(raw.get(m).num_points for m in members)
+    assert all(mapper.tracker.resolve(np.array([part]))[0] == part for part in joined)  # still tracked apart
