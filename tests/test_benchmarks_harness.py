@@ -196,3 +196,23 @@ def test_jsonable_writes_strict_json():
 
     data = jsonable({"a": float("nan"), "b": np.float32(np.inf), "c": [np.int64(3), (1.5, -np.inf)]})
     assert json.loads(json.dumps(data, allow_nan=False)) == {"a": None, "b": None, "c": [3, [1.5, None]]}
+
+
+def test_greedy_matches_count_true_positives_as_the_ap_does():
+    from benchmarks.diagnose import greedy_matches
+
+    iou = np.array([[0.6, 0.1], [0.7, 0.0], [0.2, 0.55], [0.0, 0.3]])
+    order, taken = greedy_matches(iou, np.array([0.9, 0.8, 0.7, 0.95]), 0.5)
+    assert order.tolist() == [3, 0, 1, 2]
+    assert taken.tolist() == [0, -1, 1, -1]  # the second match of GT 0 is a false positive
+
+
+def test_diagnose_lists_a_small_synthetic_map(capsys):
+    from benchmarks.diagnose import diagnose_synthetic, main, parse_args
+
+    counts = diagnose_synthetic(parse_args(["tabletop", "--frames", "8", "--size", "160", "120", "--top", "3"]))
+    printed = capsys.readouterr().out
+    assert counts["gt"] > 0 and 0 <= counts["tp"] <= min(counts["gt"], counts["predictions"])
+    assert counts["tp"] + counts["missed"] == counts["gt"]
+    assert printed.count("  TP  ") == counts["tp"] and f"missed ({counts['missed']})" in printed
+    assert main(["kitchen"]) == 2 and "unknown scene 'kitchen'" in capsys.readouterr().err
