@@ -21,6 +21,10 @@ decides afresh at every access and keeps them apart in the tracker and the incre
 partial map the test misfires (an object's base or top is not seen yet), and a join that sticks cannot
 be undone.
 
+Touching pieces of one surface are joined the same way (``coplanar_parts``): two thin objects whose planes
+are parallel and coincide, touching along a seam: the strips of a wall cut apart by a shadow or a colour
+edge, a door and the piece of it above the handle.
+
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
 mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vector.
@@ -53,7 +57,12 @@ class PartConfig:
     ``hang_floor`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
     lies between ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure
     object, with ``hang_inside`` of its points inside that object's horizontal box grown by
-    ``hang_margin`` m, joins the largest such object."""
+    ``hang_margin`` m, joins the largest such object.
+
+    Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
+    principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
+    within ``plane_offset`` m of the other's plane, with at least ``plane_min_touch`` points of one within
+    ``contact_voxels`` of the other, are joined."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -70,6 +79,11 @@ class PartConfig:
     hang_below: float = 0.12
     hang_inside: float = 0.9
     hang_margin: float = 0.03
+    join_coplanar: bool = True
+    plane_thickness: float = 0.05
+    plane_angle_deg: float = 10.0
+    plane_offset: float = 0.03
+    plane_min_touch: int = 10
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -79,9 +93,10 @@ class PartConfig:
                              f"{self}")
         if self.sample_points < 1 or self.refresh_share < 0:
             raise ValueError(f"PartConfig: sample_points must be >= 1 and refresh_share >= 0: {self}")
-        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin)
+        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.plane_thickness,
+                   self.plane_offset, self.plane_angle_deg, self.plane_min_touch)
         if min(lengths) < 0 or not 0 < self.hang_inside <= 1:
-            raise ValueError(f"PartConfig: hang_floor, hang_above, hang_below and hang_margin must be >= 0 and "
+            raise ValueError(f"PartConfig: the hang_* and plane_* lengths, angle and count must be >= 0 and "
                              f"hang_inside in (0, 1]: {self}")
 
 
@@ -156,6 +171,35 @@ class PartRanker:
                 pairs.append((objects[a].id, objects[best].id))
         return pairs
 
+    def coplanar(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
+        """Id pairs of touching coplanar pieces (see ``PartConfig``)."""
+        if not self.config.join_coplanar:
+            return []
+        up = np.asarray(up, np.float64) / np.linalg.norm(up)
+        objects = [obj for obj in imap if not obj.is_structure]
+        self._refresh(objects, up)
+        cfg = self.config
+        shapes = [self._geometry(obj, up) for obj in objects]
+        flat = [k for k, shape in enumerate(shapes) if shape.thickness < cfg.plane_thickness]
+        reach = cfg.contact_voxels * imap.metadata.voxel_size
+        cos_angle = np.cos(np.deg2rad(cfg.plane_angle_deg))
+        pairs = []
+        for i, a in enumerate(flat):
+            first = shapes[a]
+            for b in flat[i + 1:]:
+                second = shapes[b]
+                if np.any(first.low > second.high + reach) or np.any(second.low > first.high + reach):
+                    continue
+                if abs(first.normal @ second.normal) < cos_angle:
+                    continue
+                gap = first.centroid - second.centroid
+                if abs(gap @ first.normal) > cfg.plane_offset or abs(gap @ second.normal) > cfg.plane_offset:
+                    continue
+                distance, _ = second.tree.query(first.tree.data, distance_upper_bound=reach)
+                if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
+                    pairs.append((objects[a].id, objects[b].id))
+        return pairs
+
     def _refresh(self, objects: list[MapObject], up: np.ndarray) -> None:
         """Drop cached geometry of objects gone or changed in size, and the pairs that used it."""
         if self._up is None or not np.allclose(self._up, up):
@@ -211,6 +255,9 @@ class _Geometry:
     ground: np.ndarray  # the sample's coordinates in the horizontal plane
     ground_low: np.ndarray  # the object's horizontal box
     ground_high: np.ndarray
+    centroid: np.ndarray
+    normal: np.ndarray  # the sample's least principal axis
+    thickness: float  # the sample's spread (std, metres) along it
 
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig) -> "_Geometry":
@@ -220,8 +267,12 @@ class _Geometry:
         base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
         plane = ground_axes(up)[:2].T
         flat = points @ plane
+        sample = points[::stride]
+        centroid = points.mean(0)
+        _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
+        thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
         return cls(len(points), cKDTree(points), heights, float(base), float(top), points.min(0), points.max(0),
-                   points[::stride], flat[::stride], flat.min(0), flat.max(0))
+                   sample, flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness)
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
@@ -235,11 +286,16 @@ def hanging_parts(imap: InstanceMap, up: np.ndarray, floor: float, config: PartC
     return PartRanker(config).hanging(imap, up, floor)
 
 
+def coplanar_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartConfig()) -> list[tuple[int, int]]:
+    """One-off ``PartRanker(config).coplanar(imap, up)``."""
+    return PartRanker(config).coplanar(imap, up)
+
+
 def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray | None = None) -> dict[int, int]:
     """Join each pair's objects (in place; chains join into one); returns {retired id: kept id}, also
-    recorded in the map's remap. The smallest (oldest) id of a group survives; the group's largest
-    object gives the confidence, best view and structure flag, the observations are the largest count,
-    the frames span all of them."""
+    recorded in the map's remap. A group is shown as its largest object (most points; the smaller id
+    on a tie): that one's id, confidence, best view and structure flag survive, the observations are
+    the largest count and the frames span all of them."""
     parent = {}
 
     def root(i: int) -> int:
@@ -253,17 +309,18 @@ def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray
             parent[max(ra, rb)] = min(ra, rb)
     groups: dict[int, list[int]] = {}
     for i in parent:
-        groups.setdefault(root(i), []).append(i)
+        top = root(i)
+        groups.setdefault(top, [top]).append(i)
     remap = {}
-    for keep, members in groups.items():
-        objs = [imap.get(keep)] + [imap.get(i) for i in members if i != keep]
-        largest = max(objs, key=lambda o: o.num_points)
+    for members in groups.values():
+        objs = sorted((imap.get(i) for i in members), key=lambda o: (-o.num_points, o.id))
+        largest = objs[0]
         weights = [o.weights if o.weights is not None else np.ones(o.num_points, np.float32) for o in objs]
         for obj in objs[1:]:
             imap.remove(obj.id)
-            remap[obj.id] = keep
+            remap[obj.id] = largest.id
         imap.update(MapObject.from_points(
-            keep, np.concatenate([o.points for o in objs]), np.concatenate([o.colors for o in objs]),
+            largest.id, np.concatenate([o.points for o in objs]), np.concatenate([o.colors for o in objs]),
             np.concatenate(weights), up=up, num_observations=max(o.num_observations for o in objs),
             first_frame=min((o.first_frame for o in objs if o.first_frame >= 0), default=-1),
             last_frame=max(o.last_frame for o in objs),

@@ -40,7 +40,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.parts import PartRanker, detection_confidence, hanging_parts, join_objects, rank_parts
+from scene.parts import PartRanker, detection_confidence, join_objects, rank_parts
 from scene.storage import MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
@@ -402,11 +402,13 @@ class Mapper:
             ))
 
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
-        """``imap`` itself, or a copy with its hanging parts joined when it has any."""
+        """``imap`` itself, or a copy with its hanging parts and coplanar pieces joined when it has any."""
         up = self._current_up()
-        if up is None or not self.config.parts.join_hanging or len(imap) == 0:
+        parts = self.config.parts
+        if up is None or not (parts.join_hanging or parts.join_coplanar) or len(imap) == 0:
             return imap
-        pairs = self._parts.hanging(imap, up, flat_levels(imap, up, self.config.structure)[0])
+        floor, _ = flat_levels(imap, up, self.config.structure)
+        pairs = self._parts.hanging(imap, up, floor) + self._parts.coplanar(imap, up)
         if not pairs:
             return imap
         view = InstanceMap(imap.metadata)
@@ -465,7 +467,8 @@ class Mapper:
         mark_floor_and_ceiling(imap, self.config.structure, up)
         if up is not None and len(imap):
             floor, _ = flat_levels(imap, up, self.config.structure)
-            join_objects(imap, hanging_parts(imap, up, floor, self.config.parts), imap.metadata.up)
+            ranker = PartRanker(self.config.parts)
+            join_objects(imap, ranker.hanging(imap, up, floor) + ranker.coplanar(imap, up), imap.metadata.up)
         rank_parts(imap, up, self.config.parts)
         return imap
 

@@ -4,7 +4,7 @@ import pytest
 
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence,
-                         hanging_parts, join_objects, rank_parts)
+                         coplanar_parts, hanging_parts, join_objects, rank_parts)
 
 UP = np.array([0.0, 0.0, 1.0])
 VOXEL = 0.02
@@ -161,9 +161,9 @@ def test_join_objects_unions_points_and_records_the_remap():
     assert (table.first_frame, table.last_frame, table.num_observations) == (0, 11, 4)
     assert table.confidence == pytest.approx(0.5)  # the larger member's
     assert imap.id_remap[1] == 0 and imap.resolve_id(3) == 2
-    # chains join into one, under the oldest id
+    # chains join into one, under the largest member's id (the box beside the table)
     imap = _hanging_scene()
-    assert join_objects(imap, [(4, 5), (5, 1)]) == {4: 1, 5: 1}
+    assert join_objects(imap, [(4, 5), (5, 1)]) == {5: 4, 1: 4}
 
 
 def test_the_online_map_shows_hanging_parts_joined_and_the_tracker_keeps_them(tmp_path):
@@ -185,3 +185,19 @@ def test_the_online_map_shows_hanging_parts_joined_and_the_tracker_keeps_them(tm
         members = [whole] + [part for part, shown in joined.items() if shown == whole]
         assert view.get(whole).num_points == sum(raw.get(m).num_points for m in members)
     assert all(mapper.tracker.resolve(np.array([part]))[0] == part for part in joined)  # still tracked apart
+
+
+def test_coplanar_pieces_join_and_other_surfaces_do_not():
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _box_surface((0.0, 0.0, 0.0), (0.01, 1.0, 2.0)),  # a wall strip in the plane x = 0
+        1: _box_surface((0.0, 1.02, 0.0), (0.01, 1.8, 2.0)),  # the next strip, 2 cm further along
+        2: _box_surface((0.06, 1.9, 0.5), (0.07, 2.5, 1.5)),  # a panel 6 cm in front of the wall's plane
+        3: _box_surface((0.0, 1.82, 0.0), (0.8, 1.83, 2.0)),  # a perpendicular wall at the corner
+        4: _box_surface((0.02, 0.2, 0.0), (0.5, 0.6, 0.4)),  # a box against the wall
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    assert coplanar_parts(imap, UP) == [(0, 1)]
+    assert coplanar_parts(imap, UP, PartConfig(join_coplanar=False)) == []
+    assert coplanar_parts(imap, UP, PartConfig(plane_offset=0.1)) == [(0, 1)]  # the panel does not touch
