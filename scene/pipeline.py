@@ -14,9 +14,9 @@ voxel. A voxel belongs to the object holding the most observations of it in the 
 Object confidence: the detection confidence (mean mask score x detection consistency, discounted for
 objects seen in few frames), then lowered for objects attached to a larger one (``scene.parts``: pieces
 of objects rank below whole ones). Both are kept: ``confidence`` and ``attributes["detection_confidence"]``.
-Hanging parts (legs under a top, a lamp's pole under its shade) are joined with the object above them
-(``scene.parts``) in the refined map, and shown joined in ``Mapper.map``; the tracker and the
-incremental saves keep them apart.
+Hanging parts (legs under a top, a lamp's pole under its shade) are joined with the object above them,
+and touching pieces of one plane with each other (``scene.parts``), in the refined map; ``Mapper.map``
+shows them joined too, while the tracker and the incremental saves keep them apart.
 
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
 new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and
