@@ -88,6 +88,17 @@ def _print_ranked(objects: list, iou: np.ndarray, labels: list, threshold: float
     return taken
 
 
+def _missed(taken: np.ndarray, num_gt: int, out) -> list[int]:
+    """GT indices no prediction took, after printing their heading."""
+    missed = sorted(set(range(num_gt)) - set(taken[taken >= 0].tolist()))
+    print(f"missed ({len(missed)}):", file=out)
+    return missed
+
+
+def _counts(taken: np.ndarray, num_gt: int, missed: list[int]) -> dict:
+    return {"predictions": len(taken), "gt": num_gt, "tp": int((taken >= 0).sum()), "missed": len(missed)}
+
+
 def diagnose_synthetic(args, out=None) -> dict:
     out = sys.stdout if out is None else out
     from benchmarks.suites.common import point_predictions
@@ -116,15 +127,14 @@ def diagnose_synthetic(args, out=None) -> dict:
     print(f"{args.scene} seed {args.seed} ({'clean' if args.clean else 'noisy'}), {args.map} map: "
           f"{len(objects)} predictions, {len(gt_ids)} GT objects; TP at point IoU 0.5", file=out)
     taken = _print_ranked(objects, iou, labels, 0.5, args.top, out)
-    missed = sorted(set(range(len(gt_ids))) - set(taken[taken >= 0].tolist()))
-    print(f"missed ({len(missed)}):", file=out)
+    missed = _missed(taken, len(gt_ids), out)
     for g in missed:
         holders, counts = np.unique(holder[gt_masks[g]], return_counts=True)
         top = np.argsort(-counts)[:3]
         held = ", ".join(f"{'unmapped' if holders[k] < 0 else f'id {holders[k]}'} {counts[k] / gt_masks[g].sum():.2f}"
                          for k in top)
         print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}", file=out)
-    return {"predictions": len(objects), "gt": len(gt_ids), "tp": int((taken >= 0).sum()), "missed": len(missed)}
+    return _counts(taken, len(gt_ids), missed)
 
 
 def diagnose_scannet(args, out=None) -> dict:
@@ -144,12 +154,11 @@ def diagnose_scannet(args, out=None) -> dict:
     print(f"{SCANNET}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure predictions, "
           f"{len(gt)} GT boxes; TP at box IoU 0.25", file=out)
     taken = _print_ranked(objects, iou, labels, 0.25, args.top, out)
-    missed = sorted(set(range(len(gt))) - set(taken[taken >= 0].tolist()))
-    print(f"missed ({len(missed)}):", file=out)
+    missed = _missed(taken, len(gt), out)
     for g in missed:
         best = np.argsort(-iou[:, g])[:3]
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
-    return {"predictions": len(objects), "gt": len(gt), "tp": int((taken >= 0).sum()), "missed": len(missed)}
+    return _counts(taken, len(gt), missed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,8 @@ class MapperConfig:
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
     - ``lift``, ``partition``, ``tracking``, ``refine``: the lower layers' configs.
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
-    - ``parts``: the confidence discount of objects attached to a larger one (``scene.parts``).
+    - ``parts``: objects and their pieces (``scene.parts``): the confidence discount of pieces attached to
+      a larger object, and the joins of hanging parts and coplanar pieces.
     """
 
     segmenter: str = "geometric"

@@ -452,6 +452,18 @@ class InstanceMap:
 
     # ---- mutations --------------------------------------------------------------------------
 
+    def copy(self, with_objects: bool = True) -> "InstanceMap":
+        """A new map with the same metadata (shared), trajectory, frame count and id remap, and the same
+        (immutable) objects unless ``with_objects`` is False. Changes to the copy leave this map alone."""
+        other = InstanceMap(self.metadata)
+        other._frames, other._poses = list(self._frames), [pose.copy() for pose in self._poses]
+        other._pending.frames = list(self._frames)  # as if added frame by frame: all unsaved in the copy
+        other.num_frames, other.id_remap = self.num_frames, dict(self.id_remap)
+        if with_objects:
+            for obj in self:
+                other.add(obj)
+        return other
+
     def add(self, obj: MapObject) -> None:
         if obj.id in self._objects:
             raise ValueError(f"object id {obj.id} is already in the map; use update() to replace it")

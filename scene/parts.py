@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .datasets.geometry import ground_axes
@@ -144,16 +146,17 @@ class PartRanker:
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
 
+    def joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
+        """The id pairs to join: hanging parts, then coplanar pieces (see ``PartConfig``)."""
+        return self.hanging(imap, up, floor) + self.coplanar(imap, up)
+
     def hanging(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         """(part, whole) id pairs of hanging parts (see ``PartConfig``); ``floor``: the floor level,
         metres along the unit ``up``."""
         if not self.config.join_hanging:
             return []
-        up = np.asarray(up, np.float64) / np.linalg.norm(up)
-        objects = [obj for obj in imap if not obj.is_structure]
-        self._refresh(objects, up)
+        objects, shapes = self._shapes(imap, up)
         cfg = self.config
-        shapes = [self._geometry(obj, up) for obj in objects]
         sizes = np.array([obj.num_points for obj in objects])
         pairs = []
         for a, part in enumerate(shapes):
@@ -175,11 +178,8 @@ class PartRanker:
         """Id pairs of touching coplanar pieces (see ``PartConfig``)."""
         if not self.config.join_coplanar:
             return []
-        up = np.asarray(up, np.float64) / np.linalg.norm(up)
-        objects = [obj for obj in imap if not obj.is_structure]
-        self._refresh(objects, up)
+        objects, shapes = self._shapes(imap, up)
         cfg = self.config
-        shapes = [self._geometry(obj, up) for obj in objects]
         flat = [k for k, shape in enumerate(shapes) if shape.thickness < cfg.plane_thickness]
         reach = cfg.contact_voxels * imap.metadata.voxel_size
         cos_angle = np.cos(np.deg2rad(cfg.plane_angle_deg))
@@ -199,6 +199,13 @@ class PartRanker:
                 if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
                     pairs.append((objects[a].id, objects[b].id))
         return pairs
+
+    def _shapes(self, imap: InstanceMap, up: np.ndarray) -> tuple[list[MapObject], list[_Geometry]]:
+        """The map's non-structure objects and their (cached) geometry along the unit ``up``."""
+        up = np.asarray(up, np.float64) / np.linalg.norm(up)
+        objects = [obj for obj in imap if not obj.is_structure]
+        self._refresh(objects, up)
+        return objects, [self._geometry(obj, up) for obj in objects]
 
     def _refresh(self, objects: list[MapObject], up: np.ndarray) -> None:
         """Drop cached geometry of objects gone or changed in size, and the pairs that used it."""
@@ -296,23 +303,17 @@ def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray
     recorded in the map's remap. A group is shown as its largest object (most points; the smaller id
     on a tie): that one's id, confidence, best view and structure flag survive, the observations are
     the largest count and the frames span all of them."""
-    parent = {}
-
-    def root(i: int) -> int:
-        while parent.get(i, i) != i:
-            i = parent[i]
-        return i
-
-    for a, b in pairs:
-        ra, rb = root(int(a)), root(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for i in parent:
-        top = root(i)
-        groups.setdefault(top, [top]).append(i)
+    ids = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2))
+    if ids.size == 0:
+        return {}
+    ends = np.searchsorted(ids, np.asarray(pairs, np.int64).reshape(-1, 2))
+    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(ids.size, ids.size))
+    _, component = connected_components(graph, directed=False)
+    groups = [ids[component == c].tolist() for c in np.unique(component)]
     remap = {}
-    for members in groups.values():
+    for members in groups:
+        if len(members) < 2:
+            continue
         objs = sorted((imap.get(i) for i in members), key=lambda o: (-o.num_points, o.id))
         largest = objs[0]
         weights = [o.weights if o.weights is not None else np.ones(o.num_points, np.float32) for o in objs]

@@ -40,7 +40,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.parts import PartRanker, detection_confidence, join_objects, rank_parts
+from scene.parts import PartRanker, detection_confidence, join_objects
 from scene.storage import MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
@@ -372,8 +372,8 @@ class Mapper:
 
     def _flush(self) -> None:
         """Rebuild the map objects touched since the last flush, flag floor and ceiling, rank the objects
-        (``scene.parts``). Hanging parts are joined only in the refined map: joined in the tracker while
-        the map is partial, wrong joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13)."""
+        (``scene.parts``). Parts are not joined here: joined in the tracker while the map is partial, wrong
+        joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13); ``map`` shows them joined."""
         if not self._dirty:
             return
         self._rebuild()
@@ -407,16 +407,10 @@ class Mapper:
         parts = self.config.parts
         if up is None or not (parts.join_hanging or parts.join_coplanar) or len(imap) == 0:
             return imap
-        floor, _ = flat_levels(imap, up, self.config.structure)
-        pairs = self._parts.hanging(imap, up, floor) + self._parts.coplanar(imap, up)
+        pairs = self._parts.joins(imap, up, flat_levels(imap, up, self.config.structure)[0])
         if not pairs:
             return imap
-        view = InstanceMap(imap.metadata)
-        for index, pose in zip(*imap.trajectory):
-            view.add_frame(int(index), pose)
-        view.num_frames, view.id_remap = imap.num_frames, dict(imap.id_remap)
-        for obj in imap:
-            view.add(obj)
+        view = imap.copy()
         join_objects(view, pairs, imap.metadata.up)
         return view
 
@@ -448,12 +442,7 @@ class Mapper:
     def _refined_map(self) -> InstanceMap:
         result = refine(self.tracker, self.config.refine)
         objects = result.object_map
-        imap = InstanceMap(self._map.metadata)
-        frames, poses = self._map.trajectory
-        for index, pose in zip(frames, poses):
-            imap.add_frame(int(index), pose)
-        imap.num_frames = self._map.num_frames
-        imap.id_remap = dict(self._map.id_remap)
+        imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects)
         order = np.argsort(objects.object, kind="stable")
         cuts = np.searchsorted(objects.object[order], objects.ids)
@@ -465,11 +454,11 @@ class Mapper:
         imap.record_remap({old: new for old, new in result.remap.items() if old != new and old not in live})
         up = map_up(imap, self.config.structure)  # estimated afresh on the final map
         mark_floor_and_ceiling(imap, self.config.structure, up)
+        ranker = PartRanker(self.config.parts)  # one ranker: the joins' geometry serves the ranking too
         if up is not None and len(imap):
             floor, _ = flat_levels(imap, up, self.config.structure)
-            ranker = PartRanker(self.config.parts)
-            join_objects(imap, ranker.hanging(imap, up, floor) + ranker.coplanar(imap, up), imap.metadata.up)
-        rank_parts(imap, up, self.config.parts)
+            join_objects(imap, ranker.joins(imap, up, floor), imap.metadata.up)
+        ranker.rank(imap, up)
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:

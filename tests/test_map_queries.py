@@ -270,3 +270,21 @@ def test_trajectory_and_remap_table():
     assert imap.id_remap == {3: 1, 2: 1}
     assert imap.resolve_id(3) == 1 and imap.resolve_id(7) == 7
     assert imap.next_id() == 4
+
+
+def test_copy_keeps_trajectory_remap_and_objects_and_is_independent():
+    imap = InstanceMap(MapMetadata(voxel_size=0.02))
+    imap.add_frame(3, np.eye(4))
+    imap.add(MapObject.from_points(0, np.random.default_rng(0).random((20, 3)).astype(np.float32)))
+    imap.add(MapObject.from_points(1, np.random.default_rng(1).random((20, 3)).astype(np.float32)))
+    imap.record_remap({5: 1})
+    copy = imap.copy()
+    assert copy.ids.tolist() == [0, 1] and copy.get(0) is imap.get(0)
+    assert copy.trajectory[0].tolist() == [3] and copy.num_frames == 1 and copy.resolve_id(5) == 1
+    assert copy.pending_changes().frames == [3]
+    copy.remove(1)
+    copy.record_remap({1: 0})
+    copy.add_frame(4, np.eye(4))
+    assert 1 in imap and imap.resolve_id(1) == 1 and imap.num_frames == 1
+    empty = imap.copy(with_objects=False)
+    assert len(empty) == 0 and empty.trajectory[0].tolist() == [3] and empty.metadata is imap.metadata
