@@ -23,7 +23,9 @@ be undone.
 
 Touching pieces of one surface are joined the same way (``coplanar_parts``): two thin objects whose planes
 are parallel and coincide, touching along a seam: the strips of a wall cut apart by a shadow or a colour
-edge, a door and the piece of it above the handle.
+edge, a door and the piece of it above the handle. So is a thin piece lying in the plane of a much larger
+one and within its extent, touching or not (``inplane_parts``): the patches of a wall seen under a table
+or between chairs, cut off from the rest of the wall by the furniture in front of it.
 
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
@@ -64,7 +66,13 @@ class PartConfig:
     Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
     principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
     within ``plane_offset`` m of the other's plane, with at least ``plane_min_touch`` points of one within
-    ``contact_voxels`` of the other, are joined."""
+    ``contact_voxels`` of the other, are joined.
+
+    In-plane pieces (``join_inplane``): a thin object (structure or not) whose normal is within
+    ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
+    lies within ``plane_offset`` m of that object's plane, and ``inplane_inside`` of whose points lie
+    inside that object's box in its own plane grown by ``inplane_margin`` m, joins the largest such object.
+    No contact is needed: furniture in front of a wall cuts its patches off."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -86,6 +94,10 @@ class PartConfig:
     plane_angle_deg: float = 10.0
     plane_offset: float = 0.03
     plane_min_touch: int = 10
+    join_inplane: bool = True
+    inplane_ratio: float = 5.0
+    inplane_inside: float = 0.9
+    inplane_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -96,10 +108,11 @@ class PartConfig:
         if self.sample_points < 1 or self.refresh_share < 0:
             raise ValueError(f"PartConfig: sample_points must be >= 1 and refresh_share >= 0: {self}")
         lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.plane_thickness,
-                   self.plane_offset, self.plane_angle_deg, self.plane_min_touch)
-        if min(lengths) < 0 or not 0 < self.hang_inside <= 1:
-            raise ValueError(f"PartConfig: the hang_* and plane_* lengths, angle and count must be >= 0 and "
-                             f"hang_inside in (0, 1]: {self}")
+                   self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
+                   self.inplane_margin)
+        if min(lengths) < 0 or not 0 < self.hang_inside <= 1 or not 0 < self.inplane_inside <= 1:
+            raise ValueError(f"PartConfig: the hang_*, plane_* and inplane_* lengths, angle, count and ratio must "
+                             f"be >= 0, hang_inside and inplane_inside in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -138,8 +151,8 @@ class PartRanker:
 
     def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
         """Object id -> attached share (0 for structure and free-standing objects)."""
+        self._refresh(list(imap), up)
         objects = [obj for obj in imap if not obj.is_structure]
-        self._refresh(objects, up)
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
         for a, b in _touching_boxes(objects, reach, self.config.larger):
@@ -147,8 +160,26 @@ class PartRanker:
         return shares
 
     def joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
-        """The id pairs to join: hanging parts, then coplanar pieces (see ``PartConfig``)."""
-        return self.hanging(imap, up, floor) + self.coplanar(imap, up)
+        """The id pairs to join: hanging parts, coplanar pieces and in-plane pieces (see ``PartConfig``).
+
+        Joins chain, so an in-plane piece that the first two rules join with other objects joins its
+        plane only when most (``inplane_inside``) of their points lie in objects in that plane too: a
+        cabinet must not follow one of its pieces into the floor."""
+        pairs = self.hanging(imap, up, floor) + self.coplanar(imap, up)
+        inplane = self.inplane(imap, up)
+        if not inplane:
+            return pairs
+        group = _groups(pairs)
+        objects, shapes = self._shapes(imap, up, structure=True)
+        shape = {obj.id: (obj.num_points, geometry) for obj, geometry in zip(objects, shapes)}
+
+        def in_plane_share(members: list[int], plane: int) -> float:
+            sizes = np.array([shape[m][0] for m in members if m != plane], np.float64)
+            inside = np.array([self._lies_in(shape[m][1], shape[plane][1]) for m in members if m != plane])
+            return float(sizes[inside].sum() / max(sizes.sum(), 1.0))
+
+        return pairs + [(a, b) for a, b in inplane
+                        if a not in group or in_plane_share(group[a], b) >= self.config.inplane_inside]
 
     def hanging(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         """(part, whole) id pairs of hanging parts (see ``PartConfig``); ``floor``: the floor level,
@@ -200,11 +231,54 @@ class PartRanker:
                     pairs.append((objects[a].id, objects[b].id))
         return pairs
 
-    def _shapes(self, imap: InstanceMap, up: np.ndarray) -> tuple[list[MapObject], list[_Geometry]]:
-        """The map's non-structure objects and their (cached) geometry along the unit ``up``."""
+    def inplane(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
+        """(piece, plane) id pairs of thin pieces inside the plane of a much larger thin object (see
+        ``PartConfig``)."""
+        if not self.config.join_inplane:
+            return []
+        objects, shapes = self._shapes(imap, up, structure=True)
+        cfg = self.config
+        flat = np.array([k for k, shape in enumerate(shapes) if shape.thickness < cfg.plane_thickness], np.int64)
+        if flat.size < 2:
+            return []
+        sizes = np.array([objects[k].num_points for k in flat], np.float64)
+        normals = np.array([shapes[k].normal for k in flat])
+        centroids = np.array([shapes[k].centroid for k in flat])
+        offsets = np.abs(np.einsum("bk,abk->ab", normals, centroids[:, None, :] - centroids[None, :, :]))
+        candidate = ((sizes[None, :] >= cfg.inplane_ratio * sizes[:, None])
+                     & (np.abs(normals @ normals.T) >= np.cos(np.deg2rad(cfg.plane_angle_deg)))
+                     & (offsets <= cfg.plane_offset))
+        np.fill_diagonal(candidate, False)
+        pairs = []
+        for a, row in enumerate(candidate):
+            for b in sorted(np.flatnonzero(row), key=lambda b: -sizes[b]):
+                if self._inside(shapes[flat[a]], shapes[flat[b]]):
+                    pairs.append((objects[flat[a]].id, objects[flat[b]].id))
+                    break
+        return pairs
+
+    def _inside(self, piece: _Geometry, plane: _Geometry) -> bool:
+        """Whether ``inplane_inside`` of the piece's sample lies in the plane's in-plane box (grown)."""
+        margin = self.config.inplane_margin
+        coords = piece.sample @ plane.plane_axes.T
+        inside = np.all((coords >= plane.plane_low - margin) & (coords <= plane.plane_high + margin), axis=1)
+        return bool(inside.mean() >= self.config.inplane_inside)
+
+    def _lies_in(self, piece: _Geometry, plane: _Geometry) -> bool:
+        """The in-plane test without the size ratio: thin, parallel, on the plane and inside its box."""
+        cfg = self.config
+        return (piece.thickness < cfg.plane_thickness and plane.thickness < cfg.plane_thickness
+                and abs(piece.normal @ plane.normal) >= np.cos(np.deg2rad(cfg.plane_angle_deg))
+                and abs((piece.centroid - plane.centroid) @ plane.normal) <= cfg.plane_offset
+                and self._inside(piece, plane))
+
+    def _shapes(self, imap: InstanceMap, up: np.ndarray, structure: bool = False
+                ) -> tuple[list[MapObject], list[_Geometry]]:
+        """The map's non-structure objects (all objects with ``structure``) and their (cached) geometry
+        along the unit ``up``."""
         up = np.asarray(up, np.float64) / np.linalg.norm(up)
-        objects = [obj for obj in imap if not obj.is_structure]
-        self._refresh(objects, up)
+        self._refresh(list(imap), up)
+        objects = [obj for obj in imap if structure or not obj.is_structure]
         return objects, [self._geometry(obj, up) for obj in objects]
 
     def _refresh(self, objects: list[MapObject], up: np.ndarray) -> None:
@@ -265,6 +339,9 @@ class _Geometry:
     centroid: np.ndarray
     normal: np.ndarray  # the sample's least principal axis
     thickness: float  # the sample's spread (std, metres) along it
+    plane_axes: np.ndarray  # 2 x 3: the sample's two main principal axes
+    plane_low: np.ndarray  # the object's box along them
+    plane_high: np.ndarray
 
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig) -> "_Geometry":
@@ -278,8 +355,10 @@ class _Geometry:
         centroid = points.mean(0)
         _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
+        in_plane = points @ axes[:2].T
         return cls(len(points), cKDTree(points), heights, float(base), float(top), points.min(0), points.max(0),
-                   sample, flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness)
+                   sample, flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness, axes[:2],
+                   in_plane.min(0), in_plane.max(0))
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
@@ -298,20 +377,21 @@ def coplanar_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartC
     return PartRanker(config).coplanar(imap, up)
 
 
+def inplane_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartConfig()) -> list[tuple[int, int]]:
+    """One-off ``PartRanker(config).inplane(imap, up)``."""
+    return PartRanker(config).inplane(imap, up)
+
+
 def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray | None = None) -> dict[int, int]:
     """Join each pair's objects (in place; chains join into one); returns {retired id: kept id}, also
     recorded in the map's remap. A group is shown as its largest object (most points; the smaller id
     on a tie): that one's id, confidence, best view and structure flag survive, the observations are
     the largest count and the frames span all of them."""
-    ids = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2))
-    if ids.size == 0:
+    groups = {tuple(members) for members in _groups(pairs).values()}
+    if not groups:
         return {}
-    ends = np.searchsorted(ids, np.asarray(pairs, np.int64).reshape(-1, 2))
-    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(ids.size, ids.size))
-    _, component = connected_components(graph, directed=False)
-    groups = [ids[component == c].tolist() for c in np.unique(component)]
     remap = {}
-    for members in groups:
+    for members in sorted(groups):
         if len(members) < 2:
             continue
         objs = sorted((imap.get(i) for i in members), key=lambda o: (-o.num_points, o.id))
@@ -330,6 +410,18 @@ def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray
             attributes=dict(largest.attributes)))
     imap.record_remap(remap)
     return remap
+
+
+def _groups(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """Each id in ``pairs`` -> the ids its connected component holds (pairs are undirected edges)."""
+    ids = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2))
+    if ids.size == 0:
+        return {}
+    ends = np.searchsorted(ids, np.asarray(pairs, np.int64).reshape(-1, 2))
+    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(ids.size, ids.size))
+    _, component = connected_components(graph, directed=False)
+    members = {c: ids[component == c].tolist() for c in np.unique(component)}
+    return {int(i): members[c] for i, c in zip(ids, component)}
 
 
 def _touching_boxes(objects: list[MapObject], reach: float, larger: float) -> list[tuple[int, int]]:

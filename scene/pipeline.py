@@ -15,7 +15,8 @@ Object confidence: the detection confidence (mean mask score x detection consist
 objects seen in few frames), then lowered for objects attached to a larger one (``scene.parts``: pieces
 of objects rank below whole ones). Both are kept: ``confidence`` and ``attributes["detection_confidence"]``.
 Hanging parts (legs under a top, a lamp's pole under its shade) are joined with the object above them,
-and touching pieces of one plane with each other (``scene.parts``), in the refined map; ``Mapper.map``
+touching pieces of one plane with each other, and thin pieces lying in a much larger plane with it (wall
+patches seen under a table; ``scene.parts``), in the refined map; ``Mapper.map``
 shows them joined too, while the tracker and the incremental saves keep them apart.
 
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
@@ -231,7 +232,7 @@ class Mapper:
     @property
     def map(self) -> InstanceMap:
         """The map, with every object touched since the last access rebuilt (objects are rebuilt lazily,
-        once per access or save, not once per frame), with hanging parts and coplanar pieces shown
+        once per access or save, not once per frame), with hanging parts, coplanar and in-plane pieces shown
         joined (``scene.parts``; then a copy, with the joins in ``id_remap``). The joins are decided
         afresh at every access and kept out of the tracker and the incremental saves: decided on a
         partial map they misfire, and kept, they stick (ScanNet box AP25 fell from 0.53 to 0.38)."""
@@ -402,10 +403,11 @@ class Mapper:
             ))
 
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
-        """``imap`` itself, or a copy with its hanging parts and coplanar pieces joined when it has any."""
+        """``imap`` itself, or a copy with its hanging parts, coplanar and in-plane pieces joined when it has
+        any."""
         up = self._current_up()
         parts = self.config.parts
-        if up is None or not (parts.join_hanging or parts.join_coplanar) or len(imap) == 0:
+        if up is None or not (parts.join_hanging or parts.join_coplanar or parts.join_inplane) or len(imap) == 0:
             return imap
         pairs = self._parts.joins(imap, up, flat_levels(imap, up, self.config.structure)[0])
         if not pairs:

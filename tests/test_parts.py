@@ -4,7 +4,7 @@ import pytest
 
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence,
-                         coplanar_parts, hanging_parts, join_objects, rank_parts)
+                         coplanar_parts, hanging_parts, inplane_parts, join_objects, rank_parts)
 
 UP = np.array([0.0, 0.0, 1.0])
 VOXEL = 0.02
@@ -201,3 +201,60 @@ def test_coplanar_pieces_join_and_other_surfaces_do_not():
     assert coplanar_parts(imap, UP) == [(0, 1)]
     assert coplanar_parts(imap, UP, PartConfig(join_coplanar=False)) == []
     assert coplanar_parts(imap, UP, PartConfig(plane_offset=0.1)) == [(0, 1)]  # the panel does not touch
+
+
+def _wall_with_hole(hole_y, hole_top) -> np.ndarray:
+    """A wall in the plane x = 0 (4 m x 2.4 m) without the part that furniture in front of it hid:
+    y in ``hole_y`` below ``hole_top`` (metres)."""
+    wall = _box_surface((0.0, 0.0, 0.0), (0.01, 4.0, 2.4))
+    hidden = (wall[:, 1] > hole_y[0]) & (wall[:, 1] < hole_y[1]) & (wall[:, 2] < hole_top)
+    return wall[~hidden]
+
+
+def _wall_scene() -> InstanceMap:
+    """A wall (id 0) with a hole low down where furniture hid it; patches of it seen inside the hole
+    (1: under a table, 2: beside a shelf), a poster 6 cm in front of it (3), a box against it (4), a
+    patch beyond the wall's end (5) and a perpendicular structure wall (6)."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _wall_with_hole((0.3, 2.9), 0.7),
+        1: _box_surface((0.0, 0.5, 0.0), (0.01, 1.3, 0.4)),
+        2: _box_surface((0.0, 2.5, 0.0), (0.01, 2.7, 0.5)),
+        3: _box_surface((0.06, 1.0, 1.0), (0.07, 1.6, 1.8)),
+        4: _box_surface((0.02, 3.0, 0.0), (0.4, 3.4, 0.3)),
+        5: _box_surface((0.0, 4.2, 0.0), (0.01, 4.5, 0.5)),
+        6: _box_surface((0.0, -0.02, 0.0), (3.0, -0.01, 2.4)),
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5, is_structure=obj_id == 6))
+    return imap
+
+
+def test_inplane_pieces_join_their_wall_without_touching_it():
+    imap = _wall_scene()
+    assert sorted(inplane_parts(imap, UP)) == [(1, 0), (2, 0)]  # not the poster, the box or the far patch
+    assert inplane_parts(imap, UP, PartConfig(join_inplane=False)) == []
+    assert sorted(inplane_parts(imap, UP, PartConfig(plane_offset=0.1))) == [(1, 0), (2, 0), (3, 0)]
+    assert sorted(inplane_parts(imap, UP, PartConfig(inplane_margin=0.5))) == [(1, 0), (2, 0), (5, 0)]
+    # A patch of the structure wall joins it as well.
+    imap.add(MapObject.from_points(7, _box_surface((0.5, 0.0, 0.0), (1.0, 0.01, 0.4)), up=UP, confidence=0.5))
+    assert (7, 6) in inplane_parts(imap, UP)
+    joined = imap.copy()
+    remap = join_objects(joined, PartRanker().joins(joined, UP, 0.0), UP)
+    assert remap == {1: 0, 2: 0, 7: 6}
+    assert joined.get(0).num_points == sum(imap.get(i).num_points for i in (0, 1, 2))
+
+
+def test_an_inplane_piece_does_not_pull_the_object_it_hangs_under_into_the_wall():
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _wall_with_hole((1.2, 2.4), 1.0),  # the cabinet in front hides the wall behind it
+        8: _box_surface((0.02, 1.4, 0.32), (0.5, 2.2, 0.8)),  # a cabinet on a stand
+        9: _box_surface((0.0, 1.5, 0.0), (0.01, 1.7, 0.3)),  # the stand's back panel, in the wall's plane
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    ranker = PartRanker()
+    assert ranker.inplane(imap, UP) == [(9, 0)]
+    assert ranker.hanging(imap, UP, 0.0) == [(9, 8)]
+    assert ranker.joins(imap, UP, 0.0) == [(9, 8)]  # joining the wall too would join the cabinet with it
