@@ -25,7 +25,10 @@ Touching pieces of one surface are joined the same way (``coplanar_parts``): two
 are parallel and coincide, touching along a seam: the strips of a wall cut apart by a shadow or a colour
 edge, a door and the piece of it above the handle. So is a thin piece lying in the plane of a much larger
 one and within its extent, touching or not (``inplane_parts``): the patches of a wall seen under a table
-or between chairs, cut off from the rest of the wall by the furniture in front of it.
+or between chairs, cut off from the rest of the wall by the furniture in front of it. And two touching
+objects whose boxes mostly coincide (``overlapping_parts``): distinct objects hardly share most of their
+boxes, while the interleaved pieces of one object do (a shelf's boards and its frame, cut apart at every
+crease).
 
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
@@ -72,7 +75,11 @@ class PartConfig:
     ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
     lies within ``plane_offset`` m of that object's plane, and ``inplane_inside`` of whose points lie
     inside that object's box in its own plane grown by ``inplane_margin`` m, joins the largest such object.
-    No contact is needed: furniture in front of a wall cuts its patches off."""
+    No contact is needed: furniture in front of a wall cuts its patches off.
+
+    Overlapping pieces (``join_overlapping``): two non-structure objects whose boxes (axis-aligned in
+    the map's frame) have an IoU of at least ``overlap_iou``, with at least ``plane_min_touch`` points of
+    one within ``contact_voxels`` of the other, are joined."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -98,6 +105,8 @@ class PartConfig:
     inplane_ratio: float = 5.0
     inplane_inside: float = 0.9
     inplane_margin: float = 0.05
+    join_overlapping: bool = True
+    overlap_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -110,9 +119,10 @@ class PartConfig:
         lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.plane_thickness,
                    self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
                    self.inplane_margin)
-        if min(lengths) < 0 or not 0 < self.hang_inside <= 1 or not 0 < self.inplane_inside <= 1:
+        fractions = (self.hang_inside, self.inplane_inside, self.overlap_iou)
+        if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, plane_* and inplane_* lengths, angle, count and ratio must "
-                             f"be >= 0, hang_inside and inplane_inside in (0, 1]: {self}")
+                             f"be >= 0, hang_inside, inplane_inside and overlap_iou in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -160,12 +170,13 @@ class PartRanker:
         return shares
 
     def joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
-        """The id pairs to join: hanging parts, coplanar pieces and in-plane pieces (see ``PartConfig``).
+        """The id pairs to join: hanging parts, coplanar, overlapping and in-plane pieces (see
+        ``PartConfig``).
 
-        Joins chain, so an in-plane piece that the first two rules join with other objects joins its
-        plane only when most (``inplane_inside``) of their points lie in objects in that plane too: a
-        cabinet must not follow one of its pieces into the floor."""
-        pairs = self.hanging(imap, up, floor) + self.coplanar(imap, up)
+        Joins chain, so an in-plane piece that the other rules join with other objects joins its plane
+        only when most (``inplane_inside``) of their points lie in objects in that plane too: a cabinet
+        must not follow one of its pieces into the floor."""
+        pairs = self.hanging(imap, up, floor) + self.coplanar(imap, up) + self.overlapping(imap, up)
         inplane = self.inplane(imap, up)
         if not inplane:
             return pairs
@@ -203,6 +214,28 @@ class PartRanker:
                     best = b
             if best >= 0:
                 pairs.append((objects[a].id, objects[best].id))
+        return pairs
+
+    def overlapping(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
+        """Id pairs of touching objects whose boxes mostly coincide (see ``PartConfig``)."""
+        if not self.config.join_overlapping:
+            return []
+        objects, shapes = self._shapes(imap, up)
+        if len(objects) < 2:
+            return []
+        cfg = self.config
+        low = np.array([obj.aabb_min for obj in objects], np.float64)
+        high = np.array([obj.aabb_max for obj in objects], np.float64)
+        common = np.prod(np.clip(np.minimum(high[:, None], high[None]) - np.maximum(low[:, None], low[None]), 0, None),
+                         axis=-1)
+        volume = np.prod(high - low, axis=-1)
+        iou = common / np.maximum(volume[:, None] + volume[None, :] - common, 1e-12)
+        reach = cfg.contact_voxels * imap.metadata.voxel_size
+        pairs = []
+        for a, b in zip(*np.nonzero(np.triu(iou >= cfg.overlap_iou, k=1))):
+            distance, _ = shapes[b].tree.query(shapes[a].tree.data, distance_upper_bound=reach)
+            if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
+                pairs.append((objects[a].id, objects[b].id))
         return pairs
 
     def coplanar(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
@@ -375,6 +408,12 @@ def hanging_parts(imap: InstanceMap, up: np.ndarray, floor: float, config: PartC
 def coplanar_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartConfig()) -> list[tuple[int, int]]:
     """One-off ``PartRanker(config).coplanar(imap, up)``."""
     return PartRanker(config).coplanar(imap, up)
+
+
+def overlapping_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartConfig()
+                      ) -> list[tuple[int, int]]:
+    """One-off ``PartRanker(config).overlapping(imap, up)``."""
+    return PartRanker(config).overlapping(imap, up)
 
 
 def inplane_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartConfig()) -> list[tuple[int, int]]:

@@ -14,10 +14,11 @@ voxel. A voxel belongs to the object holding the most observations of it in the 
 Object confidence: the detection confidence (mean mask score x detection consistency, discounted for
 objects seen in few frames), then lowered for objects attached to a larger one (``scene.parts``: pieces
 of objects rank below whole ones). Both are kept: ``confidence`` and ``attributes["detection_confidence"]``.
-Hanging parts (legs under a top, a lamp's pole under its shade) are joined with the object above them,
-touching pieces of one plane with each other, and thin pieces lying in a much larger plane with it (wall
-patches seen under a table; ``scene.parts``), in the refined map; ``Mapper.map``
-shows them joined too, while the tracker and the incremental saves keep them apart.
+Pieces of one object are joined (``scene.parts``): hanging parts (legs under a top, a lamp's pole under
+its shade) with the object above them, touching pieces of one plane with each other, touching objects
+whose boxes mostly coincide (a shelf's boards and frame), and thin pieces lying in a much larger plane
+with it (wall patches seen under a table). The refined map is joined; ``Mapper.map`` shows the joins
+too, while the tracker and the incremental saves keep the pieces apart.
 
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
 new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and
@@ -232,8 +233,8 @@ class Mapper:
     @property
     def map(self) -> InstanceMap:
         """The map, with every object touched since the last access rebuilt (objects are rebuilt lazily,
-        once per access or save, not once per frame), with hanging parts, coplanar and in-plane pieces shown
-        joined (``scene.parts``; then a copy, with the joins in ``id_remap``). The joins are decided
+        once per access or save, not once per frame), with the pieces of objects shown joined
+        (``scene.parts``; then a copy, with the joins in ``id_remap``). The joins are decided
         afresh at every access and kept out of the tracker and the incremental saves: decided on a
         partial map they misfire, and kept, they stick (ScanNet box AP25 fell from 0.53 to 0.38)."""
         self._flush()
@@ -403,11 +404,11 @@ class Mapper:
             ))
 
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
-        """``imap`` itself, or a copy with its hanging parts, coplanar and in-plane pieces joined when it has
-        any."""
+        """``imap`` itself, or a copy with its pieces joined (``PartRanker.joins``) when it has any."""
         up = self._current_up()
         parts = self.config.parts
-        if up is None or not (parts.join_hanging or parts.join_coplanar or parts.join_inplane) or len(imap) == 0:
+        joining = parts.join_hanging or parts.join_coplanar or parts.join_inplane or parts.join_overlapping
+        if up is None or not joining or len(imap) == 0:
             return imap
         pairs = self._parts.joins(imap, up, flat_levels(imap, up, self.config.structure)[0])
         if not pairs:

@@ -4,7 +4,7 @@ import pytest
 
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence,
-                         coplanar_parts, hanging_parts, inplane_parts, join_objects, rank_parts)
+                         coplanar_parts, hanging_parts, inplane_parts, join_objects, overlapping_parts, rank_parts)
 
 UP = np.array([0.0, 0.0, 1.0])
 VOXEL = 0.02
@@ -258,3 +258,23 @@ def test_an_inplane_piece_does_not_pull_the_object_it_hangs_under_into_the_wall(
     assert ranker.inplane(imap, UP) == [(9, 0)]
     assert ranker.hanging(imap, UP, 0.0) == [(9, 8)]
     assert ranker.joins(imap, UP, 0.0) == [(9, 8)]  # joining the wall too would join the cabinet with it
+
+
+def test_touching_objects_sharing_most_of_their_box_join():
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    back_and_sides = np.concatenate([_box_surface((0.0, 0.38, 0.0), (1.0, 0.4, 1.6)),
+                                     _box_surface((0.0, 0.0, 0.0), (0.02, 0.4, 1.6)),
+                                     _box_surface((0.98, 0.0, 0.0), (1.0, 0.4, 1.6))])
+    boards = np.concatenate([_box_surface((0.02, 0.0, z), (0.98, 0.38, z + 0.02)) for z in (0.1, 0.6, 1.1, 1.58)])
+    parts = {
+        0: back_and_sides,  # a shelf's frame ...
+        1: boards,  # ... and its boards, cut apart at every crease
+        2: _box_surface((0.3, 0.05, 0.62), (0.5, 0.3, 0.8)),  # a box on the middle board
+        3: _box_surface((1.0, 0.0, 0.0), (1.9, 0.4, 1.6)),  # a cabinet of the same size beside the shelf
+        4: _box_surface((0.1, -1.0, 0.0), (0.9, -0.6, 1.6)),  # one the same size in front, not touching
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    assert overlapping_parts(imap, UP) == [(0, 1)]
+    assert overlapping_parts(imap, UP, PartConfig(join_overlapping=False)) == []
+    assert overlapping_parts(imap, UP, PartConfig(overlap_iou=0.01)) == [(0, 1), (1, 2)]  # the box touches a board
