@@ -79,7 +79,9 @@ class PartConfig:
 
     Overlapping pieces (``join_overlapping``): two non-structure objects whose boxes (axis-aligned in
     the map's frame) have an IoU of at least ``overlap_iou``, with at least ``plane_min_touch`` points of
-    one within ``contact_voxels`` of the other, are joined."""
+    one within ``contact_voxels`` of the other, are joined.
+
+    ``PartRanker.join`` looks for joins again on the joined map, for at most ``join_rounds`` rounds."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -107,6 +109,7 @@ class PartConfig:
     inplane_margin: float = 0.05
     join_overlapping: bool = True
     overlap_iou: float = 0.5
+    join_rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -114,8 +117,8 @@ class PartConfig:
         if self.larger < 0 or not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
             raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: "
                              f"{self}")
-        if self.sample_points < 1 or self.refresh_share < 0:
-            raise ValueError(f"PartConfig: sample_points must be >= 1 and refresh_share >= 0: {self}")
+        if self.sample_points < 1 or self.refresh_share < 0 or self.join_rounds < 1:
+            raise ValueError(f"PartConfig: sample_points and join_rounds must be >= 1, refresh_share >= 0: {self}")
         lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.plane_thickness,
                    self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
                    self.inplane_margin)
@@ -141,6 +144,7 @@ class PartRanker:
         self._geometries: dict[int, _Geometry] = {}
         self._pairs: dict[tuple[int, int], tuple[_Geometry, _Geometry, float]] = {}
         self._up: np.ndarray | None = None  # the up of the cached values
+        self._next: PartRanker | None = None  # the ranker of the next join round, with a cache of its own
 
     def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
         """Set every object's confidence from its detection confidence and attached share (in place);
@@ -168,6 +172,21 @@ class PartRanker:
         for a, b in _touching_boxes(objects, reach, self.config.larger):
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
+
+    def join(self, imap: InstanceMap, up: np.ndarray, floor: float) -> dict[int, int]:
+        """Join the pieces ``joins`` finds (in place), then look again on the joined map, for at most
+        ``join_rounds`` rounds: a joined wall is large enough to take in patches that its pieces were
+        not. Returns {retired id: kept id} over all rounds (also recorded in the map's remap)."""
+        remap: dict[int, int] = {}
+        ranker = self
+        for _ in range(self.config.join_rounds):
+            done = join_objects(imap, ranker.joins(imap, up, floor), imap.metadata.up)
+            if not done:
+                break
+            remap = {old: done.get(new, new) for old, new in remap.items()} | done
+            ranker._next = ranker._next or PartRanker(self.config)
+            ranker = ranker._next
+        return remap
 
     def joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         """The id pairs to join: hanging parts, coplanar, overlapping and in-plane pieces (see

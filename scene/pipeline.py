@@ -42,7 +42,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.parts import PartRanker, detection_confidence, join_objects
+from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
@@ -410,12 +410,9 @@ class Mapper:
         joining = parts.join_hanging or parts.join_coplanar or parts.join_inplane or parts.join_overlapping
         if up is None or not joining or len(imap) == 0:
             return imap
-        pairs = self._parts.joins(imap, up, flat_levels(imap, up, self.config.structure)[0])
-        if not pairs:
-            return imap
         view = imap.copy()
-        join_objects(view, pairs, imap.metadata.up)
-        return view
+        joined = self._parts.join(view, up, flat_levels(imap, up, self.config.structure)[0])
+        return view if joined else imap
 
     def _current_up(self):
         """The map's up (``scene.structure.map_up``), re-estimated once the trajectory grew by a quarter."""
@@ -460,7 +457,7 @@ class Mapper:
         ranker = PartRanker(self.config.parts)  # one ranker: the joins' geometry serves the ranking too
         if up is not None and len(imap):
             floor, _ = flat_levels(imap, up, self.config.structure)
-            join_objects(imap, ranker.joins(imap, up, floor), imap.metadata.up)
+            ranker.join(imap, up, floor)
         ranker.rank(imap, up)
         return imap
 

@@ -278,3 +278,23 @@ def test_touching_objects_sharing_most_of_their_box_join():
     assert overlapping_parts(imap, UP) == [(0, 1)]
     assert overlapping_parts(imap, UP, PartConfig(join_overlapping=False)) == []
     assert overlapping_parts(imap, UP, PartConfig(overlap_iou=0.01)) == [(0, 1), (1, 2)]  # the box touches a board
+
+
+def test_joins_are_looked_for_again_on_the_joined_map():
+    wall = _wall_with_hole((1.0, 3.0), 1.0)
+    parts = {
+        0: wall[wall[:, 1] < 2.0],  # a wall cut in two strips along a colour edge
+        1: wall[wall[:, 1] >= 2.02],
+        2: _box_surface((0.0, 1.2, 0.0), (0.01, 2.8, 0.8)),  # a patch of it seen under a table
+    }
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    sizes = {i: imap.get(i).num_points for i in parts}
+    assert sizes[2] * 5 > max(sizes[0], sizes[1]) and sizes[2] * 5 <= sizes[0] + sizes[1]
+    once = imap.copy()
+    assert PartRanker(PartConfig(join_rounds=1)).join(once, UP, 0.0) == {1: 0}  # the strips only
+    twice = imap.copy()
+    assert PartRanker().join(twice, UP, 0.0) == {1: 0, 2: 0}  # then the patch joins the whole wall
+    assert [obj.id for obj in twice] == [0] and twice.get(0).num_points == sum(sizes.values())
+    assert twice.resolve_id(2) == 0
