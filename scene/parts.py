@@ -64,7 +64,9 @@ class PartConfig:
     ``hang_floor`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
     lies between ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure
     object, with ``hang_inside`` of its points inside that object's horizontal box grown by
-    ``hang_margin`` m, joins the largest such object.
+    ``hang_margin`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
+    rising from behind its base): at least ``post_min_height`` m tall and ``post_elongation`` times as tall
+    as its horizontal box is wide (``post_elongation`` 0: only objects on the floor hang).
 
     Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
     principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
@@ -98,6 +100,8 @@ class PartConfig:
     hang_below: float = 0.12
     hang_inside: float = 0.9
     hang_margin: float = 0.03
+    post_min_height: float = 0.3
+    post_elongation: float = 4.0
     join_coplanar: bool = True
     plane_thickness: float = 0.05
     plane_angle_deg: float = 10.0
@@ -119,7 +123,8 @@ class PartConfig:
                              f"{self}")
         if self.sample_points < 1 or self.refresh_share < 0 or self.join_rounds < 1:
             raise ValueError(f"PartConfig: sample_points and join_rounds must be >= 1, refresh_share >= 0: {self}")
-        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.plane_thickness,
+        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.post_min_height,
+                   self.post_elongation, self.plane_thickness,
                    self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
                    self.inplane_margin)
         fractions = (self.hang_inside, self.inplane_inside, self.overlap_iou)
@@ -221,7 +226,7 @@ class PartRanker:
         sizes = np.array([obj.num_points for obj in objects])
         pairs = []
         for a, part in enumerate(shapes):
-            if part.base - floor > cfg.hang_floor:
+            if part.base - floor > cfg.hang_floor and not self._is_post(part):
                 continue
             best = -1
             for b, whole in enumerate(shapes):
@@ -308,6 +313,12 @@ class PartRanker:
                     pairs.append((objects[flat[a]].id, objects[flat[b]].id))
                     break
         return pairs
+
+    def _is_post(self, part: _Geometry) -> bool:
+        """Tall and slim (see ``PartConfig.post_elongation``)."""
+        cfg = self.config
+        height, width = part.top - part.base, float(np.max(part.ground_high - part.ground_low))
+        return cfg.post_elongation > 0 and height >= cfg.post_min_height and height >= cfg.post_elongation * width
 
     def _inside(self, piece: _Geometry, plane: _Geometry) -> bool:
         """Whether ``inplane_inside`` of the piece's sample lies in the plane's in-plane box (grown)."""

@@ -10,6 +10,8 @@ Pipeline (at ~320 px wide, labels upsampled to the frame's size by nearest neigh
      weak creases and colour edges; level 2 ("whole objects") cuts only along depth jumps and removes the
      structure planes, so a chair's back, seat and legs stay together. Each level's 4-connected components
      are grown back over the cut pixels (by distance to a planar neighbour's plane, else by depth step);
+     level 0 also labels thin structures the cuts left without a seed (a pole: elongated leftovers in front
+     of their surroundings);
      level-1 regions inside a small non-structure level-0 region (an object's parts) are not offered; a
      level-0 region hanging below an adjacent larger one (legs under a seat or top, in world height from the
      pose) is joined with it while the union stays compact, so the partition keeps the object whole;
@@ -86,6 +88,12 @@ class GeometricConfig:
     join_max_fraction: float = 0.08
     join_max_offset: float = 1.8  # the lower region's horizontal offset, in stds of the upper one's spread
     join_contact: float = 0.08  # metres: how close the upper region's bottom and the lower one's top must be
+    # Thin structures (a lamp's pole, a chair's leg): a few pixels wide, they lose every seed pixel to the depth-jump
+    # cuts on both sides. Level 0 also labels each leftover 8-connected component of at least ``thin_min_px``
+    # full-resolution pixels that is elongated (its principal spreads differ by ``thin_elongation`` x or more)
+    # and lies in front of its surroundings by a depth jump. ``thin_elongation`` 0: off.
+    thin_min_px: int = 48
+    thin_elongation: float = 4.0
     merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
     merge_max_unions: int = 20  # at most this many merged part groups per frame
     merge_max_fraction: float = 0.3  # merged groups covering more of the valid image are not offered
@@ -153,6 +161,7 @@ class GeometricMaskGenerator:
 
         min_px = max(1, int(np.ceil(cfg.min_region_px / (f * f))))
         lv0 = self._level(cut0, d, valid, pts, min_px, LEVEL_GEOMETRY)
+        lv0 = self._with_thin_regions(lv0, cut0, d, valid, pts, max(1, int(np.ceil(cfg.thin_min_px / (f * f)))))
         lv0 = self._join_rigid(lv0, cut0, disc, valid, pts, _camera_up(frame))
         lv1 = self._level(cut1, d, valid, pts, min_px, LEVEL_COLOR)
         structure_px = self._structure_pixels(lv0, pts, normals)
@@ -175,6 +184,22 @@ class GeometricMaskGenerator:
         structure[0] = planar[0] = False
         return _Level(code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
 
+    def _with_thin_regions(self, lv: _Level, cut, depth, valid, pts, min_px: int) -> _Level:
+        """``lv`` with its thin foreground leftovers labelled too (see ``GeometricConfig.thin_elongation``)."""
+        cfg = self.config
+        if cfg.thin_elongation <= 0:
+            return lv
+        count, leftover, stats, _ = cv2.connectedComponentsWithStats((valid & (lv.labels == 0)).astype(np.uint8),
+                                                                      connectivity=8, ltype=cv2.CV_32S)
+        long = _elongated(leftover, count, cfg.thin_elongation) & (stats[:, cv2.CC_STAT_AREA] >= min_px)
+        candidates = np.flatnonzero(long)
+        thin = [i for i in candidates if i > 0 and _in_front(leftover, i, stats[i], depth, valid, cfg)]
+        if not thin:
+            return lv
+        remap = np.zeros(count, np.int32)
+        remap[thin] = np.arange(lv.n, lv.n + len(thin), dtype=np.int32)
+        return self._relabelled(lv.code, lv.labels + remap.take(leftover), lv.n + len(thin), cut, valid, pts)
+
     def _join_rigid(self, lv: _Level, cut, disc, valid, pts, up) -> _Level:
         """``lv`` with rigidly attached non-structure regions (legs under a seat, a pole on a lamp base) joined."""
         cfg = self.config
@@ -183,8 +208,11 @@ class GeometricMaskGenerator:
         groups = _rigid_groups(lv, disc, pts, up, cfg)
         if groups is None:
             return lv
-        labels = groups.take(lv.labels)
-        n = int(groups.max()) + 1
+        return self._relabelled(lv.code, groups.take(lv.labels), int(groups.max()) + 1, cut, valid, pts)
+
+    def _relabelled(self, code: int, labels: np.ndarray, n: int, cut, valid, pts) -> _Level:
+        """A level of the given (already grown) ``labels``: plane fits, structure flags, outline support."""
+        cfg = self.config
         planes = fit_region_planes(pts[:, ::2, ::2], labels[::2, ::2], n)
         rms_limit = cfg.planar_rms_abs + cfg.planar_rms_rel * np.maximum(planes.centroid[:, 2], 1e-6)
         planar = (planes.rms < rms_limit) & (planes.count >= 8)
@@ -192,7 +220,7 @@ class GeometricMaskGenerator:
         large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.structure_min_fraction * labels.size)
         structure = planar & large
         structure[0] = planar[0] = False
-        return _Level(lv.code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
+        return _Level(code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
 
     def _structure_pixels(self, lv: _Level, pts: np.ndarray, normals: np.ndarray) -> np.ndarray:
         """Pixels of structure regions, plus any pixel on one of their planes (floor patches between chair
@@ -353,6 +381,38 @@ def _grow(labels: np.ndarray, depth: np.ndarray, valid: np.ndarray, pts: np.ndar
         front = np.flatnonzero(near & open_)
         near[front] = False  # the rest of ``near`` is not open and never read again
     return lab.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+
+
+def _elongated(labels: np.ndarray, n: int, ratio: float) -> np.ndarray:
+    """Per label: its pixels' larger principal spread is at least ``ratio`` x the smaller (spreads as stds,
+    the smaller floored at half a pixel), from per-label image moments."""
+    pixels = np.flatnonzero(labels)
+    flat = labels.ravel()[pixels]
+    ys, xs = np.divmod(pixels, labels.shape[1])
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
+    count = np.maximum(np.bincount(flat, minlength=n), 1).astype(np.float64)
+    mean_x, mean_y = np.bincount(flat, xs, n) / count, np.bincount(flat, ys, n) / count
+    xx = np.bincount(flat, xs * xs, n) / count - mean_x ** 2
+    yy = np.bincount(flat, ys * ys, n) / count - mean_y ** 2
+    xy = np.bincount(flat, xs * ys, n) / count - mean_x * mean_y
+    half_gap = np.sqrt(((xx - yy) / 2) ** 2 + xy ** 2)
+    large, small = (xx + yy) / 2 + half_gap, np.maximum((xx + yy) / 2 - half_gap, 0.25)
+    return large >= ratio ** 2 * small
+
+
+def _in_front(labels: np.ndarray, label: int, stat: np.ndarray, depth: np.ndarray, valid: np.ndarray,
+              cfg: GeometricConfig) -> bool:
+    """Whether component ``label`` (its ``cv2`` stats row) lies in front of the valid pixels around it by
+    more than the depth-jump limit (medians)."""
+    x, y, w, h = (int(v) for v in stat[:4])
+    rows, cols = slice(max(y - 3, 0), y + h + 3), slice(max(x - 3, 0), x + w + 3)
+    inside = labels[rows, cols] == label
+    ring = (cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~inside & valid[rows, cols]
+    if ring.sum() < 5:
+        return False
+    near, around = np.median(depth[rows, cols][inside]), np.median(depth[rows, cols][ring])
+    return bool(around - near > depth_ops.jump_limit(np.float32(near), cfg.rel_jump, cfg.sigma0, cfg.sigma2,
+                                                              cfg.n_sigma))
 
 
 def _outline_support(labels: np.ndarray, n: int, evidence: np.ndarray) -> np.ndarray:

@@ -145,8 +145,25 @@ def test_hanging_parts_are_the_leg_and_the_pole_only():
     imap = _hanging_scene()
     assert sorted(hanging_parts(imap, UP, floor=0.0)) == [(1, 0), (3, 2)]
     assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(join_hanging=False)) == []
-    # with the floor 30 cm lower nothing stands on it
-    assert hanging_parts(imap, UP, floor=-0.3) == []
+    # with the floor 30 cm lower nothing stands on it: only posts (slim, tall) still hang, and both are
+    assert sorted(hanging_parts(imap, UP, floor=-0.3)) == [(1, 0), (3, 2)]
+    assert hanging_parts(imap, UP, floor=-0.3, config=PartConfig(post_elongation=0)) == []
+
+
+def test_a_post_whose_bottom_is_unseen_hangs_and_a_bottle_on_a_shelf_does_not():
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _box_surface((0.0, 0.0, 1.2), (0.4, 0.4, 1.45)),  # a lamp shade
+        1: _box_surface((0.18, 0.18, 0.45), (0.21, 0.21, 1.16)),  # its pole, seen from 45 cm up only
+        2: _box_surface((1.0, 0.0, 0.88), (2.0, 0.4, 0.9)),  # a shelf board ...
+        3: _box_surface((1.0, 0.0, 0.58), (2.0, 0.4, 0.6)),  # ... the board under it
+        4: _box_surface((1.3, 0.1, 0.6), (1.34, 0.14, 0.85)),  # a bottle on the lower board, 25 cm tall
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    assert hanging_parts(imap, UP, floor=0.0) == [(1, 0)]
+    assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(post_min_height=0.8)) == []
+    assert sorted(hanging_parts(imap, UP, floor=0.0, config=PartConfig(post_min_height=0.2))) == [(1, 0), (4, 2)]
 
 
 def test_join_objects_unions_points_and_records_the_remap():
