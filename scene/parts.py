@@ -66,7 +66,11 @@ class PartConfig:
     object, with ``hang_inside`` of its points inside that object's horizontal box grown by
     ``hang_margin`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
     rising from behind its base): at least ``post_min_height`` m tall and ``post_elongation`` times as tall
-    as its horizontal box is wide (``post_elongation`` 0: only objects on the floor hang).
+    as its horizontal box is wide (``post_elongation`` 0: only objects on the floor hang). And so does a leg
+    whose top hides behind the object's front edge: a thin object on the floor (spread along its least
+    principal axis under ``leg_thickness`` m: one face seen) that reaches ``leg_reach`` of the way up to
+    the larger object's top, stays ``hang_below`` m under it and has that object over it
+    (``leg_thickness`` 0: off).
 
     Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
     principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
@@ -102,6 +106,8 @@ class PartConfig:
     hang_margin: float = 0.03
     post_min_height: float = 0.3
     post_elongation: float = 4.0
+    leg_thickness: float = 0.03
+    leg_reach: float = 0.6
     join_coplanar: bool = True
     plane_thickness: float = 0.05
     plane_angle_deg: float = 10.0
@@ -124,7 +130,7 @@ class PartConfig:
         if self.sample_points < 1 or self.refresh_share < 0 or self.join_rounds < 1:
             raise ValueError(f"PartConfig: sample_points and join_rounds must be >= 1, refresh_share >= 0: {self}")
         lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.post_min_height,
-                   self.post_elongation, self.plane_thickness,
+                   self.post_elongation, self.leg_thickness, self.leg_reach, self.plane_thickness,
                    self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
                    self.inplane_margin)
         fractions = (self.hang_inside, self.inplane_inside, self.overlap_iou)
@@ -226,11 +232,16 @@ class PartRanker:
         sizes = np.array([obj.num_points for obj in objects])
         pairs = []
         for a, part in enumerate(shapes):
-            if part.base - floor > cfg.hang_floor and not self._is_post(part):
+            on_floor = part.base - floor <= cfg.hang_floor
+            if not on_floor and not self._is_post(part):
                 continue
+            leg = on_floor and part.thickness < cfg.leg_thickness
             best = -1
             for b, whole in enumerate(shapes):
-                if sizes[b] <= sizes[a] or not whole.base - cfg.hang_below <= part.top <= whole.base + cfg.hang_above:
+                if sizes[b] <= sizes[a]:
+                    continue
+                if not (whole.base - cfg.hang_below <= part.top <= whole.base + cfg.hang_above
+                        or leg and self._stands_under(part, whole, floor)):
                     continue
                 lo, hi = whole.ground_low - cfg.hang_margin, whole.ground_high + cfg.hang_margin
                 inside = np.all((part.ground >= lo) & (part.ground <= hi), axis=1).mean()
@@ -239,6 +250,15 @@ class PartRanker:
             if best >= 0:
                 pairs.append((objects[a].id, objects[best].id))
         return pairs
+
+    def _stands_under(self, part: _Geometry, whole: _Geometry, floor: float) -> bool:
+        """Whether ``part`` reaches ``leg_reach`` of the way up to ``whole``'s top, stays ``hang_below`` under
+        it, and ``whole`` has points over it (over its horizontal box grown by 5 cm)."""
+        cfg = self.config
+        if not cfg.leg_reach * (whole.top - floor) <= part.top - floor <= whole.top - floor - cfg.hang_below:
+            return False
+        over = np.all((whole.ground >= part.ground_low - 0.05) & (whole.ground <= part.ground_high + 0.05), axis=1)
+        return int(np.count_nonzero(over & (whole.sample_heights > part.top))) >= 3
 
     def overlapping(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
         """Id pairs of touching objects whose boxes mostly coincide (see ``PartConfig``)."""
@@ -396,6 +416,7 @@ class _Geometry:
     low: np.ndarray
     high: np.ndarray
     sample: np.ndarray
+    sample_heights: np.ndarray
     ground: np.ndarray  # the sample's coordinates in the horizontal plane
     ground_low: np.ndarray  # the object's horizontal box
     ground_high: np.ndarray
@@ -420,8 +441,8 @@ class _Geometry:
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
         in_plane = points @ axes[:2].T
         return cls(len(points), cKDTree(points), heights, float(base), float(top), points.min(0), points.max(0),
-                   sample, flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness, axes[:2],
-                   in_plane.min(0), in_plane.max(0))
+                   sample, heights[::stride], flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness,
+                   axes[:2], in_plane.min(0), in_plane.max(0))
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:

@@ -315,3 +315,18 @@ def test_joins_are_looked_for_again_on_the_joined_map():
     assert PartRanker().join(twice, UP, 0.0) == {1: 0, 2: 0}  # then the patch joins the whole wall
     assert [obj.id for obj in twice] == [0] and twice.get(0).num_points == sum(sizes.values())
     assert twice.resolve_id(2) == 0
+
+
+def test_a_leg_seen_below_the_tops_front_edge_hangs_and_things_under_the_table_do_not():
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: _box_surface((0.0, 0.0, 0.72), (1.2, 0.8, 0.76)),  # a table top
+        1: _box_surface((0.02, 0.02, 0.0), (0.08, 0.021, 0.55)),  # the front face of a leg, its top hidden
+        2: _box_surface((0.5, 0.3, 0.0), (0.7, 0.5, 0.2)),  # a box under the table
+        3: _box_surface((0.3, 0.02, 0.0), (0.36, 0.021, 0.25)),  # a thin board under it, a third of the way up
+    }
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    assert hanging_parts(imap, UP, floor=0.0) == [(1, 0)]
+    assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_thickness=0)) == []
+    assert sorted(hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_reach=0.3))) == [(1, 0), (3, 0)]
