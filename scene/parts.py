@@ -14,7 +14,8 @@ its id.
 
 One kind of piece is joined outright (``hanging_parts``, ``join_objects``): an object standing on the
 floor whose top reaches the underside of a larger object and lies within its horizontal box: the legs
-under a seat or a table top, the pole under a lamp's shade, the lower compartments of a shelf. From the
+under a seat or a table top, the pole under a lamp's shade, the lower compartments of a shelf (also a
+post whose bottom is unseen, and a leg's face whose top hides behind a table's front edge). From the
 camera the junction hides behind the upper object's front edge (a depth jump), so the 2D masks cannot
 join them. The refined map joins them; the online mapper shows them joined in the map it hands out but
 decides afresh at every access and keeps them apart in the tracker and the incremental saves: on a
@@ -135,8 +136,8 @@ class PartConfig:
                    self.inplane_margin)
         fractions = (self.hang_inside, self.inplane_inside, self.overlap_iou)
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
-            raise ValueError(f"PartConfig: the hang_*, plane_* and inplane_* lengths, angle, count and ratio must "
-                             f"be >= 0, hang_inside, inplane_inside and overlap_iou in (0, 1]: {self}")
+            raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "
+                             f"and ratios must be >= 0, hang_inside, inplane_inside and overlap_iou in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
