@@ -122,6 +122,11 @@ class PartConfig:
     overlap_iou: float = 0.5
     join_rounds: int = 3
 
+    @property
+    def joins_any(self) -> bool:
+        """Whether any join rule is on."""
+        return self.join_hanging or self.join_coplanar or self.join_inplane or self.join_overlapping
+
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
             raise ValueError(f"PartConfig: contact_voxels must be > 0, penalty >= 0, max_discount in [0, 1]: {self}")

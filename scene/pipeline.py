@@ -406,9 +406,7 @@ class Mapper:
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
         """``imap`` itself, or a copy with its pieces joined (``PartRanker.joins``) when it has any."""
         up = self._current_up()
-        parts = self.config.parts
-        joining = parts.join_hanging or parts.join_coplanar or parts.join_inplane or parts.join_overlapping
-        if up is None or not joining or len(imap) == 0:
+        if up is None or not self.config.parts.joins_any or len(imap) == 0:
             return imap
         view = imap.copy()
         joined = self._parts.join(view, up, flat_levels(imap, up, self.config.structure)[0])

@@ -171,18 +171,11 @@ class GeometricMaskGenerator:
     # -- levels --------------------------------------------------------------------------------------
     def _level(self, cut, depth, valid, pts, min_px: int, code: int) -> _Level:
         """Regions of ``valid & ~cut`` grown back over the cut, with their outline support and plane fits."""
-        cfg = self.config
         labels, n = _components(valid & ~cut, min_px)
-        # Fit on every other seed pixel (4x fewer sums); seeds, not grown regions: creases would bend the fit.
-        planes = fit_region_planes(pts[:, ::2, ::2], labels[::2, ::2], n)
-        rms_limit = cfg.planar_rms_abs + cfg.planar_rms_rel * np.maximum(planes.centroid[:, 2], 1e-6)
-        planar = (planes.rms < rms_limit) & (planes.count >= 8)
-        labels = _grow(labels, depth, valid, pts, planes, planar, cfg)
-        area = np.bincount(labels.ravel(), minlength=n)
-        large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.structure_min_fraction * labels.size)
-        structure = planar & large
-        structure[0] = planar[0] = False
-        return _Level(code, labels, n, area, _outline_support(labels, n, cut | ~valid), structure, planar, planes)
+        # Fit on the seeds, not the grown regions: creases would bend the fit.
+        planes, planar = self._planes(labels, n, pts)
+        labels = _grow(labels, depth, valid, pts, planes, planar, self.config)
+        return self._finished(code, labels, n, planes, planar, cut, valid)
 
     def _with_thin_regions(self, lv: _Level, cut, depth, valid, pts, min_px: int) -> _Level:
         """``lv`` with its thin foreground leftovers labelled too (see ``GeometricConfig.thin_elongation``)."""
@@ -212,10 +205,20 @@ class GeometricMaskGenerator:
 
     def _relabelled(self, code: int, labels: np.ndarray, n: int, cut, valid, pts) -> _Level:
         """A level of the given (already grown) ``labels``: plane fits, structure flags, outline support."""
+        planes, planar = self._planes(labels, n, pts)
+        return self._finished(code, labels, n, planes, planar, cut, valid)
+
+    def _planes(self, labels: np.ndarray, n: int, pts) -> tuple[RegionPlanes, np.ndarray]:
+        """Plane fits of the labels (on every other pixel: 4x fewer sums) and which labels are planar."""
         cfg = self.config
         planes = fit_region_planes(pts[:, ::2, ::2], labels[::2, ::2], n)
         rms_limit = cfg.planar_rms_abs + cfg.planar_rms_rel * np.maximum(planes.centroid[:, 2], 1e-6)
-        planar = (planes.rms < rms_limit) & (planes.count >= 8)
+        return planes, (planes.rms < rms_limit) & (planes.count >= 8)
+
+    def _finished(self, code: int, labels: np.ndarray, n: int, planes: RegionPlanes, planar: np.ndarray, cut,
+                  valid) -> _Level:
+        """The level of final ``labels``: areas, structure flags (large planar regions), outline support."""
+        cfg = self.config
         area = np.bincount(labels.ravel(), minlength=n)
         large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.structure_min_fraction * labels.size)
         structure = planar & large
