@@ -178,3 +178,15 @@ def test_hq_model_types_and_errors():
             build_sam("vit_x_hq")
     with pytest.raises(ValueError, match="hq_token_only needs an HQ-SAM model"):
         SamPredictor(build_sam("vit_test"), hq_token_only=True)
+
+
+def test_build_references_names_its_parts(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_references", REF.parents[1] / "scripts" / "build_references.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "hq" in module.PARTS
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["nope"])
+    assert exit_info.value.code == 2 and "unknown part(s) ['nope']; known: hq" in capsys.readouterr().err
