@@ -1,101 +1,95 @@
-"""Build the reference outputs of the official models that the equivalence tests compare ours to.
+"""Build the equivalence references of the models we reimplement, from the official packages.
 
-    python scripts/build_references.py [PART ...] [--out .references] [--force]
+    python scripts/build_references.py [FAMILY ...] [--out .references] [--env DIR] [--force]
 
-Each PART installs its official package into a throwaway virtual environment (``--no-deps``, next to the
-torch this interpreter has; never into the project's environment), runs ``scripts/references/<script>`` in it,
-and writes its outputs to ``OUT/<part>/`` (``.references/`` is git-ignored). A part whose ``manifest.json``
-exists is skipped unless ``--force``: running this again is cheap. Without PART, every part is built.
-
-Parts: ``hq`` (HQ-SAM, ``segment-anything-hq``).
+Each family (``sam2``: SAM 2.1, ``hq``: HQ-SAM) installs its official package with ``pip install --no-deps --target`` into a
+throwaway folder (``--env``, default ``/tmp/scene-seg-reference-env/FAMILY``; never a project
+dependency), then runs ``scripts/reference_FAMILY.py`` in a separate process with only that folder added
+to the path, so the official code never meets ours. Outputs go to ``.references/FAMILY/`` (gitignored),
+with a ``manifest.json`` naming the package versions; a family whose manifest matches its builder is
+skipped (idempotent), so CI can call this before the tests at little cost.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import site
+import hashlib
+import json
+import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / ".references"
 
-
-@dataclass(frozen=True)
-class Part:
-    """One official package: what to pip install (``--no-deps``) and which script writes its references."""
-
-    packages: tuple[str, ...]
-    script: str
-    summary: str
-
-
-PARTS: dict[str, Part] = {
-    "hq": Part(("segment-anything-hq==0.3",), "hq_official.py", "HQ-SAM (segment-anything-hq 0.3)"),
+# family -> the official packages it needs (installed with --no-deps next to the project's torch)
+FAMILIES: dict[str, list[str]] = {
+    "hq": ["segment-anything-hq==0.3"],
 }
 
 
-def make_environment(where: Path, packages: tuple[str, ...]) -> Path:
-    """A virtual environment in ``where`` that sees this interpreter's packages (torch, numpy) through a
-    ``.pth`` file and has ``packages`` installed on top with ``--no-deps``; returns its python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
-    python = where / "bin" / "python"
-    purelib = Path(subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip())
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
-    (purelib / "_project_packages.pth").write_text("\n".join(sorted(ours)) + "\n")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(purelib), *packages],
-        check=True,
-    )
-    return python
+def builder_path(family: str) -> Path:
+    return ROOT / "scripts" / f"reference_{family.replace('-', '_')}.py"
 
 
-def build_part(name: str, out: Path, force: bool) -> None:
-    part = PARTS[name]
-    target = out / name
-    if (target / "manifest.json").is_file() and not force:
-        print(f"[references] {name}: up to date in {target} (--force rebuilds)")
+def builder_digest(family: str) -> str:
+    text = builder_path(family).read_bytes() + json.dumps(FAMILIES[family]).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def is_current(out_dir: Path, family: str) -> bool:
+    manifest = out_dir / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("builder_digest") == builder_digest(family)
+    except (OSError, ValueError):
+        return False
+
+
+def install(family: str, env_dir: Path) -> None:
+    stamp = env_dir / ".installed"
+    wanted = json.dumps(FAMILIES[family])
+    if stamp.is_file() and stamp.read_text() == wanted:
         return
-    start = time.perf_counter()
-    print(f"[references] {name}: {part.summary} -> {target}", flush=True)
-    partial = out / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=f"ref-{name}-venv-") as venv:
-        python = make_environment(Path(venv), part.packages)
-        script = ROOT / "scripts" / "references" / part.script
-        subprocess.run([str(python), str(script), str(partial)], check=True, cwd=venv)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)  # only a complete build becomes visible to the tests
-    print(f"[references] {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    env_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target", str(env_dir), *FAMILIES[family]]
+    print(f"[{family}] installing the official package into {env_dir}", flush=True)
+    subprocess.run(cmd, check=True)
+    stamp.write_text(wanted)
+
+
+def build(family: str, out_root: Path, env_root: Path, force: bool) -> None:
+    out_dir = out_root / family
+    if not force and is_current(out_dir, family):
+        print(f"[{family}] references are current in {out_dir}")
+        return
+    env_dir = env_root / family
+    install(family, env_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(env_dir), PYTHONNOUSERSITE="1")
+    print(f"[{family}] building references in {out_dir}", flush=True)
+    # run from a neutral folder: the official package must not see our checkout on its path
+    subprocess.run([sys.executable, str(builder_path(family)), "--out", str(out_dir)], check=True, env=env, cwd=tempfile.gettempdir())
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    manifest["builder_digest"] = builder_digest(family)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("parts", nargs="*", metavar="PART", help=f"one of {', '.join(PARTS)} (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rebuild parts that already exist")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"families to build (default: all of {list(FAMILIES)})")
+    parser.add_argument("--out", type=Path, default=ROOT / ".references")
+    parser.add_argument("--env", type=Path, default=Path(tempfile.gettempdir()) / "scene-seg-reference-env")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.parts) - set(PARTS))
+    unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
-        parser.error(f"unknown part(s) {unknown}; known: {', '.join(PARTS)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for name in args.parts or list(PARTS):
-        try:
-            build_part(name, args.out, args.force)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            print(f"[references] {name}: FAILED ({exc}); its equivalence tests will skip", file=sys.stderr)
-            failed.append(name)
-    return 1 if failed else 0
+        parser.error(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+    for family in args.families:
+        build(family, args.out.resolve(), args.env.resolve(), args.force)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

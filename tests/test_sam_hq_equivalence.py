@@ -180,7 +180,7 @@ def test_hq_model_types_and_errors():
         SamPredictor(build_sam("vit_test"), hq_token_only=True)
 
 
-def test_build_references_names_its_parts(capsys, monkeypatch):
+def test_build_references_knows_the_hq_family(capsys, monkeypatch):
     import importlib.util
     import sys
 
@@ -188,7 +188,7 @@ def test_build_references_names_its_parts(capsys, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    assert "hq" in module.PARTS
+    assert "hq" in module.FAMILIES and module.builder_path("hq").is_file()
     with pytest.raises(SystemExit) as exit_info:
         module.main(["nope"])
-    assert exit_info.value.code == 2 and "unknown part(s) ['nope']; known: hq" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown families ['nope']" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """Reference outputs of the official HQ-SAM (``segment-anything-hq``), for tests/test_sam_hq_equivalence.py.
 
-Runs INSIDE the throwaway environment ``scripts/build_references.py hq`` makes (the official package next
-to torch, never a dependency of this project) and imports nothing of this project:
+Run by ``scripts/build_references.py hq``, which installs the official package into a throwaway folder and
+puts it on the path (never a dependency of this project); imports nothing of this project:
 
-    python scripts/references/hq_official.py OUT_DIR
+    PYTHONPATH=FOLDER python scripts/reference_hq.py --out OUT_DIR
 
 Writes into OUT_DIR:
 - ``layouts.json``: every state_dict key and shape of the official builder's vit_b, vit_l, vit_h and
@@ -22,6 +22,7 @@ replaced by the plain equivalents below (drop path is off in every HQ-SAM model,
 """
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -170,9 +171,9 @@ def layouts(build_sam) -> dict[str, dict[str, list[int]]]:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    out_dir = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    out_dir = parser.parse_args().out
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     build_sam = import_official()
