@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 from scipy.spatial import cKDTree
 
+from lift3d.lift import DEFAULT_VOXEL_SIZE
 from scene.datasets.frame import is_valid_pose
 
 NO_OBJECT = -1
@@ -254,7 +255,7 @@ class MapMetadata:
     ``up`` world-frame up vector when known; ``extra`` free JSON-serialisable provenance.
     """
 
-    voxel_size: float = 0.025
+    voxel_size: float = DEFAULT_VOXEL_SIZE
     source_path: str = ""
     source_format: str = ""
     K: np.ndarray | None = None
