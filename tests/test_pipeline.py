@@ -279,6 +279,8 @@ def test_config_combinations_are_checked_at_construction():
         MapperConfig(lift={"stride": 1})
     with pytest.raises(ValueError, match="LiftConfig.depth_range"):
         LiftConfig(depth_range=(3.0, 1.0))
+    with pytest.raises(ValueError, match="GeometricConfig.level_weights"):
+        GeometricConfig(level_weights=(1.0, 0.9))
 
 
 @pytest.mark.parametrize("text, key", [

@@ -60,5 +60,34 @@ class GeometricConfig:
     merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
     merge_max_unions: int = 20  # at most this many merged part groups per frame
     merge_max_fraction: float = 0.3  # merged groups covering more of the valid image are not offered
+    # Adjacent regions share a crease, not an occlusion, when their common border has at least
+    # ``crease_border_px`` work pixels and less than ``crease_max_jump_share`` of them on a depth jump (rigid
+    # joins and merged object parts only consider such neighbours).
+    crease_border_px: int = 3
+    crease_max_jump_share: float = 0.5
+    join_height_quantiles: tuple[float, float] = (0.05, 0.95)  # a region's robust bottom and top heights
+    sibling_inside_share: float = 0.8  # "inside" a small object's region: this share of the level-1 region
     dedupe_iou: float = 0.85  # a region with this IoU to one of an earlier level is a duplicate
+    # A region's score: ``score_floor + (1 - score_floor) * outline support``, times the weight of its level
+    # (geometry, geometry + colour, whole object, plane union, part union: regions cut by geometry alone are
+    # the most trustworthy).
+    score_floor: float = 0.2
+    level_weights: tuple[float, float, float, float, float] = (1.0, 0.9, 0.85, 1.0, 0.8)
     max_masks: int = 150  # at most this many masks per frame, best scores first
+
+    def __post_init__(self) -> None:
+        for name in ("work_width", "min_region_px", "max_masks", "crease_border_px"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GeometricConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("crease_max_jump_share", "sibling_inside_share", "dedupe_iou", "merge_max_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"GeometricConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.score_floor <= 1.0:
+            raise ValueError(f"GeometricConfig.score_floor must lie in [0, 1], got {self.score_floor}")
+        if len(self.level_weights) != 5 or min(self.level_weights) <= 0:
+            raise ValueError(f"GeometricConfig.level_weights must be 5 weights > 0 (one per level), "
+                             f"got {self.level_weights}")
+        low, high = self.join_height_quantiles
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"GeometricConfig.join_height_quantiles must be (low, high) with 0 <= low < high <= 1, "
+                             f"got {self.join_height_quantiles}")

@@ -17,7 +17,7 @@ from .levels import (LEVEL_COLOR, LEVEL_GEOMETRY, LEVEL_OBJECT, LEVEL_PART_UNION
                      merged_parts, rigid_groups)
 from .masks import boxes_from_presence, full_res_masks, label_presence, union_boxes, upscaled_boxes
 from .regions import components, elongated, grow, in_front
-from .scoring import LEVEL_WEIGHT, inside_small_object, not_duplicates, outline_support, support_score
+from .scoring import inside_small_object, not_duplicates, outline_support, support_score
 
 
 class GeometricMaskGenerator:
@@ -149,7 +149,8 @@ class GeometricMaskGenerator:
             for earlier in levels[:k]:
                 keep &= not_duplicates(earlier, lv, cfg.dedupe_iou)
             if lv.code == LEVEL_COLOR:
-                keep &= ~inside_small_object(base, lv, cfg.sibling_extent, cfg.sibling_max_fraction)
+                keep &= ~inside_small_object(base, lv, cfg.sibling_extent, cfg.sibling_max_fraction,
+                                             cfg.sibling_inside_share)
             chosen.append(np.flatnonzero(keep[1:]) + 1)
         # Structure planes with the planar pieces that lie on them (a wall seen between two cabinets).
         planes = [g for g in coplanar_groups(base.planes, base.planar, cfg.coplanar_angle_deg, cfg.coplanar_offset)
@@ -159,9 +160,10 @@ class GeometricMaskGenerator:
         union_code = [LEVEL_PLANE_UNION] * len(planes) + [LEVEL_PART_UNION] * len(parts)
 
         cat = lambda pieces, dtype: np.concatenate(pieces).astype(dtype)  # noqa: E731
-        scores = cat([support_score(lv.support[ids]) * np.float32(LEVEL_WEIGHT[lv.code])
+        weight, floor = cfg.level_weights, cfg.score_floor
+        scores = cat([support_score(lv.support[ids], floor) * np.float32(weight[lv.code])
                       for lv, ids in zip(levels, chosen)]
-                     + [[support_score(base.support[g]).mean() * LEVEL_WEIGHT[c] for g, c in zip(unions, union_code)]],
+                     + [[support_score(base.support[g], floor).mean() * weight[c] for g, c in zip(unions, union_code)]],
                      np.float32)
         is_structure = cat([lv.structure[ids] for lv, ids in zip(levels, chosen)]
                            + [np.array(union_code) == LEVEL_PLANE_UNION], bool)

@@ -47,7 +47,7 @@ def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricC
     pair = np.minimum(a[keep], b[keep]).astype(np.int64) * n + np.maximum(a[keep], b[keep])
     length = np.bincount(pair, minlength=n * n)
     jumps = np.bincount(pair, weights=jump[keep], minlength=n * n)
-    edges = np.flatnonzero((length >= 3) & (jumps < 0.5 * length))
+    edges = np.flatnonzero((length >= cfg.crease_border_px) & (jumps < cfg.crease_max_jump_share * length))
     mean_rgb = _region_colors(labels, color, n)
     weight = np.abs(mean_rgb[edges // n] - mean_rgb[edges % n]).sum(axis=1) / 3.0
     order = np.argsort(weight, kind="stable")
@@ -86,7 +86,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, c
     pair = lo * n + hi
     length = np.bincount(pair, minlength=n * n)
     jumps = np.bincount(pair, weights=jump, minlength=n * n)
-    edges = np.flatnonzero((length >= 3) & (jumps < 0.5 * length))
+    edges = np.flatnonzero((length >= cfg.crease_border_px) & (jumps < cfg.crease_max_jump_share * length))
     if len(edges) == 0:
         return None
     # Per-region 3D moments and robust height range (every other pixel; heights along ``up``).
@@ -104,8 +104,9 @@ def rigid_groups(lv: Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, c
     start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
     hs = height[order]
     last = max(len(hs) - 1, 0)
-    zlo = hs[np.minimum(start + (0.05 * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
-    zhi = hs[np.minimum(start + (0.95 * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    low, high = cfg.join_height_quantiles
+    zlo = hs[np.minimum(start + (low * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    zhi = hs[np.minimum(start + (high * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
     safe = np.maximum(m0, 1.0)
     mean = m1 / safe[:, None]
     cov = m2 / safe[:, None, None] - mean[:, :, None] * mean[:, None, :]

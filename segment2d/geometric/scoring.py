@@ -5,12 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .levels import LEVEL_COLOR, LEVEL_GEOMETRY, LEVEL_OBJECT, LEVEL_PART_UNION, LEVEL_PLANE_UNION, Level
-
-
-# Score multiplier per level: regions cut by geometry alone are the most trustworthy.
-LEVEL_WEIGHT = {LEVEL_GEOMETRY: 1.0, LEVEL_COLOR: 0.9, LEVEL_OBJECT: 0.85, LEVEL_PLANE_UNION: 1.0,
-                 LEVEL_PART_UNION: 0.8}
+from .levels import Level
 
 
 def outline_support(labels: np.ndarray, n: int, evidence: np.ndarray) -> np.ndarray:
@@ -32,9 +27,9 @@ def outline_support(labels: np.ndarray, n: int, evidence: np.ndarray) -> np.ndar
     return np.where(total > 0, hit / np.maximum(total, 1), np.float32(1.0)).astype(np.float32)
 
 
-def support_score(support: np.ndarray) -> np.ndarray:
-    """Region confidence in [0, 1] from its outline support."""
-    return (np.float32(0.2) + np.float32(0.8) * np.clip(support, 0, 1)).astype(np.float32)
+def support_score(support: np.ndarray, floor: float) -> np.ndarray:
+    """Region confidence in [``floor``, 1] from its outline support."""
+    return (np.float32(floor) + np.float32(1.0 - floor) * np.clip(support, 0, 1)).astype(np.float32)
 
 
 def not_duplicates(lv0: Level, lv1: Level, max_iou: float) -> np.ndarray:
@@ -46,8 +41,9 @@ def not_duplicates(lv0: Level, lv1: Level, max_iou: float) -> np.ndarray:
     return ~(iou >= max_iou).any(axis=0) if len(iou) else np.ones(lv1.n, bool)
 
 
-def inside_small_object(parent: Level, child: Level, max_extent: float, max_fraction: float) -> np.ndarray:
-    """Per child label: True when most (80%) of it lies in one non-structure parent region whose 3D extent
+def inside_small_object(parent: Level, child: Level, max_extent: float, max_fraction: float,
+                        share: float) -> np.ndarray:
+    """Per child label: True when ``share`` of it lies in one non-structure parent region whose 3D extent
     (largest std, metres) is below ``max_extent`` and whose area is below ``max_fraction`` of the image."""
     inter = np.bincount(parent.labels.ravel().astype(np.int64) * child.n + child.labels.ravel(),
                         minlength=parent.n * child.n).reshape(parent.n, child.n)
@@ -55,4 +51,4 @@ def inside_small_object(parent: Level, child: Level, max_extent: float, max_frac
     small = (~parent.structure & (parent.planes.extent[:, 0] < max_extent)
              & (parent.area < max_fraction * parent.labels.size))
     small[0] = False
-    return small[best] & (inter[best, np.arange(child.n)] >= 0.8 * np.maximum(child.area, 1))
+    return small[best] & (inter[best, np.arange(child.n)] >= share * np.maximum(child.area, 1))
