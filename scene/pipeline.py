@@ -1,7 +1,8 @@
 """The mapping pipeline: frames -> masks -> 3D segments -> persistent objects -> an ``InstanceMap``.
 
-``Mapper.integrate(frame)`` runs one frame through the mask generator, the lifter and the online tracker,
-then updates the per-voxel state of the voxels in view and marks the objects they belong to; those
+``Mapper.integrate(frame)`` runs one frame through the mask generator, then through
+``tracking.track_frame`` (partition, lift, associate: the one per-frame path, which tests and benchmarks
+drive too), then updates the per-voxel state of the voxels in view and marks the objects they belong to; those
 objects (only those) are rebuilt when the map is next read or saved, which happens every ``save_every``
 frames (an incremental SQLite save of the changed objects). No per-frame cost grows with the number of
 frames seen; the per-save rebuild is one pass over the map's voxels plus the touched objects. ``finalize()`` runs the global refinement and writes the final map; ``run`` does it all for a
