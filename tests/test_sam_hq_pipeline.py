@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.cli import main
+from scene.app.cli import main
 from scene.storage import MapStore
 from segment2d.build import build_sam
 from segment2d.factory import available_generators, make_generator
