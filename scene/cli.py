@@ -36,9 +36,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from scene.datasets import open_dataset
+    from scene.datasets import detect_format, open_dataset
 
-    source = open_dataset(args.data, format=args.format, stride=args.stride)
+    if (args.format or detect_format(args.data)) in ("rosbag", "bag", "ros") and not _print_bag_topics(args):
+        return 2
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
     print(f"{args.data}: format {source.format_name}, {len(source)} frames", end="")
     if getattr(source, "skipped_invalid_pose", 0):
         print(f" ({source.skipped_invalid_pose} skipped for invalid poses)", end="")
@@ -53,6 +55,54 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         centres = source.poses[:, :3, 3]
         print(f"  trajectory length {float(np.linalg.norm(centres[1:] - centres[:-1], axis=1).sum()):.2f} m")
     return 0
+
+
+def _print_bag_topics(args: argparse.Namespace) -> bool:
+    """List a bag's topics and the ones proposed for mapping; False when the choice is ambiguous."""
+    from scene.datasets.readers.rosbag import open_bag, propose_topics, summarize_topics
+
+    reader = open_bag(Path(args.data))
+    try:
+        topics = summarize_topics(reader)
+    finally:
+        reader.close()
+    print(f"{args.data}: ROS bag, {len(topics)} topics")
+    for t in topics:
+        image = f"  {t.encoding or ''} {f'{t.width}x{t.height}' if t.width else ''} {t.frame_id}".rstrip()
+        print(f"  {t.name:<56} {t.msgtype:<36} {t.count:>6}  [{t.kind}]{image}")
+    options = _bag_options(args)
+    choice = propose_topics(topics, *(options.get(f"{k}_topic") for k in ("color", "depth", "info", "pose")))
+    poses = "/tf + /tf_static" if choice.use_tf else choice.pose
+    print(f"proposed: --color-topic {choice.color} --depth-topic {choice.depth} --info-topic {choice.info}"
+          f" poses from {poses}")
+    for problem in choice.problems:
+        print(f"  problem: {problem}")
+    return not choice.problems
+
+
+_BAG_OPTIONS = ("color_topic", "depth_topic", "info_topic", "pose_topic", "world_frame", "camera_frame", "pose_frame")
+
+
+def _bag_options(args: argparse.Namespace) -> dict:
+    """The ROS bag options given on the command line (only for bags; an error for other formats)."""
+    from scene.datasets.readers.rosbag import is_rosbag
+
+    options = {k: getattr(args, k) for k in _BAG_OPTIONS if getattr(args, k, None) is not None}
+    if options and not is_rosbag(args.data) and args.format not in ("rosbag", "bag", "ros"):
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise CLIError(f"{flags}: only for ROS bags, and {args.data} is not one")
+    return options
+
+
+def _add_bag_options(parser: argparse.ArgumentParser) -> None:
+    bag = parser.add_argument_group("ROS bags (proposed from the bag when not given; see `scene inspect BAG`)")
+    bag.add_argument("--color-topic", default=None, help="sensor_msgs/Image or CompressedImage colour topic")
+    bag.add_argument("--depth-topic", default=None, help="depth topic (16UC1 mm or 32FC1 m)")
+    bag.add_argument("--info-topic", default=None, help="sensor_msgs/CameraInfo topic for the intrinsics")
+    bag.add_argument("--pose-topic", default=None, help="PoseStamped / Odometry topic instead of /tf")
+    bag.add_argument("--world-frame", default=None, help="/tf: world frame (default: the root of the camera's tree)")
+    bag.add_argument("--camera-frame", default=None, help="camera optical frame (default: the depth image's frame)")
+    bag.add_argument("--pose-frame", default=None, help="frame a PoseStamped topic describes (default: the camera's)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -73,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     config = _run_config(args)
-    source = open_dataset(args.data, format=args.format, stride=args.stride)
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
     if args.resume:
         if not out.exists():
             raise CLIError(f"--resume: no map file {out} to resume")
@@ -465,9 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     inspect = sub.add_parser("inspect", help="detect a dataset's format and summarise it")
-    inspect.add_argument("data", help="dataset folder")
+    inspect.add_argument("data", help="dataset folder or ROS bag")
     inspect.add_argument("--format", default=None, help="force a format instead of detecting it")
     inspect.add_argument("--stride", type=int, default=1)
+    _add_bag_options(inspect)
     inspect.set_defaults(func=_cmd_inspect)
     return parser
 
@@ -484,7 +535,7 @@ def _positive_int(text: str) -> int:
 
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="map a dataset into an instance map file")
-    run.add_argument("data", help="dataset folder (any supported format)")
+    run.add_argument("data", help="dataset folder (any supported format) or ROS bag (.bag, .db3, .mcap, bag folder)")
     run.add_argument("--out", required=True, help="map file to write (SQLite, e.g. map.sqlite)")
     run.add_argument("--format", default=None, help="force a dataset format instead of detecting it")
     run.add_argument("--segmenter", default=None, help="mask generator: geometric (default), sam, or ground-truth (synthetic data with instance ids)")
@@ -499,6 +550,7 @@ def _add_run(sub) -> None:
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_bag_options(run)
     run.set_defaults(func=_cmd_run)
 
 
