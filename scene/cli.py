@@ -5,6 +5,7 @@
     scene query MAP --at X Y Z | --radius X Y Z R | --nearest X Y Z K | --ray OX OY OZ DX DY DZ
     scene export MAP --ply OUT.ply | --scannet DIR --vertices FILE | --json OUT.json
     scene eval MAP --gt PATH             instance AP (synthetic GT or per-point ids) or box AP (gt_boxes.json)
+    scene batch INPUTS... --out DIR      many scenes on a Dask cluster; `scene eval DIR` pools their AP
     scene demo                           everything on a generated scene, no data needed
     scene inspect DATA                   detect and summarise a dataset
 """
@@ -275,6 +276,50 @@ def _print_run_summary(imap, progress: _Progress, seconds: float, out: Path) -> 
 
 
 # --------------------------------------------------------------------------------------------------
+# batch
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from scene.batch import BatchConfig, run_batch
+
+    if args.scheduler and args.workers is not None:
+        raise CLIError("give --workers (a local cluster) or --scheduler (an existing one), not both")
+    options = {k: getattr(args, k) for k in _BAG_OPTIONS if getattr(args, k, None) is not None}
+    memory = int(args.memory_limit) if args.memory_limit.isdigit() else args.memory_limit
+    config = BatchConfig(workers=args.workers or 2, scheduler=args.scheduler, memory_limit=memory,
+                         mapper=_run_config(args), format=args.format, stride=args.stride,
+                         max_frames=args.max_frames, options=options)
+    bar = tqdm(total=len(args.inputs), unit="scene", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+
+    def progress(result) -> None:
+        bar.set_postfix_str(f"{result.name} {result.status}", refresh=False)
+        bar.update(1)
+        if result.status == "failed":
+            bar.write(f"scene batch: {result.name} failed: {result.error}", file=sys.stderr)
+
+    where = args.scheduler or f"a local cluster of {config.workers} workers ({config.memory_limit} each)"
+    print(f"scene batch: {len(args.inputs)} scenes on {where}, maps in {args.out}", file=sys.stderr)
+    try:
+        report = run_batch(args.inputs, args.out, config, on_result=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"scene batch: interrupted; finished maps are kept in {args.out}: run the same command to "
+              f"continue", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"batch: {report.count('done')} mapped, {report.count('skipped')} already done, "
+          f"{report.count('failed')} failed, {report.seconds:.1f} s; report {Path(args.out) / 'batch.json'}")
+    for scene in report.scenes:
+        detail = scene.error if scene.status == "failed" else (
+            f"{scene.frames} frames, {scene.objects} objects, {scene.seconds:.1f} s, worker peak "
+            f"{scene.peak_rss_mib:.0f} MiB" if scene.status == "done" else "kept from an earlier run")
+        print(f"  {scene.name:<32} {scene.status:<8} {detail}")
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------------
 # info, query, export
 
 
@@ -378,6 +423,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if Path(args.map).is_dir():
+        results = evaluate_batch(Path(args.map), args.max_distance, args.include_structure)
+        return _print_eval(results, args.json)
+    if args.gt is None:
+        raise CLIError("--gt is required for a map file (only a batch folder finds its scenes' ground truth)")
     imap, _ = _load_map(args.map)
     gt = Path(args.gt)
     distance = args.max_distance if args.max_distance is not None else 2 * imap.metadata.voxel_size
@@ -392,6 +442,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise CLIError(f"--gt {gt}: expected a project-layout folder (gt/points.npz), gt_boxes.json, "
                        f"or per-point ids (.npy/.txt)")
+    return _print_eval(results, args.json)
+
+
+def _print_eval(results: dict, json_path: str | None) -> int:
     for name, values in results.items():
         if isinstance(values, dict):
             # Instance AP: the summary keys only (its per-overlap "ap@..." values are in --json).
@@ -399,9 +453,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"{name}: {shown}")
         else:
             print(f"{name}: {values}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+        print(f"wrote {json_path}")
     return 0
 
 
@@ -413,13 +467,20 @@ def map_instance_ap(imap, xyz: np.ndarray, gt_ids: np.ndarray, max_distance: flo
     """ScanNet-style class-agnostic AP of the map on labelled points (N x 3 metres, world frame): every
     point takes the id of the nearest map point within ``max_distance``; each object is one prediction
     scored by its confidence. ``gt_ids``: N ints, 0 = void. Returns ``InstanceAP.as_dict()``."""
-    from scene.eval import instance_ap
+    from scene.eval import evaluate_scenes
+
+    return evaluate_scenes([instance_predictions(imap, xyz, gt_ids, max_distance)]).as_dict()
+
+
+def instance_predictions(imap, xyz: np.ndarray, gt_ids: np.ndarray, max_distance: float, name: str = "scene"):
+    """The map's objects as a ``ScenePredictions`` on labelled points (see ``map_instance_ap``)."""
+    from scene.eval import ScenePredictions
 
     labels = imap.label_points(np.asarray(xyz, np.float64), max_distance)
     ids = np.unique(labels[labels >= 0])
     masks = labels[None, :] == ids[:, None]
     scores = np.array([imap.get(i).confidence for i in ids], np.float64)
-    return instance_ap(np.asarray(gt_ids, np.int64), masks, scores).as_dict()
+    return ScenePredictions(np.asarray(gt_ids, np.int64), masks, scores, name=name)
 
 
 def evaluate_on_project_gt(imap, root: Path, max_distance: float) -> dict:
@@ -477,7 +538,17 @@ def read_gt_boxes(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_boxes(imap, path: Path, include_structure: bool = False) -> dict:
     """Box AP25/AP50 of the map objects' AABBs (after ``axis_align_matrix``) against the GT boxes."""
-    from scene.eval import box_ap
+    from scene.eval import evaluate_box_scenes
+
+    scene = scene_boxes(imap, path, include_structure)
+    result = evaluate_box_scenes([scene]).as_dict()
+    return {"boxes": result, "protocol": f"VOC-style 3D box AP of {len(scene.pred_boxes)} object AABBs "
+            f"({'with' if include_structure else 'without'} structure) vs {len(scene.gt_boxes)} GT boxes, axis-aligned frame"}
+
+
+def scene_boxes(imap, path: Path, include_structure: bool = False, name: str = "scene"):
+    """The map objects' AABBs (after the GT file's ``axis_align_matrix``) and the GT boxes as ``SceneBoxes``."""
+    from scene.eval import SceneBoxes
 
     gt, matrix = read_gt_boxes(path)
     objects = [o for o in imap if include_structure or not o.is_structure]
@@ -486,9 +557,51 @@ def evaluate_boxes(imap, path: Path, include_structure: bool = False) -> dict:
         aligned = o.points.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
         boxes[k] = np.concatenate([aligned.min(0), aligned.max(0)])
     scores = np.array([o.confidence for o in objects], np.float64)
-    result = box_ap(gt, boxes, scores).as_dict()
-    return {"boxes": result, "protocol": f"VOC-style 3D box AP of {len(objects)} object AABBs "
-            f"({'with' if include_structure else 'without'} structure) vs {len(gt)} GT boxes, axis-aligned frame"}
+    return SceneBoxes(gt, boxes, scores, name=name)
+
+
+def evaluate_batch(folder: Path, max_distance: float | None, include_structure: bool = False) -> dict:
+    """Pooled AP over the finished scenes of a ``scene batch`` folder, as ScanNet's benchmark pools scenes
+    (all detections of all scenes ranked together, each matched in its own scene): box AP over the scenes
+    whose input holds ``gt_boxes.json``, instance AP over those with a project-layout ``gt/points.npz``."""
+    from scene.batch import read_report
+    from scene.datasets import ProjectSource
+    from scene.eval import evaluate_box_scenes, evaluate_scenes, objects_only
+
+    report = read_report(folder)
+    box_scenes, instance_scenes, object_scenes, without = [], [], [], []
+    for scene in report.scenes:
+        if scene.status not in ("done", "skipped"):
+            continue
+        source = Path(scene.input)
+        if (source / "gt_boxes.json").is_file():
+            imap, _ = _load_map(scene.map)
+            box_scenes.append(scene_boxes(imap, source / "gt_boxes.json", include_structure, scene.name))
+        elif (source / "gt" / "points.npz").is_file():
+            imap, _ = _load_map(scene.map)
+            project = ProjectSource(source)
+            points = project.gt_points()
+            structure = [o.id for o in (project.gt_objects() or []) if o.is_structure]
+            distance = max_distance if max_distance is not None else 2 * imap.metadata.voxel_size
+            instance_scenes.append(instance_predictions(imap, points.xyz, points.ids, distance, scene.name))
+            object_scenes.append(instance_predictions(imap, points.xyz, objects_only(points.ids, structure), distance,
+                                                      scene.name))
+        else:
+            without.append(scene.name)
+    if not box_scenes and not instance_scenes:
+        raise CLIError(f"{folder}: no finished scene has ground truth (gt_boxes.json or gt/points.npz in its input)")
+    results = {}
+    if box_scenes:
+        results["boxes"] = {**evaluate_box_scenes(box_scenes).as_dict(), "scenes": len(box_scenes)}
+    if instance_scenes:
+        results["all_instances"] = {**evaluate_scenes(instance_scenes).as_dict(), "scenes": len(instance_scenes)}
+        results["objects"] = {**evaluate_scenes(object_scenes).as_dict(), "scenes": len(object_scenes)}
+    unfinished = [s.name for s in report.scenes if s.status not in ("done", "skipped")]
+    results["protocol"] = (f"pooled over scenes (one ranking of all detections, each matched in its own scene): boxes "
+                           f"{[s.name for s in box_scenes]}, instances {[s.name for s in instance_scenes]} ('objects' makes "
+                           f"structure void); "
+                           f"no ground truth: {without or 'none'}; not finished: {unfinished or 'none'}")
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -504,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(sub)
     _add_export(sub)
     _add_eval(sub)
+    _add_batch(sub)
 
     demo = sub.add_parser("demo", help="generate a synthetic scene, map and evaluate it, write pictures (no data needed)")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
@@ -554,6 +668,29 @@ def _add_run(sub) -> None:
     run.set_defaults(func=_cmd_run)
 
 
+def _add_batch(sub) -> None:
+    batch = sub.add_parser("batch", help="map many scenes on a Dask cluster, one map file per scene (resumable)")
+    batch.add_argument("inputs", nargs="+", help="dataset folders and/or ROS bags, one scene each")
+    batch.add_argument("--out", required=True, help="folder for the maps (NAME.sqlite) and batch.json")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="local cluster: worker processes, one thread each (default 2)")
+    where.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
+    batch.add_argument("--memory-limit", default="4GiB", help="per worker, e.g. 4GiB (default); over it the worker "
+                                                              "is restarted and its scene reported failed")
+    batch.add_argument("--format", default=None, help="force a dataset format for every input")
+    batch.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
+    batch.add_argument("--max-frames", type=_positive_int, default=None, help="at most N frames per scene")
+    batch.add_argument("--segmenter", default=None, help="mask generator (default geometric)")
+    batch.add_argument("--checkpoint", default=None, help="SAM checkpoint for --segmenter sam")
+    batch.add_argument("--online-only", action="store_true", help="skip the global refinement")
+    batch.add_argument("--save-every", type=int, default=None, help="incremental save every N frames")
+    batch.add_argument("--config", default=None, help="TOML config (see docs/config.example.toml)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_bag_options(batch)
+    batch.set_defaults(func=_cmd_batch)
+
+
 def _add_view(sub) -> None:
     view = sub.add_parser("view", help="serve an interactive 3D viewer of a map in the browser")
     view.add_argument("map", help="map file (.sqlite)")
@@ -598,9 +735,10 @@ def _add_export(sub) -> None:
 
 def _add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate a map against ground truth")
-    ev.add_argument("map", help="map file (.sqlite)")
-    ev.add_argument("--gt", required=True,
-                    help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt)")
+    ev.add_argument("map", help="map file (.sqlite), or a `scene batch` folder (pooled AP over its scenes)")
+    ev.add_argument("--gt", default=None,
+                    help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt); "
+                         "a batch folder finds each scene's own")
     ev.add_argument("--vertices", default=None, help="points the per-point ids label (PLY or .bin)")
     ev.add_argument("--max-distance", type=float, default=None, help="point-to-map distance in m (default 2 voxels)")
     ev.add_argument("--include-structure", action="store_true", help="box AP: also score structure objects")
