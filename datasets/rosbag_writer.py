@@ -24,7 +24,8 @@ from scipy.spatial.transform import Rotation
 from .frame import Frame
 
 WORLD, BODY, CAMERA_LINK, OPTICAL = "map", "base_link", "camera_link", "camera_color_optical_frame"
-COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = "/camera/color/image_raw", "/camera/aligned_depth_to_color/image_raw", "/camera/color/camera_info"
+COLOR_TOPIC, INFO_TOPIC = "/camera/color/image_raw", "/camera/color/camera_info"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
 POSE_TOPIC, ODOM_TOPIC = "/camera/pose", "/odom"
 FORMATS = ("bag", "db3", "mcap")
 
@@ -175,8 +176,8 @@ class _BagWriter:
     def _image(self, pixels: np.ndarray, encoding: str, stamp: float):
         h, w = pixels.shape[:2]
         data = np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)
-        return self._t("sensor_msgs/msg/Image")(header=self.header(stamp, OPTICAL), height=h, width=w, encoding=encoding,
-                                                is_bigendian=0, step=data.size // h, data=data)
+        return self._t("sensor_msgs/msg/Image")(header=self.header(stamp, OPTICAL), height=h, width=w,
+                                                encoding=encoding, is_bigendian=0, step=data.size // h, data=data)
 
     def _compressed(self, data: np.ndarray, fmt: str, stamp: float):
         return self._t("sensor_msgs/msg/CompressedImage")(header=self.header(stamp, OPTICAL), format=fmt,

@@ -1,8 +1,10 @@
 """Many scenes at once on a Dask cluster: each scene is one task that writes one map file.
 
 ``run_batch(inputs, out_dir, BatchConfig(...))`` maps every input (any dataset folder or ROS bag) on a
-``LocalCluster`` of ``workers`` processes with one thread each and ``memory_limit`` per worker (Dask's
-nanny restarts a worker that goes over it; its scene is then reported failed), or on an existing cluster
+``LocalCluster`` of ``workers`` processes, each running one scene at a time (one Dask thread) with its
+share of the cores for its numeric libraries (OpenMP / BLAS threads = cores // workers, where Dask's
+default is 1) and ``memory_limit`` (Dask's nanny restarts a
+worker that goes over it; its scene is then reported failed), or on an existing cluster
 (``scheduler`` address; the inputs and ``out_dir`` must then be on a file system every worker sees).
 
 Layout of ``out_dir``: ``NAME.sqlite`` per finished scene, ``batch.json`` (every scene's input, status,
@@ -37,8 +39,8 @@ STATUSES = ("done", "skipped", "failed", "pending")
 class BatchConfig:
     """``workers``: LocalCluster worker processes (1 thread each); ``scheduler``: address of an existing
     cluster instead (``tcp://host:8786``); ``memory_limit``: per worker ("4GiB", bytes, or "auto");
-    ``mapper``: the mapping config of every scene; ``format`` / ``stride`` / ``max_frames`` / ``options``:
-    how each input is read (``open_dataset``)."""
+    ``mapper``: the mapping config of every scene; ``format`` / ``stride`` / ``max_frames``: how each input
+    is read (``open_dataset``); ``options``: reader options for the ROS bags among the inputs (topics)."""
 
     workers: int = 2
     scheduler: str | None = None
@@ -59,8 +61,10 @@ class BatchConfig:
 @dataclass
 class SceneResult:
     """One scene of a batch. ``status``: "done" (mapped now), "skipped" (finished by an earlier run),
-    "failed" (``error`` says why) or "pending" (not finished yet). ``seconds``: the task's wall time on its worker; ``peak_rss_mib``: that
-    worker process's peak resident memory so far; ``worker``: its address or pid."""
+    "failed" (``error`` says why) or "pending" (not finished yet). ``seconds``: the task's wall time on its
+    worker; ``peak_rss_mib``: that worker process's peak resident memory so far; ``worker``: its address or
+    pid; ``setup_s``: the part of ``seconds`` spent importing the pipeline (0 when the worker had it);
+    ``cpu_s``: the worker process's CPU seconds (all threads) during the task."""
 
     name: str
     input: str
@@ -72,14 +76,19 @@ class SceneResult:
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
     worker: str = ""
+    setup_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 @dataclass
 class BatchReport:
-    """Every scene's result in input order, and the batch's wall time in seconds."""
+    """Every scene's result in input order, the batch's wall time and, within it, the seconds spent starting
+    and closing the cluster (seconds)."""
 
     scenes: list[SceneResult]
     seconds: float = 0.0
+    cluster_start_s: float = 0.0
+    cluster_close_s: float = 0.0
 
     def count(self, status: str) -> int:
         return sum(s.status == status for s in self.scenes)
@@ -126,15 +135,19 @@ def is_finished_map(path: Path) -> bool:
 def map_scene(name: str, source_path: str, map_path: str, config: BatchConfig) -> SceneResult:
     """One task: map ``source_path`` into ``map_path`` (via ``map_path + .partial``). Never raises: a failure
     is returned as a "failed" result with the error's last line (and the traceback's last frame)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     final, partial = Path(map_path), Path(map_path + PARTIAL_SUFFIX)
     result = SceneResult(name, source_path, map_path, "failed", worker=_worker_name())
     try:
         from scene.datasets import open_dataset
         from scene.pipeline import Mapper, run
 
+        result.setup_s = time.perf_counter() - start
         _remove_map(partial)
-        source = open_dataset(source_path, format=config.format, stride=config.stride, **config.options)
+        from scene.datasets.readers.rosbag import is_rosbag
+
+        options = config.options if is_rosbag(source_path) else {}  # topic choices: for the bags only
+        source = open_dataset(source_path, format=config.format, stride=config.stride, **options)
         mapper = Mapper(config.mapper, partial, metadata=_metadata(source, config.mapper))
         imap = run(source, config.mapper, mapper=mapper, max_frames=config.max_frames)
         _single_file(partial)
@@ -146,6 +159,7 @@ def map_scene(name: str, source_path: str, map_path: str, config: BatchConfig) -
         result.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}{at}"
         _remove_map(partial)
     result.seconds = time.perf_counter() - start
+    result.cpu_s = time.process_time() - cpu_start
     result.peak_rss_mib = _peak_rss_mib()
     return result
 
@@ -173,8 +187,15 @@ def _remove_map(path: Path) -> None:
 
 
 def _peak_rss_mib() -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak resident memory. Linux: VmHWM, because ru_maxrss survives execve, so a worker
+    spawned by a large process would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
@@ -226,13 +247,18 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, config: BatchCo
         record(result)
     todo = [r for r in report.scenes if r.status == "pending"]
     if todo:
-        with _Cluster(config) as client:
+        cluster = _Cluster(config)
+        opened = time.perf_counter()
+        with cluster as client:
             from distributed import as_completed
 
+            report.cluster_start_s = time.perf_counter() - opened
             futures = {client.submit(map_scene, r.name, r.input, r.map, config, key=f"map-{r.name}-{time.time_ns()}",
                                      pure=False): r for r in todo}
             for future in as_completed(futures):
                 record(_collect(future, futures[future]))
+            closing = time.perf_counter()
+        report.cluster_close_s = time.perf_counter() - closing
     report.seconds = time.perf_counter() - start
     write_report(out_dir, report)
     return report
@@ -245,6 +271,13 @@ def _collect(future, planned: SceneResult) -> SceneResult:
         _remove_map(Path(planned.map + PARTIAL_SUFFIX))
         return SceneResult(planned.name, planned.input, planned.map, "failed",
                            error=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def _import_pipeline() -> None:
+    """Run on every worker when the cluster starts: the imports (torch, Open3D, ...) then happen in parallel
+    once per worker, not inside a scene's task."""
+    import scene.datasets  # noqa: F401
+    import scene.pipeline  # noqa: F401
 
 
 class _Cluster:
@@ -262,12 +295,19 @@ class _Cluster:
 
         if self.config.scheduler:
             self.client = Client(self.config.scheduler, timeout="20s")
+            self.client.run(_import_pipeline)
             return self.client
         # A scene that brought its worker down over the memory limit would again: fail it, do not retry.
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        # Dask pins every worker's numeric libraries to 1 thread; give each worker its share of the cores.
+        threads = max(1, (os.cpu_count() or 1) // int(self.config.workers))
+        environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
+                   **{name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.nanny.pre-spawn-environ": environ}):
             self.cluster = LocalCluster(n_workers=int(self.config.workers), threads_per_worker=1, processes=True,
                                         memory_limit=self.config.memory_limit, dashboard_address=None)
         self.client = Client(self.cluster)
+        self.client.run(_import_pipeline)
         return self.client
 
     def __exit__(self, *exc) -> None:
@@ -287,7 +327,8 @@ class _Cluster:
 
 def write_report(out_dir: Path, report: BatchReport) -> Path:
     path = Path(out_dir) / REPORT_NAME
-    data = {"seconds": report.seconds, "scenes": [asdict(s) for s in report.scenes]}
+    data = {"seconds": report.seconds, "cluster_start_s": report.cluster_start_s,
+            "cluster_close_s": report.cluster_close_s, "scenes": [asdict(s) for s in report.scenes]}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
@@ -299,7 +340,8 @@ def read_report(out_dir: str | Path) -> BatchReport:
     path = Path(out_dir) / REPORT_NAME
     try:
         data = json.loads(path.read_text())
-        return BatchReport([SceneResult(**s) for s in data["scenes"]], float(data.get("seconds", 0.0)))
+        return BatchReport([SceneResult(**s) for s in data["scenes"]], float(data.get("seconds", 0.0)),
+                           float(data.get("cluster_start_s", 0.0)), float(data.get("cluster_close_s", 0.0)))
     except FileNotFoundError:
         raise ValueError(f"{out_dir}: not a batch folder (no {REPORT_NAME}; write one with `scene batch`)") from None
     except (ValueError, KeyError, TypeError) as exc:

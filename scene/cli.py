@@ -284,8 +284,6 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     from scene.batch import BatchConfig, run_batch
 
-    if args.scheduler and args.workers is not None:
-        raise CLIError("give --workers (a local cluster) or --scheduler (an existing one), not both")
     options = {k: getattr(args, k) for k in _BAG_OPTIONS if getattr(args, k, None) is not None}
     memory = int(args.memory_limit) if args.memory_limit.isdigit() else args.memory_limit
     config = BatchConfig(workers=args.workers or 2, scheduler=args.scheduler, memory_limit=memory,
@@ -543,7 +541,8 @@ def evaluate_boxes(imap, path: Path, include_structure: bool = False) -> dict:
     scene = scene_boxes(imap, path, include_structure)
     result = evaluate_box_scenes([scene]).as_dict()
     return {"boxes": result, "protocol": f"VOC-style 3D box AP of {len(scene.pred_boxes)} object AABBs "
-            f"({'with' if include_structure else 'without'} structure) vs {len(scene.gt_boxes)} GT boxes, axis-aligned frame"}
+            f"({'with' if include_structure else 'without'} structure) vs {len(scene.gt_boxes)} GT boxes, "
+            f"axis-aligned frame"}
 
 
 def scene_boxes(imap, path: Path, include_structure: bool = False, name: str = "scene"):
@@ -598,7 +597,8 @@ def evaluate_batch(folder: Path, max_distance: float | None, include_structure: 
         results["objects"] = {**evaluate_scenes(object_scenes).as_dict(), "scenes": len(object_scenes)}
     unfinished = [s.name for s in report.scenes if s.status not in ("done", "skipped")]
     results["protocol"] = (f"pooled over scenes (one ranking of all detections, each matched in its own scene): boxes "
-                           f"{[s.name for s in box_scenes]}, instances {[s.name for s in instance_scenes]} ('objects' makes "
+                           f"{[s.name for s in box_scenes]}, instances {[s.name for s in instance_scenes]} "
+                           f"('objects' makes "
                            f"structure void); "
                            f"no ground truth: {without or 'none'}; not finished: {unfinished or 'none'}")
     return results

@@ -177,3 +177,20 @@ def test_cli_reports_an_ambiguous_or_wrong_choice_in_one_line(tmp_path, frames, 
     assert "is a sensor_msgs/msg/Image, not a pose topic" in capsys.readouterr().err
     assert main(["run", str(tmp_path), "--out", str(tmp_path / "m.sqlite"), "--color-topic", "/x"]) == 2
     assert "--color-topic: only for ROS bags" in capsys.readouterr().err
+
+
+def test_compressed_32bit_depth_is_dequantized():
+    import struct
+
+    import cv2
+    from rosbags.typesys import Stores, get_typestore
+
+    types = get_typestore(Stores.ROS2_HUMBLE).types
+    metres = np.array([[0.5, 1.0], [2.5, 0.0]], np.float32)
+    quant_a, quant_b = 2000.0, -1.0  # image_transport stores inverse depth: value = A / depth + B
+    values = np.where(metres > 0, np.round(quant_a / np.maximum(metres, 1e-6) + quant_b), 0).astype(np.uint16)
+    ok, png = cv2.imencode(".png", values)
+    data = np.frombuffer(struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes(), np.uint8)
+    header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c")
+    msg = types["sensor_msgs/msg/CompressedImage"](header=header, format="32FC1; compressedDepth png", data=data)
+    np.testing.assert_allclose(decode_depth(msg, 1000.0, "x"), metres, atol=1e-3)

@@ -264,7 +264,8 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, queries: np.ndarray,
     nearest = np.where(np.abs(times[right] - queries) < np.abs(times[left] - queries), right, left)
     close = np.abs(times[nearest] - queries) <= max_dt
     out[close] = poses[nearest[close]]
-    inside = (times[left] <= queries) & (queries <= times[right]) & (right > left) & (times[right] - times[left] <= max_gap)
+    inside = ((times[left] <= queries) & (queries <= times[right]) & (right > left)
+              & (times[right] - times[left] <= max_gap))
     if np.any(inside):
         l, r = left[inside], right[inside]
         w = (queries[inside] - times[l]) / np.maximum(times[r] - times[l], 1e-12)
@@ -347,7 +348,8 @@ def decode_color(msg, where: str) -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     channels = {"rgb8": 3, "bgr8": 3, "8UC3": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(msg.encoding)
     if channels is None:
-        raise DatasetError(f"{where}: unsupported colour encoding {msg.encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})")
+        raise DatasetError(f"{where}: unsupported colour encoding {msg.encoding!r} "
+                           f"(supported: {', '.join(COLOR_ENCODINGS)})")
     pixels = _rows(msg, np.uint8, channels, where)
     if channels == 1:
         return np.repeat(pixels[:, :, None], 3, axis=2)
@@ -364,7 +366,8 @@ def decode_depth(msg, depth_scale: float, where: str) -> np.ndarray:
         return depth_to_metres(_rows(msg, np.dtype(">u2" if msg.is_bigendian else "<u2"), 1, where), depth_scale)
     if msg.encoding == "32FC1":
         return depth_to_metres(_rows(msg, np.dtype(">f4" if msg.is_bigendian else "<f4"), 1, where), 1.0, ())
-    raise DatasetError(f"{where}: unsupported depth encoding {msg.encoding!r} (supported: {', '.join(DEPTH_ENCODINGS)})")
+    raise DatasetError(f"{where}: unsupported depth encoding {msg.encoding!r} "
+                       f"(supported: {', '.join(DEPTH_ENCODINGS)})")
 
 
 def _rows(msg, dtype, channels: int, where: str) -> np.ndarray:
@@ -538,7 +541,8 @@ class RosBagSource(FrameSource):
             self.world_frame_used = world
             poses = tree.chain(world, camera, times, self.max_dt, self.max_pose_gap)
             if poses is None:
-                raise DatasetError(f"{self.root}: no /tf chain between world frame {world!r} and camera frame {camera!r}")
+                raise DatasetError(f"{self.root}: no /tf chain between world frame {world!r} and camera frame "
+                                   f"{camera!r}")
             return poses
         return self._poses_from_topic(self.choice.pose, times, camera, tree)
 
