@@ -256,7 +256,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, config: BatchCo
             futures = {client.submit(map_scene, r.name, r.input, r.map, config, key=f"map-{r.name}-{time.time_ns()}",
                                      pure=False): r for r in todo}
             for future in as_completed(futures):
-                record(_collect(future, futures[future]))
+                record(_collect(future, futures[future], config))
             closing = time.perf_counter()
         report.cluster_close_s = time.perf_counter() - closing
     report.seconds = time.perf_counter() - start
@@ -264,13 +264,16 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, config: BatchCo
     return report
 
 
-def _collect(future, planned: SceneResult) -> SceneResult:
+def _collect(future, planned: SceneResult, config: BatchConfig) -> SceneResult:
     try:
         return future.result()
     except Exception as exc:  # the worker died (e.g. killed over its memory limit) or the task was lost
         _remove_map(Path(planned.map + PARTIAL_SUFFIX))
-        return SceneResult(planned.name, planned.input, planned.map, "failed",
-                           error=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        if type(exc).__name__ == "KilledWorker":
+            error = (f"its worker died while mapping it, most likely over the memory limit ({config.memory_limit} "
+                     f"per worker: raise it, or map fewer frames with a stride) [{error[:200]}]")
+        return SceneResult(planned.name, planned.input, planned.map, "failed", error=error)
 
 
 def _import_pipeline() -> None:
