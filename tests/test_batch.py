@@ -12,10 +12,10 @@ import time
 import pytest
 
 from scene.batch import BatchConfig, read_report, run_batch, scene_names
-from scene.cli import instance_predictions, main
+from scene.app.cli import main
 from scene.datasets import ProjectSource
 from scene.datasets.synthetic import make_scene, write_scene
-from scene.eval import evaluate_scenes
+from scene.eval import evaluate_scenes, instance_predictions
 from scene.storage import MapStore
 
 
@@ -86,7 +86,7 @@ def test_a_failed_scene_is_reported_and_the_others_are_mapped(tmp_path, scenes, 
 def test_a_killed_batch_resumes_keeping_finished_maps_and_redoing_half_written_ones(tmp_path, scenes, scheduler):
     _, paths = scenes
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "scene.cli", "batch", *map(str, paths), "--out", str(out), "--workers", "1",
+    command = [sys.executable, "-m", "scene.app", "batch", *map(str, paths), "--out", str(out), "--workers", "1",
                "--memory-limit", "3GiB", "--quiet", "--online-only"]
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scene.cli import main
+from scene.app.cli import main
 from scene.datasets import DatasetError, detect_format, open_dataset
 from scene.datasets.readers.rosbag import (
     RosBagSource, TopicSummary, decode_color, decode_depth, interpolate_poses, propose_topics,

@@ -76,8 +76,8 @@ def bag_speed(ctx: BenchContext) -> dict:
 
 
 def batch_speed(ctx: BenchContext) -> dict:
-    from scene.batch import BatchConfig, map_scene, run_batch, scene_names
-    from scene.cli import evaluate_batch
+    from scene.batch import BatchConfig, map_scene, read_report, run_batch, scene_names
+    from scene.eval import evaluate_pooled
 
     inputs = [ctx.data_dir / name for name in DATA_SETS if (ctx.data_dir / name).is_dir()]
     if not inputs:
@@ -104,7 +104,8 @@ def batch_speed(ctx: BenchContext) -> dict:
             ctx.log(f"  {workers} worker(s): {report.seconds:.1f} s, speed-up {runs[-1]['speedup']:.2f}, "
                     f"cluster start+close {runs[-1]['fixed_s']:.1f} s, overhead/scene "
                     f"{runs[-1]['overhead_per_scene_s'] or float('nan'):.2f} s")
-        boxes = evaluate_batch(out / "w2", None).get("boxes")
+        pooled = [(s.name, s.map, s.input) for s in read_report(out / "w2").scenes]
+        boxes = evaluate_pooled(pooled).get("boxes")
         scenes = [{"scene": r.name, "frames": r.frames, "objects": r.objects, "sequential_s": r.seconds,
                    "sequential_cpu_s": r.cpu_s, "w1_s": one.seconds, "w1_cpu_s": one.cpu_s, "w2_s": two.seconds,
                    "w2_cpu_s": two.cpu_s}
