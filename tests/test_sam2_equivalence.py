@@ -113,3 +113,33 @@ def test_foreign_and_missing_files_give_clear_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="garbage.pt"):
         load_sam2(garbage)
+
+
+@needs_ref
+def test_video_propagation_matches_official(test_model):
+    """Three objects prompted on frame 0 (a click, a box, a mask), tracked over 6 frames: every frame's
+    low-res masks, object pointers, object scores and spatial memories, and the video-size logits."""
+    from segment2d.sam2.video import Sam2VideoPredictor
+
+    ref = np.load(REF / "hiera_test_video.npz")
+    images = torch.from_numpy(ref["images"])
+    video_size = tuple(ref["frames"].shape[1:3])
+    video = Sam2VideoPredictor(test_model, num_frames=len(images))
+    tracked = []
+    for t in range(len(images)):
+        video.add_input(images[t : t + 1], video_size)
+        if t == 0:
+            video.add_points(1, points=ref["click"], labels=ref["click_labels"])
+            video.add_points(2, box=ref["box"])
+            prompted = video.add_mask(3, ref["mask"])
+            close(prompted, ref["prompt_video_res_masks"][2:3], "mask prompt logits at video size")
+        tracked.append(video.track())
+        frame = tracked[-1]
+        assert frame.obj_ids == [1, 2, 3]
+        close(frame.low_res, ref["pred_masks"][t], f"frame {t} low-res masks")
+        close(frame.obj_ptr, ref["obj_ptr"][t], f"frame {t} object pointers")
+        close(frame.object_score, ref["object_score_logits"][t], f"frame {t} object scores")
+        maskmem = torch.cat([video.objects[i].cond.get(t, video.objects[i].tracked.get(t)).maskmem for i in (1, 2, 3)])
+        close(maskmem.float(), ref["maskmem_features"][t], f"frame {t} spatial memories", atol=1e-2)
+        close(frame.logits(), ref["video_res_masks"][t], f"frame {t} video-size logits")
+    assert all(frame.masks().any(axis=(1, 2)).all() for frame in tracked)
