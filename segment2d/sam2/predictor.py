@@ -25,6 +25,7 @@ class Sam2ImagePredictor:
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
         self.encoder_dtype = encoder_dtype
+        self._last: tuple[np.ndarray, FrameFeatures] | None = None
         self.reset_image()
 
     def reset_image(self) -> None:
@@ -41,15 +42,25 @@ class Sam2ImagePredictor:
             raise ValueError(f"image: expected H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
         if min(image.shape[:2]) < 1:
             raise ValueError(f"image: empty image of shape {image.shape}")
+        size = (int(image.shape[0]), int(image.shape[1]))
+        if self._last is not None and np.array_equal(self._last[0], image):
+            # the same image again (the keyframe generator encodes once for the AMG and the video memory)
+            self._set_features(self._last[1], size)
+            return
         pixels = torch.as_tensor(np.ascontiguousarray(image), device=self.device).permute(2, 0, 1)[None]
         self.reset_image()
-        self.set_input(self.model.preprocess(pixels), (int(image.shape[0]), int(image.shape[1])))
+        self.set_input(self.model.preprocess(pixels), size)
+        self._last = (image.copy(), self.features)
 
     @torch.inference_mode()
     def set_input(self, normalised: torch.Tensor, original_size: tuple[int, int]) -> None:
         """Encode an already normalised 1 x 3 x S x S input that shows an image of ``original_size``."""
-        self.features = encode_features(self.model, normalised.to(self.device), self.encoder_dtype)
-        self.image_embed = self.model.image_only_embedding(self.features)
+        self._set_features(encode_features(self.model, normalised.to(self.device), self.encoder_dtype), original_size)
+        self._last = None
+
+    def _set_features(self, features: FrameFeatures, original_size: tuple[int, int]) -> None:
+        self.features = features
+        self.image_embed = self.model.image_only_embedding(features)
         self.original_size = (int(original_size[0]), int(original_size[1]))
         low = self.model.sam_prompt_encoder.mask_input_size
         self._rows = bilinear_matrix(low[0], self.original_size[0]).to(self.device, torch.float32)

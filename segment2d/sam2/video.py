@@ -112,11 +112,16 @@ class Sam2VideoPredictor:
     @torch.inference_mode()
     def add_input(self, normalised: torch.Tensor, video_size: tuple[int, int]) -> int:
         """Encode the next frame given as a normalised 1 x 3 x S x S input showing a (H, W) frame."""
+        return self.add_features(encode_features(self.model, normalised.to(self.device), self.encoder_dtype), video_size)
+
+    @torch.inference_mode()
+    def add_features(self, features: FrameFeatures, video_size: tuple[int, int]) -> int:
+        """The next frame given by its encoder features (e.g. from ``Sam2ImagePredictor.features``)."""
         if self.video_size is not None and tuple(video_size) != self.video_size:
             raise ValueError(f"frame size {tuple(video_size)} differs from the stream's {self.video_size}")
         self._encode_pending_memories()
         self.video_size = (int(video_size[0]), int(video_size[1]))
-        self.features = encode_features(self.model, normalised.to(self.device), self.encoder_dtype)
+        self.features = features
         self.frame_idx += 1
         return self.frame_idx
 
@@ -284,8 +289,9 @@ class Sam2VideoPredictor:
         return self._maskmem_pos
 
     def _prune(self, track: ObjectTrack) -> None:
+        """Drop tracked frames the next frame will not attend to (neither as memory nor as pointer)."""
         keep = max(self.model.config.num_maskmem - 1, self._max_pointers() - 1)
-        for t in [t for t in track.tracked if t < self.frame_idx - keep]:
+        for t in [t for t in track.tracked if t <= self.frame_idx - keep]:
             del track.tracked[t]
 
     def _require_frame(self) -> None:
