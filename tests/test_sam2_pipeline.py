@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.cli import main
+from scene.app.cli import main
 from scene.datasets import open_dataset
 from scene.storage import MapStore
 from segment2d.factory import make_generator

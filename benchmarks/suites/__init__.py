@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "recall", "sam2")
+SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall", "sam2")
 
 
 def section(name: str):
