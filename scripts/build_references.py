@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # family -> the official packages it needs (installed with --no-deps next to the project's torch)
 FAMILIES: dict[str, list[str]] = {
     "hq": ["segment-anything-hq==0.3"],
+    "sam2": [
+        "sam2==1.1.0", "hydra-core==1.3.2", "omegaconf<2.4", "antlr4-python3-runtime==4.9.3", "iopath",
+        "portalocker", "pyyaml", "tqdm", "pillow", "packaging",
+    ],
 }
 
 

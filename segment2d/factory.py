@@ -61,6 +61,21 @@ def _sam_hq_options() -> tuple[str, ...]:
     return _sam_options() + ("hq_token_only",)
 
 
+def _build_sam2(**options) -> MaskGenerator:
+    if not options.get("checkpoint"):
+        raise ValueError("the sam2 generator needs a sam2.1_hiera_*.pt checkpoint path (--checkpoint)")
+    from .sam2.automatic import Sam2MaskGenerator
+
+    return Sam2MaskGenerator(**options)
+
+
+def _sam2_options() -> tuple[str, ...]:
+    from .automatic import AMG_OPTION_NAMES
+    from .sam2.automatic import KEYFRAME_OPTION_NAMES
+
+    return ("checkpoint", "model_type", "device", "encoder_dtype", "config") + KEYFRAME_OPTION_NAMES + AMG_OPTION_NAMES
+
+
 def _build_ground_truth(**options) -> MaskGenerator:
     from .groundtruth import GroundTruthMaskGenerator
 
@@ -78,6 +93,10 @@ GENERATORS: dict[str, GeneratorEntry] = {
     "sam": GeneratorEntry(_build_sam, _sam_options, "SAM / MobileSAM checkpoint with the automatic mask generator"),
     "sam-hq": GeneratorEntry(_build_sam_hq, _sam_hq_options,
                              "HQ-SAM checkpoint (sam_hq_vit_*.pth) with the automatic mask generator"),
+
+
+    "sam2": GeneratorEntry(_build_sam2, _sam2_options,
+                           "SAM 2.1 checkpoint: automatic masks on keyframes, video propagation (track ids) between"),
     "ground-truth": GeneratorEntry(_build_ground_truth, _ground_truth_options,
                                    "the frame's GT instance masks (synthetic data): the upper bound after 2D"),
 }

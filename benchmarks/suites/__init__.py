@@ -10,7 +10,7 @@ from importlib import import_module
 
 SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall", "robotics")
 # run only when named with --only (long: full-size model timings)
-OPTIONAL_SECTIONS = ("sam_hq",)
+OPTIONAL_SECTIONS = ("sam_hq", "sam2")
 
 
 def section(name: str):
