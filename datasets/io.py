@@ -99,6 +99,22 @@ def check_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
     return K
 
 
+def check_intrinsics_fit(K: np.ndarray, hw: tuple[int, int], where: str, intrinsics: str) -> None:
+    """DatasetError unless ``K``'s principal point lies in the middle half of an H x W = ``hw`` image.
+
+    Real cameras put it within a few per cent of the centre; intrinsics for another resolution (640x480
+    values on a 320x240 depth image) put it at the edge or beyond, and would misplace every point.
+    ``where``: the image file; ``intrinsics``: where K came from.
+    """
+    h, w = hw
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if abs(cx - (w - 1) / 2) > w / 4 or abs(cy - (h - 1) / 2) > h / 4:
+        raise DatasetError(
+            f"{where}: the intrinsics ({intrinsics}: cx {cx:g}, cy {cy:g}) do not fit this {w}x{h} image "
+            f"(principal point outside its middle half): they are for another resolution"
+        )
+
+
 def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
     """Intrinsics of an image resized from ``src_hw`` to ``dst_hw`` (H, W), pixel-centre convention.
 

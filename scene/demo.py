@@ -83,8 +83,7 @@ def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], 
     from scene.config import MapperConfig
     from scene.pipeline import STAGES, Mapper
 
-    path.unlink(missing_ok=True)
-    mapper = Mapper(MapperConfig(up=(0.0, 0.0, 1.0)), path)
+    mapper = Mapper(MapperConfig(up=(0.0, 0.0, 1.0)), path, overwrite=True)
     mapper.map.metadata.source_path, mapper.map.metadata.source_format = str(source.root), source.format_name
     progress = _progress(log, "mapping")
     picked, timings, id_frames = [], [], []
