@@ -5,7 +5,9 @@ Every helper raises :class:`DatasetError` naming the file and the problem instea
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -21,15 +23,46 @@ DEPTH_INVALID_VALUES: tuple[int, ...] = (65535,)
 MAX_ASPECT_MISMATCH = 0.05
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
 def _read_image(path: Path, flags: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: image file is missing")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, flags) if data.size else None
+    _check_complete(path, data)
+    with _quiet_stderr():  # libpng / libjpeg print their own line on bad data; ours names the file
+        image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise DatasetError(f"{path}: cannot decode the image (corrupt or not an image)")
     return image
+
+
+def _check_complete(path: Path, data: np.ndarray) -> None:
+    """DatasetError for a PNG without its closing IEND chunk or a JPEG without its end-of-image marker:
+    a truncated file, which OpenCV decodes partly (JPEG: a grey lower part) or with a libpng message."""
+    head, tail = data[:8].tobytes(), data[-64:].tobytes()
+    if head == PNG_SIGNATURE and b"IEND" not in tail:
+        raise DatasetError(f"{path}: truncated PNG (no IEND chunk at its end)")
+    if head[:2] == JPEG_START and JPEG_END not in tail:
+        raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker at its end)")
+
+
+class _quiet_stderr:
+    """Send file descriptor 2 to /dev/null for the duration (C libraries write there directly)."""
+
+    def __enter__(self) -> None:
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
 
 
 def read_color(path: str | Path) -> np.ndarray:

@@ -254,3 +254,30 @@ def test_pyproject_license_is_an_spdx_string_setuptools_accepts_silently():
         config = read_configuration(ROOT / "pyproject.toml")
     assert config["project"]["license"] == "Apache-2.0"
     assert not [w for w in caught if "license" in str(w.message).lower()]
+
+
+# ---- images: truncated and corrupt files --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, kind", [("frame-000000.depth.png", "PNG"), ("frame-000000.color.jpg", "JPEG")])
+def test_truncated_image_is_named(shared_set, tmp_path, name, kind):
+    from broken_data import truncate
+
+    root = copy_7scenes(shared_set("7scenes_redkitchen"), tmp_path / "kitchen", frames=2)
+    truncate(root / name)
+    source = open_dataset(root)
+    with pytest.raises(DatasetError, match=rf"{name}: truncated {kind}"):
+        source[0]
+    assert source[1].depth.shape == (480, 640)
+
+
+def test_corrupt_png_leaves_no_libpng_line_on_stderr(shared_set, tmp_path, capfd):
+    from scene.datasets.io import read_depth
+
+    path = tmp_path / "corrupt.png"
+    data = bytearray((shared_set("3dmatch_studyroom") / "seq-01" / "frame-000000.depth.png").read_bytes())
+    data[5000:5100] = b"x" * 100  # a damaged chunk in the middle: libpng reports a CRC error itself
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="corrupt.png: cannot decode"):
+        read_depth(path, 1000.0)
+    assert capfd.readouterr().err == ""

@@ -86,7 +86,7 @@ def test_bad_input_names_the_file(tmp_path):
     with pytest.raises(ValueError, match="frame 1"):
         write_video([good, np.zeros((8, 10, 3), np.uint8)], tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="extension"):
-        write_video([good], tmp_path / "a.webm")
+        write_video([good], tmp_path / "a.avi")
     with pytest.raises(ValueError, match="no frames"):
         write_video([], tmp_path / "a.gif")
     with pytest.raises(OSError, match="does not exist"):
