@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+MIN_IMAGE_SIZE = (128, 96)  # (width, height) pixels
+
 
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
@@ -24,7 +26,14 @@ def _write_png(path: Path, rgb: np.ndarray) -> Path:
 
 def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: int = 60, width: int = 640,
              height: int = 480, log=print) -> dict:
-    """Run the demo into folder ``out``; returns the report as a dict (also written as JSON and Markdown)."""
+    """Run the demo into folder ``out``; returns the report as a dict (also written as JSON and Markdown).
+    Images must be at least ``MIN_IMAGE_SIZE`` (width, height): below it the generated objects cover too
+    few pixels to be segmented (64x48 maps no object, 128x96 about 50)."""
+    if width < MIN_IMAGE_SIZE[0] or height < MIN_IMAGE_SIZE[1]:
+        raise ValueError(f"run_demo: width x height must be at least {MIN_IMAGE_SIZE[0]}x{MIN_IMAGE_SIZE[1]} pixels, "
+                         f"got {width}x{height}")
+    if num_frames < 1:
+        raise ValueError(f"run_demo: num_frames must be >= 1, got {num_frames}")
     from scene.datasets import open_dataset
     from scene.datasets.synthetic import make_scene, render_contact_sheet, write_scene
 

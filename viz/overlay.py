@@ -35,7 +35,7 @@ def overlay_masks(
     ids = np.arange(len(masks)) if ids is None else np.asarray(ids)
     colors = id_color(ids) if len(masks) else np.zeros((0, 3), np.uint8)
     out = image.astype(np.float32)
-    order = np.argsort(-masks.reshape(len(masks), -1).sum(1), kind="stable")
+    order = np.argsort(-masks.sum(axis=(1, 2)), kind="stable")
     for i in order:
         out[masks[i]] = (1 - alpha) * out[masks[i]] + alpha * colors[i]
     out = out.astype(np.uint8)
