@@ -277,6 +277,11 @@ class Mapper:
         return self._voxels.num_objects(self.config.min_object_voxels)
 
     @property
+    def num_frames(self) -> int:
+        """Frames the map holds (integrated here, or before a resume)."""
+        return int(self._map.num_frames)
+
+    @property
     def last_frame(self) -> int:
         """Index of the last integrated frame (-1 before any)."""
         frames, _ = self._map.trajectory
