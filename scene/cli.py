@@ -84,6 +84,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise CLIError(f"--resume: no map file {out} to resume")
         mapper = Mapper.resume(out, config)
         config = mapper.config
+        try:
+            mapper.check_sequence(source)
+        except ValueError:
+            mapper.close()
+            raise
         print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}; a resumed map stays "
               f"online (the global refinement needs the whole run: map from scratch for a refined map)",
               file=sys.stderr)
