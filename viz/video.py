@@ -28,13 +28,16 @@ def masks_from_id_image(id_image: np.ndarray, ignore: int = -1) -> tuple[np.ndar
 
 def overlay_sequence(
     images: Iterable[np.ndarray], masks: Iterable[np.ndarray], ids: Iterable[np.ndarray],
-    captions: Iterable[str] | None = None, alpha: float = 0.5,
+    captions: Iterable[str] | None = None, alpha: float = 0.5, dimmed: Iterable[np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield one overlay per frame: ``images`` H x W x 3 uint8 RGB, ``masks`` N_t x H x W bool and ``ids``
-    N_t persistent object ids per frame (colours fixed by id), optional caption per frame drawn top-left."""
+    N_t persistent object ids per frame (colours fixed by id), optional caption per frame drawn top-left
+    and optional N_t bools per frame of masks to dim (``overlay_masks``)."""
     captions = iter(captions) if captions is not None else None
+    dimmed = iter(dimmed) if dimmed is not None else None
     for t, (image, frame_masks, frame_ids) in enumerate(zip(images, masks, ids, strict=True)):
-        out = overlay_masks(np.asarray(image), frame_masks, np.asarray(frame_ids, np.int64), alpha=alpha)
+        out = overlay_masks(np.asarray(image), frame_masks, np.asarray(frame_ids, np.int64), alpha=alpha,
+                            dimmed=next(dimmed) if dimmed is not None else None)
         if captions is not None:
             draw_title(out, next(captions))
         yield out
