@@ -328,9 +328,12 @@ class Mapper:
                            timings, saved)
 
     def save(self) -> None:
-        """Write what changed since the last save (the whole map the first time) to ``out``."""
-        if self.path is None:
+        """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
+        no frame came in since (a resumed map interrupted at once stays byte for byte as it was)."""
+        if self.path is None or (self._saved_once and self._since_save == 0):
             return
+        if self.resumed:  # online frames joined a map that may have been refined: it no longer is
+            self._map.metadata.extra["refined"] = False
         self._flush()
         store = self._open_store()
         if self._saved_once:

@@ -301,3 +301,22 @@ def test_resume_says_the_map_stays_online(tmp_path, shared_set, capfd):
     stdout, err = capfd.readouterr()
     assert "a resumed map stays online" in err and "online only: resumed, no global refinement" in stdout
     assert frames_of(out) == 3
+
+
+def test_interrupt_counts_frames_not_file_numbers(tmp_path, shared_set, capfd, monkeypatch):
+    from scene.pipeline import Mapper
+
+    data = kitchen(tmp_path, shared_set)  # file numbers 0, 5, 10
+    out = tmp_path / "out.sqlite"
+    assert main(["run", str(data), "--out", str(out), "--quiet", "--max-frames", "2"]) == 0
+    before = _digest(out)
+
+    def interrupt(self, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Mapper, "integrate", interrupt)
+    capfd.readouterr()
+    assert main(["run", str(data), "--out", str(out), "--quiet", "--resume"]) == 130
+    err = capfd.readouterr().err
+    assert "interrupted after 0 frames of this run: the map so far (2 frames, online" in err, err
+    assert frames_of(out) == 2 and _digest(out) == before
