@@ -60,7 +60,7 @@ def test_unnamed_objects_get_a_shape_name(unflagged):
 
 
 def test_overlay_ids_are_the_refined_maps(scene):
-    from scene.demo import _named_by_ground_truth, _refined_ids
+    from scene.app.demo import _named_by_ground_truth, _refined_ids
 
     imap = synthetic_map(scene, max_points_per_object=None)
     frame = scene.frame(5)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from broken_data import copy_7scenes, copy_scannet, resize_depth, truncate, write_pose, zero_depth
-from scene.cli import main
+from scene.app.cli import main
 from scene.storage import MapStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,7 +285,7 @@ def test_empty_map_run_says_so(tmp_path, shared_set, capfd):
 
 def test_info_into_a_closed_pipe_exits_quietly(good_map):
     # The reader is gone before scene writes (as `scene info MAP | head -1` once head has its line).
-    child = subprocess.Popen([sys.executable, "-m", "scene.cli", "info", str(good_map)], cwd=ROOT,
+    child = subprocess.Popen([sys.executable, "-m", "scene", "info", str(good_map)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     child.stdout.close()
     err = child.stderr.read().decode()
