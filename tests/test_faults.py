@@ -204,11 +204,11 @@ CASES = {
                                        r"scene export: error: .*Is a directory", map_copy, kept=["map.sqlite"]),
     "export --max-distance -1": Case(["export", "{tmp}/map.sqlite", "--ply", "{tmp}/m.ply", "--max-distance", "-1"], 2,
                                      r"scene export: error: argument --max-distance", map_copy),
-    "eval --gt missing": Case(["eval", "{tmp}/map.sqlite", "--gt", "{tmp}/none.json"], 2, r"scene eval: error: --gt .*none.json",
+    "eval --gt missing": Case(["eval", "{tmp}/map.sqlite", "--gt", "{tmp}/none.json"], 2, r"scene eval: error: .*none.json: not a gt_boxes.json .*No such file",
                               map_copy, kept=["map.sqlite"]),
     "eval --gt corrupt json": Case(
         ["eval", "{tmp}/map.sqlite", "--gt", "{tmp}/gt_boxes.json"], 2,
-        r"scene eval: error: --gt .*gt_boxes.json: not a gt_boxes.json",
+        r"scene eval: error: .*gt_boxes.json: not a gt_boxes.json",
         lambda tmp, shared_set, good_map: (map_copy(tmp, shared_set, good_map),
                                            (tmp / "gt_boxes.json").write_text('{"boxes": [{"size"')),
         kept=["map.sqlite"]),
