@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall")
+SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall", "robotics")
 
 
 def section(name: str):
