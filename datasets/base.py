@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from .frame import DatasetError, Frame, is_valid_pose
+from .io import check_intrinsics_fit
 
 
 class FrameSource(ABC):
@@ -43,10 +44,13 @@ class FrameSource(ABC):
                 bad.append(i)
         self._indices = [i for i in chosen if i in self._poses]
         self.skipped_invalid_pose = len(bad)
+        if bad and not self._indices:
+            raise DatasetError(f"{self.root}: all {len(chosen)} frames have a non-finite or non-rigid pose "
+                               f"(first: {self._raw_pose_name(bad[0])}); no frame to map")
         if bad:
             warnings.warn(
                 f"{self.root}: skipped {len(bad)} of {len(chosen)} frames with a non-finite or non-rigid pose "
-                f"(first: raw frame {bad[0]})",
+                f"(first: {self._raw_pose_name(bad[0])})",
                 stacklevel=2,
             )
 
@@ -63,6 +67,14 @@ class FrameSource(ABC):
     def _raw_frame(self, i: int, pose: np.ndarray) -> Frame:
         """Read raw frame ``i``'s images; raise DatasetError naming the file on bad data."""
 
+    def _raw_pose_name(self, i: int) -> str:
+        """Where raw frame ``i``'s pose comes from (a file, or a line of one), for messages."""
+        return f"raw frame {i}"
+
+    def _intrinsics_name(self) -> str:
+        """Where the intrinsics come from (a file, an argument or a default), for messages."""
+        return "the intrinsics"
+
     # -- the interface --------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._indices)
@@ -71,7 +83,9 @@ class FrameSource(ABC):
         if not -len(self) <= k < len(self):
             raise IndexError(f"frame {k} out of range for {len(self)} frames")
         i = self._indices[k]
-        return self._raw_frame(i, self._poses[i]).validate()
+        frame = self._raw_frame(i, self._poses[i]).validate()
+        check_intrinsics_fit(frame.K, frame.depth.shape, frame.source or f"frame {frame.index}", self._intrinsics_name())
+        return frame
 
     def __iter__(self) -> Iterator[Frame]:
         for k in range(len(self)):

@@ -5,7 +5,9 @@ Every helper raises :class:`DatasetError` naming the file and the problem instea
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -21,15 +23,46 @@ DEPTH_INVALID_VALUES: tuple[int, ...] = (65535,)
 MAX_ASPECT_MISMATCH = 0.05
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
 def _read_image(path: Path, flags: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: image file is missing")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, flags) if data.size else None
+    _check_complete(path, data)
+    with _quiet_stderr():  # libpng / libjpeg print their own line on bad data; ours names the file
+        image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise DatasetError(f"{path}: cannot decode the image (corrupt or not an image)")
     return image
+
+
+def _check_complete(path: Path, data: np.ndarray) -> None:
+    """DatasetError for a PNG without its closing IEND chunk or a JPEG without its end-of-image marker:
+    a truncated file, which OpenCV decodes partly (JPEG: a grey lower part) or with a libpng message."""
+    head, tail = data[:8].tobytes(), data[-64:].tobytes()
+    if head == PNG_SIGNATURE and b"IEND" not in tail:
+        raise DatasetError(f"{path}: truncated PNG (no IEND chunk at its end)")
+    if head[:2] == JPEG_START and JPEG_END not in tail:
+        raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker at its end)")
+
+
+class _quiet_stderr:
+    """Send file descriptor 2 to /dev/null for the duration (C libraries write there directly)."""
+
+    def __enter__(self) -> None:
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
 
 
 def read_color(path: str | Path) -> np.ndarray:
@@ -97,6 +130,22 @@ def check_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
     if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise DatasetError(f"{where}: intrinsics must be a finite 3x3 matrix with positive focals, got {K.tolist()}")
     return K
+
+
+def check_intrinsics_fit(K: np.ndarray, hw: tuple[int, int], where: str, intrinsics: str) -> None:
+    """DatasetError unless ``K``'s principal point lies in the middle half of an H x W = ``hw`` image.
+
+    Real cameras put it within a few per cent of the centre; intrinsics for another resolution (640x480
+    values on a 320x240 depth image) put it at the edge or beyond, and would misplace every point.
+    ``where``: the image file; ``intrinsics``: where K came from.
+    """
+    h, w = hw
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if abs(cx - (w - 1) / 2) > w / 4 or abs(cy - (h - 1) / 2) > h / 4:
+        raise DatasetError(
+            f"{where}: the intrinsics ({intrinsics}: cx {cx:g}, cy {cy:g}) do not fit this {w}x{h} image "
+            f"(principal point outside its middle half): they are for another resolution"
+        )
 
 
 def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:

@@ -31,6 +31,7 @@ mapper's ``finalize`` cannot run the global refinement and keeps the online map 
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,10 +41,10 @@ import numpy as np
 
 from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
-from scene.datasets import Frame
+from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import PartRanker, detection_confidence
-from scene.storage import MapStore
+from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
@@ -52,6 +53,7 @@ from tracking.pipeline import track_frame
 from tracking.refine import refine
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
+FINGERPRINT_FRAMES = 3  # frames whose digests identify a map's sequence
 
 
 @dataclass
@@ -180,13 +182,17 @@ class _VoxelGeometry:
 class Mapper:
     """Builds an ``InstanceMap`` frame by frame (see the module docstring).
 
-    ``out``: the SQLite map file for incremental saves (``None``: keep the map in memory only; an existing
-    file is overwritten by the first save). ``generator``: a ready ``MaskGenerator`` instead of building
-    ``config.segmenter``. ``metadata``: source path/format and extra provenance for the map.
+    ``out``: the SQLite map file for incremental saves (``None``: keep the map in memory only). The file
+    is opened, and locked against other writers (``scene.storage``), here: an existing map file is
+    refused (``MapStorageError``) unless ``overwrite=True``, and even then its contents are only
+    replaced by the first save. A file this mapper created and never saved to is deleted by ``close()``.
+    ``generator``: a ready ``MaskGenerator`` instead of building ``config.segmenter``. ``metadata``:
+    source path/format and extra provenance for the map. The first frames integrated are fingerprinted
+    (``metadata.extra["sequence"]``) so that a resumed map refuses another sequence (``check_sequence``).
     """
 
     def __init__(self, config: MapperConfig | None = None, out: str | Path | None = None,
-                 generator=None, metadata: MapMetadata | None = None) -> None:
+                 generator=None, metadata: MapMetadata | None = None, overwrite: bool = False) -> None:
         config = config if config is not None else MapperConfig()
         self.config = config
         self.generator = generator if generator is not None else _make_generator(config)
@@ -206,6 +212,8 @@ class Mapper:
         self._finalized = False
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
         self._parts = PartRanker(config.parts)
+        if self.path is not None:
+            self._store = _open_new_map(self.path, overwrite)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -218,16 +226,39 @@ class Mapper:
         imap = store.load()
         if abs(imap.metadata.voxel_size - config.voxel_size) > 1e-12:
             config = replace(config, lift=replace(config.lift, voxel_size=imap.metadata.voxel_size))
-        mapper = cls(config, None, generator, imap.metadata)
+        try:
+            mapper = cls(config, None, generator, imap.metadata)
+        except BaseException:
+            store.close()
+            raise
         mapper.path, mapper._store, mapper._saved_once, mapper.resumed = Path(path), store, True, True
         mapper._map = imap
         mapper._seed_from_map()
         return mapper
 
     def close(self) -> None:
+        """Release the map file (and its writer lock); a file this mapper created but never saved to is
+        deleted, so a run that failed before its first save leaves nothing behind."""
         if self._store is not None:
-            self._store.close()
+            if self._saved_once or not self._store.created:
+                self._store.close()
+            else:
+                self._store.discard()
             self._store = None
+
+    def check_sequence(self, source) -> None:
+        """Refuse (``SequenceMismatchError``) a frame source whose first frames are not the ones this map
+        was made from (``metadata.extra["sequence"]``): resuming a map with another dataset, or another
+        stride, would mix two sequences in one map. Maps without a fingerprint are not checked."""
+        recorded = self._map.metadata.extra.get("sequence", {}).get("first_frames", [])
+        for k, (index, digest) in enumerate(recorded[: len(source)]):
+            frame = source[k]
+            if int(frame.index) != int(index) or frame_digest(frame) != digest:
+                made_from = self._map.metadata.extra["sequence"].get("path") or "another sequence"
+                raise SequenceMismatchError(
+                    f"{self.path or 'the map'} was made from {made_from}, and its frame {index} differs from "
+                    f"frame {frame.index} of {getattr(source, 'root', 'this source')} (position {k}): another "
+                    f"sequence or another stride; map it into a new file instead")
 
     @property
     def map(self) -> InstanceMap:
@@ -243,6 +274,11 @@ class Mapper:
     def num_objects(self) -> int:
         """Objects the map holds (counted without rebuilding them)."""
         return self._voxels.num_objects(self.config.min_object_voxels)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames the map holds (integrated here, or before a resume)."""
+        return int(self._map.num_frames)
 
     @property
     def last_frame(self) -> int:
@@ -273,6 +309,7 @@ class Mapper:
 
         start = time.perf_counter()
         self._remember_camera(frame)
+        self._fingerprint(frame)
         self._apply_merges(step.merged)
         self._dirty |= self._add_segments(segments, step.voxels)
         self._map.add_frame(frame.index, frame.pose)
@@ -291,9 +328,12 @@ class Mapper:
                            timings, saved)
 
     def save(self) -> None:
-        """Write what changed since the last save (the whole map the first time) to ``out``."""
-        if self.path is None:
+        """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
+        no frame came in since (a resumed map interrupted at once stays byte for byte as it was)."""
+        if self.path is None or (self._saved_once and self._since_save == 0):
             return
+        if self.resumed:  # online frames joined a map that may have been refined: it no longer is
+            self._map.metadata.extra["refined"] = False
         self._flush()
         store = self._open_store()
         if self._saved_once:
@@ -305,7 +345,8 @@ class Mapper:
 
     def finalize(self) -> InstanceMap:
         """Run the global refinement (unless ``online_only`` or resumed), rebuild the map from it with
-        long-lived objects keeping their ids (the remap is recorded), save it in full and return it."""
+        long-lived objects keeping their ids (the remap is recorded), save it in full, release the file
+        and return the map."""
         refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
         self._flush()
         self._map = self._refined_map() if refined else self._joined_view(self._map)
@@ -315,9 +356,17 @@ class Mapper:
         if self.path is not None:
             self._open_store().save(self._map)
             self._saved_once, self._since_save = True, 0
+            self.close()  # a finalized mapper writes no more: release the file and its writer lock
         return self._map
 
     # ---- internals: one frame ---------------------------------------------------------------
+
+    def _fingerprint(self, frame: Frame) -> None:
+        """Record the first ``FINGERPRINT_FRAMES`` frames' digests (see ``check_sequence``)."""
+        sequence = self._map.metadata.extra.setdefault(
+            "sequence", {"path": self._map.metadata.source_path, "first_frames": []})
+        if len(sequence["first_frames"]) < FINGERPRINT_FRAMES and self._map.num_frames == len(sequence["first_frames"]):
+            sequence["first_frames"].append([int(frame.index), frame_digest(frame)])
 
     def _remember_camera(self, frame: Frame) -> None:
         meta = self._map.metadata
@@ -490,6 +539,28 @@ class Mapper:
         table.best_box[obj.id] = obj.best_view_box
 
 
+class SequenceMismatchError(ValueError):
+    """A map resumed with frames from another sequence than the one it was made from."""
+
+
+def frame_digest(frame: Frame) -> str:
+    """SHA-1 of a frame's index, pose and depth (its colour adds little and costs a JPEG decode's worth
+    of hashing): identical frames of one sequence give identical digests."""
+    digest = hashlib.sha1(str(int(frame.index)).encode())
+    digest.update(np.ascontiguousarray(frame.pose, "<f8").tobytes())
+    digest.update(np.ascontiguousarray(frame.depth, "<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _open_new_map(path: Path, overwrite: bool) -> MapStore:
+    """The store of a new map at ``path``: locked against other writers; an existing map file is
+    refused unless ``overwrite`` (its contents then go at the first save)."""
+    if not overwrite and path.exists() and path.stat().st_size > 0:
+        raise MapStorageError(f"{path}: a map file is already there; pass overwrite=True to replace it "
+                              f"(--overwrite), or resume it (Mapper.resume, --resume)")
+    return MapStore(path, replace=overwrite)
+
+
 def _well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, share: float):
     """The voxels (points, colours, hit counts) lifted at least ``share`` x the object's median hit count:
     voxels seen once or twice on an object seen in many frames are flying pixels at depth edges or
@@ -558,13 +629,20 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
 
     ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
-    skipped. ``max_frames``: stop after that many frames of ``source``. On KeyboardInterrupt the map so
-    far is saved (online, not refined) before the interrupt propagates, so no integrated frame is lost.
+    skipped, and a source whose first frames are not the map's is refused (``Mapper.check_sequence``).
+    ``max_frames``: stop after that many frames of ``source``. A source with no frame is an error
+    (``ValueError``); frames that give no object make a valid, empty map. On KeyboardInterrupt, or a
+    frame that cannot be read (``DatasetError``), the map so far is saved (online, not refined) before
+    the error propagates, so no integrated frame is lost.
     """
     config = config if config is not None else MapperConfig()
+    if len(source) == 0:
+        raise ValueError(f"{getattr(source, 'root', 'the frame source')}: no frame to map")
     mapper = mapper if mapper is not None else Mapper(config, out, metadata=_source_metadata(source, config))
     total = len(source) if max_frames is None else min(len(source), int(max_frames))
     try:
+        if mapper.resumed:
+            mapper.check_sequence(source)
         for done, frame in enumerate(_frames(source, total), 1):
             if frame.index <= mapper.last_frame:
                 continue
@@ -572,8 +650,9 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             if progress is not None:
                 progress(result, done, total)
         return mapper.finalize()
-    except KeyboardInterrupt:
-        mapper.save()
+    except (KeyboardInterrupt, DatasetError):
+        if mapper.last_frame >= 0:  # nothing integrated: nothing to keep (close() drops a new, unsaved file)
+            mapper.save()
         raise
     finally:
         mapper.close()
@@ -592,4 +671,4 @@ def _source_metadata(source, config: MapperConfig) -> MapMetadata:
                        source_format=str(getattr(source, "format_name", "")))
 
 
-__all__ = ["FrameResult", "Mapper", "STAGES", "run"]
+__all__ = ["FrameResult", "Mapper", "STAGES", "SequenceMismatchError", "frame_digest", "run"]

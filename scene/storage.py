@@ -4,10 +4,16 @@ The file uses WAL journaling; every save is one transaction, so a process killed
 file as of the last completed save. Point data are little-endian blobs (float32 xyz, uint8 rgb,
 float32 weights), poses 16 little-endian float64 (row-major camera-to-world), so a load reproduces
 every array exactly.
+
+One writer at a time: a store opened for writing holds an exclusive lock (``flock``) on ``MAP.lock``
+beside the file, which names its process id; a second writer, in this process or another, is refused
+with a ``MapStorageError`` naming the file and that pid. The kernel drops the lock when the process
+ends, even by SIGKILL, so a killed writer never leaves the map locked. Readers take no lock.
 """
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -63,19 +69,45 @@ class MapStore:
 
     ``synchronous``: SQLite's durability level. "NORMAL" (default) survives a killed process (the
     test kills a writer with SIGKILL); "FULL" also survives power loss at the cost of an fsync per save.
-    Use as a context manager or call ``close()``.
+    ``replace=True`` (writing only): an existing file that is not a readable map is deleted and made
+    afresh; a readable one is kept until the next ``save`` replaces its contents (one transaction), so
+    a run that fails before its first save loses nothing. ``created`` tells whether this store made
+    the file. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, read_only: bool = False, synchronous: str = "NORMAL",
+                 replace: bool = False) -> None:
         self.path = Path(path)
         self.read_only = bool(read_only)
+        self._connection: sqlite3.Connection | None = None
+        self._lock: WriterLock | None = None
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"MapStore({self.path}): synchronous must be one of {SYNCHRONOUS_MODES}")
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if self.read_only and fresh:
+        if self.read_only and (not self.path.exists() or self.path.stat().st_size == 0):
             raise MapStorageError(f"{self.path}: no map file there (missing or empty)")
-        if not self.read_only and not self.path.parent.is_dir():
-            raise MapStorageError(f"{self.path}: folder {self.path.parent} does not exist")
+        if not self.read_only:
+            if not self.path.parent.is_dir():
+                raise MapStorageError(f"{self.path}: folder {self.path.parent} does not exist")
+            self._lock = WriterLock(self.path)
+        try:
+            self._open(synchronous, replace and not self.read_only)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, synchronous: str, replace: bool) -> None:
+        try:
+            self._open_connection(synchronous)
+        except MapStorageError:
+            if not replace:
+                raise
+            self._close_connection()
+            remove_map_files(self.path)
+            self._open_connection(synchronous)
+
+    def _open_connection(self, synchronous: str) -> None:
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self.created = fresh
         self._connection = self._connect()
         try:
             with self._translated("open"):
@@ -86,7 +118,7 @@ class MapStore:
                     self._connection.execute("PRAGMA journal_mode = WAL")
                     self._connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         except BaseException:
-            self.close()
+            self._close_connection()
             raise
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -98,6 +130,19 @@ class MapStore:
         self.close()
 
     def close(self) -> None:
+        self._close_connection()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def discard(self) -> None:
+        """Close the store and delete the map file (with its WAL files): for a file this store created
+        and nothing was ever saved to, so that a run failing at its start leaves no empty map behind."""
+        self._close_connection()
+        remove_map_files(self.path)
+        self.close()
+
+    def _close_connection(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -276,6 +321,51 @@ class MapStore:
         if blob is None or len(blob) != 128:
             raise MapStorageError(f"{self.path}: trajectory pose of frame {frame} is not 16 float64 values")
         return np.frombuffer(blob, "<f8").reshape(4, 4).astype(np.float64)
+
+
+def remove_map_files(path: Path) -> None:
+    """Delete a map file and its SQLite WAL files (missing ones are fine)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+class WriterLock:
+    """Exclusive, non-blocking ``flock`` on ``PATH.lock``, which holds the owner's pid. Raises
+    ``MapStorageError`` naming ``path`` and the other writer's pid when the lock is held (by another
+    process, or by another open store in this one). ``release()`` deletes the lock file."""
+
+    def __init__(self, path: Path) -> None:
+        import fcntl
+
+        self.path = Path(f"{path}.lock")
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise MapStorageError(f"{path}: another writer holds this map (process {owner}, lock file "
+                                      f"{self.path}); wait for it to finish or write to another file") from None
+            if self._still_linked(fd):
+                break
+            os.close(fd)  # the previous owner deleted the file between our open and our lock: retry
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)  # closing the descriptor drops the lock
+        self._fd = None
 
 
 def _object_row(obj: MapObject) -> tuple[tuple, tuple, tuple]:

@@ -146,14 +146,24 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for foreign files
-        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from exc
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint of tensors ({_load_failure(exc)})") from exc
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: does not hold a state_dict of tensors (got {type(obj).__name__})")
     return dict(obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """One short clause for why ``torch.load(weights_only=True)`` failed, without torch's advice to
+    retry with ``weights_only=False`` (which would run arbitrary code from an unknown file)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return f"the safe tensor loader refused it: {' '.join(detail.split())[:160]}"
+    first = " ".join(text.split())[:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def infer_model_config(

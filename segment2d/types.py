@@ -46,7 +46,7 @@ class MaskSet:
 
     @property
     def areas(self) -> np.ndarray:
-        return self.masks.reshape(len(self), -1).sum(1)
+        return self.masks.sum(axis=(1, 2))  # (also for no masks: reshape(0, -1) is an error)
 
     @classmethod
     def empty(cls, height: int, width: int) -> "MaskSet":

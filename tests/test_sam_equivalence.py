@@ -155,7 +155,7 @@ def test_load_sam_errors_name_the_file(tmp_path):
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a torch file" * 10)
-    with pytest.raises(CheckpointError, match="garbage.pth: not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.pth: not a PyTorch checkpoint of tensors"):
         load_sam(garbage)
 
     other = tmp_path / "resnet.pth"

@@ -34,7 +34,11 @@ class VoxelObjects:
 def filter_objects(cluster_rows: np.ndarray, keys: np.ndarray, seen: np.ndarray, voxel_size: float,
                    config: RefineConfig = RefineConfig()) -> VoxelObjects:
     """``cluster_rows``/``keys``: (cluster, voxel key) detection rows, one per segment voxel (repeats count
-    detections); ``seen``: per row, the frames whose surface held that voxel."""
+    detections); ``seen``: per row, the frames whose surface held that voxel. No rows (nothing lifted, or
+    no cluster kept a segment) gives no objects: an empty map is a valid result."""
+    if keys.size == 0:
+        empty = np.zeros(0, np.int64)
+        return VoxelObjects(empty, empty.copy(), empty.copy())
     detected = _detections(cluster_rows, keys, seen, config.detection_ratio)
     own_keys, owner, _ = dominant_per_voxel(detected[1], detected[0], detected[2])
     owner = _absorb_contained(detected, own_keys, owner, config.contained_share)

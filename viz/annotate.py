@@ -10,22 +10,23 @@ import numpy as np
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (25, 25, 25)
 PAPER = (255, 255, 255)
+LABEL_SCALE = 0.6  # id labels: readable at 100% on a 640x480 frame (0.45 was too small to read)
 
 
-def text_box(image: np.ndarray, text: str, centre: tuple[float, float], scale: float = 0.45) -> tuple[int, ...]:
+def text_box(image: np.ndarray, text: str, centre: tuple[float, float], scale: float = LABEL_SCALE) -> tuple[int, ...]:
     """(x0, y0, x1, y1) pixels that ``outlined_text`` covers, kept inside the image."""
-    (w, h), _ = cv2.getTextSize(text, FONT, scale, 1)
+    (w, h), _ = cv2.getTextSize(text, FONT, scale, 2)
     x = int(np.clip(centre[0] - w / 2, 1, image.shape[1] - w - 1))
     y = int(np.clip(centre[1] + h / 2, h + 1, image.shape[0] - 2))
     return x - 1, y - h - 1, x + w + 1, y + 2
 
 
-def outlined_text(image: np.ndarray, text: str, centre: tuple[float, float], scale: float = 0.45,
+def outlined_text(image: np.ndarray, text: str, centre: tuple[float, float], scale: float = LABEL_SCALE,
                   color: tuple[int, int, int] = PAPER, border: tuple[int, int, int] = INK) -> None:
     """``text`` centred on ``centre`` with a dark border so it reads on any colour."""
     x0, _, _, y1 = text_box(image, text, centre, scale)
-    cv2.putText(image, text, (x0 + 1, y1 - 2), FONT, scale, border, 3, cv2.LINE_AA)
-    cv2.putText(image, text, (x0 + 1, y1 - 2), FONT, scale, color, 1, cv2.LINE_AA)
+    cv2.putText(image, text, (x0 + 1, y1 - 2), FONT, scale, border, 4, cv2.LINE_AA)
+    cv2.putText(image, text, (x0 + 1, y1 - 2), FONT, scale, color, 2, cv2.LINE_AA)
 
 
 def draw_labels(image: np.ndarray, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:

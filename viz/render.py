@@ -204,7 +204,8 @@ def _draw(instance_map: InstanceMap, cloud: _Cloud, project, config: RenderConfi
 
 def _gather(instance_map: InstanceMap, config: RenderConfig) -> _Cloud:
     """All drawable points with their display colours (structure faded or left out, ceiling cut)."""
-    objects = [o for o in instance_map if not (o.is_structure and config.structure == "hide")]
+    backdrop = backdrop_ids(instance_map)
+    objects = [o for o in instance_map if not (o.id in backdrop and config.structure == "hide")]
     if not objects:
         return _Cloud(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0))
     xyz = np.concatenate([o.points for o in objects]).astype(np.float64)
@@ -220,7 +221,7 @@ def _gather(instance_map: InstanceMap, config: RenderConfig) -> _Cloud:
     else:
         colors = np.concatenate([o.colors for o in objects])
     if config.structure == "dim":
-        faded = np.repeat(np.array([o.is_structure for o in objects]), counts)
+        faded = np.repeat(np.array([o.id in backdrop for o in objects]), counts)
         colors[faded] = _faded(colors[faded], config)
     if config.cut_height is not None:
         height = rows_times(xyz, unit_up(instance_map.metadata.up)[:, None])[:, 0]
@@ -268,7 +269,8 @@ def point_spacing(points: np.ndarray, samples: int = 400, seed: int = 0) -> floa
 
 def _labelled_objects(instance_map: InstanceMap, config: RenderConfig) -> np.ndarray:
     """Ids that get a label: objects, and structure too when it is shown at full colour."""
-    return np.array([o.id for o in instance_map if config.structure == "show" or not o.is_structure], np.int64)
+    backdrop = backdrop_ids(instance_map)
+    return np.array([o.id for o in instance_map if config.structure == "show" or o.id not in backdrop], np.int64)
 
 
 def _label_positions(
@@ -301,11 +303,11 @@ def _legend_rows(instance_map: InstanceMap, ids: np.ndarray, id_image: np.ndarra
         rows.append((tuple(int(c) for c in color), _legend_text(obj)))
     if len(ids) > config.legend_rows:
         rows.append(((255, 255, 255), f"... {len(ids) - config.legend_rows} more visible"))
-    structure = [o for o in instance_map if o.is_structure]
+    structure = backdrop_ids(instance_map)
     if structure and config.structure != "hide":
         state = "dimmed" if config.structure == "dim" else "shown"
         parts = "part" if len(structure) == 1 else "parts"
-        rows.append(((215, 215, 215), f"structure: {len(structure)} {parts}, {state}"))
+        rows.append(((215, 215, 215), f"floor, walls, ceiling: {len(structure)} {parts}, {state}"))
     if config.trajectory and instance_map.num_frames:
         rows.append((None, f"camera path ({len(instance_map.trajectory[0])} poses)"))
     return rows
@@ -316,14 +318,46 @@ def _reserved_for_legend(instance_map: InstanceMap, config: RenderConfig) -> int
     most a third of the width), so the legend never covers the plan."""
     if not config.legend or config.width < 400 or len(instance_map) == 0:
         return 0
-    texts = [_legend_text(o) for o in instance_map if not o.is_structure][: 4 * config.legend_rows]
-    return min(legend_width(texts + ["structure: 00 parts, dimmed", "camera path (0000 poses)"]) + 12,
+    backdrop = backdrop_ids(instance_map)
+    texts = [_legend_text(o) for o in instance_map if o.id not in backdrop][: 4 * config.legend_rows]
+    return min(legend_width(texts + ["floor, walls, ceiling: 00 parts, dimmed", "camera path (0000 poses)"]) + 12,
                config.width // 3)
 
 
 def _legend_text(obj) -> str:
-    name = obj.attributes.get("label") or obj.attributes.get("kind") or "object"
+    """Id, name (the object's "label" or "kind" attribute, else its shape and size) and point count."""
+    name = obj.attributes.get("label") or obj.attributes.get("kind") or shape_name(obj)
     return f"{obj.id}  {name}  {obj.num_points} pts"
+
+
+def shape_name(obj) -> str:
+    """A name from the oriented box alone: "flat 1.2 x 0.6 m" for a plane, else "0.8 x 0.6 x 0.7 m"
+    (extents largest first)."""
+    extents = np.sort(np.asarray(obj.obb_extents, np.float64))[::-1]
+    if extents[2] < 0.15 * extents[1]:
+        return f"flat {extents[0]:.1f} x {extents[1]:.1f} m"
+    return f"{extents[0]:.1f} x {extents[1]:.1f} x {extents[2]:.1f} m"
+
+
+# A vertical plane at least this long and this large is a wall, whatever the map's structure flags say
+# (they mark floor and ceiling pieces; walls are mapped as objects).
+WALL_MIN_LENGTH, WALL_MIN_AREA = 2.0, 2.0  # metres, square metres
+
+
+def backdrop_ids(instance_map: InstanceMap) -> set[int]:
+    """Ids drawn as the room rather than its contents: structure objects and wall-like planes
+    (``is_wall``). These are dimmed, hidden or cut away as ``RenderConfig.structure`` says."""
+    up = unit_up(instance_map.metadata.up)
+    return {o.id for o in instance_map if o.is_structure or is_wall(o, up)}
+
+
+def is_wall(obj, up: np.ndarray) -> bool:
+    """A thin vertical plane at least ``WALL_MIN_LENGTH`` long and ``WALL_MIN_AREA`` large."""
+    order = np.argsort(np.asarray(obj.obb_extents, np.float64))
+    thin, middle, longest = (np.asarray(obj.obb_extents, np.float64)[k] for k in order)
+    normal = np.asarray(obj.obb_rotation, np.float64)[:, order[0]]
+    return bool(thin < 0.15 * middle and abs(float(normal @ up)) < 0.3 and longest >= WALL_MIN_LENGTH
+                and longest * middle >= WALL_MIN_AREA)
 
 
 def _walls_in_front(instance_map: InstanceMap, eye: np.ndarray, cloud: _Cloud) -> set[int]:
@@ -331,8 +365,9 @@ def _walls_in_front(instance_map: InstanceMap, eye: np.ndarray, cloud: _Cloud) -
     up = unit_up(instance_map.metadata.up)
     centre = np.percentile(cloud.xyz, 50, axis=0)
     hidden = set()
+    backdrop = backdrop_ids(instance_map)
     for obj in instance_map:
-        if not obj.is_structure:
+        if obj.id not in backdrop:
             continue
         thin = int(np.argmin(obj.obb_extents))
         normal = obj.obb_rotation[:, thin]

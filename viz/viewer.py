@@ -60,6 +60,7 @@ class ViewerHandle:
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, config: ViewerConfig | None = None) -> None:
         import viser
 
+        check_port(port)
         self.config = config or ViewerConfig()
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self._lock = threading.RLock()
@@ -316,6 +317,14 @@ class ViewerHandle:
 class LiveViewer(ViewerHandle):
     """A viewer that starts empty and follows a map being built: call ``update(map)`` after each frame
     (cheap: only replaced objects are re-sent) and ``stop()`` at the end."""
+
+
+def check_port(port) -> int:
+    """``port`` as an int when it is a TCP port (1-65535); a ValueError otherwise. Checked before the
+    server starts: viser's thread dies on an out-of-range port and leaves the caller waiting forever."""
+    if isinstance(port, bool) or not isinstance(port, (int, np.integer)) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be a whole number from 1 to 65535, got {port!r}")
+    return int(port)
 
 
 def serve_map(

@@ -107,6 +107,12 @@ class ProjectSource(FrameSource):
         self._has_instances = self.load_instances and (self.root / "instance").is_dir()
         return n
 
+    def _intrinsics_name(self) -> str:
+        return str(self.root / "scene.json")
+
+    def _raw_pose_name(self, i: int) -> str:
+        return str(self.root / "pose" / f"{i:06d}.txt")
+
     def _raw_pose(self, i: int) -> np.ndarray:
         return read_matrix(self.root / "pose" / f"{i:06d}.txt", (4, 4))
 

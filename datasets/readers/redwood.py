@@ -90,6 +90,7 @@ class RedwoodSource(FrameSource):
         names = [self._camera_arg] if self._camera_arg is not None else list(CAMERA_FILES)
         for name in names:
             if (self.root / name).is_file():
+                self._K_source = str(self.root / name)
                 return read_camera_json(self.root / name)
         raise DatasetError(f"{self.root}: intrinsics file is missing (looked for {', '.join(map(str, names))})")
 
@@ -118,6 +119,12 @@ class RedwoodSource(FrameSource):
         self.trajectory_path = self._trajectory_path()
         self._log = read_log(self.trajectory_path)
         return len(self._frames)
+
+    def _intrinsics_name(self) -> str:
+        return "K argument" if self._K_override is not None else self._K_source
+
+    def _raw_pose_name(self, i: int) -> str:
+        return f"{self.trajectory_path} pose of {self._frames[i][1].name}"
 
     def _raw_pose(self, i: int) -> np.ndarray:
         return self._log.get(i, np.full((4, 4), np.nan))

@@ -33,7 +33,9 @@ def read_cam_params(path: Path) -> dict[str, float]:
     """NICE-SLAM ``cam_params.json`` -> {fx, fy, cx, cy, scale}, defaults for absent keys."""
     try:
         camera = json.loads(path.read_text())["camera"]
-        return {key: float(camera.get(key, default)) for key, default in REPLICA_DEFAULT_CAMERA.items()}
+        values = {key: float(camera.get(key, default)) for key, default in REPLICA_DEFAULT_CAMERA.items()}
+        values.update({key: int(camera[key]) for key in ("w", "h") if key in camera})  # the image size, if given
+        return values
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise DatasetError(f"{path}: cannot read camera parameters ({err!r})") from None
 
@@ -87,8 +89,16 @@ class ReplicaSource(FrameSource):
     def _find_camera(self, seq: Path) -> dict[str, float]:
         for path in (seq / "cam_params.json", seq.parent / "cam_params.json"):
             if path.is_file():
+                self._camera_source = str(path)
                 return read_cam_params(path)
+        self._camera_source = "the Replica default, no cam_params.json"
         return dict(REPLICA_DEFAULT_CAMERA)
+
+    def _intrinsics_name(self) -> str:
+        return "K argument" if self._K_override is not None else self._camera_source
+
+    def _raw_pose_name(self, i: int) -> str:
+        return f"{self.sequence_dir / 'traj.txt'} line {self._numbers[i] + 1}"
 
     @property
     def K(self) -> np.ndarray:
@@ -111,6 +121,10 @@ class ReplicaSource(FrameSource):
     def _raw_frame(self, i: int, pose: np.ndarray) -> Frame:
         n = self._numbers[i]
         color, depth, _ = read_rgbd(self._color[n], self._depth[n], self.depth_scale)
+        size = self._camera.get("h"), self._camera.get("w")
+        if self._K_override is None and None not in size and depth.shape != size:
+            raise DatasetError(f"{self._depth[n]}: depth is {depth.shape[1]}x{depth.shape[0]} but "
+                               f"{self._camera_source} says {size[1]}x{size[0]}")
         return Frame(
             index=n,
             timestamp=n / self.fps,

@@ -65,6 +65,7 @@ class ScanNetSource(FrameSource):
         candidates = self._intrinsics_candidates()
         for path, camera in candidates:
             if path.is_file():
+                self._K_source = f"{path}" + (", scaled from the colour image" if camera == "color" else "")
                 K = read_intrinsics(path)
                 return (K, None) if camera == "depth" else (None, K)
         names = ", ".join(str(path) for path, _ in candidates)
@@ -74,6 +75,12 @@ class ScanNetSource(FrameSource):
     def _raw_count(self) -> int:
         self._scan()
         return len(self._numbers)
+
+    def _intrinsics_name(self) -> str:
+        return "K argument" if self._K_override is not None else self._K_source
+
+    def _raw_pose_name(self, i: int) -> str:
+        return str(self._pose_path[self._numbers[i]])
 
     def _raw_pose(self, i: int) -> np.ndarray:
         return read_matrix(self._pose_path[self._numbers[i]], (4, 4))

@@ -47,8 +47,16 @@ class SevenScenesSource(FrameSource):
         """``camera-intrinsics.txt`` in the root (or its parent, when the root is a ``seq-XX`` folder)."""
         for path in (self.root / "camera-intrinsics.txt", self.root.parent / "camera-intrinsics.txt"):
             if path.is_file():
+                self._K_source = str(path)
                 return read_intrinsics(path)
+        self._K_source = "the 7-Scenes default, no camera-intrinsics.txt"
         return SEVEN_SCENES_K.copy()
+
+    def _intrinsics_name(self) -> str:
+        return "K argument" if self._K_override is not None else self._K_source
+
+    def _raw_pose_name(self, i: int) -> str:
+        return str(self._pose_path(i))
 
     def _scan(self) -> None:
         folders = sequence_dirs(self.root)
@@ -72,9 +80,12 @@ class SevenScenesSource(FrameSource):
         self._scan()
         return len(self._entries)
 
-    def _raw_pose(self, i: int) -> np.ndarray:
+    def _pose_path(self, i: int) -> Path:
         depth_path = self._depth_of[self._entries[i]]
-        return read_matrix(depth_path.with_name(depth_path.name.replace(".depth.png", ".pose.txt")), (4, 4))
+        return depth_path.with_name(depth_path.name.replace(".depth.png", ".pose.txt"))
+
+    def _raw_pose(self, i: int) -> np.ndarray:
+        return read_matrix(self._pose_path(i), (4, 4))
 
     def _raw_frame(self, i: int, pose: np.ndarray) -> Frame:
         folder, n = self._entries[i]

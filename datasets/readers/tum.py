@@ -151,6 +151,12 @@ class TUMSource(FrameSource):
         self._associate()
         return len(self._times)
 
+    def _intrinsics_name(self) -> str:
+        return "the TUM intrinsics given to the reader"
+
+    def _raw_pose_name(self, i: int) -> str:
+        return f"groundtruth.txt pose at {self._depth[i].name}"
+
     def _raw_pose(self, i: int) -> np.ndarray:
         return self._pose_table[i]
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +109,11 @@ def _add_bag_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from scene.app.demo import run_demo
+    from scene.app.demo import MIN_IMAGE_SIZE, run_demo
 
+    if args.width < MIN_IMAGE_SIZE[0] or args.height < MIN_IMAGE_SIZE[1]:
+        raise CLIError(f"--width/--height: the demo needs images of at least {MIN_IMAGE_SIZE[0]}x{MIN_IMAGE_SIZE[1]} "
+                       f"pixels (got {args.width}x{args.height}); smaller ones hold too few pixels per object")
     run_demo(Path(args.out), preset=args.preset, seed=args.seed, num_frames=args.frames,
              width=args.width, height=args.height)
     return 0
@@ -119,7 +124,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from scene.datasets import open_dataset
+    from scene.datasets import DatasetError, open_dataset
     from scene.pipeline import Mapper, run
 
     out = Path(args.out)
@@ -130,10 +135,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise CLIError(f"--resume: no map file {out} to resume")
         mapper = Mapper.resume(out, config)
         config = mapper.config
-        print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}", file=sys.stderr)
+        try:
+            mapper.check_sequence(source)
+        except ValueError:
+            mapper.close()
+            raise
+        print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}; a resumed map stays "
+              f"online (the global refinement needs the whole run: map from scratch for a refined map)",
+              file=sys.stderr)
     else:
         _prepare_output(out, args.overwrite)
-        mapper = Mapper(config, out, metadata=_metadata(source, config))
+        mapper = Mapper(config, out, metadata=_metadata(source, config), overwrite=args.overwrite)
+    if config.save_every == 0:
+        print("scene run: --save-every 0: no incremental saves, the map is written at the end (or on Ctrl-C); "
+              "a killed run keeps nothing", file=sys.stderr)
     total = len(source) if args.max_frames is None else min(len(source), args.max_frames)
     progress = _Progress(total, args.quiet)
     viewer = _start_viewer(mapper, args.port) if args.view else None
@@ -142,15 +157,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         imap = run(source, config, progress=_chain(progress, viewer), mapper=mapper, max_frames=total)
     except KeyboardInterrupt:
         progress.close()
-        print(f"scene run: interrupted after {progress.done} frames: the map so far "
-              f"({mapper.last_frame + 1 if mapper.last_frame >= 0 else 0} frames, online, not refined) is saved in "
-              f"{out}; continue with --resume", file=sys.stderr)
+        print(f"scene run: interrupted after {progress.done} frames of this run: {_kept(mapper, out)}", file=sys.stderr)
         return 130
+    except DatasetError as exc:
+        progress.close()
+        print(f"scene run: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"scene run: stopped after {progress.done} frames of this run: {_kept(mapper, out)}", file=sys.stderr)
+        return 2
     progress.close()
-    _print_run_summary(imap, progress, time.perf_counter() - start, out)
+    _print_run_summary(imap, progress, time.perf_counter() - start, out, mapper.resumed)
     if viewer is not None:
         viewer.show_until_interrupted(imap)
     return 0
+
+
+def _kept(mapper, out: Path) -> str:
+    """What the map file holds after a run stopped early (the pipeline saved what it had)."""
+    frames = mapper.num_frames
+    if frames == 0:
+        return f"no frame was mapped, nothing saved ({out} {'kept as it was' if out.exists() else 'not written'})"
+    return f"the map so far ({frames} frames, online, not refined) is saved in {out}; continue with --resume"
 
 
 def _run_config(args: argparse.Namespace):
@@ -174,11 +200,9 @@ def _run_config(args: argparse.Namespace):
 def _prepare_output(out: Path, overwrite: bool) -> None:
     if not out.parent.is_dir():
         raise CLIError(f"--out {out}: folder {out.parent} does not exist")
-    if out.exists():
-        if not overwrite:
-            raise CLIError(f"--out {out} already exists (use --overwrite to replace it, --resume to continue it)")
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{out}{suffix}").unlink(missing_ok=True)
+    if out.exists() and not overwrite:
+        raise CLIError(f"--out {out} already exists (use --overwrite to replace it, --resume to continue it)")
+    # --overwrite: the Mapper replaces it under the writer lock, at its first save (never before)
 
 
 def _metadata(source, config):
@@ -260,13 +284,17 @@ def _start_viewer(mapper, port: int):
         return None
 
 
-def _print_run_summary(imap, progress: _Progress, seconds: float, out: Path) -> None:
+def _print_run_summary(imap, progress: _Progress, seconds: float, out: Path, resumed: bool = False) -> None:
     medians = progress.stage_medians()
     stages = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in medians.items())
     rate = progress.done / seconds if seconds > 0 else 0.0
-    refined = "refined" if imap.metadata.extra.get("refined") else "online only"
+    refined = "refined" if imap.metadata.extra.get("refined") else (
+        "online only: resumed, no global refinement" if resumed else "online only")
     print(f"mapped {progress.done} frames in {seconds:.1f} s ({rate:.2f} frames/s): {len(imap)} objects "
           f"({refined}), {imap.num_points} points")
+    if len(imap) == 0:
+        print(f"  the map is empty: no object was found in its {imap.num_frames} frames (check the depth images "
+              f"and the segmenter)")
     if stages:
         print(f"  per frame (median): {stages}")
     saves = [t["save"] for t in progress.timings if t["save"] > 0]
@@ -373,6 +401,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         found = imap.object_at(args.at, args.max_distance)
         rows = [] if found is None else [(found, float(imap.within_radius(args.at, args.max_distance)[1][0]))]
     elif args.radius is not None:
+        if not args.radius[3] >= 0:
+            raise CLIError(f"--radius: R must be a distance >= 0 in metres, got {args.radius[3]:g}")
         ids, distances = imap.within_radius(args.radius[:3], args.radius[3])
         rows = list(zip(ids.tolist(), distances.tolist()))
     elif args.nearest is not None:
@@ -494,9 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--preset", default="room-noisy", help="synthetic preset (default: room-noisy)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--frames", type=int, default=60, help="number of frames to generate (default: 60)")
-    demo.add_argument("--width", type=int, default=640, help="image width in pixels (default: 640)")
-    demo.add_argument("--height", type=int, default=480, help="image height in pixels (default: 480)")
+    demo.add_argument("--frames", type=_positive_int, default=60, help="number of frames to generate (default: 60)")
+    demo.add_argument("--width", type=_positive_int, default=640, help="image width in pixels (default: 640)")
+    demo.add_argument("--height", type=_positive_int, default=480, help="image height in pixels (default: 480)")
     demo.set_defaults(func=_cmd_demo)
 
     inspect = sub.add_parser("inspect", help="detect a dataset's format and summarise it")
@@ -518,6 +548,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _distance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance in metres, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite distance >= 0 in metres, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="map a dataset into an instance map file")
     run.add_argument("data", help="dataset folder (any supported format) or ROS bag (.bag, .db3, .mcap, bag folder)")
@@ -528,10 +588,11 @@ def _add_run(sub) -> None:
     run.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
     run.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
     run.add_argument("--online-only", action="store_true", help="skip the global refinement")
-    run.add_argument("--save-every", type=int, default=None, help="incremental save every N frames (default 10)")
+    run.add_argument("--save-every", type=_nonnegative_int, default=None,
+                     help="incremental save every N frames (default 10; 0: only the final save)")
     run.add_argument("--config", default=None, help="TOML config (see docs/config.example.toml)")
     run.add_argument("--view", action="store_true", help="show the map live in a browser (viz.viewer)")
-    run.add_argument("--port", type=int, default=8080, help="--view: viewer port on 127.0.0.1 (default 8080)")
+    run.add_argument("--port", type=_port, default=8080, help="--view: viewer port on 127.0.0.1 (default 8080)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -565,7 +626,7 @@ def _add_batch(sub) -> None:
 def _add_view(sub) -> None:
     view = sub.add_parser("view", help="serve an interactive 3D viewer of a map in the browser")
     view.add_argument("map", help="map file (.sqlite)")
-    view.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    view.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     view.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     view.set_defaults(func=_cmd_view)
 
@@ -586,7 +647,7 @@ def _add_query(sub) -> None:
     kind.add_argument("--nearest", nargs=4, type=float, metavar=("X", "Y", "Z", "K"), help="the K nearest objects")
     kind.add_argument("--ray", nargs=6, type=float, metavar=("OX", "OY", "OZ", "DX", "DY", "DZ"),
                       help="the first object along a ray")
-    query.add_argument("--max-distance", type=float, default=0.05, help="--at: search distance in m (default 0.05)")
+    query.add_argument("--max-distance", type=_distance, default=0.05, help="--at: search distance in m (default 0.05)")
     query.set_defaults(func=_cmd_query)
 
 
@@ -598,7 +659,7 @@ def _add_export(sub) -> None:
     export.add_argument("--scannet", default=None, help="folder for ScanNet instance predictions")
     export.add_argument("--vertices", default=None, help="the scan's vertices (PLY, or .bin float32 N x 6 / N x 3)")
     export.add_argument("--name", default=None, help="scene name for --scannet (default: the vertices file's stem)")
-    export.add_argument("--max-distance", type=float, default=None,
+    export.add_argument("--max-distance", type=_distance, default=None,
                         help="--scannet: vertex-to-map distance in m (default 2 voxels)")
     export.add_argument("--json", default=None, help="JSON summary to write")
     export.set_defaults(func=_cmd_export)
@@ -611,7 +672,7 @@ def _add_eval(sub) -> None:
                     help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt); "
                          "a batch folder finds each scene's own")
     ev.add_argument("--vertices", default=None, help="points the per-point ids label (PLY or .bin)")
-    ev.add_argument("--max-distance", type=float, default=None, help="point-to-map distance in m (default 2 voxels)")
+    ev.add_argument("--max-distance", type=_distance, default=None, help="point-to-map distance in m (default 2 voxels)")
     ev.add_argument("--include-structure", action="store_true", help="box AP: also score structure objects")
     ev.add_argument("--json", default=None, help="write the results as JSON")
     ev.set_defaults(func=_cmd_eval)
@@ -627,7 +688,12 @@ def main(argv: list[str] | None = None) -> int:
     from scene.storage import MapStorageError
 
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (scene info MAP | head -1): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CLIError, ConfigError, DatasetError, MapStorageError, FileNotFoundError, KeyError, ValueError,
             OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
@@ -636,6 +702,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"scene {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` replacement: "scene CMD: warning: MESSAGE" on stderr, without Python's
+    source-line echo."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"scene {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":

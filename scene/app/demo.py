@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+MIN_IMAGE_SIZE = (128, 96)  # (width, height) pixels
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
@@ -24,7 +27,14 @@ def _write_png(path: Path, rgb: np.ndarray) -> Path:
 
 def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: int = 60, width: int = 640,
              height: int = 480, log=print) -> dict:
-    """Run the demo into folder ``out``; returns the report as a dict (also written as JSON and Markdown)."""
+    """Run the demo into folder ``out``; returns the report as a dict (also written as JSON and Markdown).
+    Images must be at least ``MIN_IMAGE_SIZE`` (width, height): below it the generated objects cover too
+    few pixels to be segmented (64x48 maps no object, 128x96 about 50)."""
+    if width < MIN_IMAGE_SIZE[0] or height < MIN_IMAGE_SIZE[1]:
+        raise ValueError(f"run_demo: width x height must be at least {MIN_IMAGE_SIZE[0]}x{MIN_IMAGE_SIZE[1]} pixels, "
+                         f"got {width}x{height}")
+    if num_frames < 1:
+        raise ValueError(f"run_demo: num_frames must be >= 1, got {num_frames}")
     from scene.datasets import open_dataset
     from scene.datasets.synthetic import make_scene, render_contact_sheet, write_scene
 
@@ -67,7 +77,8 @@ def run_demo(out: Path, preset: str = "room-noisy", seed: int = 0, num_frames: i
     report["segment2d"] = _mask_recall(picked, mapper.generator.name, mapping)
     log(f"[demo] 2D masks ({report['segment2d']['generator']}): recall@0.5 {report['segment2d']['recall_at_0.5']:.3f}, "
         f"AR {report['segment2d']['average_recall_0.5_0.95']:.3f}")
-    report["pictures"] = _pictures(out, picked, imap, log) + _video(out, id_frames, imap, log)
+    named = _named_by_ground_truth(imap, scene)
+    report["pictures"] = _pictures(out, picked, named, log) + _video(out, id_frames, named, log)
     report["map_file"] = str(out / "map.sqlite")
     report["total_s"] = round(time.perf_counter() - t0, 2)
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -83,8 +94,7 @@ def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], 
     from scene.config import MapperConfig
     from scene.pipeline import STAGES, Mapper
 
-    path.unlink(missing_ok=True)
-    mapper = Mapper(MapperConfig(up=(0.0, 0.0, 1.0)), path)
+    mapper = Mapper(MapperConfig(up=(0.0, 0.0, 1.0)), path, overwrite=True)
     mapper.map.metadata.source_path, mapper.map.metadata.source_format = str(source.root), source.format_name
     progress = _progress(log, "mapping")
     picked, timings, id_frames = [], [], []
@@ -92,7 +102,7 @@ def _map(source, path: Path, picks: list[int], scene, structure_ids: list[int], 
     for done, frame in enumerate(source, 1):
         result = mapper.integrate(frame)
         timings.append(result.timings)
-        id_frames.append((frame.color, _id_image(result)))
+        id_frames.append((frame.color, _id_image(result), frame.K, frame.pose))
         if frame.index in picks:
             picked.append((frame, result))
         progress(done, len(source), f"{result.num_objects} objects")
@@ -116,24 +126,57 @@ def _id_image(result) -> np.ndarray:
     return image
 
 
-def _resolve_ids(imap, id_image: np.ndarray) -> np.ndarray:
-    """Map every id of an id image to the id it has in the final map (-1 stays -1)."""
-    unique, inverse = np.unique(id_image, return_inverse=True)
-    current = np.array([imap.resolve_id(i) if i >= 0 else -1 for i in unique], np.int64)
-    return current[inverse].reshape(id_image.shape)
+def _refined_ids(imap, id_image: np.ndarray, K: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """The frame's id image with every region (one online id) named by the refined map's object that
+    most of its pixels see when the map is rendered into this camera (-1 where the map shows nothing
+    there): the pictures then use the refined map's ids, not the online ones the refinement re-clustered."""
+    seen = imap.visible_from(K, pose, id_image.shape[1], id_image.shape[0], point_size=2).id_image
+    out = np.full(id_image.shape, -1, np.int64)
+    inside = id_image >= 0
+    hit = inside & (seen >= 0)
+    if not hit.any():
+        return out
+    regions, region = np.unique(id_image[inside], return_inverse=True)
+    objects, obj = np.unique(seen[hit], return_inverse=True)
+    votes = np.zeros((regions.size, objects.size + 1), np.int64)  # last column: no vote
+    np.add.at(votes, (region.reshape(-1)[hit[inside]], obj.reshape(-1)), 1)
+    votes[:, -1] = (votes[:, :-1].sum(axis=1) == 0)
+    best = np.append(objects, -1)[votes.argmax(axis=1)]
+    out[inside] = best[region.reshape(-1)]
+    return out
+
+
+def _named_by_ground_truth(imap, scene):
+    """A copy of the map (for the pictures) whose objects carry the name of the ground-truth object
+    most of their points lie on ("label": table, wall, ...), so legends read as names, not numbers."""
+    named = imap.copy()
+    kinds = {o.id: o.kind for o in scene.gt_objects()}
+    xyz, gt_ids, _ = scene.observed_gt_points()
+    labels = named.label_points(xyz, 2 * named.metadata.voxel_size)
+    hit = (labels >= 0) & (gt_ids > 0)
+    pairs, counts = np.unique(np.stack([labels[hit], gt_ids[hit]]), axis=1, return_counts=True)
+    for obj in list(named):
+        mine = pairs[0] == obj.id
+        if mine.any():
+            gt = int(pairs[1][mine][counts[mine].argmax()])
+            named.update(replace(obj, attributes={**obj.attributes, "label": kinds.get(gt, "object")}))
+    return named
 
 
 def _video(out: Path, id_frames, imap, log) -> list[str]:
-    """The whole run as MP4: every frame's masks coloured and labelled by persistent id (named as in the
-    final map, so merged ids show as the id they became)."""
+    """The whole run as an H.264 MP4: every frame's masks coloured and labelled by the id of the refined
+    map's object they show (floor and walls dimmed)."""
+    from viz.render import backdrop_ids
     from viz.video import masks_from_id_image, overlay_sequence, write_video
 
-    resolved = [(color, _resolve_ids(imap, ids)) for color, ids in id_frames]
+    backdrop = np.array(sorted(backdrop_ids(imap)), np.int64)
+    resolved = [(color, _refined_ids(imap, ids, K, pose)) for color, ids, K, pose in id_frames]
     split = [masks_from_id_image(ids) for _, ids in resolved]
     frames = overlay_sequence((c for c, _ in resolved), (m for m, _ in split), (i for _, i in split),
-                              captions=(f"frame {k}" for k in range(len(resolved))))
+                              captions=(f"frame {k}" for k in range(len(resolved))),
+                              dimmed=(np.isin(i, backdrop) for _, i in split))
     write_video(frames, out / "run.mp4", fps=10.0)
-    log(f"[demo] video of the run with persistent ids: {out / 'run.mp4'}")
+    log(f"[demo] video of the run with the refined map's ids: {out / 'run.mp4'}")
     return ["run.mp4"]
 
 
@@ -170,15 +213,17 @@ def _mask_recall(picked, generator_name: str, mapping: dict) -> dict:
 
 
 def _pictures(out: Path, picked, imap, log) -> list[str]:
-    """Mask overlays coloured and labelled by persistent object id (as named in the final map), and map
-    renders when ``viz.render`` is available."""
+    """Mask overlays coloured and labelled by the refined map's object ids (``_refined_ids``; floor and
+    walls dimmed), and map renders when ``viz.render`` is available."""
     from viz.overlay import overlay_masks
+    from viz.render import backdrop_ids
+    from viz.video import masks_from_id_image
 
+    backdrop = np.array(sorted(backdrop_ids(imap)), np.int64)
     written = ["frames.png"]
     for frame, result in picked:
-        kept = np.flatnonzero(result.object_ids >= 0)
-        ids = np.array([imap.resolve_id(i) for i in result.object_ids[kept]], np.int64)
-        overlay = overlay_masks(frame.color, result.masks.masks[kept], ids=ids)
+        masks, ids = masks_from_id_image(_refined_ids(imap, _id_image(result), frame.K, frame.pose))
+        overlay = overlay_masks(frame.color, masks, ids=ids, dimmed=np.isin(ids, backdrop))
         name = f"masks_{frame.index:04d}.png"
         _write_png(out / name, np.concatenate([frame.color, overlay], axis=1))
         written.append(name)
