@@ -225,19 +225,21 @@ def _ply_ascii(path: Path, body: bytes, elements: list) -> dict:
         if any(p[1] == "list" for p in props):
             if name != "face":
                 continue
-            table = _ascii_table(path, rows, name)
+            table = _ascii_table(path, rows, name, 4)
             if table.shape[1] != 4 or np.any(table[:, 0] != 3):
                 raise ScanError(f"scan {path}: only triangle faces are supported; triangulate the mesh first")
             tables["face"] = {"triangles": table[:, 1:4].astype(np.int64)}
             continue
-        table = _ascii_table(path, rows, name)
+        table = _ascii_table(path, rows, name, len(props))
         if table.shape[1] < len(props):
             raise ScanError(f"scan {path}: {name} rows hold {table.shape[1]} values for {len(props)} properties")
         tables[name] = {p[0]: table[:, k].astype(p[1]) for k, p in enumerate(props)}
     return tables
 
 
-def _ascii_table(path: Path, rows: list[str], name: str) -> np.ndarray:
+def _ascii_table(path: Path, rows: list[str], name: str, columns: int = 0) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, columns))
     try:
         return np.array([row.split() for row in rows], dtype=np.float64).reshape(len(rows), -1)
     except ValueError:

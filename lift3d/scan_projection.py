@@ -36,21 +36,39 @@ class VertexView:
 def project_vertices(vertices: np.ndarray, depth: np.ndarray, K: np.ndarray, pose: np.ndarray,
                      config: ProjectionConfig = ProjectionConfig()) -> VertexView:
     """The vertices (V x 3 float32 world) visible in a frame with ``depth`` (H x W float32 m)."""
-    h, w = depth.shape
-    world_to_camera = np.linalg.inv(np.asarray(pose, np.float64))
-    rotation = world_to_camera[:3, :3].astype(np.float32)
-    camera = vertices @ rotation.T + world_to_camera[:3, 3].astype(np.float32)
-    z = camera[:, 2]
-    front = np.flatnonzero((z > config.min_depth) & (z < config.max_depth))
-    x, y, z = camera[front, 0], camera[front, 1], z[front]
-    u = np.floor(K[0, 0] * x / z + K[0, 2]).astype(np.int64)
-    v = np.floor(K[1, 1] * y / z + K[1, 2]).astype(np.int64)
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    front, u, v, z = front[inside], u[inside], v[inside], z[inside]
-    pixels = v * w + u
-    measured = depth.reshape(-1)[pixels]
-    agree = (measured > 0) & (np.abs(z - measured) <= config.abs_tolerance + config.rel_tolerance * z)
-    return VertexView(front[agree].astype(np.int64), pixels[agree], int(len(front)))
+    return VertexProjector(vertices, config).project(depth, K, pose)
+
+
+class VertexProjector:
+    """Projects one scan's vertices into frame after frame. The coordinates are kept as three
+    contiguous columns: the per-frame transform is then nine fused multiply-adds over flat arrays,
+    several times faster than an N x 3 @ 3 x 3 product."""
+
+    def __init__(self, vertices: np.ndarray, config: ProjectionConfig = ProjectionConfig()) -> None:
+        self.columns = np.ascontiguousarray(np.asarray(vertices, np.float32).T)
+        self.config = config
+
+    def project(self, depth: np.ndarray, K: np.ndarray, pose: np.ndarray) -> VertexView:
+        """The vertices visible in a frame with ``depth`` (H x W float32 m), ``K``, camera-to-world ``pose``."""
+        config = self.config
+        h, w = depth.shape
+        world_to_camera = np.linalg.inv(np.asarray(pose, np.float64)).astype(np.float32)
+        x, y, z = self.columns
+        r, t = world_to_camera[:3, :3], world_to_camera[:3, 3]
+        cz = x * r[2, 0] + y * r[2, 1] + z * r[2, 2] + t[2]
+        front = np.flatnonzero((cz > config.min_depth) & (cz < config.max_depth))
+        xf, yf, zf = x[front], y[front], z[front]
+        depth_front = cz[front]
+        cx = xf * r[0, 0] + yf * r[0, 1] + zf * r[0, 2] + t[0]
+        cy = xf * r[1, 0] + yf * r[1, 1] + zf * r[1, 2] + t[1]
+        u = np.floor(K[0, 0] * cx / depth_front + K[0, 2]).astype(np.int64)
+        v = np.floor(K[1, 1] * cy / depth_front + K[1, 2]).astype(np.int64)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        front, u, v, zc = front[inside], u[inside], v[inside], depth_front[inside]
+        pixels = v * w + u
+        measured = depth.reshape(-1)[pixels]
+        agree = (measured > 0) & (np.abs(zc - measured) <= config.abs_tolerance + config.rel_tolerance * zc)
+        return VertexView(front[agree].astype(np.int64), pixels[agree], int(len(front)))
 
 
 class MeshDepthRenderer:

@@ -100,9 +100,9 @@ def mesh_vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarr
     """Area-weighted vertex normals (V x 3 unit; zero for isolated vertices)."""
     t = np.asarray(triangles, np.int64)
     face = np.cross(vertices[t[:, 1]] - vertices[t[:, 0]], vertices[t[:, 2]] - vertices[t[:, 0]])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, t[:, k], face)
+    corner = t.reshape(-1)
+    repeated = np.repeat(face, 3, axis=0)
+    normals = np.stack([np.bincount(corner, weights=repeated[:, k], minlength=len(vertices)) for k in range(3)], 1)
     return _unit_rows(normals)
 
 

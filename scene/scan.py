@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lift3d.scan_io import ScanError, ScanGeometry, read_scan
-from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, project_vertices
+from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, VertexProjector
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
@@ -54,7 +54,9 @@ class ScanConfig:
       map object labelling its vertices (a vertex takes the map point within two voxels): the map's
       association, parts joins and confidences. ``snap``: "fill" (vertices the map does not reach take
       the object holding ``snap_share`` of their superpoint's vertices), "all" (every vertex takes its
-      superpoint's object: boundaries follow the superpoints) or "none".
+      superpoint's object: boundaries follow the superpoints), "none", or "auto": "all" on a mesh, "fill"
+      on a point cloud (its kNN superpoints bridge touching objects more often; measured in the "scan"
+      benchmark section).
       "consensus": superpoints clustered by multi-view mask consensus alone (``tracking.superpoint_consensus``).
     """
 
@@ -70,13 +72,13 @@ class ScanConfig:
     check_after: int = 10
     dominance: float = 0.6
     labels: str = "map"
-    snap: str = "fill"
+    snap: str = "auto"
     snap_share: float = 0.4
     mapper: object = None  # scene.config.MapperConfig for labels="map" (None: its defaults)
 
     def __post_init__(self) -> None:
-        if self.snap not in ("fill", "all", "none"):
-            raise ValueError(f"ScanConfig.snap must be fill, all or none, got {self.snap!r}")
+        if self.snap not in ("auto", "fill", "all", "none"):
+            raise ValueError(f"ScanConfig.snap must be auto, fill, all or none, got {self.snap!r}")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"ScanConfig.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
         if self.depth not in DEPTH_MODES:
@@ -124,12 +126,14 @@ class ScanMapper:
         self.superpoints = compute_superpoints(self.scan.vertices, self.scan.triangles, self.scan.colors,
                                                self.config.superpoints)
         self.timings["superpoints"] = time.perf_counter() - start
+        self._projector = VertexProjector(self.scan.vertices, self.config.projection)
         self._renderer = MeshDepthRenderer(self.scan.vertices, self.scan.triangles) if self.scan.is_mesh else None
         self._views: list[PrimitiveView] = []
         self._frames: list[tuple[int, np.ndarray]] = []
         self._seen = np.zeros(self.scan.num_vertices, bool)
         self._evidence = _FrameEvidence()
         self._replay = _Replay()
+        self.voxel_map: InstanceMap | None = None
         self.voxel_mapper = self._voxel_mapper() if self.config.labels == "map" else None
 
     def _voxel_mapper(self):
@@ -151,7 +155,7 @@ class ScanMapper:
         self.timings["segment"] += time.perf_counter() - start
 
         start = time.perf_counter()
-        view = project_vertices(self.scan.vertices, frame.depth, frame.K, frame.pose, self.config.projection)
+        view = self._projector.project(frame.depth, frame.K, frame.pose)
         self._seen[view.vertices] = True
         self._evidence.projected += view.in_frustum
         self._evidence.agreeing += len(view.vertices)
@@ -188,14 +192,21 @@ class ScanMapper:
                             f"first {len(self._views)} frames lie on their depth (expected most); the scan is in "
                             f"another coordinate frame than the poses, or the depth scale is wrong")
 
-    def finalize(self) -> ScanResult:
-        """Cluster superpoints into instances; the result holds per-vertex ids and the InstanceMap."""
+    def finalize(self, labels: str | None = None) -> ScanResult:
+        """Cluster superpoints into instances; the result holds per-vertex ids and the InstanceMap.
+        ``labels``: override ``config.labels`` ("consensus" may run first and "map" after it on the same
+        frames, to compare the two)."""
+        labels = self.config.labels if labels is None else labels
+        if labels not in LABEL_MODES:
+            raise ValueError(f"ScanMapper.finalize: labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
         if not self._views:
             raise ScanError(f"scan {self.scan.path}: no frame was integrated")
         self.check_alignment()
         sp = self.superpoints
         start = time.perf_counter()
-        if self.voxel_mapper is not None:
+        if labels == "map":
+            if self.voxel_mapper is None:
+                raise ValueError("ScanMapper.finalize: labels='map' needs a mapper made with ScanConfig(labels='map')")
             vertex_cluster, confidence, structure = self._snapped_map_objects()
         else:
             cluster, confidence = cluster_primitives(sp.count, self._views, sp.edges, self.config.consensus)
@@ -203,32 +214,35 @@ class ScanMapper:
         self.timings["clustering"] += time.perf_counter() - start
 
         start = time.perf_counter()
-        vertex_cluster[~self._seen] = NO_OBJECT
+        if labels == "consensus":  # no frame saw these vertices: no evidence (the map's labels reach them)
+            vertex_cluster[~self._seen] = NO_OBJECT
         vertex_ids, ids, confidences, kept = _instances(vertex_cluster, confidence, self.config.min_instance_vertices)
         imap = self._instance_map(vertex_ids, ids, confidences, structure[kept])
         self.timings["objects"] += time.perf_counter() - start
         return ScanResult(self.scan, sp, vertex_ids, ids, confidences, imap, dict(self.timings), len(self._views),
-                          float(self._seen.mean()), getattr(self, "voxel_map", None))
+                          float(self._seen.mean()), self.voxel_map)
 
     def _snapped_map_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Refine the voxel map; per vertex its map object (-1: none; see ``ScanConfig.snap``), and per
         object id its confidence and structure flag."""
-        start = time.perf_counter()
-        voxel_map = self.voxel_mapper.finalize()
-        self.voxel_mapper.close()
-        self.timings["fusion"] += time.perf_counter() - start
+        if self.voxel_map is None:
+            start = time.perf_counter()
+            self.voxel_map = self.voxel_mapper.finalize()
+            self.voxel_mapper.close()
+            self.timings["fusion"] += time.perf_counter() - start
+        voxel_map = self.voxel_map
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
-        if self.config.snap != "none":
+        snap = self.config.snap if self.config.snap != "auto" else ("all" if self.scan.is_mesh else "fill")
+        if snap != "none":
             snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
             cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
             cluster[snapped.primitives] = snapped.labels
             by_superpoint = cluster[self.superpoints.labels]
-            labels = by_superpoint if self.config.snap == "all" else np.where(labels >= 0, labels, by_superpoint)
+            labels = by_superpoint if snap == "all" else np.where(labels >= 0, labels, by_superpoint)
         size = int(max(voxel_map.ids.max(initial=-1), 0)) + 1
         confidence, structure = np.zeros(size), np.zeros(size, bool)
         for obj in voxel_map:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
-        self.voxel_map = voxel_map
         return labels.astype(np.int64), confidence, structure
 
     def _with_depth(self, frame: Frame) -> Frame:
@@ -266,12 +280,19 @@ def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float
     the mask holding at least ``dominance`` of its seen vertices (else -1) and the seen count."""
     if len(superpoint) == 0:
         return PrimitiveView(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    pairs, counts = np.unique(np.stack([superpoint, mask]), axis=1, return_counts=True)
-    primitives, index = np.unique(pairs[0], return_inverse=True)
+    span = int(mask.max()) + 2
+    keys = np.sort(superpoint.astype(np.int64) * span + (mask.astype(np.int64) + 1))
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    counts = np.diff(np.r_[starts, len(keys)])
+    pair_superpoint, pair_mask = keys[starts] // span, keys[starts] % span - 1
+    new_superpoint = np.r_[True, pair_superpoint[1:] != pair_superpoint[:-1]]
+    index = np.cumsum(new_superpoint) - 1
+    primitives = pair_superpoint[new_superpoint]
     seen = np.bincount(index, weights=counts, minlength=len(primitives))
-    masked = pairs[1] >= 0
+    masked = pair_mask >= 0
     order = np.lexsort((-(counts * masked), index))
     first = order[np.r_[True, index[order][1:] != index[order][:-1]]]
+    pairs = np.stack([pair_superpoint, pair_mask])
     label = np.where(masked[first] & (counts[first] >= dominance * seen), pairs[1][first], -1)
     return PrimitiveView(primitives.astype(np.int64), label.astype(np.int64), seen)
 
