@@ -16,13 +16,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class StereoConfig:
-    """``num_disparities`` (multiple of 16) and ``block_size`` of SGBM; ``lr_tolerance`` pixels for the
+    """``num_disparities`` (multiple of 16; SGBM leaves that many columns on the left without an estimate)
+    and ``block_size`` of SGBM; ``lr_tolerance`` pixels for the
     left-right check; ``min_baseline`` / ``max_baseline`` / ``target_baseline`` metres and
     ``max_rotation_deg`` for choosing a partner within ``search`` frames either side, whose baseline
     must be at least ``min_sideways`` sideways (rectification of forward motion leaves no disparity);
     ``max_depth`` metres: farther estimates are dropped."""
 
-    num_disparities: int = 128
+    num_disparities: int = 0  # 0: a sixteenth-multiple near an eighth of the image width
     block_size: int = 5
     uniqueness: int = 10
     lr_tolerance: float = 1.0
@@ -30,7 +31,7 @@ class StereoConfig:
     max_baseline: float = 0.4
     target_baseline: float = 0.15
     max_rotation_deg: float = 25.0
-    min_sideways: float = 0.6
+    min_sideways: float = 0.35
     search: int = 15
     max_depth: float = 8.0
 
@@ -63,14 +64,15 @@ def stereo_depth(color_a: np.ndarray, color_b: np.ndarray, K: np.ndarray, pose_a
 def _checked_disparity(left: np.ndarray, right: np.ndarray, config: StereoConfig) -> np.ndarray:
     """Left-image disparity (pixels, float32; 0 = none) that the right-image disparity confirms."""
     block = config.block_size
-    matcher = cv2.StereoSGBM_create(minDisparity=0, numDisparities=config.num_disparities, blockSize=block,
+    h, w = left.shape
+    disparities = config.num_disparities or max(16, 16 * int(np.ceil(w / 8 / 16)))
+    matcher = cv2.StereoSGBM_create(minDisparity=0, numDisparities=disparities, blockSize=block,
                                     P1=8 * block * block, P2=32 * block * block, uniquenessRatio=config.uniqueness,
                                     speckleWindowSize=100, speckleRange=2, disp12MaxDiff=-1,
                                     mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
     left_disp = matcher.compute(left, right).astype(np.float32) / 16.0
     # The right image's disparity: match the mirrored pair, mirror back.
     right_disp = matcher.compute(right[:, ::-1].copy(), left[:, ::-1].copy())[:, ::-1].astype(np.float32) / 16.0
-    h, w = left.shape
     cols = np.arange(w)[None, :] - np.round(left_disp).astype(np.int64)
     valid = (left_disp > 0) & (cols >= 0)
     back = right_disp[np.arange(h)[:, None], np.clip(cols, 0, w - 1)]
@@ -79,25 +81,23 @@ def _checked_disparity(left: np.ndarray, right: np.ndarray, config: StereoConfig
 
 
 def _depth_in_camera(disparity, focal_baseline, P1, R1, K, shape, max_depth) -> np.ndarray:
-    """Triangulate rectified disparities and z-buffer them into the original camera's image."""
+    """Depth in the original camera: every original pixel looks up the disparity at its rectified
+    position (pulled rather than pushed, so the image has no splatting holes) and is triangulated."""
     h, w = shape
-    v, u = np.nonzero(disparity > 0)
-    z = focal_baseline / disparity[v, u]
-    keep = z < max_depth
-    u, v, z = u[keep], v[keep], z[keep]
-    rectified = np.stack([(u - P1[0, 2]) / P1[0, 0] * z, (v - P1[1, 2]) / P1[1, 1] * z, z], axis=1)
-    camera = rectified @ R1  # R1 maps camera to rectified coordinates: its transpose maps back
-    zc = camera[:, 2]
-    front = zc > 0.05
-    camera, zc = camera[front], zc[front]
-    pu = np.round(K[0, 0] * camera[:, 0] / zc + K[0, 2]).astype(np.int64)
-    pv = np.round(K[1, 1] * camera[:, 1] / zc + K[1, 2]).astype(np.int64)
-    inside = (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
-    pixel, zc = pv[inside] * w + pu[inside], zc[inside]
-    depth = np.full(h * w, np.inf, np.float32)
-    np.minimum.at(depth, pixel, zc.astype(np.float32))
-    depth[~np.isfinite(depth)] = 0.0
-    return depth.reshape(h, w)
+    v, u = np.mgrid[0:h, 0:w]
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones((h, w))], -1).reshape(-1, 3)
+    rectified = rays @ R1.T  # R1 rotates camera coordinates into the rectified frame
+    ru = np.round(P1[0, 0] * rectified[:, 0] / rectified[:, 2] + P1[0, 2]).astype(np.int64)
+    rv = np.round(P1[1, 1] * rectified[:, 1] / rectified[:, 2] + P1[1, 2]).astype(np.int64)
+    inside = (rectified[:, 2] > 0) & (ru >= 0) & (ru < w) & (rv >= 0) & (rv < h)
+    found = np.zeros(h * w, np.float32)
+    found[inside] = disparity[rv[inside], ru[inside]]
+    valid = found > 0
+    z_rectified = np.where(valid, focal_baseline / np.maximum(found, 1e-6), 0.0)
+    # The ray's point at rectified depth z_r lies at z_r / rectified_z along the camera ray (camera z = 1).
+    depth = np.where(valid, z_rectified / np.maximum(rectified[:, 2], 1e-9), 0.0)
+    depth[(depth > max_depth) | (depth < 0.05)] = 0.0
+    return depth.reshape(h, w).astype(np.float32)
 
 
 def choose_partner(poses: np.ndarray, index: int, config: StereoConfig = StereoConfig()) -> int | None:

@@ -54,9 +54,9 @@ class ScanConfig:
       map object labelling its vertices (a vertex takes the map point within two voxels): the map's
       association, parts joins and confidences. ``snap``: "fill" (vertices the map does not reach take
       the object holding ``snap_share`` of their superpoint's vertices), "all" (every vertex takes its
-      superpoint's object: boundaries follow the superpoints), "none", or "auto": "all" on a mesh, "fill"
-      on a point cloud (its kNN superpoints bridge touching objects more often; measured in the "scan"
-      benchmark section).
+      superpoint's object: boundaries follow the superpoints), "none", or "auto": "all" on a mesh, "none"
+      on a point cloud (its kNN superpoints bridge touching objects, and a few far vertices stretch an
+      object's box; measured on ScanNet in the "scan" benchmark section).
       "consensus": superpoints clustered by multi-view mask consensus alone (``tracking.superpoint_consensus``).
     """
 
@@ -141,7 +141,7 @@ class ScanMapper:
         from scene.pipeline import Mapper
 
         config = self.config.mapper if self.config.mapper is not None else MapperConfig()
-        return Mapper(config, None, generator=self._replay, metadata=self.metadata)
+        return Mapper(config, None, generator=self._replay, metadata=replace(self.metadata, voxel_size=config.voxel_size))
 
     def integrate(self, frame: Frame) -> PrimitiveView:
         """Segment one frame and record which mask each superpoint it sees falls in."""
@@ -232,7 +232,7 @@ class ScanMapper:
             self.timings["fusion"] += time.perf_counter() - start
         voxel_map = self.voxel_map
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
-        snap = self.config.snap if self.config.snap != "auto" else ("all" if self.scan.is_mesh else "fill")
+        snap = self.config.snap if self.config.snap != "auto" else ("all" if self.scan.is_mesh else "none")
         if snap != "none":
             snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
             cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
