@@ -572,9 +572,9 @@ def _add_run(sub) -> None:
     run.add_argument("--scan", default=None, metavar="SCAN",
                      help="label this scan's vertices (.ply mesh or points, ScanNet points/*.bin, .obj); 'auto': "
                           "the *_vh_clean_2.ply or points/*.bin stored with DATA")
-    run.add_argument("--scan-labels", choices=("map", "consensus"), default="map",
-                     help="--scan: instances from the voxel map snapped to the scan (map) or from superpoint "
-                          "view consensus alone (consensus)")
+    run.add_argument("--scan-labels", choices=("map", "graph", "consensus"), default="map",
+                     help="--scan: instances from the voxel map snapped to the scan (map), or superpoints "
+                          "clustered on the multi-view graph (graph) or by view consensus (consensus)")
     run.add_argument("--depth", choices=("auto", "sensor", "mesh", "stereo"), default="auto",
                      help="depth per frame: the sensor's, rendered from the --scan mesh, auto (sensor, else mesh), "
                           "or stereo (two-view stereo between posed frames; no scan)")

@@ -32,7 +32,7 @@ from tracking.pipeline import PartitionConfig, exclusive_partition
 from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluster_primitives
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
-LABEL_MODES = ("map", "consensus")
+LABEL_MODES = ("map", "graph", "consensus")
 SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "fusion", "clustering", "objects")
 
 
@@ -54,10 +54,13 @@ class ScanConfig:
       map object labelling its vertices (a vertex takes the map point within two voxels): the map's
       association, parts joins and confidences. ``snap``: "fill" (vertices the map does not reach take
       the object holding ``snap_share`` of their superpoint's vertices), "all" (every vertex takes its
-      superpoint's object: boundaries follow the superpoints), "none", or "auto": "all" on a mesh, "none"
+      superpoint's object: boundaries follow the superpoints), "none", or "auto": "fill" on a mesh, "none"
       on a point cloud (its kNN superpoints bridge touching objects, and a few far vertices stretch an
-      object's box; measured on ScanNet in the "scan" benchmark section).
-      "consensus": superpoints clustered by multi-view mask consensus alone (``tracking.superpoint_consensus``).
+      object's box; measured on ScanNet). "all" scored a little higher on a fully observed synthetic
+      mesh but drops every vertex of a superpoint mostly out of the map's reach (few frames).
+      "graph": superpoints clustered on the multi-view evidence graph (``tracking.graph``: together /
+      apart counts per view, reciprocal-best agglomeration, junction convexity on meshes).
+      "consensus": superpoints clustered by view-consensus rounds (``tracking.superpoint_consensus``).
     """
 
     depth: str = "auto"
@@ -75,12 +78,17 @@ class ScanConfig:
     snap: str = "auto"
     snap_share: float = 0.4
     mapper: object = None  # scene.config.MapperConfig for labels="map" (None: its defaults)
+    graph: object = None  # tracking.graph.GraphConfig for labels="graph" (None: its defaults)
 
     def __post_init__(self) -> None:
         if self.snap not in ("auto", "fill", "all", "none"):
             raise ValueError(f"ScanConfig.snap must be auto, fill, all or none, got {self.snap!r}")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"ScanConfig.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
+        if self.graph is None:
+            from tracking.graph import GraphConfig
+
+            self.graph = GraphConfig()
         if self.depth not in DEPTH_MODES:
             raise ValueError(f"ScanConfig.depth must be one of {', '.join(DEPTH_MODES)}, got {self.depth!r}")
 
@@ -209,18 +217,32 @@ class ScanMapper:
                 raise ValueError("ScanMapper.finalize: labels='map' needs a mapper made with ScanConfig(labels='map')")
             vertex_cluster, confidence, structure = self._snapped_map_objects()
         else:
-            cluster, confidence = cluster_primitives(sp.count, self._views, sp.edges, self.config.consensus)
+            cluster, confidence = (self._graph_clusters() if labels == "graph" else
+                                   cluster_primitives(sp.count, self._views, sp.edges, self.config.consensus))
             vertex_cluster, structure = cluster[sp.labels], np.zeros(len(confidence), bool)
-        self.timings["clustering"] += time.perf_counter() - start
+        self.timings["clustering"] = time.perf_counter() - start  # this call's labelling only
 
         start = time.perf_counter()
-        if labels == "consensus":  # no frame saw these vertices: no evidence (the map's labels reach them)
+        if labels != "map":  # no frame saw these vertices: no evidence (the map's labels reach them)
             vertex_cluster[~self._seen] = NO_OBJECT
         vertex_ids, ids, confidences, kept = _instances(vertex_cluster, confidence, self.config.min_instance_vertices)
         imap = self._instance_map(vertex_ids, ids, confidences, structure[kept])
-        self.timings["objects"] += time.perf_counter() - start
+        self.timings["objects"] = time.perf_counter() - start
         return ScanResult(self.scan, sp, vertex_ids, ids, confidences, imap, dict(self.timings), len(self._views),
                           float(self._seen.mean()), self.voxel_map)
+
+    def _graph_clusters(self) -> tuple[np.ndarray, np.ndarray]:
+        """Superpoint clusters and their confidences from ``tracking.graph``; junction convexity only on
+        meshes (their normals are oriented; a point cloud's PCA normals are not)."""
+        from tracking.graph import GraphConfig, PairEvidence, PrimitiveGeometry, cluster_graph
+
+        sp = self.superpoints
+        evidence = PairEvidence(sp.count, pairs=sp.edges)
+        for view in self._views:
+            evidence.add_view(view.primitives, view.labels, view.shares)
+        geometry = PrimitiveGeometry(sp.centroids, sp.normals) if self.scan.is_mesh else None
+        result = cluster_graph(evidence, self.config.graph, geometry)
+        return result.label, result.confidence
 
     def _snapped_map_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Refine the voxel map; per vertex its map object (-1: none; see ``ScanConfig.snap``), and per
@@ -232,7 +254,7 @@ class ScanMapper:
             self.timings["fusion"] += time.perf_counter() - start
         voxel_map = self.voxel_map
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
-        snap = self.config.snap if self.config.snap != "auto" else ("all" if self.scan.is_mesh else "none")
+        snap = self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
         if snap != "none":
             snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
             cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
@@ -279,7 +301,7 @@ def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float
     """One view's evidence from its seen vertices' superpoints and mask ids (-1: none): per superpoint
     the mask holding at least ``dominance`` of its seen vertices (else -1) and the seen count."""
     if len(superpoint) == 0:
-        return PrimitiveView(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return PrimitiveView(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     span = int(mask.max()) + 2
     keys = np.sort(superpoint.astype(np.int64) * span + (mask.astype(np.int64) + 1))
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -294,7 +316,7 @@ def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float
     first = order[np.r_[True, index[order][1:] != index[order][:-1]]]
     pairs = np.stack([pair_superpoint, pair_mask])
     label = np.where(masked[first] & (counts[first] >= dominance * seen), pairs[1][first], -1)
-    return PrimitiveView(primitives.astype(np.int64), label.astype(np.int64), seen)
+    return PrimitiveView(primitives.astype(np.int64), label.astype(np.int64), seen, counts[first] / np.maximum(seen, 1))
 
 
 def _instances(vertex_cluster: np.ndarray, confidence: np.ndarray, min_vertices: int):

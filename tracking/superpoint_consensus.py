@@ -22,11 +22,13 @@ from scipy.sparse.csgraph import connected_components
 @dataclass
 class PrimitiveView:
     """One view's evidence: ``primitives`` int64 ids seen (distinct), ``labels`` int64 mask label of each
-    (-1: no mask or no single mask), ``seen`` float64 vertices of each primitive seen in the view."""
+    (-1: no mask or no single mask), ``seen`` float64 vertices of each primitive seen in the view,
+    ``shares`` (optional) the share of those held by the labelling mask."""
 
     primitives: np.ndarray
     labels: np.ndarray
     seen: np.ndarray
+    shares: np.ndarray | None = None  # share of the seen vertices held by the labelling mask
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ ScanNet (both scenes): the scan is ``points/*.bin`` (the mesh's vertices, no fac
 geometric generator. Box AP25 / AP50 of the vertex instances against ``gt_boxes.json``, with the
 protocol of the "boxes" section (vertices moved by ``axis_align_matrix``, AABB per instance, score =
 confidence), beside the voxel map of the same run (the same masks). "scan (map)": the voxel map's
-objects on the vertices (a vertex takes the map point within two voxels; vertices out of reach take
-their superpoint's object); "scan (consensus)": superpoints clustered by multi-view mask consensus alone.
+objects on the vertices (a vertex takes the map point within two voxels; on a mesh, vertices out of
+its reach take their superpoint's majority object); "scan (consensus)": superpoints clustered by multi-view mask consensus alone.
 
 Synthetic: the scene's surfaces as a welded mesh (``scan_mesh``, 5 cm edges) with the instance of every
 vertex. Instance AP (ScanNet protocol, ``scene.eval``) on the vertices some true pose observes, for the
@@ -15,7 +15,9 @@ beside the voxel map (each vertex takes the map point within two voxels) of the 
 Stereo: depth from ``lift3d.stereo`` (SGBM + left-right check between a frame and a partner chosen by
 pose) against ScanNet's sensor depth and the synthetic scene's true depth: median absolute and
 relative error, share of pixels within 5 % / 10 %, coverage; and the voxel map's AP on the synthetic
-scene with stereo depth beside sensor depth. Stage times are sums over the run (seconds).
+scene with stereo depth beside sensor depth. Stage times are sums over the run (seconds); "clustering" is the map labels' transfer and snapping,
+"graph_clustering" / "consensus_clustering" the other two labellings; "scan_only_without_masks" leaves
+out the masks and the voxel map's fusion (what the graph and consensus modes cost).
 """
 from __future__ import annotations
 
@@ -67,9 +69,11 @@ def _scannet_rows(ctx: BenchContext, name: str) -> list:
     ctx.log(f"  scan mode on {name}: {len(source)} frames")
     mapper, wall = _integrate(ScanMapper(find_scan(root), ScanConfig()), source)
     consensus = mapper.finalize("consensus")
+    graph = mapper.finalize("graph")
     mapped = mapper.finalize("map")
     rows = []
-    for label, imap in (("voxel map", mapped.voxel_map), ("scan (map)", mapped.imap), ("scan (consensus)", consensus.imap)):
+    for label, imap in (("voxel map", mapped.voxel_map), ("scan (map)", mapped.imap), ("scan (graph)", graph.imap),
+                        ("scan (consensus)", consensus.imap)):
         row = {"scene": name, "labels": label}
         for subset, structure in (("all", None), ("nonstructure", False)):
             b, s = aligned_boxes(imap, align, structure)
@@ -78,7 +82,8 @@ def _scannet_rows(ctx: BenchContext, name: str) -> list:
         row["num_gt"] = int(len(gt))
         rows.append(row)
         ctx.log(f"    {label}: box AP25 {row['all_ap25']:.3f} / non-structure {row['nonstructure_ap25']:.3f}")
-    rows[0]["stages"] = _stage_row(name, mapper, mapped, wall)
+    rows[0]["stages"] = {**_stage_row(name, mapper, mapped, wall), "graph_clustering":
+                         graph.timings["clustering"], "consensus_clustering": consensus.timings["clustering"]}
     return rows
 
 
@@ -119,18 +124,20 @@ def _synthetic_rows(ctx: BenchContext, preset: str, noisy: bool, seed: int) -> t
         ctx.log(f"  scan mode on synthetic {name} ({mesh.vertices.shape[0]} vertices), depth: {depth}")
         mapper, wall = _integrate(ScanMapper(scan, ScanConfig(depth=depth)), frames)
         consensus = mapper.finalize("consensus")
+        graph = mapper.finalize("graph")
         mapped = mapper.finalize("map")
         voxel_labels = mapped.voxel_map.label_points(mesh.vertices.astype(np.float64),
                                                      label_distance(mapped.voxel_map.metadata.voxel_size))
         variants = (("voxel map", voxel_labels, mapped.voxel_map), ("scan (map)", mapped.vertex_ids, mapped.imap),
-                    ("scan (consensus)", consensus.vertex_ids, consensus.imap))
+                    ("scan (graph)", graph.vertex_ids, graph.imap), ("scan (consensus)", consensus.vertex_ids, consensus.imap))
         for label, vertex_ids, imap in variants:
             row = {"scene": name, "depth": depth, "labels": label}
             for protocol, result in _instance_ap(vertex_ids, imap, mesh.instance_ids, observed, structure, name).items():
                 row.update({f"{protocol}_ap": result.ap, f"{protocol}_ap50": result.ap50, f"{protocol}_ap25": result.ap25})
             rows.append(row)
             ctx.log(f"    {label}: AP {row['all_ap']:.3f} AP50 {row['all_ap50']:.3f} (objects AP50 {row['objects_ap50']:.3f})")
-        stages.append(_stage_row(f"{name} ({depth} depth)", mapper, mapped, wall))
+        stages.append({**_stage_row(f"{name} ({depth} depth)", mapper, mapped, wall), "graph_clustering":
+                       graph.timings["clustering"], "consensus_clustering": consensus.timings["clustering"]})
     return rows, stages
 
 
@@ -232,7 +239,8 @@ def markdown(data: dict) -> str:
     st_cols = ["comparison", "frames", "frames_with_partner", "median_abs_m", "median_rel", "within_5pct",
                "within_10pct", "coverage", "map_ap_sensor", "map_ap_stereo", "map_ap50_sensor", "map_ap50_stereo"]
     t_cols = ["run", "vertices", "num_superpoints", "frames", "superpoints", "depth", "projection", "graph", "fusion",
-              "clustering", "objects", "segment", "scan_only_without_masks", "total_without_masks"]
+              "clustering", "graph_clustering", "consensus_clustering", "objects", "segment", "scan_only_without_masks",
+              "total_without_masks"]
     return "\n\n".join([
         data["protocol"],
         "Box AP on ScanNet (class-agnostic, 18-class GT boxes):\n\n" + markdown_table(data["boxes"], box_cols, box_heads),
