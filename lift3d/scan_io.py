@@ -6,6 +6,7 @@ file's order: every output of the scan mode is indexed by it. Units: metres, the
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def read_scan(path: str | Path, max_vertices: int = MAX_VERTICES) -> ScanGeometr
 
 def check_scan(scan: ScanGeometry, max_vertices: int = MAX_VERTICES) -> ScanGeometry:
     """Shape, finiteness, size and face-index checks; drops degenerate faces (repeated vertices).
-    Non-manifold edges are accepted: superpoints only need the edges, visibility only the faces."""
+    Non-manifold edges (shared by more than two faces) are reported in a warning and accepted:
+    superpoints only need the edges, visibility only the faces."""
     where = f"scan {scan.path or '(in memory)'}"
     v = np.asarray(scan.vertices)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
@@ -84,6 +86,8 @@ def check_scan(scan: ScanGeometry, max_vertices: int = MAX_VERTICES) -> ScanGeom
     if colors is not None and colors.shape != v.shape:
         raise ScanError(f"{where}: {len(colors)} colours for {len(v)} vertices")
     triangles = _checked_triangles(scan.triangles, len(v), where)
+    if triangles is not None:
+        _warn_non_manifold(triangles, where)
     return ScanGeometry(np.ascontiguousarray(v, np.float32), colors, triangles, scan.path)
 
 
@@ -100,6 +104,21 @@ def _checked_triangles(triangles, num_vertices: int, where: str) -> np.ndarray |
     t = t.astype(np.int32)
     proper = (t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 0] != t[:, 2])
     return np.ascontiguousarray(t[proper]) if proper.any() else None
+
+
+def non_manifold_edges(triangles: np.ndarray) -> int:
+    """How many distinct edges are shared by more than two triangles."""
+    pairs = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1)
+    keys = np.sort(pairs[:, 0].astype(np.int64) * (int(triangles.max()) + 1) + pairs[:, 1])
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return int(np.count_nonzero(np.diff(np.r_[starts, len(keys)]) > 2))
+
+
+def _warn_non_manifold(triangles: np.ndarray, where: str) -> None:
+    count = non_manifold_edges(triangles)
+    if count:
+        warnings.warn(f"{where}: {count} non-manifold edges (shared by more than two faces); used as they are",
+                      stacklevel=3)
 
 
 def find_scan(root: str | Path) -> Path | None:

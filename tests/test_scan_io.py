@@ -23,7 +23,8 @@ def test_reads_binary_mesh_ply_like_open3d(shared_set):
     import open3d as o3d
 
     path = shared_set("replica_office0") / "office0_mesh.ply"
-    scan = read_scan(path)
+    with pytest.warns(UserWarning, match="office0_mesh.ply: 21 non-manifold edges"):  # the decimated mesh has some
+        scan = read_scan(path)
     reference = o3d.io.read_triangle_mesh(str(path))
     assert scan.is_mesh
     np.testing.assert_allclose(scan.vertices, np.asarray(reference.vertices), atol=1e-6)
@@ -89,5 +90,9 @@ def test_huge_and_degenerate_scans_are_refused():
         check_scan(ScanGeometry(np.ones((5, 3), np.float32), path="p.ply"))
     with pytest.raises(ScanError, match="expected metres"):
         check_scan(ScanGeometry(np.array([[0, 0, 0], [1e5, 0, 0]], np.float32), path="mm.ply"))
+    fan = ScanGeometry(np.random.default_rng(1).random((5, 3)).astype(np.float32), None,
+                       np.array([[0, 1, 2], [0, 1, 3], [0, 1, 4]]), "fan.ply")
+    with pytest.warns(UserWarning, match="fan.ply: 1 non-manifold edges"):
+        assert len(check_scan(fan).triangles) == 3
     faces = ScanGeometry(np.eye(3, dtype=np.float32), None, np.array([[0, 0, 1], [0, 1, 2]]), "f.ply")
     assert check_scan(faces).triangles.tolist() == [[0, 1, 2]]  # the degenerate face is dropped
