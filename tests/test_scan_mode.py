@@ -124,7 +124,7 @@ def test_cli_scan_run_writes_all_outputs(tabletop, tmp_path):
 
     scene, mesh, scan = tabletop
     data = tmp_path / "data"
-    write_scene(scene, data)
+    write_scene(scene, data, frames=(scene.frame(i) for i in range(4)), instances=False, gt=False)
     scan_path = write_mesh_ply(tmp_path / "scan.ply", mesh.vertices, mesh.triangles, mesh.colors)
     out = tmp_path / "map.sqlite"
     assert main(["run", str(data), "--scan", str(scan_path), "--out", str(out), "--quiet", "--max-frames", "4"]) == 0
