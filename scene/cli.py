@@ -1,6 +1,8 @@
 """The ``scene`` command line: one sub-command per job; errors are one clear line and a non-zero exit.
 
     scene run DATA --out MAP.sqlite      map a dataset (progress on stderr, summary at the end)
+    scene run DATA --scan SCAN --out MAP.sqlite   label the user's own scan's vertices (scene.scan)
+    scene run DATA --depth stereo --out MAP.sqlite   posed RGB without depth: two-view stereo depth
     scene info MAP                       what a map file holds
     scene query MAP --at X Y Z | --radius X Y Z R | --nearest X Y Z K | --ray OX OY OZ DX DY DZ
     scene export MAP --ply OUT.ply | --scannet DIR --vertices FILE | --json OUT.json
