@@ -61,8 +61,8 @@ class VertexProjector:
         depth_front = cz[front]
         cx = xf * r[0, 0] + yf * r[0, 1] + zf * r[0, 2] + t[0]
         cy = xf * r[1, 0] + yf * r[1, 1] + zf * r[1, 2] + t[1]
-        u = np.floor(K[0, 0] * cx / depth_front + K[0, 2]).astype(np.int64)
-        v = np.floor(K[1, 1] * cy / depth_front + K[1, 2]).astype(np.int64)
+        u = np.floor(K[0, 0] * cx / depth_front + K[0, 2] + 0.5).astype(np.int64)  # pixel u covers [u - 0.5, u + 0.5)
+        v = np.floor(K[1, 1] * cy / depth_front + K[1, 2] + 0.5).astype(np.int64)
         inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
         front, u, v, zc = front[inside], u[inside], v[inside], depth_front[inside]
         pixels = v * w + u
@@ -88,8 +88,11 @@ class MeshDepthRenderer:
         """H x W float32 depth (metres along the optical axis) of the mesh seen from ``pose``; 0 where no
         triangle is hit."""
         o3d = self._o3d
+        # Open3D shoots pixel u's ray through u + 0.5; here pixel u is centred on u (see lift3d.backproject).
+        centred = np.asarray(K, np.float64).copy()
+        centred[:2, 2] += 0.5
         rays = self._scene.create_rays_pinhole(
-            o3d.core.Tensor(np.asarray(K, np.float64)), o3d.core.Tensor(np.linalg.inv(np.asarray(pose, np.float64))),
+            o3d.core.Tensor(centred), o3d.core.Tensor(np.linalg.inv(np.asarray(pose, np.float64))),
             int(width), int(height))
         # Rays have z = 1 in the camera frame, so the hit distance is already planar depth.
         t_hit = self._scene.cast_rays(rays)["t_hit"].numpy()

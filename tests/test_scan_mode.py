@@ -39,7 +39,7 @@ def test_rendered_depth_matches_the_scene_and_projection_finds_the_right_vertice
     clean = scene.render_clean(3)
     depth = MeshDepthRenderer(scan.vertices, scan.triangles).render(scene.K, scene.gt_poses[3], scene.width, scene.height)
     both = (depth > 0) & (clean.depth > 0)
-    assert both.mean() > 0.9 and np.median(np.abs(depth[both] - clean.depth[both])) < 0.01
+    assert both.mean() > 0.9 and np.mean(np.abs(depth[both] - clean.depth[both]) < 0.001) > 0.98
     view = project_vertices(scan.vertices, clean.depth, scene.K, scene.gt_poses[3])
     assert len(view.vertices) > 500
     agree = mesh.instance_ids[view.vertices] == clean.instance_ids.reshape(-1)[view.pixels]

@@ -34,7 +34,7 @@ from benchmarks.suites.sequences import sizes, synthetic_scene
 NAME = "scan"
 TITLE = "Scan mode: labels on the scan's own vertices; stereo depth"
 SCANNET_SCENES = ("scannet_scene0448_01", "scannet_scene0113_00")
-SYNTHETIC = (("room", True),)
+SYNTHETIC = (("room", True), ("room", False))
 OBSERVED_STRIDE = 4
 
 
