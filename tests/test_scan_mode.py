@@ -118,7 +118,7 @@ def test_frames_without_depth_need_a_mesh(tabletop):
 
 
 def test_cli_scan_run_writes_all_outputs(tabletop, tmp_path):
-    from scene.cli import main
+    from scene.app.cli import main
     from scene.datasets.synthetic import write_scene
     from scene.export import read_ply_vertex_properties, write_mesh_ply
 

@@ -54,7 +54,7 @@ def test_vertical_baseline_is_refused():
 
 
 def test_cli_maps_posed_rgb_with_stereo_depth(room, tmp_path):
-    from scene.cli import main
+    from scene.app.cli import main
     from scene.datasets.synthetic import write_scene
     from scene.storage import MapStore
 
