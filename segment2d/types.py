@@ -16,6 +16,8 @@ class MaskSet:
     - ``boxes``: N x 4 float32 XYXY pixel boxes (x0, y0 inclusive, x1, y1 exclusive).
     - ``extra``: optional per-mask arrays (e.g. ``stability_score``, ``point_coords``, ``crop_box``,
       ``is_structure`` for planes such as floor and walls), each of length N.
+    - ``extra["track_id"]`` (optional, int64): a video generator's (``sam2``) track of each mask: equal ids
+      on different frames of one stream mean the generator followed one object from one to the other.
     Masks may overlap; each row is one region.
     """
 

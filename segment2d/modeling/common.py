@@ -35,15 +35,19 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (the decoder's hypernetwork and IoU heads)."""
+    """``num_layers`` linear layers with an activation (ReLU unless ``act`` says otherwise) between them
+    (the decoder's hypernetwork and IoU heads; SAM 2's Hiera MLPs use GELU)."""
 
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, act: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
+        self.act = act()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
-            x = F.relu(layer(x))
+            x = self.act(layer(x))
         return self.layers[-1](x)

@@ -80,7 +80,9 @@ class PromptEncoder(nn.Module):
         pe = self.pe_layer.forward_with_coords(points, self.input_image_size)
         label = labels[..., None]
         pe = torch.where(label == -1, self.not_a_point_embed.weight, pe)
-        pe = pe + (label == 0) * self.point_embeddings[0].weight + (label == 1) * self.point_embeddings[1].weight
+        # labels 2 / 3 (box corners given as points) occur only with SAM 2, which prompts boxes that way
+        for value, embedding in enumerate(self.point_embeddings):
+            pe = pe + (label == value) * embedding.weight
         return pe
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:

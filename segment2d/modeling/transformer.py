@@ -6,6 +6,8 @@ float rounding (~1e-7 on the decoder's logits here), with about half the multipl
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -112,14 +114,21 @@ class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token->image cross-attention, token MLP, image->token cross-attention."""
 
     def __init__(
-        self, embedding_dim: int, num_heads: int, mlp_dim: int, downsample_rate: int, skip_first_layer_pe: bool
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        downsample_rate: int,
+        skip_first_layer_pe: bool,
+        mlp_factory: Callable[[int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim)
-        self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
+        # SAM names the token MLP's layers lin1/lin2, SAM 2 layers.0/layers.1 (same function)
+        self.mlp = mlp_factory(embedding_dim, mlp_dim) if mlp_factory else MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate)
@@ -146,11 +155,19 @@ class TwoWayAttentionBlock(nn.Module):
 
 class TwoWayTransformer(nn.Module):
     def __init__(
-        self, depth: int = 2, embedding_dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048, downsample_rate: int = 2
+        self,
+        depth: int = 2,
+        embedding_dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        downsample_rate: int = 2,
+        mlp_factory: Callable[[int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, downsample_rate, skip_first_layer_pe=i == 0)
+            TwoWayAttentionBlock(
+                embedding_dim, num_heads, mlp_dim, downsample_rate, skip_first_layer_pe=i == 0, mlp_factory=mlp_factory
+            )
             for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate)
