@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall", "robotics")
+SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall", "robotics", "scan")
 # run only when named with --only (long: full-size model timings)
 OPTIONAL_SECTIONS = ("sam_hq", "sam2")
 

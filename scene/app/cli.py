@@ -1,6 +1,8 @@
 """The ``scene`` command line: one sub-command per job; errors are one clear line and a non-zero exit.
 
     scene run DATA --out MAP.sqlite      map a dataset (progress on stderr, summary at the end)
+    scene run DATA --scan SCAN --out MAP.sqlite   label the user's own scan's vertices (scene.scan)
+    scene run DATA --depth stereo --out MAP.sqlite   posed RGB without depth: two-view stereo depth
     scene info MAP                       what a map file holds
     scene query MAP --at X Y Z | --radius X Y Z R | --nearest X Y Z K | --ray OX OY OZ DX DY DZ
     scene export MAP --ply OUT.ply | --scannet DIR --vertices FILE | --json OUT.json
@@ -127,9 +129,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from scene.datasets import DatasetError, open_dataset
     from scene.pipeline import Mapper, run
 
+    if args.scan is not None:
+        return _cmd_run_scan(args)
     out = Path(args.out)
     config = _run_config(args)
-    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
+    source = _with_depth_source(open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args)),
+                                args.depth)
     if args.resume:
         if not out.exists():
             raise CLIError(f"--resume: no map file {out} to resume")
@@ -177,6 +182,74 @@ def _kept(mapper, out: Path) -> str:
     if frames == 0:
         return f"no frame was mapped, nothing saved ({out} {'kept as it was' if out.exists() else 'not written'})"
     return f"the map so far ({frames} frames, online, not refined) is saved in {out}; continue with --resume"
+
+
+def _with_depth_source(source, depth: str):
+    """``--depth stereo``: the frames' depth comes from two-view stereo between posed frames."""
+    if depth != "stereo":
+        return source
+    from lift3d.stereo import StereoDepthSource
+
+    return StereoDepthSource(source)
+
+
+def _cmd_run_scan(args: argparse.Namespace) -> int:
+    """``scene run DATA --scan SCAN|auto``: label the user's scan; writes the map file (--out), and beside
+    it ``<out>_scan/<scene>.ply`` (the scan coloured by instance, ids as the ``instance`` property) and
+    ``<out>_scan/scannet/`` (ScanNet instance predictions, the scan's vertex order)."""
+    from lift3d.scan_io import find_scan
+    from scene.datasets import open_dataset
+    from scene.scan import ScanConfig, ScanMapper, write_scan_outputs
+
+    if args.resume:
+        raise CLIError("--resume does not apply to --scan (a scan run is one pass)")
+    out = Path(args.out)
+    _prepare_output(out, args.overwrite)
+    scan_path = find_scan(args.data) if args.scan == "auto" else Path(args.scan)
+    if scan_path is None:
+        raise CLIError(f"--scan auto: no *_vh_clean_2.ply or points/*.bin next to {args.data}")
+    if args.depth == "stereo":
+        raise CLIError("--depth stereo is for mapping without a scan; with --scan use --depth sensor, mesh or auto")
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
+    mapper_config = _run_config(args)
+    config = ScanConfig(depth=args.depth, segmenter=mapper_config.segmenter,
+                        segmenter_options=mapper_config.segmenter_options, mapper=mapper_config,
+                        labels=args.scan_labels)
+    mapper = ScanMapper(scan_path, config, metadata=_metadata(source, mapper_config))
+    print(f"scan {scan_path}: {mapper.scan.num_vertices:,} vertices, {'mesh' if mapper.scan.is_mesh else 'point cloud'}, "
+          f"{mapper.superpoints.count:,} superpoints", file=sys.stderr)
+    total = len(source) if args.max_frames is None else min(len(source), args.max_frames)
+    start = time.perf_counter()
+    interrupted = _integrate_scan_frames(mapper, source, total, args.quiet)
+    result = mapper.finalize()
+    folder = out.with_name(out.stem + "_scan")
+    scene_name = scan_path.name.split(".")[0].replace("_vh_clean_2", "")
+    written = write_scan_outputs(result, folder, scene_name, map_path=out)
+    labelled = float((result.vertex_ids >= 0).mean())
+    print(f"{result.frames} frames in {time.perf_counter() - start:.1f} s{' (interrupted: outputs hold the frames so far)' if interrupted else ''}: "
+          f"{len(result.instance_ids)} instances, {labelled:.1%} of the vertices labelled\n"
+          f"  map {written['map']}\n  labelled scan {written['ply']}\n  ScanNet predictions {written['scannet']}")
+    return 130 if interrupted else 0
+
+
+def _integrate_scan_frames(mapper, source, total: int, quiet: bool) -> bool:
+    """Feed frames with a progress bar; True when Ctrl-C stopped it (the frames so far are kept)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+    try:
+        for done, frame in enumerate(source, 1):
+            if done > total:
+                break
+            mapper.integrate(frame)
+            bar.update(1)
+    except KeyboardInterrupt:
+        if not mapper.num_frames:
+            raise
+        return True
+    finally:
+        bar.close()
+    return False
 
 
 def _run_config(args: argparse.Namespace):
@@ -596,6 +669,15 @@ def _add_run(sub) -> None:
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--scan", default=None, metavar="SCAN",
+                     help="label this scan's vertices (.ply mesh or points, ScanNet points/*.bin, .obj); 'auto': "
+                          "the *_vh_clean_2.ply or points/*.bin stored with DATA")
+    run.add_argument("--scan-labels", choices=("map", "graph", "consensus"), default="map",
+                     help="--scan: instances from the voxel map snapped to the scan (map), or superpoints "
+                          "clustered on the multi-view graph (graph) or by view consensus (consensus)")
+    run.add_argument("--depth", choices=("auto", "sensor", "mesh", "stereo"), default="auto",
+                     help="depth per frame: the sensor's, rendered from the --scan mesh, auto (sensor, else mesh), "
+                          "or stereo (two-view stereo between posed frames; no scan)")
     _add_bag_options(run)
     run.set_defaults(func=_cmd_run)
 
