@@ -49,8 +49,9 @@ from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker, StepResult
 from tracking.pipeline import exclusive_partition
-from tracking.refine import refine
+from tracking.refine import refine, refine_graph
 from tracking.surface import surface_keys, surface_points
+from tracking.voxel_graph import VoxelGraph
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
 
@@ -207,6 +208,7 @@ class Mapper:
         self._finalized = False
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
         self._parts = PartRanker(config.parts)
+        self._graph = VoxelGraph(config.voxel_size, config.graph) if config.global_fusion == "graph" else None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -325,6 +327,8 @@ class Mapper:
         tracking = self.tracker.config
         pixels, points = surface_points(frame, tracking.surface_stride, tracking.depth_range)
         surface = surface_keys(frame, tracking.voxel_size, tracking.surface_stride, tracking.depth_range, points)
+        if self._graph is not None:
+            self._graph.add_frame(pixels, points, frame.width, masks.masks)
         selected, boxes, owner = exclusive_partition(masks, self.config.partition)
         segments = lift_partition(frame, owner, masks.scores[selected], boxes, self.config.lift, (pixels, points))
         source = selected[np.array([s.mask_index for s in segments], np.int64)]
@@ -438,7 +442,10 @@ class Mapper:
     # ---- internals: refinement and resume ----------------------------------------------------
 
     def _refined_map(self) -> InstanceMap:
-        result = refine(self.tracker, self.config.refine)
+        if self._graph is not None:
+            result = refine_graph(self.tracker, self._graph, self.config.refine)
+        else:
+            result = refine(self.tracker, self.config.refine)
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects)
