@@ -60,7 +60,7 @@ class GraphConfig:
     The join threshold itself is fixed at p > 0.5 (more likely the same object than not)."""
 
     prior: float = 1.0
-    min_views: float = 2.0
+    min_views: float = 1.0
     convexity_views: float = 1.0
     convexity_tolerance_deg: float = 10.0
     confidence_views: float = 10.0

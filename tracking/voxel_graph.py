@@ -19,23 +19,30 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points, pack_keys, un
 
 from .graph import GraphClusters, GraphConfig, PairEvidence, PrimitiveGeometry, cluster_graph
 
-_HALF_NEIGHBOURS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)
-                             if (dx, dy, dz) > (0, 0, 0)], np.int64)
+
+
+def _half_neighbourhood(radius: int) -> np.ndarray:
+    """Offsets to the cells within ``radius`` (Chebyshev) of a cell, one of each +-pair."""
+    span = range(-radius, radius + 1)
+    return np.array([(dx, dy, dz) for dx in span for dy in span for dz in span if (dx, dy, dz) > (0, 0, 0)], np.int64)
 
 
 @dataclass(frozen=True)
 class VoxelGraphConfig:
     """``cell_factor``: voxels per cell side (a cell is a primitive); ``pixel_stride``: pixel sampling
     of each frame; ``hold_share``: a mask holds a cell when it covers this share of the cell's sampled
-    pixels in the frame (1/2: the mask holding most of it); ``graph``: the clustering."""
+    pixels in the frame (1/2: the mask holding most of it); ``pair_radius``: cells this many cells apart
+    (Chebyshev) are candidate pairs (2 also pairs the cells on either side of a boundary cell whose
+    pixels straddle two objects); ``graph``: the clustering."""
 
-    cell_factor: int = 2
+    cell_factor: int = 3
     pixel_stride: int = 4
-    hold_share: float = 0.5
+    hold_share: float = 0.75
+    pair_radius: int = 1
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     def __post_init__(self) -> None:
-        if self.cell_factor < 1 or self.pixel_stride < 1:
+        if self.cell_factor < 1 or self.pixel_stride < 1 or self.pair_radius < 1:
             raise ValueError(f"VoxelGraphConfig: cell_factor and pixel_stride must be >= 1, got {self}")
         if not 0.0 < self.hold_share <= 1.0:
             raise ValueError(f"VoxelGraphConfig.hold_share must lie in (0, 1], got {self.hold_share}")
@@ -49,6 +56,7 @@ class VoxelGraph:
         self.voxel_size = float(voxel_size)
         self.cell_size = self.voxel_size * config.cell_factor
         self.cells = VoxelIndex()
+        self._offsets = _half_neighbourhood(config.pair_radius)
         self.evidence = PairEvidence()
         self._sum = np.zeros((0, 3))  # per cell: point sum and count (centroids)
         self._count = np.zeros(0)
@@ -91,7 +99,7 @@ class VoxelGraph:
         coords = unpack_keys(cell_keys[held])
         found_a, found_b = [], []
         sorted_keys = cell_keys[held]  # group_int64 returned sorted keys; a subset stays sorted
-        for offset in _HALF_NEIGHBOURS:
+        for offset in self._offsets:
             probe = pack_keys(coords + offset)
             at = np.minimum(np.searchsorted(sorted_keys, probe), sorted_keys.size - 1)
             hit = sorted_keys[at] == probe
