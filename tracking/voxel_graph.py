@@ -7,6 +7,16 @@ the frame (all of them, overlapping ones and every level of a multi-level genera
 cells whose sampled pixels it covers for at least half; touching cells (26-neighbourhood) both held in
 the frame are the view's candidate pairs. Memory follows the map: the pair table has at most 13 pairs per
 cell, whatever the number of frames.
+
+Status (measured 2026-12-03, machine heavily loaded): experimental, not the default global pass
+(``MapperConfig.global_fusion = "consensus"``). On the noisy synthetic room (seed 0, 24 frames) with
+ground-truth masks it reaches AP50 0.65 where view consensus reaches 1.00, and on ScanNet scene0448_01
+box AP25 0.07 against 0.71. Two measured causes: cells are too small for the evidence (on the synthetic
+room a pair of cells is co-observed in 2 views at the median: noisy depth spreads a surface over
+different cells from view to view, so clusters stay in fragments), and cells straddling a boundary are
+held by one object's mask in some views and by the other's in others, so after they join one side the
+only pairs left between the two objects carry mixed evidence and the objects can merge. Larger primitives
+(mesh or voxel superpoints) are the next step; the graph core (``tracking.graph``) takes any primitives.
 """
 from __future__ import annotations
 
