@@ -32,15 +32,16 @@ from scene.datasets.synthetic import make_scene
 from scene.eval import SceneBoxes, evaluate_box_scenes, instance_ap
 from segment2d.geometric import GeometricMaskGenerator
 from segment2d.types import MaskSet
-from tracking import (FramePipelineConfig, ObjectMap, OnlineTracker, PartitionConfig, RefineConfig, TrackerConfig,
-                      refine, track_frame)
+from tracking import ObjectMap, OnlineTracker, PartitionConfig, RefineConfig, TrackerConfig, refine, track_frame
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def pipeline(stride: int) -> tuple[TrackerConfig, FramePipelineConfig]:
-    lift = LiftConfig(stride=stride, clean=CleanConfig(drop_overlaps=False))
-    return TrackerConfig(surface_stride=stride), FramePipelineConfig(PartitionConfig(levels=(0,)), lift)
+def make_tracker(stride: int) -> OnlineTracker:
+    return OnlineTracker(TrackerConfig(), LiftConfig(stride=stride, clean=CleanConfig(drop_overlaps=False)))
+
+
+PARTITION = PartitionConfig(levels=(0,))
 
 
 def gt_masks(frame) -> MaskSet:
@@ -52,13 +53,12 @@ def gt_masks(frame) -> MaskSet:
 
 def run_tracker(frames, masks_of, stride: int, cpu_times: list | None = None):
     """Track every frame; returns (tracker, per-frame wall seconds); appends CPU seconds to ``cpu_times``."""
-    tracker_config, config = pipeline(stride)
-    tracker = OnlineTracker(tracker_config)
+    tracker = make_tracker(stride)
     times = []
     for frame in frames:
         masks = masks_of(frame)
         start, cpu = time.perf_counter(), time.process_time()
-        track_frame(tracker, frame, masks, config)
+        track_frame(tracker, frame, masks, PARTITION)
         times.append(time.perf_counter() - start)
         if cpu_times is not None:
             cpu_times.append(time.process_time() - cpu)
@@ -68,7 +68,7 @@ def run_tracker(frames, masks_of, stride: int, cpu_times: list | None = None):
 def observed_gt(tracker: OnlineTracker, xyz: np.ndarray, ids: np.ndarray) -> np.ndarray:
     keys = tracker.observed_keys()
     seen = ObjectMap(keys, np.zeros(keys.size, np.int64), np.zeros(1, np.int64), np.ones(1), np.ones(1),
-                     np.zeros(1, bool), tracker.config.voxel_size).label_points(xyz) >= 0
+                     np.zeros(1, bool), tracker.voxel_size).label_points(xyz) >= 0
     return np.where(seen, ids, 0)
 
 

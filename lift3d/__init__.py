@@ -16,7 +16,6 @@ from .clean import CleanConfig, clean_mask_pixels, depth_discontinuities
 from .labels import LabelStore, LabelStoreConfig
 from .lift import LiftConfig, lift_frame, lift_masks, lift_partition
 from .split import grouped_cell_components
-from .tsdf import TSDFConfig, TSDFFusion
 from .types import Segment3D, stack_voxel_keys
 from .visibility import (
     FREE,
@@ -30,6 +29,16 @@ from .visibility import (
     classify_voxels,
 )
 from .voxels import VoxelIndex, cells_of_points, keys_of_points, pack_keys, unpack_keys, voxel_centers
+
+
+def __getattr__(name: str):
+    # The TSDF needs Open3D (seconds to import): loaded on first use, so lifting and the map stay light.
+    if name in ("TSDFConfig", "TSDFFusion"):
+        from . import tsdf
+
+        return getattr(tsdf, name)
+    raise AttributeError(f"module 'lift3d' has no attribute {name!r}")
+
 
 __all__ = [
     "CleanConfig", "FREE", "LabelStore", "LabelStoreConfig", "LiftConfig", "NO_DEPTH", "OCCLUDED",

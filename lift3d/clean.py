@@ -29,6 +29,8 @@ class CleanConfig:
     - ``drop_overlaps``: drop pixels inside more than one mask of the same overlap group; the groups
       are read from ``MaskSet.extra[overlap_groups]`` when present (the geometric generator's ``level``:
       its levels nest, while masks within a level should not overlap), else all masks form one group.
+      Used by ``lift_masks`` only: ``lift_partition`` (the pipeline's path) lifts a partition, which has
+      no overlaps.
     - ``split``: split a mask whose points form spatially separate parts, connecting voxels within
       about ``split_cell`` metres (26-connected cells of that size).
     - ``min_points``: drop parts with fewer lifted points (counted after the pixel stride).

@@ -19,20 +19,32 @@ from .types import Segment3D
 from .voxels import group_int64, pack_keys, stable_argsort
 
 
+DEFAULT_VOXEL_SIZE = 0.02  # metres: the pipeline's voxel size unless configured otherwise
+
+
 @dataclass(frozen=True)
 class LiftConfig:
     """``voxel_size`` metres; ``stride``: lift every stride-th pixel row and column; ``depth_range``
-    (near, far) metres; ``keep_points``: store one point (and colour) per voxel in each segment."""
+    (near, far) metres; ``keep_points``: store one point (and colour) per voxel in each segment.
 
-    voxel_size: float = 0.02
+    In the pipeline these three are the one voxel grid and pixel sampling of everything downstream: the
+    tracker samples each frame's observed surface with them (``tracking.OnlineTracker(config, lift)``) and
+    the map is built on the same voxels (``scene.config.MapperConfig.voxel_size`` reads this field)."""
+
+    voxel_size: float = DEFAULT_VOXEL_SIZE
     stride: int = 2
     depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE
     keep_points: bool = True
     clean: CleanConfig = field(default_factory=CleanConfig)
 
     def __post_init__(self) -> None:
-        if self.voxel_size <= 0 or self.stride < 1:
-            raise ValueError(f"LiftConfig: voxel_size must be > 0 and stride >= 1, got {self}")
+        if not self.voxel_size > 0:
+            raise ValueError(f"LiftConfig.voxel_size must be > 0 metres, got {self.voxel_size}")
+        if self.stride < 1:
+            raise ValueError(f"LiftConfig.stride must be >= 1 pixel, got {self.stride}")
+        if len(self.depth_range) != 2 or not 0 <= self.depth_range[0] < self.depth_range[1]:
+            raise ValueError(f"LiftConfig.depth_range must be (near, far) metres with 0 <= near < far, "
+                             f"got {self.depth_range}")
 
 
 def lift_frame(frame: Frame, masks: MaskSet, config: LiftConfig = LiftConfig()) -> list[Segment3D]:

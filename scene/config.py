@@ -1,11 +1,17 @@
 """Configuration of the mapping pipeline as dataclasses, loadable from TOML (``docs/config.example.toml``).
 
-``MapperConfig`` gathers the mask generator's name and options and the lower layers' own configs
-(``lift3d.LiftConfig``, ``tracking.pipeline.PartitionConfig``, ``tracking.config.TrackerConfig`` and
-``RefineConfig``). ``MapperConfig.voxel_size`` (metres) is the one voxel size of the whole pipeline: it
-overrides ``lift.voxel_size`` and ``tracking.voxel_size``. ``load_config(path)`` reads a TOML file whose
-tables mirror the dataclasses; keys left out keep their defaults, unknown keys are an error naming the key
-and the file; the string "none" sets an optional field to None (TOML has no null).
+``MapperConfig`` gathers the mask generator's name and typed options and the lower layers' own configs
+(``segment2d.geometric.GeometricConfig``, ``lift3d.LiftConfig``, ``tracking.pipeline.PartitionConfig``,
+``tracking.config.TrackerConfig`` and ``RefineConfig``). Each setting lives in one place: the voxel size,
+pixel stride and depth range of the whole pipeline are ``lift``'s (the tracker and the map are given them),
+so ``MapperConfig.voxel_size`` only reads ``lift.voxel_size``.
+
+``load_config(path)`` reads a TOML file whose tables mirror the dataclasses (``docs/config.example.toml``
+lists every field); keys left out keep their defaults, unknown keys are an error naming the key and the
+file; the string "none" sets an optional field to None (TOML has no null). Keys of older files are still
+read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_stride`` and
+``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), and geometric options under
+``[segmenter_options]`` (now ``[geometric]``).
 """
 from __future__ import annotations
 
@@ -14,10 +20,10 @@ import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lift3d.clean import CleanConfig
 from lift3d.lift import LiftConfig
 from scene.parts import PartConfig
 from scene.structure import StructureConfig
+from segment2d.geometric import GeometricConfig
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
 from tracking.voxel_graph import VoxelGraphConfig
@@ -27,18 +33,14 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used: the message names the file and the key."""
 
 
-def _default_lift() -> LiftConfig:
-    # The frame pipeline partitions masks before lifting, so the lifter has no overlaps left to drop.
-    return LiftConfig(clean=CleanConfig(drop_overlaps=False))
-
-
 @dataclass
 class MapperConfig:
     """Everything the ``Mapper`` needs.
 
-    - ``segmenter``: mask generator name for ``segment2d.factory.make_generator`` ("geometric", "sam");
-      ``segmenter_options``: its keyword options (e.g. ``checkpoint`` for "sam").
-    - ``voxel_size``: metres, used by lifting, tracking and the map (overrides the sub-configs' own).
+    - ``segmenter``: mask generator name for ``segment2d.factory.make_generator`` ("geometric", "sam",
+      "ground-truth"); ``geometric``: the geometric generator's settings (used when ``segmenter`` is
+      "geometric"); ``segmenter_options``: keyword options of any other generator (e.g. ``checkpoint``
+      for "sam"; geometric options found here are an error naming ``geometric``).
     - ``save_every``: incremental save to the map file every this many integrated frames (a crash loses
       at most that many frames); 0 saves only at the end.
     - ``online_only``: skip the global refinement in ``finalize`` (the online map is the result).
@@ -46,7 +48,10 @@ class MapperConfig:
     - ``min_hit_share``: an object's voxels lifted fewer times than this share of its median voxel's hit
       count are left out of its points (stray and flying points that stretch boxes); 0 keeps all.
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
-    - ``lift``, ``partition``, ``tracking``, ``refine``: the lower layers' configs.
+    - ``lift``: masks to 3D segments; its ``voxel_size`` (metres), ``stride`` and ``depth_range`` are the one
+      voxel grid and pixel sampling of lifting, the tracker's visibility test and the map
+      (``voxel_size`` is a read-only shortcut to ``lift.voxel_size``).
+    - ``partition``, ``tracking``, ``refine``: the lower layers' configs.
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
     - ``parts``: objects and their pieces (``scene.parts``): the confidence discount of pieces attached to
       a larger object, and the joins of hanging parts and coplanar pieces.
@@ -56,14 +61,14 @@ class MapperConfig:
     """
 
     segmenter: str = "geometric"
+    geometric: GeometricConfig = field(default_factory=GeometricConfig)
     segmenter_options: dict = field(default_factory=dict)
-    voxel_size: float = 0.02
     save_every: int = 10
     online_only: bool = False
     min_object_voxels: int = 10
     min_hit_share: float = 0.2
     up: tuple[float, float, float] | None = None
-    lift: LiftConfig = field(default_factory=_default_lift)
+    lift: LiftConfig = field(default_factory=LiftConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
@@ -79,9 +84,14 @@ class MapperConfig:
             raise ConfigError(f"MapperConfig.segmenter must be a generator name, got {self.segmenter!r}")
         if not isinstance(self.segmenter_options, dict):
             raise ConfigError("MapperConfig.segmenter_options must be a table of keyword options")
-        self.voxel_size = float(self.voxel_size)
-        if not self.voxel_size > 0:
-            raise ConfigError(f"MapperConfig.voxel_size must be > 0 metres, got {self.voxel_size}")
+        self._check_types()
+        misplaced = sorted(set(self.segmenter_options) & {f.name for f in dataclasses.fields(GeometricConfig)})
+        if misplaced:
+            raise ConfigError(f"MapperConfig.segmenter_options: {misplaced} are settings of the geometric generator; "
+                              f"set them in MapperConfig.geometric ([geometric] in TOML)")
+        if self.segmenter.lower() != "geometric" and self.geometric != GeometricConfig():
+            raise ConfigError(f"MapperConfig.geometric is set but MapperConfig.segmenter is {self.segmenter!r}: "
+                              f"the geometric generator's settings would be ignored")
         if int(self.save_every) < 0 or int(self.min_object_voxels) < 1:
             raise ConfigError(f"MapperConfig: save_every must be >= 0 and min_object_voxels >= 1, "
                               f"got {self.save_every} and {self.min_object_voxels}")
@@ -89,8 +99,25 @@ class MapperConfig:
             if len(self.up) != 3:
                 raise ConfigError(f"MapperConfig.up must be 3 numbers, got {self.up!r}")
             self.up = tuple(float(v) for v in self.up)
-        self.lift = replace(self.lift, voxel_size=self.voxel_size)
-        self.tracking = replace(self.tracking, voxel_size=self.voxel_size)
+
+    def _check_types(self) -> None:
+        for name, cls in (("geometric", GeometricConfig), ("lift", LiftConfig), ("partition", PartitionConfig),
+                          ("tracking", TrackerConfig), ("refine", RefineConfig), ("structure", StructureConfig),
+                          ("parts", PartConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"MapperConfig.{name} must be a {cls.__module__}.{cls.__name__}, "
+                                  f"got {type(getattr(self, name)).__name__}")
+
+    @property
+    def voxel_size(self) -> float:
+        """Metres: the pipeline's one voxel size, ``lift.voxel_size``."""
+        return self.lift.voxel_size
+
+    def generator_options(self) -> dict:
+        """Keyword options for ``segment2d.factory.make_generator(self.segmenter, ...)``."""
+        if self.segmenter.lower() == "geometric":
+            return {"config": self.geometric, **self.segmenter_options}
+        return dict(self.segmenter_options)
 
     def to_dict(self) -> dict:
         """Plain JSON/TOML-ready values (tuples become lists)."""
@@ -100,9 +127,49 @@ class MapperConfig:
 def load_config(path: str | Path, **overrides) -> MapperConfig:
     """Read a ``MapperConfig`` from a TOML file; ``overrides`` replace top-level fields afterwards."""
     path = Path(path)
-    data = _read_toml(path)
+    data = _moved_keys(_read_toml(path), str(path))
     config = build_dataclass(MapperConfig, data, str(path))
     return replace(config, **overrides) if overrides else config
+
+
+# Keys of older config files: (table, key) -> (table, key) where the setting lives now.
+_MOVED = {((), "voxel_size"): (("lift",), "voxel_size"),
+          (("tracking",), "surface_stride"): (("lift",), "stride"),
+          (("tracking",), "depth_range"): (("lift",), "depth_range")}
+
+
+def _moved_keys(data: dict, where: str) -> dict:
+    """``data`` with the keys of older files moved to where they live now (``_MOVED``, and geometric
+    generator options from ``[segmenter_options]`` to ``[geometric]``); a key given in both places with
+    different values is an error naming both."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    moves = dict(_MOVED)
+    options = data.get("segmenter_options")
+    if isinstance(options, dict) and str(data.get("segmenter", "geometric")).lower() == "geometric":
+        geometric = {f.name for f in dataclasses.fields(GeometricConfig)}
+        moves.update({(("segmenter_options",), k): (("geometric",), k) for k in options if k in geometric})
+    for (old_table, old_key), (new_table, new_key) in moves.items():
+        source = _table(data, old_table)
+        if not isinstance(source, dict) or old_key not in source:
+            continue
+        target = _table(data, new_table, create=True)
+        if not isinstance(target, dict):
+            raise ConfigError(f"{where}: [{'.'.join(new_table)}] must be a table")
+        value = source.pop(old_key)
+        old_name, new_name = ".".join(old_table + (old_key,)), ".".join(new_table + (new_key,))
+        if new_key in target and target[new_key] != value:
+            raise ConfigError(f"{where}: '{old_name}' (an older name of '{new_name}') is {value!r} but "
+                              f"'{new_name}' is {target[new_key]!r}; keep one")
+        target[new_key] = value
+    return data
+
+
+def _table(data: dict, path: tuple, create: bool = False):
+    for name in path:
+        if create and name not in data:
+            data[name] = {}
+        data = data.get(name) if isinstance(data, dict) else None
+    return data
 
 
 def build_dataclass(cls: type, data: dict, where: str, prefix: str = ""):

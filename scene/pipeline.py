@@ -1,7 +1,8 @@
 """The mapping pipeline: frames -> masks -> 3D segments -> persistent objects -> an ``InstanceMap``.
 
-``Mapper.integrate(frame)`` runs one frame through the mask generator, the lifter and the online tracker,
-then updates the per-voxel state of the voxels in view and marks the objects they belong to; those
+``Mapper.integrate(frame)`` runs one frame through the mask generator, then through
+``tracking.track_frame`` (partition, lift, associate: the one per-frame path, which tests and benchmarks
+drive too), then updates the per-voxel state of the voxels in view and marks the objects they belong to; those
 objects (only those) are rebuilt when the map is next read or saved, which happens every ``save_every``
 frames (an incremental SQLite save of the changed objects). No per-frame cost grows with the number of
 frames seen; the per-save rebuild is one pass over the map's voxels plus the touched objects. ``finalize()`` runs the global refinement and writes the final map; ``run`` does it all for a
@@ -37,7 +38,6 @@ from typing import Callable
 
 import numpy as np
 
-from lift3d.lift import lift_partition
 from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
 from scene.config import MapperConfig
 from scene.datasets import Frame
@@ -47,10 +47,9 @@ from scene.storage import MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
-from tracking.online import FrameVoxels, OnlineTracker, StepResult
-from tracking.pipeline import exclusive_partition
+from tracking.online import FrameVoxels, OnlineTracker
+from tracking.pipeline import track_frame
 from tracking.refine import refine, refine_graph
-from tracking.surface import surface_keys, surface_points
 from tracking.voxel_graph import VoxelGraph
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
@@ -192,7 +191,7 @@ class Mapper:
         config = config if config is not None else MapperConfig()
         self.config = config
         self.generator = generator if generator is not None else _make_generator(config)
-        self.tracker = OnlineTracker(config.tracking)
+        self.tracker = OnlineTracker(config.tracking, config.lift)
         self._map = InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size))
         self._map.metadata.voxel_size = config.voxel_size
         if config.up is not None:
@@ -215,12 +214,12 @@ class Mapper:
     @classmethod
     def resume(cls, path: str | Path, config: MapperConfig | None = None, generator=None) -> "Mapper":
         """Reopen the map file ``path`` written by a (possibly killed) mapper and continue it; see the
-        module docstring for what is restored. ``config.voxel_size`` is replaced by the map's."""
+        module docstring for what is restored. ``config.lift.voxel_size`` is replaced by the map's."""
         config = config if config is not None else MapperConfig()
         store = MapStore(path)
         imap = store.load()
         if abs(imap.metadata.voxel_size - config.voxel_size) > 1e-12:
-            config = replace(config, voxel_size=imap.metadata.voxel_size)
+            config = replace(config, lift=replace(config.lift, voxel_size=imap.metadata.voxel_size))
         mapper = cls(config, None, generator, imap.metadata)
         mapper.path, mapper._store, mapper._saved_once, mapper.resumed = Path(path), store, True, True
         mapper._map = imap
@@ -270,7 +269,8 @@ class Mapper:
         timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        segments, step, segment_mask = self._track(frame, masks)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
+        segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -280,7 +280,7 @@ class Mapper:
         self._map.add_frame(frame.index, frame.pose)
         object_ids = np.full(len(masks), -1, np.int64)
         if len(segments):
-            object_ids[segment_mask] = self.tracker.resolve(step.object_ids)
+            object_ids[tracked.mask_rows] = self.tracker.resolve(step.object_ids)
         timings["map_update"] = time.perf_counter() - start
 
         self._since_save += 1
@@ -320,22 +320,6 @@ class Mapper:
         return self._map
 
     # ---- internals: one frame ---------------------------------------------------------------
-
-    def _track(self, frame: Frame, masks: MaskSet) -> tuple[list, StepResult, np.ndarray]:
-        """Partition and lift ``masks``, step the tracker; returns the segments, the step and, per
-        segment, the index of its mask in ``masks``."""
-        tracking = self.tracker.config
-        pixels, points = surface_points(frame, tracking.surface_stride, tracking.depth_range)
-        surface = surface_keys(frame, tracking.voxel_size, tracking.surface_stride, tracking.depth_range, points)
-        if self._graph is not None:
-            self._graph.add_frame(pixels, points, frame.width, masks.masks)
-        selected, boxes, owner = exclusive_partition(masks, self.config.partition)
-        segments = lift_partition(frame, owner, masks.scores[selected], boxes, self.config.lift, (pixels, points))
-        source = selected[np.array([s.mask_index for s in segments], np.int64)]
-        structure = masks.extra.get("is_structure")
-        flags = None if structure is None else np.asarray(structure, bool)[source]
-        step = self.tracker.step(frame, segments, flags, surface)
-        return segments, step, source
 
     def _remember_camera(self, frame: Frame) -> None:
         meta = self._map.metadata
@@ -567,7 +551,7 @@ def _segment_colors(segment) -> np.ndarray:
 def _make_generator(config: MapperConfig):
     from segment2d.factory import make_generator
 
-    return make_generator(config.segmenter, **config.segmenter_options)
+    return make_generator(config.segmenter, **config.generator_options())
 
 
 ProgressCallback = Callable[[FrameResult, int, int], None]

@@ -31,7 +31,7 @@ def _build_geometric(**options) -> MaskGenerator:
 def _geometric_options() -> tuple[str, ...]:
     from .geometric import GeometricConfig
 
-    return tuple(f.name for f in fields(GeometricConfig))
+    return ("config",) + tuple(f.name for f in fields(GeometricConfig))
 
 
 def _build_sam(**options) -> MaskGenerator:

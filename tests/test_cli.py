@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from scene.cli import main
+from scene.app.cli import main
 
 
 def test_inspect_real_scannet(shared_set, capsys):
@@ -137,7 +137,7 @@ def test_demo_writes_pictures_and_report(tmp_path):
     """Run the console entry point as a user would, on a short sequence."""
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "scene.cli", "demo", "--out", str(out), "--frames", "4"],
+        [sys.executable, "-m", "scene", "demo", "--out", str(out), "--frames", "4"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -157,7 +157,7 @@ def test_demo_writes_pictures_and_report(tmp_path):
     video = cv2.VideoCapture(str(out / "run.mp4"))
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 4 and video.read()[0]
     # The demo's map is a normal map file: `scene info` reads it.
-    info = subprocess.run([sys.executable, "-m", "scene.cli", "info", str(out / "map.sqlite")],
+    info = subprocess.run([sys.executable, "-m", "scene", "info", str(out / "map.sqlite")],
                           capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and f"objects {report['refined_map']['num_objects']}" in info.stdout
 
@@ -184,7 +184,7 @@ def test_view_serves_a_saved_map(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "scene.cli", "view", str(path), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "scene", "view", str(path), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         status, deadline = None, time.time() + 60

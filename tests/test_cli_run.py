@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from scene.cli import main
+from scene.app.cli import main
 from scene.datasets.synthetic import make_scene, write_scene
 from scene.export import read_ply_vertex_properties
 from scene.storage import MapStore

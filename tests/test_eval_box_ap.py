@@ -120,3 +120,16 @@ def test_matches_eval_det_on_random_scenes(seed):
 def test_voc_ap_envelope():
     # precision dips then recovers: the envelope lifts the dip. rec [.5, .5, 1], prec [1, .5, 2/3] -> 5/6
     assert voc_ap(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(5 / 6)
+
+
+def test_pooling_ranks_all_scenes_together_not_averaging_them():
+    # a: its TP at 0.5 (AP 1 alone); b: an FP at 0.9, then its TP at 0.4 (AP 1/2 alone). The mean would be
+    # 3/4; pooled, ranked FP 0.9 (b), TP 0.5 (a), TP 0.4 (b): rec [0, 1/2, 1], prec [0, 1/2, 2/3]: AP 2/3
+    a = SceneBoxes(np.array([UNIT]), np.array([UNIT]), [0.5], "a")
+    b = SceneBoxes(np.array([UNIT]), np.array([FAR, UNIT]), [0.9, 0.4], "b")
+    assert evaluate_box_scenes([a]).ap50 == pytest.approx(1.0)
+    assert evaluate_box_scenes([b]).ap50 == pytest.approx(0.5)
+    pooled = evaluate_box_scenes([a, b])
+    assert pooled.ap25 == pytest.approx(2 / 3) and pooled.ap50 == pytest.approx(2 / 3)
+    assert pooled.num_gt == 2 and pooled.num_pred == 3
+    np.testing.assert_allclose(pooled.max_recall, [1.0, 1.0])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scene.cli import evaluate_boxes, map_instance_ap
+from scene.eval import evaluate_boxes, map_instance_ap
 from scene.config import MapperConfig
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene

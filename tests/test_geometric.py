@@ -234,7 +234,7 @@ def _random_labels(shape, n, seed=0) -> np.ndarray:
 
 @pytest.mark.parametrize("full_hw", [(480, 640), (481, 641), (363, 500), (722, 961)])
 def test_full_res_masks_equal_the_upsampled_label_comparisons(full_hw):
-    from segment2d.geometric import _full_res_masks, _upsample
+    from segment2d.geometric.masks import full_res_masks, upsample
 
     f = max(1, round(full_hw[1] / 320))
     work = (full_hw[0] // f, full_hw[1] // f)
@@ -242,26 +242,26 @@ def test_full_res_masks_equal_the_upsampled_label_comparisons(full_hw):
     unions = [np.array([3, 5, 7]), np.array([1, 39])]
     source = np.array([0, 1, -1, 0, 1, -1, 1])
     label = np.array([5, 299, 0, 0, 17, 1, 123])
-    out = _full_res_masks(levels, source, label, levels[0], unions, f, full_hw)
+    out = full_res_masks(levels, source, label, levels[0], unions, f, full_hw)
     expected = np.stack([levels[k] == lab if k >= 0 else np.isin(levels[0], unions[lab])
                          for k, lab in zip(source, label)])
     assert out.shape == (len(source),) + full_hw and out.dtype == bool
-    np.testing.assert_array_equal(out, _upsample(expected, f, full_hw))
+    np.testing.assert_array_equal(out, upsample(expected, f, full_hw))
 
 
 def test_label_and_union_boxes_match_boxes_of_the_masks():
-    from segment2d.geometric import _boxes_from_presence, _label_presence, _union_boxes
+    from segment2d.geometric.masks import boxes_from_presence, label_presence, union_boxes
 
     labels = _random_labels((60, 90), 30, seed=3)
     labels[:, :10] = 0  # label 0 is a region like any other here; some labels are absent altogether
     n = 32
     masks = labels[None] == np.arange(n)[:, None, None]
-    presence = _label_presence(labels, n)
-    np.testing.assert_array_equal(_boxes_from_presence(*presence), boxes_from_masks(masks))
+    presence = label_presence(labels, n)
+    np.testing.assert_array_equal(boxes_from_presence(*presence), boxes_from_masks(masks))
     groups = [np.array([1, 2, 3]), np.array([30, 31]), np.array([4, 31])]
-    np.testing.assert_array_equal(_union_boxes(presence, groups),
+    np.testing.assert_array_equal(union_boxes(presence, groups),
                                   boxes_from_masks(np.stack([masks[g].any(axis=0) for g in groups])))
-    assert _union_boxes(presence, []).shape == (0, 4)
+    assert union_boxes(presence, []).shape == (0, 4)
 
 
 def test_color_gradient_is_the_largest_lab_sobel_magnitude():

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lift3d.lift import LiftConfig
 from scene.config import ConfigError, MapperConfig, load_config
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene, write_scene
 from scene.parts import PartConfig, detection_confidence
 from scene.pipeline import STAGES, Mapper, run
 from scene.storage import MapStore
+from segment2d.geometric import GeometricConfig
 from tracking.export import observation_confidence
 
 NUM_FRAMES = 12
@@ -243,14 +245,42 @@ def test_killed_mapper_resumes_with_every_saved_frame(dataset_dir, tmp_path):
 
 def test_toml_config_nested_values_and_voxel_size(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('voxel_size = 0.03\nsave_every = 5\n[refine]\nsplit_gap = "none"\nobserver_quantiles = [0.5, 0.0]\n'
-                    '[tracking.association]\nmatch_iou = 0.4\n[segmenter_options]\nwork_width = 160\n')
+    path.write_text('save_every = 5\n[lift]\nvoxel_size = 0.03\n[refine]\nsplit_gap = "none"\n'
+                    'observer_quantiles = [0.5, 0.0]\n[tracking.association]\nmatch_iou = 0.4\n[geometric]\nwork_width = 160\n')
     config = load_config(path)
     assert config.save_every == 5 and config.refine.split_gap is None
     assert config.refine.observer_quantiles == (0.5, 0.0)
     assert config.tracking.association.match_iou == 0.4
-    assert config.lift.voxel_size == config.tracking.voxel_size == 0.03
-    assert config.segmenter_options == {"work_width": 160}
+    assert config.voxel_size == config.lift.voxel_size == 0.03
+    assert config.geometric.work_width == 160 and config.segmenter_options == {}
+    mapper = Mapper(config)  # the one voxel size reaches the tracker, the map and the generator's settings
+    assert mapper.tracker.voxel_size == mapper.map.metadata.voxel_size == 0.03
+    assert mapper.generator.config.work_width == 160
+
+
+def test_older_config_keys_are_read_where_they_live_now(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('voxel_size = 0.03\n[tracking]\nsurface_stride = 3\ndepth_range = [0.2, 5.0]\n'
+                    '[segmenter_options]\nwork_width = 160\n')
+    config = load_config(path)
+    assert (config.lift.voxel_size, config.lift.stride, config.lift.depth_range) == (0.03, 3, (0.2, 5.0))
+    assert config.geometric.work_width == 160 and config.segmenter_options == {}
+    path.write_text('voxel_size = 0.03\n[lift]\nvoxel_size = 0.04\n')
+    with pytest.raises(ConfigError, match="'voxel_size'.*'lift.voxel_size'"):
+        load_config(path)
+
+
+def test_config_combinations_are_checked_at_construction():
+    with pytest.raises(ConfigError, match="MapperConfig.geometric"):
+        MapperConfig(segmenter="sam", geometric=GeometricConfig(work_width=160))
+    with pytest.raises(ConfigError, match=r"MapperConfig.segmenter_options.*work_width.*MapperConfig.geometric"):
+        MapperConfig(segmenter_options={"work_width": 160})
+    with pytest.raises(ConfigError, match="MapperConfig.lift must be a lift3d.lift.LiftConfig"):
+        MapperConfig(lift={"stride": 1})
+    with pytest.raises(ValueError, match="LiftConfig.depth_range"):
+        LiftConfig(depth_range=(3.0, 1.0))
+    with pytest.raises(ValueError, match="GeometricConfig.level_weights"):
+        GeometricConfig(level_weights=(1.0, 0.9))
 
 
 @pytest.mark.parametrize("text, key", [
@@ -286,6 +316,8 @@ def test_example_config_documents_every_field_at_its_default():
 
     documented = keys(tomllib.loads(EXAMPLE_CONFIG.read_text()))
     defaults = MapperConfig().to_dict()
-    expected = keys(defaults) - {"lift.voxel_size", "tracking.voxel_size"}  # set by the top-level voxel_size
-    assert expected <= documented | {"segmenter_options"}
+    assert keys(defaults) == documented  # every field, and no stale key
+    for line in EXAMPLE_CONFIG.read_text().splitlines():  # each setting says what it does
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert "#" in line, f"{EXAMPLE_CONFIG.name}: undocumented setting: {line}"
     assert load_config(EXAMPLE_CONFIG).to_dict() == defaults

@@ -187,7 +187,7 @@ def test_voxel_graph_separates_two_boxes_a_few_views_merge():
 def test_mapper_global_pass_on_the_graph_maps_a_synthetic_room():
     """End to end: ground-truth masks, ``global_fusion="graph"``: the refined map holds the room's large
     objects, each mostly one object (measured AP50 in the comment)."""
-    from scene.cli import map_instance_ap
+    from scene.eval.maps import map_instance_ap
     from scene.config import MapperConfig
     from scene.datasets.synthetic import make_scene
     from scene.pipeline import Mapper

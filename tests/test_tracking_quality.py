@@ -15,17 +15,15 @@ from scene.datasets.synthetic import make_scene
 from scene.eval import instance_ap
 from segment2d.geometric import GeometricMaskGenerator
 from segment2d.groundtruth import GroundTruthMaskGenerator
-from tracking import (FramePipelineConfig, ObjectMap, OnlineTracker, PartitionConfig, RefineConfig, TrackerConfig,
-                      refine, track_frame)
+from tracking import ObjectMap, OnlineTracker, PartitionConfig, RefineConfig, TrackerConfig, refine, track_frame
 
 
 def _track(scene, masks_of, frames):
     lift = LiftConfig(stride=1, clean=CleanConfig(drop_overlaps=False, erode_px=1, min_points=30))
-    tracker = OnlineTracker(TrackerConfig(surface_stride=1))
-    config = FramePipelineConfig(PartitionConfig(levels=(0,)), lift)
+    tracker = OnlineTracker(TrackerConfig(), lift)
     for i in frames:
         frame = scene.frame(i)
-        track_frame(tracker, frame, masks_of(frame), config)
+        track_frame(tracker, frame, masks_of(frame), PartitionConfig(levels=(0,)))
     return tracker
 
 
@@ -33,7 +31,7 @@ def _ap50(tracker: OnlineTracker, object_map: ObjectMap, scene) -> float:
     xyz, ids, _ = scene.gt_points()
     keys = tracker.observed_keys()
     observed = ObjectMap(keys, np.zeros(keys.size, np.int64), np.zeros(1, np.int64), np.ones(1), np.ones(1),
-                         np.zeros(1, bool), tracker.config.voxel_size).label_points(xyz) >= 0
+                         np.zeros(1, bool), tracker.voxel_size).label_points(xyz) >= 0
     gt = np.where(observed, ids, 0)
     labels = object_map.label_points(xyz)
     return instance_ap(gt, labels[None] == object_map.ids[:, None], object_map.confidence).ap50

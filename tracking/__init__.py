@@ -1,8 +1,8 @@
 """Tracking: fuse per-frame 3D segments into persistent 3D objects (online association + global refinement).
 
-    tracker = OnlineTracker(TrackerConfig())              # voxel size / surface stride = the lift's
+    tracker = OnlineTracker(TrackerConfig(), LiftConfig())  # the lift sets voxel size, stride, depth range
     for frame in source:
-        result = track_frame(tracker, frame, generator.generate(frame))   # or tracker.step(frame, segments)
+        tracked = track_frame(tracker, frame, generator.generate(frame))   # the path scene.pipeline.Mapper runs
     online = tracker.object_map()                          # ObjectMap: object per voxel, confidences
     refined = refine(tracker, RefineConfig())              # RefineResult: .object_map, .remap, ...
 
@@ -13,13 +13,13 @@ from .consensus import ConsensusInput, ConsensusResult, view_consensus
 from .export import ObjectMap, observation_confidence
 from .objects import ObjectTable
 from .online import OnlineTracker, StepResult
-from .pipeline import FramePipelineConfig, PartitionConfig, exclusive_masks, track_frame
+from .pipeline import PartitionConfig, TrackedFrame, exclusive_masks, track_frame
 from .records import SegmentRecords, SurfaceRecords
 from .refine import RefineResult, refine
 
 __all__ = [
-    "AssociationConfig", "ConsensusInput", "ConsensusResult", "FramePipelineConfig", "ObjectMap", "ObjectTable",
+    "AssociationConfig", "ConsensusInput", "ConsensusResult", "ObjectMap", "ObjectTable",
     "OnlineTracker", "PartitionConfig", "RefineConfig", "RefineResult", "SegmentRecords", "StepResult",
-    "SurfaceRecords", "TrackerConfig", "exclusive_masks", "observation_confidence", "refine", "track_frame",
+    "SurfaceRecords", "TrackedFrame", "TrackerConfig", "exclusive_masks", "observation_confidence", "refine", "track_frame",
     "view_consensus",
 ]

@@ -1,6 +1,8 @@
 """Configuration dataclasses of the tracker: online association and global view-consensus refinement.
 
-Shares are fractions of voxels; sizes are voxel counts at the lifting voxel size (metres in ``voxel_size``).
+Shares are fractions of voxels; sizes are voxel counts at the lifting voxel size. How a frame becomes voxels
+(voxel size, pixel stride, depth range) is not set here: it is the lift's (``lift3d.LiftConfig``), which the
+tracker is given (``OnlineTracker(config, lift)``) so its visibility test samples frames as the lift does.
 """
 from __future__ import annotations
 
@@ -44,15 +46,10 @@ class AssociationConfig:
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """``voxel_size`` (metres) must equal the segments' (``LiftConfig.voxel_size``); ``surface_stride``:
-    pixel stride used to voxelise each frame's observed surface (the visibility test); ``depth_range``
-    (near, far) metres; ``keep_records``: store every segment and frame surface for ``refine``;
+    """``keep_records``: store every segment and frame surface for ``refine``;
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term)."""
 
-    voxel_size: float = 0.02
-    surface_stride: int = 2
-    depth_range: tuple[float, float] = (0.1, 8.0)
     keep_records: bool = True
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
@@ -61,8 +58,6 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
             raise ValueError(f"TrackerConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
-        if self.voxel_size <= 0 or self.surface_stride < 1:
-            raise ValueError(f"TrackerConfig: voxel_size must be > 0 and surface_stride >= 1, got {self}")
 
 
 @dataclass(frozen=True)

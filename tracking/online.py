@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from lift3d.labels import LabelStore
+from lift3d.lift import LiftConfig
 from lift3d.types import Segment3D
 from lift3d.voxels import VoxelIndex, group_int64
 from scene.datasets import Frame
@@ -73,10 +74,17 @@ class _Scores:
 
 
 class OnlineTracker:
-    """The online map: voxel x object label counts, object statistics, and records for ``refine``."""
+    """The online map: voxel x object label counts, object statistics, and records for ``refine``.
 
-    def __init__(self, config: TrackerConfig = TrackerConfig()):
+    ``lift``: how this tracker's frames are lifted (``track_frame`` lifts with it): its voxel size, pixel
+    stride and depth range also sample each frame's observed surface, since the visibility test compares a
+    segment's voxels with the surface's sampled the same way."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig(), lift: LiftConfig = LiftConfig()):
+        if not isinstance(lift, LiftConfig):
+            raise TypeError(f"OnlineTracker: lift must be a lift3d.LiftConfig, got {type(lift).__name__}")
         self.config = config
+        self.lift = lift
         self.labels = LabelStore()
         # Frames whose surface held each voxel: counted online only without records (else derived on demand).
         self._surface_index = VoxelIndex()
@@ -90,13 +98,18 @@ class OnlineTracker:
         self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- public -------------------------------------------------------------------------------------
+    @property
+    def voxel_size(self) -> float:
+        """Metres: the lift's voxel size, the grid of every key in this tracker."""
+        return self.lift.voxel_size
+
     def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None,
              surface: np.ndarray | None = None) -> StepResult:
         """Associate one frame's segments (from ``lift3d.lift_frame``) and update the map.
 
         ``structure``: optional bool per segment (floor, walls: e.g. the MaskSet's ``is_structure`` at
         each segment's ``mask_index``). ``surface``: the frame's ``surface_keys`` with this tracker's
-        voxel size, surface stride and depth range, when the caller computed them.
+        lift's voxel size, stride and depth range, when the caller computed them.
         """
         self._check(frame, segments, structure)
         structure = np.zeros(len(segments), bool) if structure is None else np.asarray(structure, bool)
@@ -119,7 +132,7 @@ class OnlineTracker:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
         surface and counts a sighting for objects with enough of their voxels in it."""
         if surface is None:
-            surface = surface_keys(frame, self.config.voxel_size, self.config.surface_stride, self.config.depth_range)
+            surface = surface_keys(frame, self.lift.voxel_size, self.lift.stride, self.lift.depth_range)
         visible_ids, visible_counts = self.labels.label_totals(surface)
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
@@ -200,7 +213,7 @@ class OnlineTracker:
         return ObjectMap(keys[inside][order], label[inside][order], big,
                          observation_confidence(obj.mean_score(big), obj.num_obs[big], obj.consistency(big),
                                                 sizes[sizes >= max(min_voxels, 1)], voxel_scale=voxel_scale), obj.num_obs[big],
-                         obj.structure_votes[big] * 2 > obj.num_obs[big], self.config.voxel_size)
+                         obj.structure_votes[big] * 2 > obj.num_obs[big], self.voxel_size)
 
     # -- association ----------------------------------------------------------------------------------
     def _score(self, seg_rows, slot_labels, sizes, known, covered, visible) -> _Scores:
@@ -324,9 +337,9 @@ class OnlineTracker:
         for s in segments:
             if not isinstance(s, Segment3D):
                 raise TypeError(f"OnlineTracker.step (frame {frame.index}): segments must be Segment3D, got {type(s).__name__}")
-            if abs(s.voxel_size - self.config.voxel_size) > 1e-9:
+            if abs(s.voxel_size - self.voxel_size) > 1e-9:
                 raise ValueError(f"OnlineTracker.step (frame {frame.index}): segment voxel size {s.voxel_size} m differs "
-                                 f"from the tracker's {self.config.voxel_size} m")
+                                 f"from the tracker's {self.voxel_size} m")
         if structure is not None and np.shape(structure) != (len(segments),):
             raise ValueError(f"OnlineTracker.step (frame {frame.index}): structure must have one flag per segment "
                              f"({len(segments)}), got shape {np.shape(structure)}")

@@ -1,4 +1,4 @@
-"""Glue for one frame: make a MaskSet exclusive, lift it, step the tracker.
+"""The one per-frame path: make a frame's MaskSet exclusive, lift it, step the tracker (``track_frame``).
 
 The tracker wants each frame's segments to be a partition (a pixel in one segment at most): MaskClustering's
 containment test and the per-voxel label counts assume it. Overlapping masks (a hierarchy, SAM's nested
@@ -6,17 +6,18 @@ masks) are made exclusive here, smaller masks winning, before lifting.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from lift3d.clean import CleanConfig
-from lift3d.lift import LiftConfig, lift_partition
+from lift3d.lift import lift_partition
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskSet
 
 from .online import OnlineTracker, StepResult
+from .surface import surface_keys, surface_points
+from .voxel_graph import VoxelGraph
 
 
 @dataclass(frozen=True)
@@ -152,26 +153,38 @@ def _crops(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0, [width, height, width, height])
 
 
-@dataclass(frozen=True)
-class FramePipelineConfig:
-    """How a frame's masks reach the tracker: partition, then lifting (overlaps were removed already)."""
+@dataclass
+class TrackedFrame:
+    """One frame through ``track_frame``: ``segments`` (the lifted ``Segment3D``s, in the order the tracker
+    saw them), ``step`` (the tracker's ``StepResult``: one object id per segment, merges, the voxel lookup)
+    and ``mask_rows`` (int64, per segment the index of its mask in the frame's ``MaskSet``)."""
 
-    partition: PartitionConfig = field(default_factory=PartitionConfig)
-    lift: LiftConfig = field(default_factory=lambda: LiftConfig(clean=CleanConfig(drop_overlaps=False)))
+    segments: list
+    step: StepResult
+    mask_rows: np.ndarray
+
+    @property
+    def object_ids(self) -> np.ndarray:
+        """One persistent object id per segment (``step.object_ids``)."""
+        return self.step.object_ids
 
 
 def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
-                config: FramePipelineConfig = FramePipelineConfig()) -> StepResult:
-    """Partition ``masks`` (computed on ``frame``), lift them and associate them into ``tracker``'s map.
+                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None) -> TrackedFrame:
+    """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
+    associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
 
-    The lift's pixel stride and voxel size must equal the tracker's surface stride and voxel size: the
-    visibility test compares a segment's voxels with the frame's surface voxels sampled the same way."""
-    if config.lift.stride != tracker.config.surface_stride or config.lift.voxel_size != tracker.config.voxel_size:
-        raise ValueError(f"track_frame: lift stride / voxel size ({config.lift.stride}, {config.lift.voxel_size} m) must equal "
-                         f"the tracker's surface_stride / voxel_size ({tracker.config.surface_stride}, {tracker.config.voxel_size} m)")
-    selected, boxes, owner = exclusive_partition(masks, config.partition)
-    segments = lift_partition(frame, owner, masks.scores[selected], boxes, config.lift)
+    The frame's observed surface is back-projected once and serves both the tracker's visibility test and
+    the lift (same voxel size, stride and depth range: ``tracker.lift``). ``graph``: a multi-view evidence
+    graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before partitioning)."""
+    lift = tracker.lift
+    pixels, points = surface_points(frame, lift.stride, lift.depth_range)
+    if graph is not None:
+        graph.add_frame(pixels, points, frame.width, masks.masks)
+    surface = surface_keys(frame, lift.voxel_size, lift.stride, lift.depth_range, points)
+    selected, boxes, owner = exclusive_partition(masks, partition)
+    segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, (pixels, points))
+    mask_rows = selected[np.array([s.mask_index for s in segments], np.int64)]
     structure = masks.extra.get("is_structure")
-    rows = np.array([s.mask_index for s in segments], np.int64)
-    flags = None if structure is None else np.asarray(structure, bool)[selected[rows]]
-    return tracker.step(frame, segments, flags)
+    flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
+    return TrackedFrame(segments, tracker.step(frame, segments, flags, surface), mask_rows)

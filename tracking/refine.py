@@ -50,7 +50,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = clusters.cluster[seg_rows] >= 0
     voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], tracker.seen_counts(keys[member]),
-                            tracker.config.voxel_size, config)
+                            tracker.voxel_size, config)
     segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
@@ -75,7 +75,7 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
     member = voxel_cluster >= 0
     voxels = filter_objects(voxel_cluster[member], keys[member], tracker.seen_counts(keys[member]),
-                            tracker.config.voxel_size, config)
+                            tracker.voxel_size, config)
     segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
@@ -188,7 +188,7 @@ def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
     confidence = observation_confidence(score[origin], num_obs[origin], consistency, np.bincount(voxels.object),
                                         saturation=config.confidence_frames, voxel_scale=config.confidence_voxels)
     return ObjectMap(voxels.keys, names[voxels.object], names[order], confidence[order], num_obs[origin][order],
-                     structure[origin][order], tracker.config.voxel_size)
+                     structure[origin][order], tracker.voxel_size)
 
 
 def _frames_seeing(voxels, tracker) -> np.ndarray:

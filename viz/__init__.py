@@ -1,6 +1,7 @@
 """Seeing the map: offscreen renders, 2D overlays and videos, and an interactive web viewer.
 
-``viz`` reads from every layer and nothing imports it except the ``scene`` CLI and demo.
+``viz`` reads from every layer below it and nothing imports it except the application layer (``scene.app``:
+the CLI and the demo).
 """
 from .camera import OverviewConfig, look_at, overview_camera, pinhole
 from .overlay import id_color, overlay_masks

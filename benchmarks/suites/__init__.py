@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "recall")
+SECTION_MODULES = ("speed", "boxes", "scaling", "accuracy", "robustness", "recall")
 
 
 def section(name: str):

@@ -1,4 +1,5 @@
-"""Evaluation metrics: 2D mask recall, ScanNet-style class-agnostic 3D instance AP, 3D box AP, ScanNet files."""
+"""Evaluation metrics: 2D mask recall, ScanNet-style class-agnostic 3D instance AP, 3D box AP, ScanNet files,
+and scoring a whole map against ground truth (``scene.eval.maps``)."""
 from scene.eval.box_ap import BOX_OVERLAPS, BoxAP, SceneBoxes, box_ap, box_iou_3d, evaluate_box_scenes, voc_ap
 from scene.eval.instance_ap import (
     SCANNET_OVERLAPS,
@@ -9,6 +10,14 @@ from scene.eval.instance_ap import (
     instance_ap,
     masks_from_labels,
     objects_only,
+)
+from scene.eval.maps import (
+    EvaluationError,
+    evaluate_boxes,
+    evaluate_on_point_ids,
+    evaluate_on_project_gt,
+    map_instance_ap,
+    read_gt_boxes,
 )
 from scene.eval.masks2d import DEFAULT_THRESHOLDS, MaskRecall, mask_recall
 from scene.eval.scannet_format import (
@@ -24,6 +33,8 @@ __all__ = [
     "BOX_OVERLAPS", "BoxAP", "SceneBoxes", "box_ap", "box_iou_3d", "evaluate_box_scenes", "voc_ap",
     "SCANNET_OVERLAPS", "InstanceAP", "InstanceAPConfig", "ScenePredictions", "evaluate_scenes", "instance_ap",
     "masks_from_labels", "objects_only",
+    "EvaluationError", "evaluate_boxes", "evaluate_on_point_ids", "evaluate_on_project_gt", "map_instance_ap",
+    "read_gt_boxes",
     "DEFAULT_THRESHOLDS", "MaskRecall", "mask_recall",
     "SCANNET_VALID_CLASS_IDS", "ScanNetPredictions", "class_agnostic_gt", "read_gt_ids", "read_predictions",
     "write_predictions",

@@ -138,8 +138,7 @@ def _video(out: Path, id_frames, imap, log) -> list[str]:
 
 
 def _instance_ap(imap, scene, structure_ids: list[int]) -> dict:
-    from scene.cli import map_instance_ap
-    from scene.eval import objects_only
+    from scene.eval import map_instance_ap, objects_only
 
     xyz, ids, _ = scene.observed_gt_points()
     distance = 2 * imap.metadata.voxel_size

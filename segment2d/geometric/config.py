@@ -1,0 +1,93 @@
+"""The geometric generator's settings (``GeometricConfig``): lengths in metres, pixel sizes at the internal
+work resolution unless said otherwise. Every field is also listed in ``docs/config.example.toml``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    """Parameters; lengths in metres, pixel sizes at the internal (work) resolution unless said otherwise."""
+
+    work_width: int = 320  # internal width; the subsampling factor is round(W / work_width), at least 1
+    max_depth: float = 10.0  # depth beyond this (metres) is treated as invalid
+    hole_fill_iters: int = 3  # invalid holes up to ~2x this many work pixels across are filled
+    rel_jump: float = 0.025  # depth jump between neighbours, as a fraction of depth, that cuts regions
+    sigma0: float = 0.0012  # sensor noise sigma(z) = sigma0 + sigma2 z^2 (Kinect-like, metres)
+    sigma2: float = 0.0019  # metres per square metre of depth
+    n_sigma: float = 3.0  # a depth jump also exceeds this many noise sigmas
+    normal_radius: int = 1  # central-difference half-width for normals (work pixels)
+    normal_smooth: int = 5  # box filter on normals (work pixels)
+    crease_offset: int = 2  # normals compared this many work pixels either side of a pixel
+    concave_strong: float = 0.12  # 1 - cos(angle) of a concave crease that cuts level 0 (~28 deg)
+    concave_weak: float = 0.05  # ... that cuts level 1 (~18 deg)
+    color_edge: float = 25.0  # Lab gradient (per work pixel) that cuts level 1 (texture and shading stay whole)
+    color_blur: float = 1.0  # Gaussian sigma before the colour gradient (work pixels)
+    min_region_px: int = 160  # smallest region kept, in full-resolution pixels
+    grow_iters: int = 6  # growth steps over cut pixels
+    structure_min_extent: float = 0.3  # a planar region is structure when its in-plane std (m) along both axes
+    structure_min_fraction: float = 0.08  # exceeds this, or when it covers this share of the image
+    planar_rms_abs: float = 0.012  # a region is planar when its plane rms < abs + rel * depth
+    planar_rms_rel: float = 0.006  # (per metre of depth)
+    on_plane_abs: float = 0.035  # a pixel within abs + rel * depth of a structure plane ...
+    on_plane_rel: float = 0.01  # (per metre of depth)
+    on_plane_angle_deg: float = 20.0  # ... and with a normal this close to the plane's belongs to it
+    coplanar_angle_deg: float = 8.0  # planar regions this close in normal ...
+    coplanar_offset: float = 0.06  # ... and offset (metres) are offered united with a structure plane
+    # Level-1 regions inside a small non-structure level-0 region (its largest 3D std below ``sibling_extent``
+    # metres, its area below ``sibling_max_fraction`` of the image) are not offered: there weak creases cut one
+    # object's parts (shelf boards, a table's legs), which the smallest-mask-wins partition would keep apart.
+    sibling_extent: float = 0.4  # metres
+    sibling_max_fraction: float = 0.08  # of the image
+    # Rigid joins at level 0: a non-structure region that hangs below an adjacent larger one (legs under a seat,
+    # a table top or a shelf board: they share a border mostly free of depth jumps, its top height (world up from
+    # the pose, else the image's up) is within ``join_contact`` m of the other's bottom, its horizontal offset is
+    # under ``join_max_offset`` stds of the other's spread, its area under ``join_max_area_ratio`` of the other's)
+    # is replaced with the other by their union, while that union stays compact (largest 3D std below
+    # ``join_max_extent`` m, area below ``join_max_fraction`` of the image), so the smallest-mask-wins partition
+    # keeps the object whole. ``join_max_area_ratio`` 0: off.
+    join_max_area_ratio: float = 0.5  # the lower region's area at most this x the upper's; 0: no joins
+    join_max_extent: float = 0.4  # metres: the union's largest 3D std stays below this
+    join_max_fraction: float = 0.08  # ... and its area below this share of the image
+    join_max_offset: float = 1.8  # the lower region's horizontal offset, in stds of the upper one's spread
+    join_contact: float = 0.08  # metres: how close the upper region's bottom and the lower one's top must be
+    # Thin structures (a lamp's pole, a chair's leg): a few pixels wide, they lose every seed pixel to the depth-jump
+    # cuts on both sides. Level 0 also labels each leftover 8-connected component of at least ``thin_min_px``
+    # full-resolution pixels that is elongated (its principal spreads differ by ``thin_elongation`` x or more)
+    # and lies in front of its surroundings by a depth jump. ``thin_elongation`` 0: off.
+    thin_min_px: int = 48  # full-resolution pixels
+    thin_elongation: float = 4.0  # principal-spread ratio; 0: off
+    merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
+    merge_max_unions: int = 20  # at most this many merged part groups per frame
+    merge_max_fraction: float = 0.3  # merged groups covering more of the valid image are not offered
+    # Adjacent regions share a crease, not an occlusion, when their common border has at least
+    # ``crease_border_px`` work pixels and less than ``crease_max_jump_share`` of them on a depth jump (rigid
+    # joins and merged object parts only consider such neighbours).
+    crease_border_px: int = 3
+    crease_max_jump_share: float = 0.5
+    join_height_quantiles: tuple[float, float] = (0.05, 0.95)  # a region's robust bottom and top heights
+    sibling_inside_share: float = 0.8  # "inside" a small object's region: this share of the level-1 region
+    dedupe_iou: float = 0.85  # a region with this IoU to one of an earlier level is a duplicate
+    # A region's score: ``score_floor + (1 - score_floor) * outline support``, times the weight of its level
+    # (geometry, geometry + colour, whole object, plane union, part union: regions cut by geometry alone are
+    # the most trustworthy).
+    score_floor: float = 0.2
+    level_weights: tuple[float, float, float, float, float] = (1.0, 0.9, 0.85, 1.0, 0.8)
+    max_masks: int = 150  # at most this many masks per frame, best scores first
+
+    def __post_init__(self) -> None:
+        for name in ("work_width", "min_region_px", "max_masks", "crease_border_px"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GeometricConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("crease_max_jump_share", "sibling_inside_share", "dedupe_iou", "merge_max_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"GeometricConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.score_floor <= 1.0:
+            raise ValueError(f"GeometricConfig.score_floor must lie in [0, 1], got {self.score_floor}")
+        if len(self.level_weights) != 5 or min(self.level_weights) <= 0:
+            raise ValueError(f"GeometricConfig.level_weights must be 5 weights > 0 (one per level), "
+                             f"got {self.level_weights}")
+        low, high = self.join_height_quantiles
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"GeometricConfig.join_height_quantiles must be (low, high) with 0 <= low < high <= 1, "
+                             f"got {self.join_height_quantiles}")

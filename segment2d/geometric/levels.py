@@ -1,0 +1,166 @@
+"""The hierarchy's levels: the level codes, one level's regions (``Level``), and the region groups built on
+level 0: rigid joins (legs hanging under a seat) and merged object parts (a chair's back, seat and legs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..planes import RegionPlanes
+from .config import GeometricConfig
+
+
+LEVEL_GEOMETRY, LEVEL_COLOR, LEVEL_OBJECT, LEVEL_PLANE_UNION, LEVEL_PART_UNION = 0, 1, 2, 3, 4
+
+
+@dataclass
+class Level:
+    """One level of the hierarchy at work resolution: labels (0 = none), their number, per-label data
+    (row 0 is the unlabelled pixels)."""
+
+    code: int
+    labels: np.ndarray
+    n: int
+    area: np.ndarray
+    support: np.ndarray
+    structure: np.ndarray
+    planar: np.ndarray
+    planes: RegionPlanes
+
+
+def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricConfig) -> list[np.ndarray]:
+    """Groups of adjacent non-structure regions of ``lv`` (a chair's back, seat and legs), as label arrays.
+
+    Regions are adjacent when they share a border mostly free of depth jumps (a crease, not an occlusion).
+    Adjacent pairs are merged greedily, most similar mean colour first (union-find over a few dozen
+    regions), and every group formed along the way is offered, up to ``merge_max_unions``.
+    """
+    labels, n = lv.labels, lv.n
+    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
+    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
+    border = np.flatnonzero(a != b)  # a few percent of the pixel pairs: test only those further
+    a, b = a[border], b[border]
+    jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])[border]
+    keep = (a > 0) & (b > 0) & ~lv.structure[a] & ~lv.structure[b]
+    if not keep.any():
+        return []
+    pair = np.minimum(a[keep], b[keep]).astype(np.int64) * n + np.maximum(a[keep], b[keep])
+    length = np.bincount(pair, minlength=n * n)
+    jumps = np.bincount(pair, weights=jump[keep], minlength=n * n)
+    edges = np.flatnonzero((length >= cfg.crease_border_px) & (jumps < cfg.crease_max_jump_share * length))
+    mean_rgb = _region_colors(labels, color, n)
+    weight = np.abs(mean_rgb[edges // n] - mean_rgb[edges % n]).sum(axis=1) / 3.0
+    order = np.argsort(weight, kind="stable")
+    order = order[weight[order] <= cfg.merge_max_color]
+    parent = np.arange(n)
+    members = {i: [i] for i in range(n)}
+    max_area = cfg.merge_max_fraction * np.count_nonzero(labels)
+    out = []
+    for e in edges[order]:
+        ra, rb = _root(parent, e // n), _root(parent, e % n)
+        if ra == rb:
+            continue
+        parent[rb] = ra
+        members[ra] = members[ra] + members.pop(rb)
+        group = np.array(members[ra])
+        if lv.area[group].sum() <= max_area:
+            out.append(group)
+            if len(out) >= cfg.merge_max_unions:
+                break
+    return out
+
+
+def rigid_groups(lv: Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, cfg: GeometricConfig):
+    """Label remap (old -> new, 0 kept) joining rigidly attached regions of ``lv``, or None when none join."""
+    labels, n = lv.labels, lv.n
+    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
+    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
+    border = np.flatnonzero(a != b)
+    a, b = a[border], b[border]
+    jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])[border]
+    keep = (a > 0) & (b > 0) & ~lv.structure[a] & ~lv.structure[b]
+    if not keep.any():
+        return None
+    a, b, jump = a[keep], b[keep], jump[keep]
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+    pair = lo * n + hi
+    length = np.bincount(pair, minlength=n * n)
+    jumps = np.bincount(pair, weights=jump, minlength=n * n)
+    edges = np.flatnonzero((length >= cfg.crease_border_px) & (jumps < cfg.crease_max_jump_share * length))
+    if len(edges) == 0:
+        return None
+    # Per-region 3D moments and robust height range (every other pixel; heights along ``up``).
+    sub = labels[::2, ::2].ravel()
+    p = pts[:, ::2, ::2].reshape(3, -1).astype(np.float64)
+    m0 = np.bincount(sub, minlength=n).astype(np.float64)
+    m1 = np.stack([np.bincount(sub, p[i], n) for i in range(3)], axis=1)
+    m2 = np.empty((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            m2[:, i, j] = m2[:, j, i] = np.bincount(sub, p[i] * p[j], n)
+    height = up @ p
+    order = np.lexsort((height, sub))
+    cnt = m0.astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    hs = height[order]
+    last = max(len(hs) - 1, 0)
+    low, high = cfg.join_height_quantiles
+    zlo = hs[np.minimum(start + (low * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    zhi = hs[np.minimum(start + (high * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    safe = np.maximum(m0, 1.0)
+    mean = m1 / safe[:, None]
+    cov = m2 / safe[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    ea, eb = edges // n, edges % n
+    big = np.where(lv.area[ea] >= lv.area[eb], ea, eb)
+    small = np.where(lv.area[ea] >= lv.area[eb], eb, ea)
+    tol = cfg.join_contact
+    below = np.abs(zhi[small] - zlo[big]) <= tol  # small's top at big's underside
+    hvec = mean[small] - mean[big]
+    hvec = hvec - np.outer(hvec @ up, up)
+    big_var = np.trace(cov[big], axis1=1, axis2=2) - np.einsum("i,kij,j->k", up, cov[big], up)  # horizontal
+    under = np.linalg.norm(hvec, axis=1) <= cfg.join_max_offset * np.sqrt(np.maximum(big_var, 0.0))
+    hangs = (lv.area[small] <= cfg.join_max_area_ratio * lv.area[big]) & below & under
+    ok = hangs & (m0[small] >= 4) & (m0[big] >= 4)
+    if not ok.any():
+        return None
+    parent = np.arange(n)
+    max_area = cfg.join_max_fraction * labels.size
+    area = lv.area.astype(np.float64).copy()
+    M0, M1, M2 = m0.copy(), m1.copy(), m2.copy()
+    joined = False
+    for k in np.argsort(-length[edges] * ok, kind="stable"):
+        if not ok[k]:
+            break
+        ra, rb = _root(parent, big[k]), _root(parent, small[k])
+        if ra == rb:
+            continue
+        c0, c1, c2 = M0[ra] + M0[rb], M1[ra] + M1[rb], M2[ra] + M2[rb]
+        if c0 < 8 or area[ra] + area[rb] > max_area:
+            continue
+        mu = c1 / c0
+        ev = np.linalg.eigvalsh(c2 / c0 - np.outer(mu, mu))
+        if np.sqrt(max(ev[-1], 0.0)) >= cfg.join_max_extent:
+            continue
+        parent[rb] = ra
+        M0[ra], M1[ra], M2[ra], area[ra] = c0, c1, c2, area[ra] + area[rb]
+        joined = True
+    if not joined:
+        return None
+    roots = np.array([_root(parent, i) for i in range(n)])
+    _, remap = np.unique(roots, return_inverse=True)
+    return remap.astype(np.int32)  # root 0 stays 0 (label 0 is its own root and the smallest)
+
+
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return int(i)
+
+
+def _region_colors(labels: np.ndarray, color: np.ndarray, n: int) -> np.ndarray:
+    """n x 3 float32 mean RGB of each label's pixels (row 0: unlabelled)."""
+    lab = labels.ravel()
+    count = np.maximum(np.bincount(lab, minlength=n), 1).astype(np.float32)
+    rgb = color.reshape(-1, 3)
+    return np.stack([np.bincount(lab, rgb[:, i], n) for i in range(3)], axis=1).astype(np.float32) / count[:, None]
