@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks.harness import jsonable, machine_description, machine_line, utc_timestamp
-from benchmarks.suites import SECTION_MODULES, section
+from benchmarks.suites import OPTIONAL_SECTIONS, SECTION_MODULES, section
 from benchmarks.suites.common import BenchContext, SuiteSkipped
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -27,8 +27,9 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a few frames, one seed): a dry run")
-    parser.add_argument("--only", nargs="+", choices=SECTION_MODULES, metavar="SECTION",
-                        help=f"run only these sections ({', '.join(SECTION_MODULES)})")
+    parser.add_argument("--only", nargs="+", choices=SECTION_MODULES + OPTIONAL_SECTIONS, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTION_MODULES)}; optional, only when named: "
+                             f"{', '.join(OPTIONAL_SECTIONS)})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the report (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared real data (default: %(default)s)")
     parser.add_argument("--sam-checkpoint", default=None, help="SAM/MobileSAM weights: adds SAM to the 2D recall")
@@ -77,7 +78,7 @@ def write_report(report: dict, out: Path, stem: str) -> tuple[Path, Path]:
     blocks = [f"# Benchmark report\n\nStarted {report['started']}, {report.get('finished') or 'running'}; "
               f"machine at start: {machine_line(report['machine'])}. Numbers taken on a shared, loaded machine: "
               f"quote medians with their machine line."]
-    ordered = [n for n in SECTION_MODULES if n in report["sections"]]
+    ordered = [n for n in SECTION_MODULES + OPTIONAL_SECTIONS if n in report["sections"]]
     blocks += [section_markdown(name, report["sections"][name]) for name in ordered]
     md_path.write_text("\n\n".join(blocks) + "\n")
     return json_path, md_path

@@ -7,9 +7,10 @@ from typing import Callable
 from .base import FrameSource
 from .frame import DatasetError
 from .readers import (
-    ProjectSource, RedwoodSource, ReplicaSource, ScanNetPosedImagesSource, ScanNetSource, SevenScenesSource,
-    TUMSource,
+    ProjectSource, RedwoodSource, ReplicaSource, RosBagSource, ScanNetPosedImagesSource, ScanNetSource,
+    SevenScenesSource, TUMSource,
 )
+from .readers.rosbag import is_rosbag
 from .readers.replica import find_replica_sequence
 from .readers.sevenscenes import sequence_dirs
 
@@ -21,8 +22,9 @@ READERS: dict[str, type[FrameSource]] = {
     "replica": ReplicaSource,
     "7scenes": SevenScenesSource,
     "redwood": RedwoodSource,
+    "rosbag": RosBagSource,
 }
-ALIASES = {"3dmatch": "7scenes", "scannet_posed": "scannet-posed", "seven-scenes": "7scenes"}
+ALIASES = {"bag": "rosbag", "ros": "rosbag", "3dmatch": "7scenes", "scannet_posed": "scannet-posed", "seven-scenes": "7scenes"}
 
 
 def _is_dir(root: Path, *names: str) -> bool:
@@ -31,6 +33,7 @@ def _is_dir(root: Path, *names: str) -> bool:
 
 # Checked in this order; the first match wins (scene.json is the most specific marker).
 DETECTORS: list[tuple[str, str, Callable[[Path], bool]]] = [
+    ("rosbag", "a .bag/.db3/.mcap file or a folder with metadata.yaml (ROS bag)", is_rosbag),
     ("project", "scene.json", lambda r: (r / "scene.json").is_file()),
     ("scannet-posed", "posed_images/ folder (or posed_images/intrinsic.txt here)",
      lambda r: _is_dir(r, "posed_images") or (r.name == "posed_images" and (r / "intrinsic.txt").is_file())),
@@ -44,10 +47,12 @@ DETECTORS: list[tuple[str, str, Callable[[Path], bool]]] = [
 
 
 def detect_format(path: str | Path) -> str:
-    """Name of the format of the dataset folder ``path``; DatasetError listing what was checked."""
+    """Name of the format of the dataset folder (or bag file) ``path``; DatasetError listing what was checked."""
     root = Path(path)
+    if root.is_file() and is_rosbag(root):
+        return "rosbag"
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a directory")
+        raise DatasetError(f"{root}: not a directory (nor a .bag, .db3 or .mcap file)")
     for name, _, matches in DETECTORS:
         if matches(root):
             return name
@@ -58,7 +63,8 @@ def detect_format(path: str | Path) -> str:
 def open_dataset(path: str | Path, format: str | None = None, **options) -> FrameSource:
     """Open the dataset at ``path`` with the reader for ``format`` (detected when None).
 
-    Formats: "project", "scannet", "scannet-posed", "tum", "replica", "7scenes" ("3dmatch"), "redwood".
+    Formats: "project", "scannet", "scannet-posed", "tum", "replica", "7scenes" ("3dmatch"), "redwood",
+    "rosbag" (a ROS 1 .bag file, a ROS 2 bag folder, or a bare .db3 / .mcap file).
     ``options`` go to the reader (start, stop, stride, K, depth_scale, ... see each reader).
     """
     name = detect_format(path) if format is None else ALIASES.get(format, format)

@@ -376,11 +376,12 @@ def _check_prediction(logits: torch.Tensor, iou_preds: torch.Tensor, n_points: i
 
 
 class SamMaskGenerator:
-    """The ``sam`` generator: a SAM / MobileSAM checkpoint driven by ``AutomaticMaskGenerator``.
+    """The ``sam`` generator: a SAM / MobileSAM (or HQ-SAM) checkpoint driven by ``AutomaticMaskGenerator``.
 
-    ``checkpoint``: path of a released SAM or MobileSAM state dict; ``model_type``: 'vit_b' | 'vit_l' | 'vit_h' |
-    'vit_t' or None to infer it; ``device``: torch device; ``encoder_dtype``: 'float32' | 'bfloat16' | 'float16'
-    (or a torch dtype) for the image encoder. Further keywords are ``AMGConfig`` fields (e.g. points_per_side).
+    ``checkpoint``: path of a released SAM, MobileSAM or HQ-SAM state dict; ``model_type``: 'vit_b' | 'vit_l' |
+    'vit_h' | 'vit_t' (or one of them + '_hq') or None to infer it; ``device``: torch device, 'auto' for CUDA when
+    available else CPU; ``encoder_dtype``: 'float32' | 'bfloat16' | 'float16' (or a torch dtype) for the image
+    encoder, 'auto' for bfloat16 on CUDA and float32 on CPU. Further keywords are ``AMGConfig`` fields.
     """
 
     name = "sam"
@@ -389,23 +390,61 @@ class SamMaskGenerator:
         self,
         checkpoint,
         model_type: str | None = None,
-        device: str = "cpu",
-        encoder_dtype: str | torch.dtype = "float32",
+        device: str = "auto",
+        encoder_dtype: str | torch.dtype = "auto",
         config: AMGConfig | None = None,
+        hq_token_only: bool = False,
         **amg_options,
     ) -> None:
         from segment2d.build import load_sam
         from segment2d.predictor import SamPredictor
 
+        device = resolve_device(device)
         model = load_sam(checkpoint, model_type=model_type, device=device)
-        predictor = SamPredictor(model, device=device, encoder_dtype=torch_dtype(encoder_dtype))
+        self._check_model(model, checkpoint)
+        dtype = resolve_encoder_dtype(encoder_dtype, device)
+        predictor = SamPredictor(model, device=device, encoder_dtype=dtype, hq_token_only=hq_token_only)
         self.generator = AutomaticMaskGenerator(predictor, config, **amg_options)
+
+    def _check_model(self, model, checkpoint) -> None:
+        """Hook for generators that accept only some SAM variants."""
 
     def generate(self, image_or_frame) -> MaskSet:
         return self.generator.generate(image_or_frame)
 
     def generate_records(self, image_or_frame) -> list[dict]:
         return self.generator.generate_records(image_or_frame)
+
+
+class SamHQMaskGenerator(SamMaskGenerator):
+    """The ``sam-hq`` generator: an HQ-SAM checkpoint (``sam_hq_vit_{b,l,h,tiny}.pth``) in the automatic mask
+    generator: each point gives HQ-SAM's mask (the best of SAM's three plus the HQ token's, or with
+    ``hq_token_only`` the HQ token's alone). Same options as ``sam``, plus ``hq_token_only``."""
+
+    name = "sam-hq"
+
+    def _check_model(self, model, checkpoint) -> None:
+        if not model.is_hq:
+            raise ValueError(
+                f"{checkpoint}: a {model.model_type} SAM checkpoint without HQ-SAM's weights "
+                "(no mask_decoder.hf_token); use --segmenter sam for it, or an sam_hq_vit_*.pth file"
+            )
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else as torch.device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_encoder_dtype(value: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """'auto' -> bfloat16 on CUDA (float16 where the GPU has no bfloat16), float32 elsewhere; else ``torch_dtype``."""
+    if str(value) != "auto":
+        return torch_dtype(value)
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 _DTYPES = {

@@ -1,7 +1,8 @@
-"""Build SAM / MobileSAM models by name and load released checkpoints into them.
+"""Build SAM / MobileSAM / HQ-SAM models by name and load released checkpoints into them.
 
 Model types: ``vit_b``, ``vit_l``, ``vit_h`` (SAM), ``vit_t`` (MobileSAM, TinyViT-5M encoder) and
-``vit_test`` (a tiny ViT: embed 64, depth 2, heads 2, global attention at block 1, used by tests).
+``vit_test`` (a tiny ViT: embed 64, depth 2, heads 2, global attention at block 1, used by tests); each
+with the suffix ``_hq`` is its HQ-SAM (``vit_b_hq`` is ``sam_hq_vit_b.pth``, ``vit_t_hq`` is ``sam_hq_vit_tiny.pth``).
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Mapping
 
 import torch
 
-from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+from .modeling import ImageEncoderViT, MaskDecoder, MaskDecoderHQ, PromptEncoder, Sam, TinyViT, TwoWayTransformer
 
 PROMPT_EMBED_DIM = 256
+HQ_SUFFIX = "_hq"
+HQ_KEY = "mask_decoder.hf_token.weight"  # present in every HQ-SAM checkpoint, absent from SAM's
 
 
 class CheckpointError(ValueError):
@@ -60,23 +63,37 @@ MODEL_CONFIGS: dict[str, EncoderConfig] = {
 }
 
 
+def model_types() -> list[str]:
+    """Every name ``build_sam`` accepts: the SAM / MobileSAM presets and their HQ-SAM variants."""
+    return sorted(MODEL_CONFIGS) + sorted(name + HQ_SUFFIX for name in MODEL_CONFIGS)
+
+
+def split_hq(model_type: str) -> tuple[str, bool]:
+    """('vit_b', True) for 'vit_b_hq'; (model_type, False) otherwise."""
+    if model_type.endswith(HQ_SUFFIX):
+        return model_type[: -len(HQ_SUFFIX)], True
+    return model_type, False
+
+
 def build_sam(model_type: str, **overrides) -> Sam:
-    """A randomly initialised SAM of ``model_type``; ``overrides`` replace encoder config fields
-    (e.g. ``build_sam("vit_b", depth=2)``). Build inside ``with torch.device("meta"):`` for a
-    shape-only model. Returned in eval mode."""
-    if model_type not in MODEL_CONFIGS:
-        raise ValueError(f"model_type: unknown {model_type!r}; expected one of {sorted(MODEL_CONFIGS)}")
-    base = MODEL_CONFIGS[model_type]
+    """A randomly initialised SAM of ``model_type`` (HQ-SAM for a ``_hq`` name); ``overrides`` replace
+    encoder config fields (e.g. ``build_sam("vit_b", depth=2)``). Build inside ``with torch.device("meta"):``
+    for a shape-only model. Returned in eval mode."""
+    base_type, hq = split_hq(model_type)
+    if base_type not in MODEL_CONFIGS:
+        raise ValueError(f"model_type: unknown {model_type!r}; expected one of {model_types()}")
+    base = MODEL_CONFIGS[base_type]
     unknown = set(overrides) - {f.name for f in dataclasses.fields(base)}
     if unknown:
         raise ValueError(f"build_sam({model_type!r}): unknown encoder option(s) {sorted(unknown)}")
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     config = dataclasses.replace(base, **overrides)
-    return build_sam_from_config(config, _preset_name(config))
+    return build_sam_from_config(config, _preset_name(config, hq), hq=hq)
 
 
-def build_sam_from_config(config: EncoderConfig, model_type: str = "custom") -> Sam:
-    """A randomly initialised SAM with the given encoder and SAM's released prompt encoder and decoder."""
+def build_sam_from_config(config: EncoderConfig, model_type: str = "custom", hq: bool = False) -> Sam:
+    """A randomly initialised SAM with the given encoder and SAM's released prompt encoder and decoder
+    (HQ-SAM's decoder, sized to the encoder's early feature, with ``hq``)."""
     if isinstance(config, TinyViTConfig):
         encoder = TinyViT(
             config.img_size, config.embed_dims, config.depths, config.num_heads, config.window_sizes,
@@ -90,14 +107,21 @@ def build_sam_from_config(config: EncoderConfig, model_type: str = "custom") -> 
         )
         grid = config.img_size // config.patch_size
     prompt_encoder = PromptEncoder(PROMPT_EMBED_DIM, (grid, grid), (config.img_size, config.img_size), mask_in_chans=16)
-    decoder = MaskDecoder(TwoWayTransformer(2, PROMPT_EMBED_DIM, 8, 2048), PROMPT_EMBED_DIM)
+    transformer = TwoWayTransformer(2, PROMPT_EMBED_DIM, 8, 2048)
+    if hq:
+        if isinstance(config, ViTConfig) and not config.global_attn_indexes:
+            raise ValueError("HQ-SAM needs a ViT with at least one global-attention block (its early feature)")
+        decoder = MaskDecoderHQ(transformer, PROMPT_EMBED_DIM, vit_dim=encoder.interm_channels)
+    else:
+        decoder = MaskDecoder(transformer, PROMPT_EMBED_DIM)
     return Sam(encoder, prompt_encoder, decoder, model_type=model_type).eval()
 
 
 def load_sam(path: str | Path, model_type: str | None = None, device: str | torch.device = "cpu") -> Sam:
-    """Load a SAM / MobileSAM checkpoint (raw state_dict, or one wrapped under 'model' / 'state_dict').
+    """Load a SAM / MobileSAM / HQ-SAM checkpoint (raw state_dict, or one wrapped under 'model' / 'state_dict').
 
-    The model type is inferred from the keys and shapes; if ``model_type`` is given it must match.
+    The model type is inferred from the keys and shapes (HQ-SAM from its HQ decoder weights); if
+    ``model_type`` is given it must match.
     Weights are cast to float32 and placed on ``device``. Raises CheckpointError naming the file.
     """
     path = Path(path)
@@ -106,7 +130,7 @@ def load_sam(path: str | Path, model_type: str | None = None, device: str | torc
     if model_type is not None and model_type != inferred:
         raise CheckpointError(f"{path}: model_type={model_type!r} was requested but the checkpoint is {inferred!r}")
     with torch.device("meta"):
-        model = build_sam_from_config(config, inferred)
+        model = build_sam_from_config(config, inferred, hq=split_hq(inferred)[1])
     check_keys_and_shapes(model, state_dict, path)
     tensors = {
         k: v.to(device=device, dtype=torch.float32 if v.is_floating_point() else v.dtype) for k, v in state_dict.items()
@@ -136,15 +160,16 @@ def infer_model_config(
     state_dict: Mapping[str, torch.Tensor], path: Path | str = "<state_dict>"
 ) -> tuple[str, EncoderConfig]:
     """(model type, encoder config) read from the checkpoint's keys and shapes; type is a
-    MODEL_CONFIGS name when the config matches one, else 'custom'."""
+    MODEL_CONFIGS name when the config matches one, else 'custom', with the suffix '_hq' for HQ-SAM."""
+    hq = HQ_KEY in state_dict
     if "image_encoder.patch_embed.seq.0.c.weight" in state_dict:
-        return "vit_t", MODEL_CONFIGS["vit_t"]
+        return _preset_name(MODEL_CONFIGS["vit_t"], hq), MODEL_CONFIGS["vit_t"]
     if "image_encoder.patch_embed.proj.weight" not in state_dict:
         raise CheckpointError(
             f"{path}: not a SAM checkpoint: no image_encoder.patch_embed weights (first keys: {list(state_dict)[:5]})"
         )
     config = _infer_vit_config(state_dict, path)
-    return _preset_name(config), config
+    return _preset_name(config, hq), config
 
 
 def _infer_vit_config(sd: Mapping[str, torch.Tensor], path: Path | str) -> ViTConfig:
@@ -180,5 +205,6 @@ def check_keys_and_shapes(model: torch.nn.Module, state_dict: Mapping[str, torch
         )
 
 
-def _preset_name(config: EncoderConfig) -> str:
-    return next((name for name, preset in MODEL_CONFIGS.items() if preset == config), "custom")
+def _preset_name(config: EncoderConfig, hq: bool = False) -> str:
+    name = next((name for name, preset in MODEL_CONFIGS.items() if preset == config), "custom")
+    return name + HQ_SUFFIX if hq else name

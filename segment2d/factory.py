@@ -1,4 +1,5 @@
-"""Mask generators by name: ``make_generator('geometric')``, ``make_generator('sam', checkpoint=...)``.
+"""Mask generators by name: ``make_generator('geometric')``, ``make_generator('sam', checkpoint=...)``,
+``make_generator('sam-hq', checkpoint=...)``.
 
 Each entry of ``GENERATORS`` names a builder and the options it accepts; add SAM 2, FastSAM, ... there.
 Generators are imported lazily, so asking for one never imports (or fails on) the others.
@@ -48,6 +49,18 @@ def _sam_options() -> tuple[str, ...]:
     return ("checkpoint", "model_type", "device", "encoder_dtype", "config") + AMG_OPTION_NAMES
 
 
+def _build_sam_hq(**options) -> MaskGenerator:
+    if not options.get("checkpoint"):
+        raise ValueError("the sam-hq generator needs an HQ-SAM checkpoint path (--checkpoint sam_hq_vit_*.pth)")
+    from .automatic import SamHQMaskGenerator
+
+    return SamHQMaskGenerator(**options)
+
+
+def _sam_hq_options() -> tuple[str, ...]:
+    return _sam_options() + ("hq_token_only",)
+
+
 def _build_ground_truth(**options) -> MaskGenerator:
     from .groundtruth import GroundTruthMaskGenerator
 
@@ -63,6 +76,8 @@ def _ground_truth_options() -> tuple[str, ...]:
 GENERATORS: dict[str, GeneratorEntry] = {
     "geometric": GeneratorEntry(_build_geometric, _geometric_options, "weight-free depth + colour regions (default)"),
     "sam": GeneratorEntry(_build_sam, _sam_options, "SAM / MobileSAM checkpoint with the automatic mask generator"),
+    "sam-hq": GeneratorEntry(_build_sam_hq, _sam_hq_options,
+                             "HQ-SAM checkpoint (sam_hq_vit_*.pth) with the automatic mask generator"),
     "ground-truth": GeneratorEntry(_build_ground_truth, _ground_truth_options,
                                    "the frame's GT instance masks (synthetic data): the upper bound after 2D"),
 }

@@ -2,6 +2,8 @@
 number of point / box / mask prompts (``predict``, or batched ``predict_torch``).
 
 All prompt coordinates are pixels (x, y) in the ORIGINAL image; masks come back at its size (H, W).
+With an HQ-SAM model the encoder's early feature is fused into HQ features once per image, and every
+prompt gives one mask (HQ-SAM's answer, see ``MaskDecoderHQ.forward``).
 """
 from __future__ import annotations
 
@@ -19,13 +21,22 @@ class SamPredictor:
     mask_threshold: float = 0.0
 
     def __init__(
-        self, model: Sam, device: str | torch.device | None = None, encoder_dtype: torch.dtype = torch.float32
+        self,
+        model: Sam,
+        device: str | torch.device | None = None,
+        encoder_dtype: torch.dtype = torch.float32,
+        hq_token_only: bool = False,
     ) -> None:
         """``device``: where the model runs (it is moved there; default: where it already is).
         ``encoder_dtype``: float32, or bfloat16 / float16 to run the image encoder under autocast;
-        the prompt encoder and mask decoder always run in float32."""
+        the prompt encoder and mask decoder always run in float32.
+        ``hq_token_only`` (HQ-SAM only): the HQ token's mask alone instead of HQ-SAM's default, SAM's mask
+        plus the HQ token's (HQ-SAM's authors recommend it for fine, single objects)."""
         if encoder_dtype not in _ENCODER_DTYPES:
             raise ValueError(f"encoder_dtype: expected one of {_ENCODER_DTYPES}, got {encoder_dtype}")
+        if hq_token_only and not model.is_hq:
+            raise ValueError(f"hq_token_only needs an HQ-SAM model, got {model.model_type!r}")
+        self.hq_token_only = bool(hq_token_only)
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
         self.encoder_dtype = encoder_dtype
@@ -36,6 +47,8 @@ class SamPredictor:
     def reset_image(self) -> None:
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        self.interm_features: torch.Tensor | None = None  # HQ-SAM: early encoder feature, 1 x h x w x C
+        self.hq_features: torch.Tensor | None = None  # HQ-SAM: fused features, 1 x 32 x 4h x 4w
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self.upsampler: MaskUpsampler | None = None
@@ -50,7 +63,7 @@ class SamPredictor:
         resized = self.transform.apply_image(np.ascontiguousarray(image))
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None]
         self.reset_image()
-        self.features = self._encode(pixels)
+        self.features, self.interm_features, self.hq_features = self._encode(pixels)
         self.original_size = (int(image.shape[0]), int(image.shape[1]))
         self.input_size = (int(resized.shape[0]), int(resized.shape[1]))
         low_res_size = self.model.prompt_encoder.mask_input_size
@@ -58,13 +71,21 @@ class SamPredictor:
         self.is_image_set = True
 
     @torch.inference_mode()
-    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """1 x 3 x h x w uint8 resized image -> 1 x 256 x 64 x 64 float32 embedding."""
+    def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """1 x 3 x h x w uint8 resized image -> (1 x 256 x 64 x 64 float32 embedding, and for HQ-SAM the
+        early feature and the fused HQ features, else None)."""
         x = self.model.preprocess(pixels)
         autocast = self.encoder_dtype != torch.float32
         with torch.autocast(device_type=self.device.type, dtype=self.encoder_dtype, enabled=autocast):
-            features = self.model.image_encoder(x)
-        return features.to(torch.float32).contiguous()
+            if self.model.is_hq:
+                features, interm = self.model.image_encoder.forward_with_interm(x)
+            else:
+                features, interm = self.model.image_encoder(x), None
+        features = features.to(torch.float32).contiguous()
+        if interm is None:
+            return features, None, None
+        interm = interm.to(torch.float32)
+        return features, interm, self.model.mask_decoder.hq_features(features, interm)
 
     def get_image_embedding(self) -> torch.Tensor:
         """1 x 256 x 64 x 64 embedding of the current image."""
@@ -84,7 +105,7 @@ class SamPredictor:
         a length-4 xyxy box, and/or a 1 x 256 x 256 low-res logit mask from an earlier call.
 
         Returns (C x H x W bool masks or float32 logits, C IoU predictions, C x 256 x 256 logits),
-        C = 3 with multimask_output else 1.
+        C = 3 with multimask_output else 1 (always 1 for HQ-SAM).
         """
         self._require_image()
         coords = labels = boxes = masks = None
@@ -147,9 +168,12 @@ class SamPredictor:
         if mask_input is not None:
             mask_input = mask_input.to(self.device, torch.float32)
         sparse, dense = self.model.prompt_encoder(points, boxes, mask_input)
-        return self.model.mask_decoder(
-            self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output
-        )
+        image_pe = self.model.prompt_encoder.get_dense_pe()
+        if self.model.is_hq:
+            return self.model.mask_decoder(
+                self.features, image_pe, sparse, dense, multimask_output, self.hq_features, self.hq_token_only
+            )
+        return self.model.mask_decoder(self.features, image_pe, sparse, dense, multimask_output)
 
     @torch.inference_mode()
     def upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,13 @@
 from .project import GTObject, GTPoints, ProjectSource
 from .redwood import RedwoodSource
 from .replica import ReplicaSource
+from .rosbag import RosBagSource
 from .scannet import ScanNetSource
 from .scannet_posed import ScanNetPosedImagesSource
 from .sevenscenes import SevenScenesSource
 from .tum import TUMSource
 
 __all__ = [
-    "GTObject", "GTPoints", "ProjectSource", "RedwoodSource", "ReplicaSource", "ScanNetPosedImagesSource",
+    "GTObject", "GTPoints", "ProjectSource", "RedwoodSource", "ReplicaSource", "RosBagSource", "ScanNetPosedImagesSource",
     "ScanNetSource", "SevenScenesSource", "TUMSource",
 ]

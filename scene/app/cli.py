@@ -5,6 +5,7 @@
     scene query MAP --at X Y Z | --radius X Y Z R | --nearest X Y Z K | --ray OX OY OZ DX DY DZ
     scene export MAP --ply OUT.ply | --scannet DIR --vertices FILE | --json OUT.json
     scene eval MAP --gt PATH             instance AP (synthetic GT or per-point ids) or box AP (gt_boxes.json)
+    scene batch INPUTS... --out DIR      many scenes on a Dask cluster; `scene eval DIR` pools their AP
     scene demo                           everything on a generated scene, no data needed
     scene inspect DATA                   detect and summarise a dataset
 """
@@ -36,9 +37,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from scene.datasets import open_dataset
+    from scene.datasets import detect_format, open_dataset
 
-    source = open_dataset(args.data, format=args.format, stride=args.stride)
+    if (args.format or detect_format(args.data)) in ("rosbag", "bag", "ros") and not _print_bag_topics(args):
+        return 2
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
     print(f"{args.data}: format {source.format_name}, {len(source)} frames", end="")
     if getattr(source, "skipped_invalid_pose", 0):
         print(f" ({source.skipped_invalid_pose} skipped for invalid poses)", end="")
@@ -53,6 +56,54 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         centres = source.poses[:, :3, 3]
         print(f"  trajectory length {float(np.linalg.norm(centres[1:] - centres[:-1], axis=1).sum()):.2f} m")
     return 0
+
+
+def _print_bag_topics(args: argparse.Namespace) -> bool:
+    """List a bag's topics and the ones proposed for mapping; False when the choice is ambiguous."""
+    from scene.datasets.readers.rosbag import open_bag, propose_topics, summarize_topics
+
+    reader = open_bag(Path(args.data))
+    try:
+        topics = summarize_topics(reader)
+    finally:
+        reader.close()
+    print(f"{args.data}: ROS bag, {len(topics)} topics")
+    for t in topics:
+        image = f"  {t.encoding or ''} {f'{t.width}x{t.height}' if t.width else ''} {t.frame_id}".rstrip()
+        print(f"  {t.name:<56} {t.msgtype:<36} {t.count:>6}  [{t.kind}]{image}")
+    options = _bag_options(args)
+    choice = propose_topics(topics, *(options.get(f"{k}_topic") for k in ("color", "depth", "info", "pose")))
+    poses = "/tf + /tf_static" if choice.use_tf else choice.pose
+    print(f"proposed: --color-topic {choice.color} --depth-topic {choice.depth} --info-topic {choice.info}"
+          f" poses from {poses}")
+    for problem in choice.problems:
+        print(f"  problem: {problem}")
+    return not choice.problems
+
+
+_BAG_OPTIONS = ("color_topic", "depth_topic", "info_topic", "pose_topic", "world_frame", "camera_frame", "pose_frame")
+
+
+def _bag_options(args: argparse.Namespace) -> dict:
+    """The ROS bag options given on the command line (only for bags; an error for other formats)."""
+    from scene.datasets.readers.rosbag import is_rosbag
+
+    options = {k: getattr(args, k) for k in _BAG_OPTIONS if getattr(args, k, None) is not None}
+    if options and not is_rosbag(args.data) and args.format not in ("rosbag", "bag", "ros"):
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise CLIError(f"{flags}: only for ROS bags, and {args.data} is not one")
+    return options
+
+
+def _add_bag_options(parser: argparse.ArgumentParser) -> None:
+    bag = parser.add_argument_group("ROS bags (proposed from the bag when not given; see `scene inspect BAG`)")
+    bag.add_argument("--color-topic", default=None, help="sensor_msgs/Image or CompressedImage colour topic")
+    bag.add_argument("--depth-topic", default=None, help="depth topic (16UC1 mm or 32FC1 m)")
+    bag.add_argument("--info-topic", default=None, help="sensor_msgs/CameraInfo topic for the intrinsics")
+    bag.add_argument("--pose-topic", default=None, help="PoseStamped / Odometry topic instead of /tf")
+    bag.add_argument("--world-frame", default=None, help="/tf: world frame (default: the root of the camera's tree)")
+    bag.add_argument("--camera-frame", default=None, help="camera optical frame (default: the depth image's frame)")
+    bag.add_argument("--pose-frame", default=None, help="frame a PoseStamped topic describes (default: the camera's)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -73,7 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     config = _run_config(args)
-    source = open_dataset(args.data, format=args.format, stride=args.stride)
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
     if args.resume:
         if not out.exists():
             raise CLIError(f"--resume: no map file {out} to resume")
@@ -225,6 +276,48 @@ def _print_run_summary(imap, progress: _Progress, seconds: float, out: Path) -> 
 
 
 # --------------------------------------------------------------------------------------------------
+# batch
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from scene.batch import BatchConfig, run_batch
+
+    options = {k: getattr(args, k) for k in _BAG_OPTIONS if getattr(args, k, None) is not None}
+    memory = int(args.memory_limit) if args.memory_limit.isdigit() else args.memory_limit
+    config = BatchConfig(workers=args.workers or 2, scheduler=args.scheduler, memory_limit=memory,
+                         mapper=_run_config(args), format=args.format, stride=args.stride,
+                         max_frames=args.max_frames, options=options)
+    bar = tqdm(total=len(args.inputs), unit="scene", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+
+    def progress(result) -> None:
+        bar.set_postfix_str(f"{result.name} {result.status}", refresh=False)
+        bar.update(1)
+        if result.status == "failed":
+            bar.write(f"scene batch: {result.name} failed: {result.error}", file=sys.stderr)
+
+    where = args.scheduler or f"a local cluster of {config.workers} workers ({config.memory_limit} each)"
+    print(f"scene batch: {len(args.inputs)} scenes on {where}, maps in {args.out}", file=sys.stderr)
+    try:
+        report = run_batch(args.inputs, args.out, config, on_result=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"scene batch: interrupted; finished maps are kept in {args.out}: run the same command to "
+              f"continue", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"batch: {report.count('done')} mapped, {report.count('skipped')} already done, "
+          f"{report.count('failed')} failed, {report.seconds:.1f} s; report {Path(args.out) / 'batch.json'}")
+    for scene in report.scenes:
+        detail = scene.error if scene.status == "failed" else (
+            f"{scene.frames} frames, {scene.objects} objects, {scene.seconds:.1f} s, worker peak "
+            f"{scene.peak_rss_mib:.0f} MiB" if scene.status == "done" else "kept from an earlier run")
+        print(f"  {scene.name:<32} {scene.status:<8} {detail}")
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------------
 # info, query, export
 
 
@@ -330,6 +423,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from scene.eval import evaluate_boxes, evaluate_on_point_ids, evaluate_on_project_gt
 
+    if Path(args.map).is_dir():
+        return _print_eval(evaluate_batch(Path(args.map), args.max_distance, args.include_structure), args.json)
+    if args.gt is None:
+        raise CLIError("--gt is required for a map file (only a batch folder finds its scenes' ground truth)")
     imap, _ = _load_map(args.map)
     gt = Path(args.gt)
     distance = args.max_distance if args.max_distance is not None else 2 * imap.metadata.voxel_size
@@ -344,6 +441,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise CLIError(f"--gt {gt}: expected a project-layout folder (gt/points.npz), gt_boxes.json, "
                        f"or per-point ids (.npy/.txt)")
+    return _print_eval(results, args.json)
+
+
+def _print_eval(results: dict, json_path: str | None) -> int:
     for name, values in results.items():
         if isinstance(values, dict):
             # Instance AP: the summary keys only (its per-overlap "ap@..." values are in --json).
@@ -351,14 +452,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"{name}: {shown}")
         else:
             print(f"{name}: {values}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+        print(f"wrote {json_path}")
     return 0
 
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def evaluate_batch(folder: Path, max_distance: float | None, include_structure: bool = False) -> dict:
+    """Pooled AP over the finished scenes of a ``scene batch`` folder (``scene.eval.evaluate_pooled``)."""
+    from scene.batch import read_report
+    from scene.eval import evaluate_pooled
+
+    report = read_report(folder)
+    finished = [(s.name, Path(s.map), Path(s.input)) for s in report.scenes if s.status in ("done", "skipped")]
+    unfinished = [s.name for s in report.scenes if s.status not in ("done", "skipped")]
+    results = evaluate_pooled(finished, max_distance, include_structure)
+    results["protocol"] += f"; not finished: {unfinished or 'none'}"
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(sub)
     _add_export(sub)
     _add_eval(sub)
+    _add_batch(sub)
 
     demo = sub.add_parser("demo", help="generate a synthetic scene, map and evaluate it, write pictures (no data needed)")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
@@ -385,9 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     inspect = sub.add_parser("inspect", help="detect a dataset's format and summarise it")
-    inspect.add_argument("data", help="dataset folder")
+    inspect.add_argument("data", help="dataset folder or ROS bag")
     inspect.add_argument("--format", default=None, help="force a format instead of detecting it")
     inspect.add_argument("--stride", type=int, default=1)
+    _add_bag_options(inspect)
     inspect.set_defaults(func=_cmd_inspect)
     return parser
 
@@ -404,11 +520,11 @@ def _positive_int(text: str) -> int:
 
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="map a dataset into an instance map file")
-    run.add_argument("data", help="dataset folder (any supported format)")
+    run.add_argument("data", help="dataset folder (any supported format) or ROS bag (.bag, .db3, .mcap, bag folder)")
     run.add_argument("--out", required=True, help="map file to write (SQLite, e.g. map.sqlite)")
     run.add_argument("--format", default=None, help="force a dataset format instead of detecting it")
-    run.add_argument("--segmenter", default=None, help="mask generator: geometric (default), sam, or ground-truth (synthetic data with instance ids)")
-    run.add_argument("--checkpoint", default=None, help="SAM checkpoint for --segmenter sam")
+    run.add_argument("--segmenter", default=None, help="mask generator: geometric (default), sam, sam-hq, or ground-truth (synthetic data with instance ids)")
+    run.add_argument("--checkpoint", default=None, help="checkpoint for --segmenter sam (sam_vit_*.pth, mobile_sam.pt) or sam-hq (sam_hq_vit_*.pth)")
     run.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
     run.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
     run.add_argument("--online-only", action="store_true", help="skip the global refinement")
@@ -419,7 +535,31 @@ def _add_run(sub) -> None:
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_bag_options(run)
     run.set_defaults(func=_cmd_run)
+
+
+def _add_batch(sub) -> None:
+    batch = sub.add_parser("batch", help="map many scenes on a Dask cluster, one map file per scene (resumable)")
+    batch.add_argument("inputs", nargs="+", help="dataset folders and/or ROS bags, one scene each")
+    batch.add_argument("--out", required=True, help="folder for the maps (NAME.sqlite) and batch.json")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="local cluster: worker processes, one thread each (default 2)")
+    where.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
+    batch.add_argument("--memory-limit", default="4GiB", help="per worker, e.g. 4GiB (default); over it the worker "
+                                                              "is restarted and its scene reported failed")
+    batch.add_argument("--format", default=None, help="force a dataset format for every input")
+    batch.add_argument("--stride", type=_positive_int, default=1, help="use every N-th frame")
+    batch.add_argument("--max-frames", type=_positive_int, default=None, help="at most N frames per scene")
+    batch.add_argument("--segmenter", default=None, help="mask generator (default geometric)")
+    batch.add_argument("--checkpoint", default=None, help="SAM checkpoint for --segmenter sam")
+    batch.add_argument("--online-only", action="store_true", help="skip the global refinement")
+    batch.add_argument("--save-every", type=int, default=None, help="incremental save every N frames")
+    batch.add_argument("--config", default=None, help="TOML config (see docs/config.example.toml)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_bag_options(batch)
+    batch.set_defaults(func=_cmd_batch)
 
 
 def _add_view(sub) -> None:
@@ -466,9 +606,10 @@ def _add_export(sub) -> None:
 
 def _add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate a map against ground truth")
-    ev.add_argument("map", help="map file (.sqlite)")
-    ev.add_argument("--gt", required=True,
-                    help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt)")
+    ev.add_argument("map", help="map file (.sqlite), or a `scene batch` folder (pooled AP over its scenes)")
+    ev.add_argument("--gt", default=None,
+                    help="project-layout folder with gt/points.npz, gt_boxes.json, or per-point ids (.npy/.txt); "
+                         "a batch folder finds each scene's own")
     ev.add_argument("--vertices", default=None, help="points the per-point ids label (PLY or .bin)")
     ev.add_argument("--max-distance", type=float, default=None, help="point-to-map distance in m (default 2 voxels)")
     ev.add_argument("--include-structure", action="store_true", help="box AP: also score structure objects")

@@ -2,7 +2,8 @@
 relative positions, and a convolutional neck to 256 channels.
 
 Input: B x 3 x S x S normalised, padded image (S = ``img_size``, 1024 for SAM).
-Output: B x 256 x S/16 x S/16 image embedding.
+Output: B x 256 x S/16 x S/16 image embedding; ``forward_with_interm`` also returns the tokens after the
+first global-attention block (the early feature HQ-SAM fuses into its mask features).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class ImageEncoderViT(nn.Module):
     ) -> None:
         super().__init__()
         self.img_size = img_size
+        self.global_attn_indexes = tuple(global_attn_indexes)
+        self.interm_channels = embed_dim  # of the early feature forward_with_interm returns
         grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
@@ -47,6 +50,18 @@ class ImageEncoderViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.neck(x.permute(0, 3, 1, 2))
+
+    def forward_with_interm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x 256 x h x w embedding, B x h x w x C tokens after the first global-attention block)."""
+        if not self.global_attn_indexes:
+            raise ValueError("forward_with_interm: this ViT has no global-attention block to take the early feature from")
+        x = self.patch_embed(x) + self.pos_embed
+        interm = None
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self.global_attn_indexes[0]:
+                interm = x
+        return self.neck(x.permute(0, 3, 1, 2)), interm
 
 
 class PatchEmbed(nn.Module):

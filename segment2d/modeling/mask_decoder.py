@@ -60,9 +60,24 @@ class MaskDecoder(nn.Module):
         self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All 4 masks (B x 4 x 4h x 4w) and IoU predictions (B x 4)."""
+        hs, upscaled = self.run_transformer(image_embeddings, image_pe, sparse, dense)
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        return apply_hypernetwork(hyper_in, upscaled), self.iou_prediction_head(hs[:, 0])
+
+    def output_tokens(self) -> torch.Tensor:
+        """The learned output tokens put before the prompt tokens: the IoU token, then the mask tokens."""
+        return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+
+    def run_transformer(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x T x C output + prompt tokens after the two-way transformer, B x C/8 x 4h x 4w upscaled image
+        features; T = the output tokens, then the prompt tokens)."""
         batch = sparse.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens[None].expand(batch, -1, -1), sparse], dim=1)
+        tokens = torch.cat([self.output_tokens()[None].expand(batch, -1, -1), sparse], dim=1)
         if image_embeddings.shape[0] == 1 and _is_batch_invariant(dense):
             # Every prompt sees the same image tokens until the first image->token update: pass one
             # copy and let the attention layers broadcast (saves 3 of the decoder's 10 big projections).
@@ -72,19 +87,16 @@ class MaskDecoder(nn.Module):
         _, c, h, w = src.shape
 
         hs, keys = self.transformer(src, image_pe, tokens)
-        iou_token_out = hs[:, 0]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
-
         # The image tokens (B, h*w, C) already are a channels-last B x C x h x w map: upscale it as one (no copy)
         # and read the result channels-last too, so the hypernetwork product needs no transposed copy either.
-        upscaled = self.output_upscaling(keys.reshape(batch, h, w, c).permute(0, 3, 1, 2))
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
-        b, c, h, w = upscaled.shape
-        pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when upscaled is channels-last
-        masks = (hyper_in @ pixels.transpose(1, 2)).view(b, -1, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        return hs, self.output_upscaling(keys.reshape(batch, h, w, c).permute(0, 3, 1, 2))
+
+
+def apply_hypernetwork(hyper_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """B x K x c per-mask weights . B x c x H x W features -> B x K x H x W mask logits."""
+    b, c, h, w = features.shape
+    pixels = features.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when features are channels-last
+    return (hyper_in @ pixels.transpose(1, 2)).view(b, -1, h, w)
 
 
 def _is_batch_invariant(x: torch.Tensor) -> bool:

@@ -1,5 +1,5 @@
 """The SAM module: image encoder + prompt encoder + mask decoder, with SAM's input normalisation
-and mask post-processing."""
+and mask post-processing. With a ``MaskDecoderHQ`` it is HQ-SAM."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
+from .mask_decoder_hq import MaskDecoderHQ
 from .prompt_encoder import PromptEncoder
 from .tiny_vit import TinyViT
 
@@ -41,6 +42,11 @@ class Sam(nn.Module):
     def img_size(self) -> int:
         """Side of the square model input in pixels (1024 for every released model)."""
         return self.image_encoder.img_size
+
+    @property
+    def is_hq(self) -> bool:
+        """True for HQ-SAM (an HQ mask decoder, fed the encoder's early feature as well)."""
+        return isinstance(self.mask_decoder, MaskDecoderHQ)
 
     @property
     def device(self) -> torch.device:

@@ -193,6 +193,8 @@ class TinyViT(nn.Module):
             if i < len(embed_dims) - 1:
                 merge = PatchMerging(res, dim, embed_dims[i + 1], strides[i])
                 side //= strides[i]
+                if i == 1:  # HQ-SAM's early feature: the second stage's merged output
+                    self.interm_resolution, self.interm_channels = (side, side), embed_dims[2]
             if i == 0:
                 self.layers.append(ConvLayer(dim, depths[0], mbconv_expand_ratio, merge))
             else:
@@ -213,6 +215,16 @@ class TinyViT(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.neck(tokens_to_map(x, self.out_resolution))
+
+    def forward_with_interm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x 256 x h x w embedding, B x h x w x C tokens after the second stage, HQ-SAM's early feature)."""
+        x = self.patch_embed(x)
+        interm = None
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i == 1:
+                interm = x.reshape(x.shape[0], *self.interm_resolution, x.shape[-1])
+        return self.neck(tokens_to_map(x, self.out_resolution)), interm
 
 
 def tokens_to_map(x: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
