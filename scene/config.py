@@ -26,6 +26,7 @@ from scene.structure import StructureConfig
 from segment2d.geometric import GeometricConfig
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
+from tracking.voxel_graph import VoxelGraphConfig
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,9 @@ class MapperConfig:
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
     - ``parts``: objects and their pieces (``scene.parts``): the confidence discount of pieces attached to
       a larger object, and the joins of hanging parts and coplanar pieces.
+    - ``global_fusion``: the global pass: "graph" (the multi-view evidence graph over map cells,
+      ``tracking.voxel_graph``, configured by ``graph``) or "consensus" (view consensus over segments,
+      ``refine``).
     """
 
     segmenter: str = "geometric"
@@ -70,8 +74,12 @@ class MapperConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
     parts: PartConfig = field(default_factory=PartConfig)
+    global_fusion: str = "consensus"
+    graph: VoxelGraphConfig = field(default_factory=VoxelGraphConfig)
 
     def __post_init__(self) -> None:
+        if self.global_fusion not in ("graph", "consensus"):
+            raise ConfigError(f"MapperConfig.global_fusion must be 'graph' or 'consensus', got {self.global_fusion!r}")
         if not isinstance(self.segmenter, str) or not self.segmenter:
             raise ConfigError(f"MapperConfig.segmenter must be a generator name, got {self.segmenter!r}")
         if not isinstance(self.segmenter_options, dict):

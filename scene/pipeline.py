@@ -50,7 +50,8 @@ from segment2d.types import MaskSet
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.pipeline import track_frame
-from tracking.refine import refine
+from tracking.refine import refine, refine_graph
+from tracking.voxel_graph import VoxelGraph
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
 FINGERPRINT_FRAMES = 3  # frames whose digests identify a map's sequence
@@ -212,6 +213,7 @@ class Mapper:
         self._finalized = False
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
         self._parts = PartRanker(config.parts)
+        self._graph = VoxelGraph(config.voxel_size, config.graph) if config.global_fusion == "graph" else None
         if self.path is not None:
             self._store = _open_new_map(self.path, overwrite)
 
@@ -303,7 +305,7 @@ class Mapper:
         timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        tracked = track_frame(self.tracker, frame, masks, self.config.partition)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
         segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
@@ -473,7 +475,10 @@ class Mapper:
     # ---- internals: refinement and resume ----------------------------------------------------
 
     def _refined_map(self) -> InstanceMap:
-        result = refine(self.tracker, self.config.refine)
+        if self._graph is not None:
+            result = refine_graph(self.tracker, self._graph, self.config.refine)
+        else:
+            result = refine(self.tracker, self.config.refine)
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects)

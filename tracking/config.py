@@ -81,6 +81,10 @@ class RefineConfig:
       observing frames / voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
       segments (views gave no consensus either way) follow the online association instead;
       ``from_online``: start from the online objects (consensus only joins them) instead of single segments.
+      Off by default: started from single segments, the global pass re-solves every view's evidence and
+      splits what a few bridging views merged online (GT masks with 5% of adjacent pairs merged per frame,
+      noisy room seed 0: AP 0.649 from online objects, 0.916 from segments, clean 0.943; ScanNet box AP50
+      pooled over both scenes 0.234 -> 0.311, AP25 0.662 -> 0.663).
     """
 
     cell_factor: int = 2
@@ -101,7 +105,7 @@ class RefineConfig:
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
-    from_online: bool = True
+    from_online: bool = False
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:

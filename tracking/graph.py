@@ -20,9 +20,9 @@ in views. Its posterior of "same object" under a weak Beta(``prior``, ``prior``)
 
 and two clusters join only when p > 0.5 and the pairs between them were co-observed in at least
 ``min_views`` views on average. A merge seen in a minority of the co-observing views therefore loses; no
-evidence at all leaves p = 0.5, which does not join. Each round joins the mutually best pairs of clusters
-(each one the other's highest p), then recomputes the evidence of the grown clusters, until no pair can
-join (reciprocal-best agglomeration: no threshold schedule). Optional geometry adds junction convexity
+evidence at all leaves p = 0.5, which does not join. Each round joins a greedy matching of the cluster
+pairs in order of p (each cluster joins at most once a round), then recomputes the evidence of the grown
+clusters, until no pair can join (no threshold schedule; rounds grow with the log of the object sizes). Optional geometry adds junction convexity
 (LCCP/CPC: a convex junction joins parts of one object, a concave one separates objects resting on each
 other) as ``convexity_views`` pseudo-views of together or apart evidence on the pair.
 
@@ -60,7 +60,7 @@ class GraphConfig:
     The join threshold itself is fixed at p > 0.5 (more likely the same object than not)."""
 
     prior: float = 1.0
-    min_views: float = 2.0
+    min_views: float = 1.0
     convexity_views: float = 1.0
     convexity_tolerance_deg: float = 10.0
     confidence_views: float = 10.0
@@ -274,21 +274,31 @@ def _posterior(t: np.ndarray, s: np.ndarray, prior: float) -> np.ndarray:
 
 
 def _mutual_best(a, b, t, s, config: GraphConfig) -> np.ndarray:
-    """Indices of the cluster pairs that may join (p > 0.5, enough views) and are each other's best."""
+    """Indices of disjoint cluster pairs to join this round: among the pairs that may join (p > 0.5,
+    enough views), a greedy matching in rank order (higher p, then more views, then the pair index),
+    built by repeatedly taking the pairs that are each other's best among those whose clusters are still
+    free. The best pair overall is always taken, and each cluster joins at most once a round, so the
+    evidence of grown clusters is recomputed before they join again."""
     p = _posterior(t, s, config.prior)
     ok = np.flatnonzero((p > 0.5) & (t + s >= config.min_views))
     if ok.size == 0:
         return ok
-    # rank candidates: higher p first, then more views, then the pair index (a strict order: the best
-    # candidate overall is always mutual, so every round joins something)
-    rank = np.empty(ok.size, np.int64)
-    rank[np.lexsort((ok, -(t + s)[ok], -p[ok]))] = np.arange(ok.size)
-    ends = np.concatenate([a[ok], b[ok]])
-    ranks = np.concatenate([rank, rank])
-    best = np.full(int(ends.max()) + 1, np.iinfo(np.int64).max)
-    np.minimum.at(best, ends, ranks)
-    mutual = (best[a[ok]] == rank) & (best[b[ok]] == rank)
-    return ok[mutual]
+    ok = ok[np.lexsort((ok, -(t + s)[ok], -p[ok]))]  # rank order
+    rank = np.arange(ok.size)
+    ends_a, ends_b = a[ok], b[ok]
+    taken = np.zeros(int(max(ends_a.max(), ends_b.max())) + 1, bool)
+    chosen = []
+    live = np.ones(ok.size, bool)
+    while live.any():
+        idx = np.flatnonzero(live)
+        best = np.full(taken.size, np.iinfo(np.int64).max)
+        np.minimum.at(best, ends_a[idx], rank[idx])
+        np.minimum.at(best, ends_b[idx], rank[idx])
+        mutual = idx[(best[ends_a[idx]] == rank[idx]) & (best[ends_b[idx]] == rank[idx])]
+        chosen.append(mutual)
+        taken[ends_a[mutual]] = taken[ends_b[mutual]] = True
+        live &= ~(taken[ends_a] | taken[ends_b])
+    return ok[np.concatenate(chosen)]
 
 
 def _relabel(label: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from segment2d.types import MaskSet
 
 from .online import OnlineTracker, StepResult
 from .surface import surface_keys, surface_points
+from .voxel_graph import VoxelGraph
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,17 @@ class TrackedFrame:
 
 
 def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
-                partition: PartitionConfig = PartitionConfig()) -> TrackedFrame:
+                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None) -> TrackedFrame:
     """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
     associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
 
     The frame's observed surface is back-projected once and serves both the tracker's visibility test and
-    the lift (same voxel size, stride and depth range: ``tracker.lift``)."""
+    the lift (same voxel size, stride and depth range: ``tracker.lift``). ``graph``: a multi-view evidence
+    graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before partitioning)."""
     lift = tracker.lift
     pixels, points = surface_points(frame, lift.stride, lift.depth_range)
+    if graph is not None:
+        graph.add_frame(pixels, points, frame.width, masks.masks)
     surface = surface_keys(frame, lift.voxel_size, lift.stride, lift.depth_range, points)
     selected, boxes, owner = exclusive_partition(masks, partition)
     segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, (pixels, points))

@@ -17,6 +17,7 @@ from .consensus import ConsensusInput, view_consensus
 from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
 from .postfilter import filter_objects
+from .voxel_graph import VoxelGraph
 
 
 @dataclass
@@ -57,6 +58,46 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     object_map = _object_map(voxels, names, clusters.cluster, records, tracker, config)
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, clusters.underseg, clusters.rounds)
+
+
+def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig = RefineConfig()) -> RefineResult:
+    """Re-solve the multi-view evidence graph (``graph``, fed every frame) and turn its clusters into
+    objects on the voxel grid: each recorded segment voxel votes for the cluster of its cell, then the
+    same post-filters and id inheritance as ``refine``. ``RefineResult.rounds`` holds the number of
+    agglomeration rounds; nothing is left out as under-segmenting (``underseg`` all False)."""
+    if not tracker.config.keep_records:
+        raise ValueError("refine_graph: the tracker was built with keep_records=False, so it kept no segments")
+    records = tracker.segments
+    seg_rows, keys = records.all_keys()
+    online = tracker.resolve(records.object.view)
+    clusters = graph.cluster()
+    cell = graph.cell_ids(keys)
+    voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
+    member = voxel_cluster >= 0
+    voxels = filter_objects(voxel_cluster[member], keys[member], tracker.seen_counts(keys[member]),
+                            tracker.voxel_size, config)
+    segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
+    sizes = np.diff(records.offsets.view)
+    names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
+    segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
+    segment_cluster = _majority(seg_rows[member], voxel_cluster[member], len(records))
+    object_map = _object_map(voxels, names, segment_cluster, records, tracker, config)
+    remap = _remap(online, segment_named, sizes)
+    return RefineResult(object_map, segment_named, remap, np.zeros(len(records), bool), [clusters.rounds])
+
+
+def _majority(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per row 0..n-1, its most frequent value (-1 for rows without any)."""
+    out = np.full(n, -1, np.int64)
+    if rows.size == 0:
+        return out
+    base = int(values.max()) + 1
+    codes, counts = np.unique(rows * base + values, return_counts=True)
+    row, value = np.divmod(codes, base)
+    order = np.lexsort((-counts, row))
+    first = np.r_[True, row[order][1:] != row[order][:-1]]
+    out[row[order][first]] = value[order][first]
+    return out
 
 
 def _adopt_weak_clusters(cluster: np.ndarray, online: np.ndarray, weak: int) -> np.ndarray:
@@ -133,7 +174,7 @@ def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
     """Objects with the statistics of the cluster each came from: mean mask score, distinct frames, and
     the detection consistency (those frames over the frames whose surface showed the object)."""
     member = cluster >= 0
-    n_cluster = int(cluster.max(initial=-1)) + 1
+    n_cluster = max(int(cluster.max(initial=-1)), int(voxels.origin.max(initial=-1))) + 1
     c, frames = cluster[member], records.frame.view[member]
     count = np.maximum(np.bincount(c, minlength=n_cluster), 1)
     score = np.bincount(c, weights=records.score.view[member], minlength=n_cluster) / count
