@@ -81,10 +81,13 @@ class RefineConfig:
       observing frames / voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
       segments (views gave no consensus either way) follow the online association instead;
       ``from_online``: start from the online objects (consensus only joins them) instead of single segments.
-      Off by default: started from single segments, the global pass re-solves every view's evidence and
-      splits what a few bridging views merged online (GT masks with 5% of adjacent pairs merged per frame,
-      noisy room seed 0: AP 0.649 from online objects, 0.916 from segments, clean 0.943; ScanNet box AP50
-      pooled over both scenes 0.234 -> 0.311, AP25 0.662 -> 0.663).
+      On by default. Started from single segments instead, the global pass re-solves every view's
+      evidence and splits what a few bridging views merged online (GT masks with 5% of adjacent pairs
+      merged per frame, noisy room seed 0: AP 0.649 -> 0.916, clean 0.943; ScanNet box AP50 pooled over
+      both scenes 0.234 -> 0.311, AP25 0.662 -> 0.663, but scene0448_01 AP25 0.711 -> 0.601), yet with the
+      weight-free masks it loses on the noisy room's full benchmark (48 frames, refined AP50 "all": seeds
+      0-1 0.853 -> 0.804, held-out seeds 2-5 0.759 -> 0.605), so it stays an option until the fusion
+      graph (issue 14) replaces both.
     """
 
     cell_factor: int = 2
@@ -105,7 +108,7 @@ class RefineConfig:
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
-    from_online: bool = False
+    from_online: bool = True
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
