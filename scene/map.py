@@ -15,6 +15,8 @@ its kernels in ``scene.spatial``.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -26,7 +28,7 @@ from scene.objects import (DEFAULT_COLOR, NO_OBJECT, MapMetadata, MapObject, fix
 from scene.spatial import PointIndex, ray_hits_boxes, splat
 
 __all__ = ["DEFAULT_COLOR", "NO_OBJECT", "InstanceMap", "MapMetadata", "MapObject", "PendingChanges", "RayHit",
-           "Visibility", "oriented_box", "rows_times"]
+           "Visibility", "map_fingerprint", "oriented_box", "rows_times"]
 
 
 @dataclass
@@ -391,6 +393,27 @@ class InstanceMap:
             and o.confidence >= min_confidence and (include_structure or not o.is_structure)
         ]
         return np.array(keep, np.int64)
+
+
+def map_fingerprint(imap: InstanceMap) -> dict:
+    """What identifies a map's content, to check that two runs made the same map: ``digest`` (SHA-1 over
+    every object's id, statistics, flags, confidence, points, colours and weights byte for byte, the
+    trajectory, frame count and id remap), ``objects``, ``points``, ``ids`` and per-object point counts
+    (``num_points``). Metadata (the config, timings, provenance) is left out."""
+    digest = hashlib.sha1()
+    for obj in sorted(imap, key=lambda o: o.id):
+        statistics = [obj.id, obj.num_observations, obj.first_frame, obj.last_frame, repr(float(obj.confidence)),
+                      obj.best_view_frame, bool(obj.is_structure), json.dumps(obj.attributes, sort_keys=True)]
+        digest.update(json.dumps(statistics).encode())
+        for array in (obj.points, obj.colors, obj.weights, obj.best_view_box):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    frames, poses = imap.trajectory
+    digest.update(np.ascontiguousarray(frames, np.int64).tobytes() + np.ascontiguousarray(poses, np.float64).tobytes())
+    digest.update(json.dumps([int(imap.num_frames), sorted((int(k), int(v)) for k, v in imap.id_remap.items())]).encode())
+    ids = sorted(int(o.id) for o in imap)
+    return {"digest": digest.hexdigest(), "objects": len(ids), "points": int(imap.num_points), "ids": ids,
+            "num_points": {i: int(imap.get(i).num_points) for i in ids}}
 
 
 def _query_point(xyz: np.ndarray, what: str) -> np.ndarray:

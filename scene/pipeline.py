@@ -32,6 +32,8 @@ mapper's ``finalize`` cannot run the global refinement and keeps the online map 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -214,6 +216,11 @@ class Mapper:
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
         self._parts = PartRanker(config.parts)
         self._graph = VoxelGraph(config.voxel_size, config.graph) if config.global_fusion == "graph" else None
+        self._map_ops: list[Callable[[], None]] = []  # map edits of the frames since the last save, in order
+        self._writer = _MapWriter()
+        self._save_requested = False
+        self._last_frame, self._num_frames = self._trajectory_end()
+        self.finalize_timings: dict[str, float] = {}  # seconds of finalize's "global_pass" and "final_save"
         if self.path is not None:
             self._store = _open_new_map(self.path, overwrite)
 
@@ -234,13 +241,33 @@ class Mapper:
             store.close()
             raise
         mapper.path, mapper._store, mapper._saved_once, mapper.resumed = Path(path), store, True, True
+        mapper._save_requested = True
         mapper._map = imap
+        mapper._last_frame, mapper._num_frames = mapper._trajectory_end()
         mapper._seed_from_map()
         return mapper
 
+    def save_in_background(self, enabled: bool = True) -> None:
+        """Run the incremental saves (rebuilding the touched objects, ranking them, the SQLite write) on
+        a writer thread, off the per-frame path: ``integrate`` hands each save over and goes on with the
+        next frame; a save still running when the next one is due is waited for (one at a time, in order).
+        The map written is the same as with the saves inline. Reading ``map``, ``save``, ``finalize`` and
+        ``close`` wait for the writer; an error on the writer thread is raised by the next of these or by
+        the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again."""
+        self._writer.drain()
+        self._writer.stop()
+        self._writer = _MapWriter(background=enabled)
+
     def close(self) -> None:
         """Release the map file (and its writer lock); a file this mapper created but never saved to is
-        deleted, so a run that failed before its first save leaves nothing behind."""
+        deleted, so a run that failed before its first save leaves nothing behind. Waits for the writer
+        thread (``save_in_background``) to finish its save, and stops it."""
+        try:
+            self._writer.stop()
+        finally:
+            self._release_store()
+
+    def _release_store(self) -> None:
         if self._store is not None:
             if self._saved_once or not self._store.created:
                 self._store.close()
@@ -269,6 +296,7 @@ class Mapper:
         (``scene.parts``; then a copy, with the joins in ``id_remap``). The joins are decided
         afresh at every access and kept out of the tracker and the incremental saves: decided on a
         partial map they misfire, and kept, they stick (ScanNet box AP25 fell from 0.53 to 0.38)."""
+        self._writer.drain()
         self._flush()
         return self._joined_view(self._map)
 
@@ -280,18 +308,23 @@ class Mapper:
     @property
     def num_frames(self) -> int:
         """Frames the map holds (integrated here, or before a resume)."""
-        return int(self._map.num_frames)
+        return self._num_frames
 
     @property
     def last_frame(self) -> int:
         """Index of the last integrated frame (-1 before any)."""
+        return self._last_frame
+
+    def _trajectory_end(self) -> tuple[int, int]:
         frames, _ = self._map.trajectory
-        return int(frames[-1]) if len(frames) else -1
+        return (int(frames[-1]) if len(frames) else -1), int(self._map.num_frames)
 
     # ---- per frame --------------------------------------------------------------------------
 
-    def integrate(self, frame: Frame) -> FrameResult:
-        """Segment, lift and associate one frame, update the map's touched objects, save every N frames."""
+    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> FrameResult:
+        """Segment, lift and associate one frame, update the map's touched objects, save every N frames.
+        ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
+        frame on a worker thread while this one is integrated); None: segment here."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
@@ -300,9 +333,10 @@ class Mapper:
             raise ValueError(f"Mapper.integrate: frame {frame.index} is not after the last integrated frame "
                              f"{self.last_frame}")
         timings = dict.fromkeys(STAGES, 0.0)
-        start = time.perf_counter()
-        masks = self.generator.generate(frame)
-        timings["segment"] = time.perf_counter() - start
+        if masks is None:
+            start = time.perf_counter()
+            masks = self.generator.generate(frame)
+            timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
         tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
@@ -314,7 +348,9 @@ class Mapper:
         self._fingerprint(frame)
         self._apply_merges(step.merged)
         self._dirty |= self._add_segments(segments, step.voxels)
-        self._map.add_frame(frame.index, frame.pose)
+        index, pose = int(frame.index), np.array(frame.pose, np.float64)
+        self._map_ops.append(lambda: self._map.add_frame(index, pose))
+        self._last_frame, self._num_frames = index, self._num_frames + 1
         object_ids = np.full(len(masks), -1, np.int64)
         if len(segments):
             object_ids[tracked.mask_rows] = self.tracker.resolve(step.object_ids)
@@ -324,67 +360,98 @@ class Mapper:
         saved = self.config.save_every > 0 and self._since_save >= self.config.save_every and self.path is not None
         if saved:
             start = time.perf_counter()
-            self.save()
+            self._request_save()
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
                            timings, saved)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
-        no frame came in since (a resumed map interrupted at once stays byte for byte as it was)."""
-        if self.path is None or (self._saved_once and self._since_save == 0):
+        no frame came in since (a resumed map interrupted at once stays byte for byte as it was). Returns
+        once the map is written, also with ``save_in_background``."""
+        self._request_save()
+        self._writer.drain()
+
+    def _request_save(self) -> None:
+        """Hand the save over to the writer (on its thread with ``save_in_background``, else at once): the
+        map edits since the last save and the touched objects' geometry are taken now, on this thread."""
+        if self.path is None or (self._save_requested and self._since_save == 0):
             return
+        ops, self._map_ops = self._map_ops, []
+        objects = self._touched_objects()
+        self._save_requested, self._since_save = True, 0
+        self._writer.submit(lambda: self._write_save(ops, objects))
+
+    def _write_save(self, ops: list, objects: list | None) -> None:
+        """The writer's part of a save (see ``_request_save``)."""
+        for op in ops:
+            op()
         if self.resumed:  # online frames joined a map that may have been refined: it no longer is
             self._map.metadata.extra["refined"] = False
-        self._flush()
+        self._finish_objects(objects)
         store = self._open_store()
         if self._saved_once:
             store.save_incremental(self._map)
         else:
             store.save(self._map)
             self._saved_once = True
-        self._since_save = 0
 
     def finalize(self) -> InstanceMap:
         """Run the global refinement (unless ``online_only`` or resumed), rebuild the map from it with
         long-lived objects keeping their ids (the remap is recorded), save it in full, release the file
         and return the map."""
         refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
+        self._writer.drain()
+        start = time.perf_counter()
         self._flush()
         self._map = self._refined_map() if refined else self._joined_view(self._map)
+        self.finalize_timings = {"global_pass": time.perf_counter() - start, "final_save": 0.0}
         if self.tracker.frames_seen > 0:  # a resumed mapper with nothing new keeps the file's flag
             self._map.metadata.extra["refined"] = bool(refined)
         self._finalized = True
         if self.path is not None:
+            start = time.perf_counter()
             self._open_store().save(self._map)
-            self._saved_once, self._since_save = True, 0
+            self.finalize_timings["final_save"] = time.perf_counter() - start
+            self._saved_once, self._save_requested, self._since_save = True, True, 0
             self.close()  # a finalized mapper writes no more: release the file and its writer lock
         return self._map
 
     # ---- internals: one frame ---------------------------------------------------------------
 
     def _fingerprint(self, frame: Frame) -> None:
-        """Record the first ``FINGERPRINT_FRAMES`` frames' digests (see ``check_sequence``)."""
+        """Record the first ``FINGERPRINT_FRAMES`` frames' digests (see ``check_sequence``). The metadata
+        is read here, at the first frames, before any save can be on the writer thread."""
+        if self._num_frames >= FINGERPRINT_FRAMES:
+            return
         sequence = self._map.metadata.extra.setdefault(
             "sequence", {"path": self._map.metadata.source_path, "first_frames": []})
-        if len(sequence["first_frames"]) < FINGERPRINT_FRAMES and self._map.num_frames == len(sequence["first_frames"]):
-            sequence["first_frames"].append([int(frame.index), frame_digest(frame)])
+        if len(sequence["first_frames"]) < FINGERPRINT_FRAMES and self._num_frames == len(sequence["first_frames"]):
+            entry = [int(frame.index), frame_digest(frame)]
+            self._map_ops.append(lambda: sequence["first_frames"].append(entry))
 
     def _remember_camera(self, frame: Frame) -> None:
+        if self._num_frames == 0 and self._map.metadata.K is None:
+            K, size = np.asarray(frame.K, np.float64), (frame.height, frame.width)
+            self._map_ops.append(lambda: self._set_camera(K, size))
+
+    def _set_camera(self, K: np.ndarray, size: tuple[int, int]) -> None:
         meta = self._map.metadata
         if meta.K is None:
-            meta.K = np.asarray(frame.K, np.float64)
-            meta.image_size = (frame.height, frame.width)
+            meta.K, meta.image_size = K, size
 
     def _apply_merges(self, merged: list) -> None:
         for keep, retire in merged:
-            keep = int(self.tracker.resolve(np.array([keep]))[0])
-            self._voxels.merge(keep, int(retire))
-            self._dirty.discard(int(retire))
+            keep, retire = int(self.tracker.resolve(np.array([keep]))[0]), int(retire)
+            self._voxels.merge(keep, retire)
+            self._dirty.discard(retire)
             self._dirty.add(keep)
-            if int(retire) in self._map:
-                self._map.remove(int(retire))
-            self._map.record_remap({int(retire): keep})
+            self._map_ops.append(lambda keep=keep, retire=retire: self._retire(keep, retire))
+
+    def _retire(self, keep: int, retire: int) -> None:
+        if retire in self._map:
+            self._map.remove(retire)
+        self._map.record_remap({retire: keep})
 
     def _add_segments(self, segments: list, voxels: FrameVoxels | None = None) -> set[int]:
         """Accumulate the segments' points into their voxels and re-own those voxels by the tracker's
@@ -410,35 +477,53 @@ class Mapper:
         return self._voxels.assign(rows[known], owners[known])
 
     def _flush(self) -> None:
-        """Rebuild the map objects touched since the last flush, flag floor and ceiling, rank the objects
-        (``scene.parts``). Parts are not joined here: joined in the tracker while the map is partial, wrong
-        joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13); ``map`` shows them joined."""
-        if not self._dirty:
-            return
-        self._rebuild()
-        up = self._current_up()
-        mark_floor_and_ceiling(self._map, self.config.structure, up)
-        self._parts.rank(self._map, up)
+        """Apply the pending map edits, rebuild the map objects touched since the last flush, flag floor
+        and ceiling, rank the objects (``scene.parts``). Parts are not joined here: joined in the tracker
+        while the map is partial, wrong joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13);
+        ``map`` shows them joined. Only with the writer idle (``_writer.drain()``)."""
+        ops, self._map_ops = self._map_ops, []
+        for op in ops:
+            op()
+        self._finish_objects(self._touched_objects())
 
-    def _rebuild(self) -> None:
-        """Rebuild the dirty objects from their voxels and the tracker's statistics."""
+    def _touched_objects(self) -> list | None:
+        """The objects touched since the last flush, as (id, geometry or None when too small to be in
+        the map, statistics), taken from the voxels and the tracker now; None when none was touched."""
+        if not self._dirty:
+            return None
         table = self.tracker.objects
         touched, self._dirty = sorted(self._dirty), set()
         members = self._voxels.rows_of(touched)
+        objects = []
         for obj in touched:
             rows = members[obj]
             if rows.size < self.config.min_object_voxels:
-                if obj in self._map:
-                    self._map.remove(obj)
+                objects.append((obj, None, None))
                 continue
             num_obs = int(table.num_obs[obj])
             confidence = self._online_confidence(obj, num_obs, rows.size)
-            self._map.update(self._object(
-                obj, rows, num_observations=num_obs, first_frame=int(table.first_frame[obj]),
+            geometry = _well_observed(*self._voxels.geometry(rows), self.config.min_hit_share)
+            objects.append((obj, geometry, dict(
+                num_observations=num_obs, first_frame=int(table.first_frame[obj]),
                 last_frame=int(table.last_frame[obj]), confidence=float(np.clip(confidence, 0.0, 1.0)),
-                best_view_frame=int(table.best_frame[obj]), best_view_box=table.best_box[obj],
-                is_structure=bool(table.structure_votes[obj] * 2 > num_obs),
-            ))
+                best_view_frame=int(table.best_frame[obj]), best_view_box=np.array(table.best_box[obj]),
+                is_structure=bool(table.structure_votes[obj] * 2 > num_obs))))
+        return objects
+
+    def _finish_objects(self, objects: list | None) -> None:
+        """Put the touched objects (``_touched_objects``) into the map, then flag floor and ceiling and
+        rank the map's objects; nothing when none was touched."""
+        if objects is None:
+            return
+        for obj, geometry, statistics in objects:
+            if geometry is None:
+                if obj in self._map:
+                    self._map.remove(obj)
+                continue
+            self._map.update(MapObject.from_points(obj, *geometry, up=self._map.metadata.up, **statistics))
+        up = self._current_up()
+        mark_floor_and_ceiling(self._map, self.config.structure, up)
+        self._parts.rank(self._map, up)
 
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
         """``imap`` itself, or a copy with its pieces joined (``PartRanker.joins``) when it has any."""
@@ -462,10 +547,6 @@ class Mapper:
         table, cfg, one = self.tracker.objects, self.tracker.config, np.array([obj])
         return float(observation_confidence(table.mean_score(one), np.array([num_obs]), table.consistency(one),
                                             np.array([num_voxels]), cfg.confidence_frames, cfg.confidence_voxels)[0])
-
-    def _object(self, obj: int, rows: np.ndarray, **statistics) -> MapObject:
-        points, colors, weights = _well_observed(*self._voxels.geometry(rows), self.config.min_hit_share)
-        return MapObject.from_points(obj, points, colors, weights, up=self._map.metadata.up, **statistics)
 
     def _open_store(self) -> MapStore:
         if self._store is None:
@@ -542,6 +623,65 @@ class Mapper:
         table.structure_votes[obj.id] = obj.num_observations if obj.is_structure else 0
         table.best_frame[obj.id], table.best_points[obj.id] = obj.best_view_frame, obj.num_points
         table.best_box[obj.id] = obj.best_view_box
+
+
+class _MapWriter:
+    """Runs a mapper's save jobs in the order given: at once (``background=False``), or on one writer
+    thread, at most one job waiting behind the one running (``submit`` blocks beyond that). The first
+    error a job raises is re-raised by the next ``submit`` or ``drain`` (later jobs are dropped: a map
+    whose save failed is not saved further); ``stop`` drains and ends the thread."""
+
+    def __init__(self, background: bool = False) -> None:
+        self.background = background
+        self._jobs: queue.Queue = queue.Queue(maxsize=1)
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._work, name="scene-map-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise_error()
+        if self._thread is None:
+            job()
+            return
+        with self._idle:
+            self._pending += 1
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Wait until every submitted job has run; re-raise the first error one raised."""
+        if self._thread is not None:
+            with self._idle:
+                self._idle.wait_for(lambda: self._pending == 0)
+        self._raise_error()
+
+    def stop(self) -> None:
+        """Let the jobs submitted finish, end the thread (no thread is left running), re-raise an error."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                if self._error is None:
+                    job()
+            except BaseException as error:  # raised on the mapper's thread by the next submit / drain
+                self._error = error
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
 
 
 class SequenceMismatchError(ValueError):
@@ -629,8 +769,18 @@ ProgressCallback = Callable[[FrameResult, int, int], None]
 
 
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
-        out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None) -> InstanceMap:
+        out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
+        pipelined: bool = True) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
+
+    ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
+    ``SEGMENT_AHEAD`` frames ahead) while the current one is lifted and associated, and the incremental
+    saves run on a writer thread (``Mapper.save_in_background``); frames are integrated in order, so the
+    map and its ids are the same as with ``pipelined=False``, which does everything on this thread. An
+    error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
+    thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
+    (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
+    of its integration: with ``pipelined``, time waiting behind the previous frame included).
 
     ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
@@ -645,29 +795,128 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
         raise ValueError(f"{getattr(source, 'root', 'the frame source')}: no frame to map")
     mapper = mapper if mapper is not None else Mapper(config, out, metadata=_source_metadata(source, config))
     total = len(source) if max_frames is None else min(len(source), int(max_frames))
+    frames = None
     try:
         if mapper.resumed:
             mapper.check_sequence(source)
-        for done, frame in enumerate(_frames(source, total), 1):
-            if frame.index <= mapper.last_frame:
-                continue
-            result = mapper.integrate(frame)
+        if pipelined:
+            mapper.save_in_background()
+        frames = _SegmentAhead(mapper, source, total) if pipelined else _segment_inline(mapper, source, total)
+        for done, frame, masks, timings in frames:
+            started = timings.pop("started")
+            result = mapper.integrate(frame, masks)
+            result.timings.update(timings, latency=time.perf_counter() - started)
             if progress is not None:
                 progress(result, done, total)
         return mapper.finalize()
-    except (KeyboardInterrupt, DatasetError):
+    except (KeyboardInterrupt, DatasetError, SegmentationError):
+        if frames is not None:
+            frames.close()  # the worker stops before the save below
         if mapper.last_frame >= 0:  # nothing integrated: nothing to keep (close() drops a new, unsaved file)
             mapper.save()
         raise
     finally:
+        if frames is not None:
+            frames.close()
         mapper.close()
 
 
-def _frames(source, total: int):
-    for k, frame in enumerate(source):
-        if k >= total:
+SEGMENT_AHEAD = 1  # frames segmented ahead of the one being integrated (bounds memory and latency)
+
+
+class SegmentationError(ValueError):
+    """The mask generator failed on a frame; the message names the frame (the cause is chained)."""
+
+
+def _frames(source, total: int, after: int):
+    """(position from 1, frame, {"started": perf_counter before reading it, "read": seconds}) of the first
+    ``total`` frames of ``source`` with an index above ``after``."""
+    frames = iter(source)
+    for k in range(total):
+        started = time.perf_counter()
+        try:
+            frame = next(frames)
+        except StopIteration:
             return
-        yield frame
+        if frame.index > after:
+            yield k + 1, frame, {"started": started, "read": time.perf_counter() - started}
+
+
+class _segment_inline:
+    """(done, frame, None, timings) per frame: ``Mapper.integrate`` segments it on the calling thread."""
+
+    def __init__(self, mapper: Mapper, source, total: int) -> None:
+        self._frames = _frames(source, total, mapper.last_frame)
+
+    def __iter__(self):
+        for done, frame, timings in self._frames:
+            yield done, frame, None, timings
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+class _SegmentAhead:
+    """Reads and segments frames on a worker thread, ``SEGMENT_AHEAD`` at most waiting, and yields them in
+    order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
+    a segmenter's as ``SegmentationError`` naming the frame. ``close()`` stops the worker and waits for it
+    (a frame being segmented is finished first)."""
+
+    _END = object()
+
+    def __init__(self, mapper: Mapper, source, total: int) -> None:
+        self._generator = mapper.generator
+        self._frames = _frames(source, total, mapper.last_frame)
+        self._ready: queue.Queue = queue.Queue(maxsize=SEGMENT_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        while True:
+            item = self._ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock a worker waiting to hand over a frame
+                self._ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def _work(self) -> None:
+        try:
+            for done, frame, timings in self._frames:
+                start = time.perf_counter()
+                try:
+                    masks = self._generator.generate(frame)
+                except Exception as error:
+                    where = getattr(frame, "source", "") or "the frame source"
+                    raise SegmentationError(f"frame {frame.index} ({where}): the {getattr(self._generator, 'name', 'mask')} "
+                                            f"generator failed: {type(error).__name__}: {error}") from error
+                timings["segment"] = time.perf_counter() - start
+                if not self._put((done, frame, masks, timings)):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # handed to the consuming thread, which raises it
+            self._put(error)
+        finally:
+            self._frames.close()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
 
 
 def _source_metadata(source, config: MapperConfig) -> MapMetadata:
@@ -676,4 +925,4 @@ def _source_metadata(source, config: MapperConfig) -> MapMetadata:
                        source_format=str(getattr(source, "format_name", "")))
 
 
-__all__ = ["FrameResult", "Mapper", "STAGES", "SequenceMismatchError", "frame_digest", "run"]
+__all__ = ["FrameResult", "Mapper", "STAGES", "SegmentationError", "SequenceMismatchError", "frame_digest", "run"]

@@ -1,22 +1,42 @@
-"""Section "speed": per-stage latency (median and p95 per frame), frames per second and memory of the
-default pipeline (geometric generator, ``MapperConfig()``) on the real 7-Scenes redkitchen (200 frames)
-and ScanNet scene0448_01 (296 frames with valid poses) sequences.
+"""Section "speed": the whole ``scene run`` of the default pipeline (geometric generator, ``MapperConfig()``)
+on the real 7-Scenes redkitchen (200 frames) and ScanNet scene0448_01 (296 frames with valid poses)
+sequences, each as a subprocess on 2 cores, pipelined (the default: frames read and segmented on a worker
+thread, incremental saves on a writer thread) and ``--sequential``, and pipelined on 1 core.
 
-Stages as ``benchmarks.suites.common`` defines them; "save" statistics cover only the frames that saved.
-``fps_online``: frames / summed per-frame time (read included); ``fps_end_to_end`` adds the global
-refinement and the final save; "lift + associate + map update" is the per-frame sum of those three
-stages (the fusion, without 2D masks). Memory: process RSS (growth during the run = largest RSS sampled after a
-frame minus RSS before it; the process peak is a high-water mark over the whole benchmark so far).
+Per run: ``wall_s`` of the subprocess (Python start-up and imports included); ``fps_end_to_end`` =
+frames / wall; ``fps_online`` = frames / the frame loop's seconds (``run_s`` minus the global pass and
+the final save); per-stage median and p95 from ``scene run --timings`` ("latency": from the start of
+reading a frame to the end of its integration, waiting included; "save": only the frames that saved,
+and with the writer thread it is the hand-over, the save itself runs beside the next frames); CPU
+seconds (user + system of the subprocess) per frame, CPU utilisation = CPU seconds / wall / cores;
+peak RSS of the subprocess. Cores are limited with ``sched_setaffinity`` and, on 1 core, the thread
+counts of OpenMP / BLAS / PyTorch / OpenCV set to 1 too. ``concurrency_gain`` = wall on 1 core / wall on
+2 cores (pipelined both); ``pipelining_gain`` = sequential wall / pipelined wall on 2 cores. Maps are
+fingerprinted (``scene.map.map_fingerprint``: ids, point counts and a SHA-1 over every object's
+points, colours, weights and statistics): ``identical`` says whether all three runs made the same map.
 """
 from __future__ import annotations
 
-from benchmarks.harness import machine_line, markdown_table
-from benchmarks.suites.common import FRAME_STAGES, BenchContext, SuiteSkipped
-from benchmarks.suites.sequences import SCANNET, SEVENSCENES, real_run
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import machine_description, markdown_table, summarize, utc_timestamp
+from benchmarks.suites.common import BenchContext, SuiteSkipped
+from benchmarks.suites.sequences import SCANNET, SEVENSCENES, sizes
 
 NAME = "speed"
-TITLE = "Per-stage speed on real sequences"
+TITLE = "End-to-end speed of scene run (2 cores, pipelined and sequential; 1 core)"
 SEQUENCES = (SEVENSCENES, SCANNET)
+# (label, cores, pipelined)
+RUNS = (("pipelined, 2 cores", 2, True), ("sequential, 2 cores", 2, False), ("pipelined, 1 core", 1, True))
+STAGES = ("read", "segment", "lift_associate", "map_update", "save", "latency")
+_SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                      "OPENCV_FOR_THREADS_NUM", "TORCH_NUM_THREADS")
 _MIB = 2**20
 
 
@@ -24,48 +44,148 @@ def run(ctx: BenchContext) -> dict:
     out, skipped = {}, {}
     for name in SEQUENCES:
         try:
-            mapped = real_run(ctx, name)
-        except Exception as exc:  # one missing data set must not hide the other's numbers
-            skipped[name] = f"{type(exc).__name__}: {exc}"
-            ctx.log(f"  {name}: skipped ({skipped[name]})")
+            path = ctx.data_set(name)
+        except SuiteSkipped as exc:
+            skipped[name] = str(exc)
+            ctx.log(f"  {name}: skipped ({exc})")
             continue
-        out[name] = mapped.speed_summary()
-        ctx.log(f"  {name}: {out[name]['fps_online']:.2f} frames/s online, "
-                f"refinement {out[name]['global_refinement_s']:.2f} s")
+        out[name] = sequence_runs(ctx, name, path)
     if not out:
         raise SuiteSkipped("; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return {"protocol": __doc__.split("\n\n", 1)[1].strip(), "sequences": out, "skipped": skipped}
+    return {"protocol": __doc__.split("\n\n", 1)[1].strip(), "sequences": out, "skipped": skipped,
+            "load_average": _load_average(), "measured_on": {"machine": machine_description(),
+                                                             "timestamp": utc_timestamp()}}
+
+
+def sequence_runs(ctx: BenchContext, name: str, path: Path) -> dict:
+    """The three runs of one sequence, their ratios and whether their maps are identical."""
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
+        for label, cores, pipelined in RUNS:
+            runs[label] = timed_scene_run(path, Path(tmp), cores, pipelined, sizes(ctx).real_frames)
+            r = runs[label]
+            ctx.log(f"  {name} {label}: {r['frames']} frames, wall {r['wall_s']:.1f} s, "
+                    f"{r['fps_end_to_end']:.2f} frames/s end to end, CPU {1e3 * r['cpu_s_per_frame']:.0f} ms/frame")
+    first = runs[RUNS[0][0]]
+    digests = {label: r["fingerprint"]["digest"] for label, r in runs.items()}
+    return {
+        "runs": runs,
+        "identical": len(set(digests.values())) == 1,
+        "concurrency_gain": _ratio(runs["pipelined, 1 core"]["wall_s"], first["wall_s"]),
+        "pipelining_gain": _ratio(runs["sequential, 2 cores"]["wall_s"], first["wall_s"]),
+        "objects": first["fingerprint"]["objects"], "points": first["fingerprint"]["points"],
+    }
+
+
+def timed_scene_run(data: Path, tmp: Path, cores: int, pipelined: bool, max_frames: int | None) -> dict:
+    """One ``scene run`` subprocess limited to ``cores`` CPUs: wall, CPU and peak memory of the process,
+    its ``--timings`` and the fingerprint of its map."""
+    tag = f"{cores}c-{'pipe' if pipelined else 'seq'}"
+    out, timings_path = tmp / f"{tag}.sqlite", tmp / f"{tag}.json"
+    command = [sys.executable, "-m", "scene.app", "run", str(data), "--out", str(out), "--overwrite", "--quiet",
+               "--timings", str(timings_path)]
+    if not pipelined:
+        command.append("--sequential")
+    if max_frames is not None:
+        command += ["--max-frames", str(max_frames)]
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    if len(cpus) < cores:
+        raise SuiteSkipped(f"{cores} cores asked for, {len(cpus)} available")
+    env = dict(os.environ)
+    if cores == 1:
+        env.update(dict.fromkeys(_SINGLE_THREAD_ENV, "1"))
+    errors = tmp / f"{tag}.stderr"
+    with open(errors, "wb") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+        _, status, rusage = os.wait4(process.pid, 0)  # reaps it with its own CPU time and peak memory
+        wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"scene run {data} ({tag}) failed with exit {process.returncode}: "
+                           f"{errors.read_text(errors='replace')[-2000:]}")
+    usage = {"cpu_s": rusage.ru_utime + rusage.ru_stime, "peak_rss_bytes": int(rusage.ru_maxrss) * 1024}
+    report = json.loads(timings_path.read_text())
+    return summarize_run(report, wall, usage, cores, _fingerprint(out))
+
+
+def summarize_run(report: dict, wall: float, usage: dict, cores: int, fingerprint: dict) -> dict:
+    """The numbers of one run from its ``--timings`` report, wall seconds, rusage and map fingerprint."""
+    frames = report["frames"]
+    n = len(frames)
+    finalize = report.get("finalize", {})
+    tail = float(finalize.get("global_pass", 0.0)) + float(finalize.get("final_save", 0.0))
+    online = max(float(report["run_s"]) - tail, 1e-9)
+    stages = {}
+    for stage in STAGES:
+        values = [f[stage] for f in frames if stage in f and (stage != "save" or f[stage] > 0)]
+        stages[stage] = summarize(values)
+    return {
+        "frames": n, "cores": cores, "pipelined": bool(report.get("pipelined")), "wall_s": wall,
+        "run_s": float(report["run_s"]), "online_s": online, "global_pass_s": float(finalize.get("global_pass", 0.0)),
+        "final_save_s": float(finalize.get("final_save", 0.0)),
+        "fps_end_to_end": n / wall if wall > 0 else float("nan"), "fps_online": n / online,
+        "stages": stages, "cpu_s": usage["cpu_s"], "cpu_s_per_frame": usage["cpu_s"] / max(n, 1),
+        "cpu_utilisation": usage["cpu_s"] / wall / cores if wall > 0 else float("nan"),
+        "peak_rss_bytes": usage["peak_rss_bytes"], "fingerprint": fingerprint,
+    }
+
+
+def _fingerprint(path: Path) -> dict:
+    from scene.map import map_fingerprint
+    from scene.storage import MapStore
+
+    with MapStore(path, read_only=True) as store:
+        fingerprint = map_fingerprint(store.load())
+    fingerprint.pop("num_points")  # per-object counts: in the JSON they would dwarf the rest
+    fingerprint["ids"] = len(fingerprint["ids"])
+    return fingerprint
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def markdown(data: dict) -> str:
     parts = [data["protocol"]]
-    for name, summary in data["sequences"].items():
-        rows = [{"stage": s, "median_ms": 1e3 * summary["stages"][s]["median"],
-                 "p95_ms": 1e3 * summary["stages"][s]["p95"], "n": summary["stages"][s]["n"]}
-                for s in FRAME_STAGES]
-        rows[-1] = {"stage": "save (frames that saved)", "median_ms": 1e3 * summary["saves"]["median"],
-                    "p95_ms": 1e3 * summary["saves"]["p95"], "n": summary["saves"]["n"]}
-        if "per_frame_fusion" in summary:
-            rows.append({"stage": "lift + associate + map update", "median_ms": 1e3 * summary["per_frame_fusion"]["median"],
-                         "p95_ms": 1e3 * summary["per_frame_fusion"]["p95"], "n": summary["per_frame_fusion"]["n"]})
-        rows.append({"stage": "per frame, total", "median_ms": 1e3 * summary["per_frame_total"]["median"],
-                     "p95_ms": 1e3 * summary["per_frame_total"]["p95"], "n": summary["per_frame_total"]["n"]})
-        rows.append({"stage": "global refinement (once)", "median_ms": 1e3 * summary["global_refinement_s"], "n": 1})
-        rows.append({"stage": "final save (once)", "median_ms": 1e3 * summary["final_save_s"], "n": 1})
+    if data.get("load_average"):
+        parts.append(f"Load average at the end of the section: {', '.join(map(str, data['load_average']))}.")
+    for name, seq in data["sequences"].items():
+        rows = []
+        for label, r in seq["runs"].items():
+            rows.append({"run": label, "frames": r["frames"], "wall_s": r["wall_s"], "fps_e2e": r["fps_end_to_end"],
+                         "fps_online": r["fps_online"], "latency": 1e3 * r["stages"]["latency"]["median"],
+                         "latency_p95": 1e3 * r["stages"]["latency"]["p95"], "global": r["global_pass_s"],
+                         "cpu_ms": 1e3 * r["cpu_s_per_frame"], "util": r["cpu_utilisation"],
+                         "rss": r["peak_rss_bytes"] / _MIB, "digest": r["fingerprint"]["digest"][:10]})
         parts.append(
-            f"**{name}**: {summary['frames']} frames, {summary['fps_online']:.2f} frames/s online, "
-            f"{summary['fps_end_to_end']:.2f} frames/s end to end; {summary['objects_online']} online / "
-            f"{summary['objects_final']} refined objects; RSS growth {summary['rss_growth_bytes'] / _MIB:.0f} MiB, "
-            f"process peak {summary['peak_rss_process_bytes'] / _MIB:.0f} MiB. {_measured(summary)}\n\n"
-            + markdown_table(rows, ["stage", "median_ms", "p95_ms", "n"], ["stage", "median ms", "p95 ms", "frames"]))
+            f"**{name}**: {seq['objects']} objects, {seq['points']} points; maps identical across the runs: "
+            f"{'yes' if seq['identical'] else 'NO'}; concurrency gain (1 core / 2 cores wall) "
+            f"{seq['concurrency_gain']:.2f}x, pipelining gain (sequential / pipelined wall, 2 cores) "
+            f"{seq['pipelining_gain']:.2f}x.\n\n"
+            + markdown_table(rows, ["run", "frames", "wall_s", "fps_e2e", "fps_online", "latency", "latency_p95",
+                                    "global", "cpu_ms", "util", "rss", "digest"],
+                             ["run", "frames", "wall s", "frames/s end to end", "frames/s online", "latency median ms",
+                              "latency p95 ms", "global pass s", "CPU ms/frame", "CPU use", "peak RSS MiB",
+                              "map digest"]))
+        stage_rows = []
+        for label, r in seq["runs"].items():
+            row = {"run": label}
+            for stage in STAGES:
+                row[stage] = 1e3 * r["stages"][stage]["median"]
+                row[stage + "_p95"] = 1e3 * r["stages"][stage]["p95"]
+            stage_rows.append(row)
+        columns = ["run"] + [c for s in STAGES for c in (s, s + "_p95")]
+        headers = ["run"] + [h for s in STAGES for h in (f"{s} ms", "p95")]
+        parts.append("Per-frame stages (median and p95, ms):\n\n" + markdown_table(stage_rows, columns, headers))
     for name, reason in data.get("skipped", {}).items():
         parts.append(f"**{name}**: skipped: {reason}")
     return "\n\n".join(parts)
-
-
-def _measured(summary: dict) -> str:
-    measured = summary.get("measured_on") or {}
-    if not measured:
-        return ""
-    return f"Mapped from {measured['timestamp']} on {machine_line(measured['machine'])}."
-

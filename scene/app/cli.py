@@ -127,7 +127,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from scene.datasets import DatasetError, open_dataset
-    from scene.pipeline import Mapper, run
+    from scene.pipeline import Mapper, SegmentationError, run
 
     if args.scan is not None:
         return _cmd_run_scan(args)
@@ -159,21 +159,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     viewer = _start_viewer(mapper, args.port) if args.view else None
     start = time.perf_counter()
     try:
-        imap = run(source, config, progress=_chain(progress, viewer), mapper=mapper, max_frames=total)
+        imap = run(source, config, progress=_chain(progress, viewer), mapper=mapper, max_frames=total,
+                   pipelined=not args.sequential)
     except KeyboardInterrupt:
         progress.close()
         print(f"scene run: interrupted after {progress.done} frames of this run: {_kept(mapper, out)}", file=sys.stderr)
         return 130
-    except DatasetError as exc:
+    except (DatasetError, SegmentationError) as exc:
         progress.close()
         print(f"scene run: error: {' '.join(str(exc).split())}", file=sys.stderr)
         print(f"scene run: stopped after {progress.done} frames of this run: {_kept(mapper, out)}", file=sys.stderr)
         return 2
     progress.close()
     _print_run_summary(imap, progress, time.perf_counter() - start, out, mapper.resumed)
+    if args.timings:
+        _write_timings(Path(args.timings), progress, mapper, imap, time.perf_counter() - start, not args.sequential)
     if viewer is not None:
         viewer.show_until_interrupted(imap)
     return 0
+
+
+def _write_timings(path: Path, progress: "_Progress", mapper, imap, seconds: float, pipelined: bool) -> None:
+    """``--timings``: per frame its stage seconds ("read", "segment", "lift_associate", "map_update", "save",
+    "latency"), then finalize's ("global_pass", "final_save"), the run's seconds and the map's size."""
+    report = {"frames": progress.timings, "finalize": mapper.finalize_timings, "run_s": seconds,
+              "pipelined": pipelined, "objects": len(imap), "points": int(imap.num_points)}
+    try:
+        path.write_text(json.dumps(report, indent=1))
+    except OSError as exc:
+        raise CLIError(f"--timings: cannot write {path} ({exc.strerror or exc})") from None
 
 
 def _kept(mapper, out: Path) -> str:
@@ -668,6 +682,11 @@ def _add_run(sub) -> None:
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", action="store_true", help="continue the map in --out after its last frame")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--sequential", action="store_true",
+                     help="read, segment, map and save on one thread (default: the next frame is read and segmented, "
+                          "and the incremental saves written, on worker threads; the map is the same)")
+    run.add_argument("--timings", default=None, metavar="JSON",
+                     help="write every frame's stage timings and the run's totals (seconds) to this JSON file")
     run.add_argument("--scan", default=None, metavar="SCAN",
                      help="label this scan's vertices (.ply mesh or points, ScanNet points/*.bin, .obj); 'auto': "
                           "the *_vh_clean_2.ply or points/*.bin stored with DATA")

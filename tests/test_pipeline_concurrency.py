@@ -1,0 +1,154 @@
+"""The pipelined run (frames segmented on a worker thread, saves on a writer thread) against the sequential
+one on a synthetic scene: the same map byte for byte, errors raised naming the frame with the work so far
+saved, the writer flushing everything on close and on interruption, and no thread left running."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from benchmarks.suites import speed
+from scene.app.cli import main
+
+from scene.config import MapperConfig
+from scene.datasets.synthetic import make_scene, write_scene
+from scene.map import map_fingerprint
+from scene.pipeline import Mapper, SegmentationError, run
+from scene.storage import MapStorageError, MapStore
+from segment2d.factory import make_generator
+
+NUM_FRAMES = 10
+THREAD_NAMES = ("scene-segmenter", "scene-map-writer")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    scene = make_scene("room", seed=1, noisy=True, num_frames=60, width=320, height=240)
+    return list(scene.source(stop=NUM_FRAMES))
+
+
+def _stored(path):
+    with MapStore(path, read_only=True) as store:
+        return store.load()
+
+
+def _our_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name in THREAD_NAMES]
+
+
+class _FailsAt:
+    """The geometric generator, raising on one frame index."""
+
+    name = "failing"
+
+    def __init__(self, index: int) -> None:
+        self.index, self.inner = index, make_generator("geometric")
+
+    def generate(self, frame):
+        if frame.index == self.index:
+            raise RuntimeError("out of memory in the mask decoder")
+        return self.inner.generate(frame)
+
+
+def test_pipelined_run_makes_the_sequential_map(frames, tmp_path):
+    config = MapperConfig(save_every=3)
+    maps = {}
+    for pipelined in (False, True):
+        out = tmp_path / f"{pipelined}.sqlite"
+        returned = run(frames, config, out=out, pipelined=pipelined)
+        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(_stored(out)))
+    assert maps[True] == maps[False]
+    assert maps[True][0]["objects"] >= 5
+    assert not _our_threads()
+
+
+def test_writer_thread_saves_what_the_inline_saves_write(frames, tmp_path):
+    """Incremental saves only (no finalize): close() waits for the writer, and the file then holds what
+    the same frames saved inline hold, every frame included."""
+    stored = {}
+    for background in (False, True):
+        out = tmp_path / f"{background}.sqlite"
+        mapper = Mapper(MapperConfig(save_every=4), out)
+        mapper.save_in_background(background)
+        results = [mapper.integrate(frame) for frame in frames]
+        assert [r.saved for r in results].count(True) == NUM_FRAMES // 4
+        mapper.save()  # the frames after the last incremental save
+        mapper.close()
+        stored[background] = map_fingerprint(_stored(out))
+    assert stored[True] == stored[False]
+    assert len(_stored(tmp_path / "True.sqlite").trajectory[0]) == NUM_FRAMES
+    assert not _our_threads()
+
+
+def test_segmenter_error_names_the_frame_and_keeps_the_frames_before(frames, tmp_path):
+    out = tmp_path / "map.sqlite"
+    bad = frames[6].index
+    with pytest.raises(SegmentationError, match=f"frame {bad} .*failing generator failed: RuntimeError: out of memory"):
+        run(frames, MapperConfig(save_every=100), out=out, mapper=Mapper(MapperConfig(save_every=100), out,
+                                                                          generator=_FailsAt(bad)))
+    kept = _stored(out)
+    assert kept.num_frames == 6 and kept.trajectory[0].tolist() == [f.index for f in frames[:6]]
+    assert not _our_threads()
+
+
+def test_ctrl_c_keeps_every_integrated_frame_and_stops_the_threads(frames, tmp_path):
+    out = tmp_path / "map.sqlite"
+    seen = []
+
+    def progress(result, done, total):
+        seen.append(result.frame_index)
+        if done == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(frames, MapperConfig(save_every=3), out=out, progress=progress)
+    kept = _stored(out)
+    assert kept.num_frames == 7 and kept.trajectory[0].tolist() == seen
+    assert not _our_threads()
+
+
+def test_writer_error_is_raised_on_the_mapping_thread(frames, tmp_path, monkeypatch):
+    def broken(self, imap, *args, **kwargs):
+        raise MapStorageError(f"{self.path}: save_incremental failed, disk full")
+
+    monkeypatch.setattr(MapStore, "save_incremental", broken)
+    out = tmp_path / "map.sqlite"
+    with pytest.raises(MapStorageError, match="disk full"):
+        run(frames, MapperConfig(save_every=2), out=out)
+    assert not _our_threads()
+
+
+def test_timings_hold_read_segment_and_latency(frames):
+    results = []
+    run(frames[:4], MapperConfig(online_only=True), progress=lambda r, d, t: results.append(r))
+    for result in results:
+        assert {"read", "segment", "lift_associate", "map_update", "latency"} <= set(result.timings)
+        assert result.timings["segment"] > 0
+        assert result.timings["latency"] >= result.timings["lift_associate"] + result.timings["map_update"]
+
+
+def test_scene_run_timings_and_the_speed_section_reading_them(tmp_path):
+    """``scene run --timings`` (sequential here) writes every frame's stages and finalize's; the speed
+    section turns that, the wall and the rusage into its rates and renders them."""
+    scene = make_scene("tabletop", seed=0, num_frames=4, width=160, height=120)
+    data = write_scene(scene, tmp_path / "data")
+    out, timings = tmp_path / "map.sqlite", tmp_path / "t.json"
+    assert main(["run", str(data), "--out", str(out), "--quiet", "--sequential", "--timings", str(timings)]) == 0
+    report = json.loads(timings.read_text())
+    assert len(report["frames"]) == 4 and report["pipelined"] is False
+    assert set(report["finalize"]) == {"global_pass", "final_save"} and report["run_s"] > 0
+    fingerprint = map_fingerprint(_stored(out))
+    summary = speed.summarize_run(report, wall=2.0, usage={"cpu_s": 3.0, "peak_rss_bytes": 300 * 2**20}, cores=2,
+                                  fingerprint=fingerprint)
+    assert summary["fps_end_to_end"] == 2.0 and summary["cpu_utilisation"] == 0.75
+    assert summary["fps_online"] > summary["frames"] / report["run_s"]
+    assert summary["stages"]["latency"]["n"] == 4 and summary["stages"]["save"]["n"] == 0
+    runs = {label: summary for label, _, _ in speed.RUNS}
+    data = {"protocol": "p", "load_average": [1.0], "skipped": {},
+            "sequences": {"tiny": {"runs": runs, "identical": True, "concurrency_gain": 1.5, "pipelining_gain": 1.25,
+                                   "objects": fingerprint["objects"], "points": fingerprint["points"]}}}
+    text = speed.markdown(data)
+    for expected in ("maps identical across the runs: yes", "concurrency gain (1 core / 2 cores wall) 1.50x",
+                     "| pipelined, 1 core | 4 | 2.000 | 2.000 |", fingerprint["digest"][:10]):
+        assert expected in text, expected
