@@ -49,6 +49,7 @@ from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
 from segment2d.types import MaskSet
+from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.pipeline import track_frame
@@ -816,9 +817,11 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.save()
         raise
     finally:
-        if frames is not None:
-            frames.close()
-        mapper.close()
+        try:
+            if frames is not None:
+                frames.close()
+        finally:
+            mapper.close()
 
 
 SEGMENT_AHEAD = 1  # frames segmented ahead of the one being integrated (bounds memory and latency)
@@ -869,6 +872,7 @@ class _SegmentAhead:
         self._frames = _frames(source, total, mapper.last_frame)
         self._ready: queue.Queue = queue.Queue(maxsize=SEGMENT_AHEAD)
         self._stop = threading.Event()
+        self._process = SegmenterProcess(mapper.generator) if getattr(mapper.generator, "process_safe", False) else None
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
@@ -882,6 +886,7 @@ class _SegmentAhead:
             yield item
 
     def close(self) -> None:
+        """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""
         self._stop.set()
         while self._thread.is_alive():
             try:  # unblock a worker waiting to hand over a frame
@@ -889,13 +894,15 @@ class _SegmentAhead:
             except queue.Empty:
                 pass
         self._thread.join()
+        if self._process is not None:
+            self._process.close()
 
     def _work(self) -> None:
         try:
             for done, frame, timings in self._frames:
                 start = time.perf_counter()
                 try:
-                    masks = self._generator.generate(frame)
+                    masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
                 except Exception as error:
                     where = getattr(frame, "source", "") or "the frame source"
                     raise SegmentationError(f"frame {frame.index} ({where}): the {getattr(self._generator, 'name', 'mask')} "

@@ -94,6 +94,10 @@ class MaskGenerator(Protocol):
 
     ``generate`` takes a ``Frame`` (``scene.datasets.Frame``) or an H x W x 3 uint8 RGB image; generators
     that need depth (the geometric one) require a Frame.
+
+    Optional ``process_safe = True``: the generator is cheap to pickle, keeps no state from frame to frame
+    and reads only a frame's index, source, colour, depth, K and pose, so a pipeline may run a copy of it
+    in a worker process (``scene.pipeline.run``); absent or False, it runs on a thread of this process.
     """
 
     name: str

@@ -152,3 +152,27 @@ def test_scene_run_timings_and_the_speed_section_reading_them(tmp_path):
     for expected in ("maps identical across the runs: yes", "concurrency gain (1 core / 2 cores wall) 1.50x",
                      "| pipelined, 1 core | 4 | 2.000 | 2.000 |", fingerprint["digest"][:10]):
         assert expected in text, expected
+
+
+def test_segmenter_process_gives_the_generators_own_masks_and_reports_failures(frames):
+    from segment2d.worker import SegmenterProcess
+
+    generator = make_generator("geometric")
+    worker = SegmenterProcess(generator)
+    try:
+        for frame in frames[:2]:
+            mine, theirs = generator.generate(frame), worker.generate(frame)
+            assert mine.masks.shape == theirs.masks.shape and (mine.masks == theirs.masks).all()
+            assert (mine.scores == theirs.scores).all() and (mine.boxes == theirs.boxes).all()
+            assert set(mine.extra) == set(theirs.extra)
+        broken = frames[0].__class__(frames[0].index, 0.0, frames[0].color[:, :5], frames[0].depth, frames[0].K,
+                                     frames[0].pose, source="bad.png")
+        with pytest.raises(RuntimeError, match="ValueError: bad.png: colour must be"):
+            worker.generate(broken)
+        assert worker.generate(frames[0]).masks.shape[0] == generator.generate(frames[0]).masks.shape[0]
+        worker._process.kill()
+        with pytest.raises(RuntimeError, match="segmenter process died"):
+            worker.generate(frames[1])
+    finally:
+        worker.close()
+    assert worker._process.poll() is not None

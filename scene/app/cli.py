@@ -181,9 +181,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _write_timings(path: Path, progress: "_Progress", mapper, imap, seconds: float, pipelined: bool) -> None:
     """``--timings``: per frame its stage seconds ("read", "segment", "lift_associate", "map_update", "save",
-    "latency"), then finalize's ("global_pass", "final_save"), the run's seconds and the map's size."""
+    "latency"), then finalize's ("global_pass", "final_save"), the run's seconds, the map's size, and the
+    peak resident memory (bytes) of this process and of its largest finished child (the segmenter
+    process of a pipelined run)."""
+    import resource
+
     report = {"frames": progress.timings, "finalize": mapper.finalize_timings, "run_s": seconds,
-              "pipelined": pipelined, "objects": len(imap), "points": int(imap.num_points)}
+              "pipelined": pipelined, "objects": len(imap), "points": int(imap.num_points),
+              "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+              "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
     try:
         path.write_text(json.dumps(report, indent=1))
     except OSError as exc:

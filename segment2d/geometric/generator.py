@@ -31,6 +31,7 @@ class GeometricMaskGenerator:
     """
 
     name = "geometric"
+    process_safe = True  # a config and pure per-frame functions: a worker process may run a copy
 
     def __init__(self, config: GeometricConfig | None = None, **overrides):
         config = config or GeometricConfig()

@@ -1,0 +1,96 @@
+"""A mask generator in a worker process (``SegmenterProcess``), for pipelines that segment the next frame
+while the current one is fused: Python's GIL lets one thread of a process run Python at a time, and the
+generators and the fusion are both mostly Python-driven numpy on small arrays, so a second thread gains
+little where a second process gains a core. Only generators marked ``process_safe`` (``MaskGenerator``)
+run here."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+
+import numpy as np
+
+from scene.datasets import Frame
+
+from .types import MaskSet
+
+
+class SegmenterProcess:
+    """A worker process running a copy of a ``process_safe`` mask generator, one frame at a time: the
+    frame's index, source, colour, depth, K and pose are pickled to its stdin, the masks come back
+    bit-packed on its stdout (identical to the generator's own). It is a fresh interpreter
+    (``python -m segment2d.worker``), so the caller's script is not re-imported (no ``__main__`` guard
+    needed) and none of its threads or locks are copied. The worker ignores Ctrl-C (the mapping process
+    handles it and closes the worker). ``generate`` raises ``RuntimeError`` when the generator failed
+    there (with its message) or the worker died; ``close`` ends the worker and waits for it."""
+
+    def __init__(self, generator) -> None:
+        self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)
+        self._send(generator)
+
+    def generate(self, frame: Frame) -> MaskSet:
+        self._send((int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose))
+        try:
+            status, payload = pickle.load(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
+        if status == "error":
+            raise RuntimeError(payload)
+        return _unpacked_masks(payload)
+
+    def close(self) -> None:
+        """End the worker and wait for it (killed when it does not end in 10 s); closing twice is fine."""
+        if self._process.stdin.closed:
+            return
+        try:
+            self._send(None)
+            self._process.stdin.close()
+            self._process.wait(timeout=10)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
+        finally:
+            self._process.stdout.close()
+
+    def _send(self, message) -> None:
+        try:
+            pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
+
+
+def _serve() -> None:
+    """The worker: a generator, then frames, from stdin; packed masks (or an error message) to stdout,
+    until None arrives. Anything else printing to stdout is sent to stderr instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    requests = sys.stdin.buffer
+    generator = pickle.load(requests)
+    while (message := pickle.load(requests)) is not None:
+        index, source, color, depth, K, pose = message
+        try:
+            reply = ("ok", _packed_masks(generator.generate(Frame(index, 0.0, color, depth, K, pose, source=source))))
+        except Exception as error:  # the mapping process raises it, naming the frame
+            reply = ("error", f"{type(error).__name__}: {error}")
+        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+
+def _packed_masks(masks: MaskSet) -> tuple:
+    return (np.packbits(masks.masks, axis=-1), masks.masks.shape, masks.scores, masks.boxes, masks.extra)
+
+
+def _unpacked_masks(payload: tuple) -> MaskSet:
+    packed, shape, scores, boxes, extra = payload
+    bits = np.unpackbits(packed, axis=-1, count=shape[-1]).view(bool)
+    return MaskSet(bits.reshape(shape), scores, boxes, extra)
+
+
+if __name__ == "__main__":
+    _serve()
