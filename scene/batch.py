@@ -149,7 +149,9 @@ def map_scene(name: str, source_path: str, map_path: str, config: BatchConfig) -
         options = config.options if is_rosbag(source_path) else {}  # topic choices: for the bags only
         source = open_dataset(source_path, format=config.format, stride=config.stride, **options)
         mapper = Mapper(config.mapper, partial, metadata=_metadata(source, config.mapper))
-        imap = run(source, config.mapper, mapper=mapper, max_frames=config.max_frames)
+        # One scene per worker already fills the cores; a segmenter process per worker would escape its
+        # memory limit. The map is the same either way.
+        imap = run(source, config.mapper, mapper=mapper, max_frames=config.max_frames, pipelined=False)
         _single_file(partial)
         os.replace(partial, final)
         result.status, result.frames, result.objects = "done", int(imap.num_frames), len(imap)
