@@ -28,8 +28,10 @@ class SegmenterProcess:
     there (with its message) or the worker died; ``close`` ends the worker and waits for it."""
 
     def __init__(self, generator) -> None:
+        # The caller's import path, so that the worker finds this package (and the generator's) as it does.
+        path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE)
+                                         stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
         self._send(generator)
 
     def generate(self, frame: Frame) -> MaskSet:

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from ..base import FrameSource
 from ..frame import DatasetError, Frame
@@ -241,6 +240,8 @@ def _pick(candidates: list[TopicSummary], what: str, option: str, problems: list
 
 def transform_matrix(translation, rotation) -> np.ndarray:
     """4x4 from a ROS ``Vector3``/``Point`` and ``Quaternion`` (x, y, z, w)."""
+    from scipy.spatial.transform import Rotation  # here: importing scipy.spatial costs every command's start-up
+
     T = np.eye(4)
     q = np.array([rotation.x, rotation.y, rotation.z, rotation.w], np.float64)
     if not np.all(np.isfinite(q)) or np.linalg.norm(q) < 1e-9:
@@ -267,6 +268,8 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, queries: np.ndarray,
     inside = ((times[left] <= queries) & (queries <= times[right]) & (right > left)
               & (times[right] - times[left] <= max_gap))
     if np.any(inside):
+        from scipy.spatial.transform import Rotation
+
         l, r = left[inside], right[inside]
         w = (queries[inside] - times[l]) / np.maximum(times[r] - times[l], 1e-12)
         rot_l, rot_r = Rotation.from_matrix(poses[l, :3, :3]), Rotation.from_matrix(poses[r, :3, :3])

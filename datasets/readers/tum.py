@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from ..base import FrameSource
 from ..frame import DatasetError, Frame
@@ -59,6 +58,8 @@ def nearest(sorted_times: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, 
 
 def poses_from_tum(rows: np.ndarray) -> np.ndarray:
     """N x 7 ``tx ty tz qx qy qz qw`` -> N x 4 x 4 float64 camera-to-world matrices."""
+    from scipy.spatial.transform import Rotation  # here: importing scipy.spatial costs every command's start-up
+
     poses = np.tile(np.eye(4), (len(rows), 1, 1))
     poses[:, :3, :3] = Rotation.from_quat(rows[:, 3:7]).as_matrix()
     poses[:, :3, 3] = rows[:, :3]
@@ -137,6 +138,8 @@ class TUMSource(FrameSource):
 
     @staticmethod
     def _interpolate(gt_t: np.ndarray, values: np.ndarray, times: np.ndarray, right: np.ndarray) -> np.ndarray:
+        from scipy.spatial.transform import Rotation
+
         left = right - 1
         w = (times - gt_t[left]) / np.maximum(gt_t[right] - gt_t[left], 1e-12)
         rot_l, rot_r = Rotation.from_quat(values[left, 3:]), Rotation.from_quat(values[right, 3:])
