@@ -629,14 +629,12 @@ class Mapper:
 class _MapWriter:
     """Runs a mapper's save jobs in the order given: at once (``background=False``), or on one writer
     thread, at most one job waiting behind the one running (``submit`` blocks beyond that). The first
-    error a job raises is re-raised by the next ``submit`` or ``drain`` (later jobs are dropped: a map
-    whose save failed is not saved further); ``stop`` drains and ends the thread."""
+    error a job raises is re-raised by the next ``submit``, ``drain`` or ``stop`` (jobs submitted before
+    that are dropped: a map whose save failed is not saved further). The queue counts a job as pending
+    only once it is in (``Queue.join``), so a Ctrl-C while ``submit`` waits cannot leave a count behind."""
 
     def __init__(self, background: bool = False) -> None:
-        self.background = background
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
-        self._idle = threading.Condition()
-        self._pending = 0
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -647,16 +645,13 @@ class _MapWriter:
         self._raise_error()
         if self._thread is None:
             job()
-            return
-        with self._idle:
-            self._pending += 1
-        self._jobs.put(job)
+        else:
+            self._jobs.put(job)
 
     def drain(self) -> None:
         """Wait until every submitted job has run; re-raise the first error one raised."""
         if self._thread is not None:
-            with self._idle:
-                self._idle.wait_for(lambda: self._pending == 0)
+            self._jobs.join()
         self._raise_error()
 
     def stop(self) -> None:
@@ -673,16 +668,17 @@ class _MapWriter:
             raise error
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while True:
+            job = self._jobs.get()
             try:
+                if job is None:
+                    return
                 if self._error is None:
                     job()
             except BaseException as error:  # raised on the mapper's thread by the next submit / drain
                 self._error = error
             finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+                self._jobs.task_done()
 
 
 class SequenceMismatchError(ValueError):
