@@ -8,6 +8,15 @@ frames (an incremental SQLite save of the changed objects). No per-frame cost gr
 frames seen; the per-save rebuild is one pass over the map's voxels plus the touched objects. ``finalize()`` runs the global refinement and writes the final map; ``run`` does it all for a
 frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera axes.
 
+Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
+current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) or on a
+thread; the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
+objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
+and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
+while a save runs, the mapping thread only after waiting for it (``map``, ``save``, ``finalize``,
+``close``), so each save is still one transaction and the map is the same as with everything inline.
+
 Object geometry: one point per voxel (``voxel_size`` metres), the mean of every lifted point that fell
 in that voxel, with its mean colour; each point's weight is the number of segment observations of its
 voxel. A voxel belongs to the object holding the most observations of it in the tracker.
