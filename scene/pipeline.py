@@ -9,8 +9,8 @@ frames seen; the per-save rebuild is one pass over the map's voxels plus the tou
 frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera axes.
 
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
-current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) or on a
-thread; the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
+second CPU is there, else on a thread; the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
 and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
@@ -41,6 +41,7 @@ mapper's ``finalize`` cannot run the global refinement and keeps the online map 
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -864,6 +865,14 @@ class _segment_inline:
         self._frames.close()
 
 
+def _usable_cores() -> int:
+    """CPUs this process may run on (a segmenter process only pays off with a second one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class _SegmentAhead:
     """Reads and segments frames on a worker thread, ``SEGMENT_AHEAD`` at most waiting, and yields them in
     order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
@@ -877,7 +886,8 @@ class _SegmentAhead:
         self._frames = _frames(source, total, mapper.last_frame)
         self._ready: queue.Queue = queue.Queue(maxsize=SEGMENT_AHEAD)
         self._stop = threading.Event()
-        self._process = SegmenterProcess(mapper.generator) if getattr(mapper.generator, "process_safe", False) else None
+        in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
+        self._process = SegmenterProcess(mapper.generator) if in_process else None
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
