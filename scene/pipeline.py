@@ -173,10 +173,11 @@ class _VoxelGeometry:
 
     def geometry(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean points N x 3 float32, mean colours N x 3 uint8, weights N float32) of voxel ``rows``."""
-        hits = np.maximum(self.hits[rows], 1).astype(np.float64)[:, None]
-        points = (self.xyz_sum[rows] / hits).astype(np.float32)
-        colors = np.clip(np.round(self.rgb_sum[rows] / hits), 0, 255).astype(np.uint8)
-        return points, colors, self.hits[rows].astype(np.float32)
+        return mean_geometry(*self.sums(rows))
+
+    def sums(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the point sums, colour sums and hit counts of voxel ``rows`` (``mean_geometry``)."""
+        return self.xyz_sum[rows], self.rgb_sum[rows], self.hits[rows]
 
     def _grow(self, n: int) -> None:
         have = len(self.hits)
@@ -191,6 +192,14 @@ class _VoxelGeometry:
     def _grow_count(self, n: int) -> None:
         if n > len(self.count):
             self.count = np.concatenate([self.count, np.zeros(max(n, 2 * len(self.count), 256) - len(self.count), np.int64)])
+
+
+def mean_geometry(xyz_sum: np.ndarray, rgb_sum: np.ndarray, hits: np.ndarray):
+    """(mean points N x 3 float32, mean colours N x 3 uint8, weights N float32) from voxel sums."""
+    per_voxel = np.maximum(hits, 1).astype(np.float64)[:, None]
+    points = (xyz_sum / per_voxel).astype(np.float32)
+    colors = np.clip(np.round(rgb_sum / per_voxel), 0, 255).astype(np.uint8)
+    return points, colors, hits.astype(np.float32)
 
 
 class Mapper:
@@ -498,7 +507,7 @@ class Mapper:
         self._finish_objects(self._touched_objects())
 
     def _touched_objects(self) -> list | None:
-        """The objects touched since the last flush, as (id, geometry or None when too small to be in
+        """The objects touched since the last flush, as (id, voxel sums or None when too small to be in
         the map, statistics), taken from the voxels and the tracker now; None when none was touched."""
         if not self._dirty:
             return None
@@ -513,8 +522,8 @@ class Mapper:
                 continue
             num_obs = int(table.num_obs[obj])
             confidence = self._online_confidence(obj, num_obs, rows.size)
-            geometry = _well_observed(*self._voxels.geometry(rows), self.config.min_hit_share)
-            objects.append((obj, geometry, dict(
+            sums = self._voxels.sums(rows)  # copies: the means are taken by the writer
+            objects.append((obj, sums, dict(
                 num_observations=num_obs, first_frame=int(table.first_frame[obj]),
                 last_frame=int(table.last_frame[obj]), confidence=float(np.clip(confidence, 0.0, 1.0)),
                 best_view_frame=int(table.best_frame[obj]), best_view_box=np.array(table.best_box[obj]),
@@ -526,11 +535,12 @@ class Mapper:
         rank the map's objects; nothing when none was touched."""
         if objects is None:
             return
-        for obj, geometry, statistics in objects:
-            if geometry is None:
+        for obj, sums, statistics in objects:
+            if sums is None:
                 if obj in self._map:
                     self._map.remove(obj)
                 continue
+            geometry = _well_observed(*mean_geometry(*sums), self.config.min_hit_share)
             self._map.update(MapObject.from_points(obj, *geometry, up=self._map.metadata.up, **statistics))
         up = self._current_up()
         mark_floor_and_ceiling(self._map, self.config.structure, up)
