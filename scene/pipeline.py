@@ -240,6 +240,7 @@ class Mapper:
         self._writer = _MapWriter()
         self._save_requested = False
         self._last_frame, self._num_frames = self._trajectory_end()
+        self._fingerprinted: int | None = None  # frames digested into metadata.extra["sequence"]
         self.finalize_timings: dict[str, float] = {}  # seconds of finalize's "global_pass" and "final_save"
         if self.path is not None:
             self._store = _open_new_map(self.path, overwrite)
@@ -440,15 +441,20 @@ class Mapper:
     # ---- internals: one frame ---------------------------------------------------------------
 
     def _fingerprint(self, frame: Frame) -> None:
-        """Record the first ``FINGERPRINT_FRAMES`` frames' digests (see ``check_sequence``). The metadata
-        is read here, at the first frames, before any save can be on the writer thread."""
-        if self._num_frames >= FINGERPRINT_FRAMES:
+        """Record the first ``FINGERPRINT_FRAMES`` frames' digests (see ``check_sequence``). How many the
+        map holds is read once, at this mapper's first frame, before any save can be on the writer."""
+        if self._fingerprinted is None:
+            self._fingerprinted = len(self._map.metadata.extra.get("sequence", {}).get("first_frames", []))
+        if self._fingerprinted >= FINGERPRINT_FRAMES or self._num_frames != self._fingerprinted:
             return
+        entry = [int(frame.index), frame_digest(frame)]
+        self._fingerprinted += 1
+        self._map_ops.append(lambda: self._record_fingerprint(entry))
+
+    def _record_fingerprint(self, entry: list) -> None:
         sequence = self._map.metadata.extra.setdefault(
             "sequence", {"path": self._map.metadata.source_path, "first_frames": []})
-        if len(sequence["first_frames"]) < FINGERPRINT_FRAMES and self._num_frames == len(sequence["first_frames"]):
-            entry = [int(frame.index), frame_digest(frame)]
-            self._map_ops.append(lambda: sequence["first_frames"].append(entry))
+        sequence["first_frames"].append(entry)
 
     def _remember_camera(self, frame: Frame) -> None:
         if self._num_frames == 0 and self._map.metadata.K is None:

@@ -57,8 +57,11 @@ def test_pipelined_run_makes_the_sequential_map(frames, tmp_path):
     for pipelined in (False, True):
         out = tmp_path / f"{pipelined}.sqlite"
         returned = run(frames, config, out=out, pipelined=pipelined)
-        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(_stored(out)))
+        stored = _stored(out)
+        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(stored), stored.metadata.extra["sequence"],
+                           stored.metadata.K.tolist(), stored.metadata.image_size)
     assert maps[True] == maps[False]
+    assert len(maps[True][2]["first_frames"]) == 3
     assert maps[True][0]["objects"] >= 5
     assert not _our_threads()
 
