@@ -185,11 +185,19 @@ def _kept(mapper, out: Path) -> str:
 
 
 def _with_depth_source(source, depth: str):
-    """``--depth stereo``: the frames' depth comes from two-view stereo between posed frames."""
-    if depth != "stereo":
+    """``--depth stereo``, or ``auto`` on a source without depth (posed RGB): the frames' depth comes
+    from two-view stereo between posed frames."""
+    has_depth = getattr(source, "has_depth", True)
+    if depth == "sensor" and not has_depth:
+        raise CLIError(f"{source.root}: these frames have no depth ({source.format_name}); use --depth stereo, or "
+                       f"--scan MESH to render depth from a mesh")
+    if depth != "stereo" and (depth != "auto" or has_depth):
         return source
     from lift3d.stereo import StereoDepthSource
 
+    if depth == "auto":
+        print(f"{source.root}: no depth in these frames ({source.format_name}); depth by two-view stereo "
+              f"between posed frames (--depth stereo)", file=sys.stderr)
     return StereoDepthSource(source)
 
 
