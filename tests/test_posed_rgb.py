@@ -189,3 +189,24 @@ def test_cli_maps_posed_rgb_with_stereo_depth_on_its_own(room, tmp_path, capsys)
     assert imap.num_frames > 0 and len(imap) > 0
     assert main(["run", str(root), "--out", str(tmp_path / "m2.sqlite"), "--depth", "sensor"]) != 0
     assert "have no depth" in capsys.readouterr().err
+
+
+def test_cli_labels_a_mesh_from_posed_rgb_with_depth_rendered_from_it(tmp_path):
+    from scene.app.cli import main
+    from scene.datasets.synthetic import make_scene
+    from scene.datasets.synthetic.scan_mesh import scan_mesh
+    from scene.export import read_ply_vertex_properties, write_mesh_ply
+
+    tabletop = make_scene("tabletop", seed=0, noisy=False, num_frames=8, width=160, height=120)
+    root = write_colmap(tabletop, tmp_path / "video")
+    mesh = scan_mesh(tabletop.layout, max_edge=0.05)
+    write_mesh_ply(tmp_path / "room.ply", mesh.vertices, mesh.triangles, mesh.colors)
+    out = tmp_path / "map.sqlite"
+    assert main(["run", str(root), "--scan", str(tmp_path / "room.ply"), "--out", str(out), "--quiet"]) == 0
+    ids = read_ply_vertex_properties(tmp_path / "map_scan" / "room.ply")["instance"]
+    assert len(ids) == len(mesh.vertices)
+    # the labelled vertices' instances mostly coincide with the true ones (each predicted id mostly one GT id)
+    labelled = ids >= 0
+    assert labelled.mean() > 0.3
+    purity = [np.bincount(mesh.instance_ids[ids == i]).max() / np.sum(ids == i) for i in np.unique(ids[labelled])]
+    assert np.median(purity) > 0.8
