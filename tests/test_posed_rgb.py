@@ -210,3 +210,17 @@ def test_cli_labels_a_mesh_from_posed_rgb_with_depth_rendered_from_it(tmp_path):
     assert labelled.mean() > 0.3
     purity = [np.bincount(mesh.instance_ids[ids == i]).max() / np.sum(ids == i) for i in np.unique(ids[labelled])]
     assert np.median(purity) > 0.8
+
+
+def test_pose_scale_flag_is_checked(room, tmp_path, capsys):
+    from pathlib import Path
+
+    from scene.app.cli import main
+
+    root = write_transforms(room, tmp_path / "video")
+    assert main(["run", str(root), "--out", str(tmp_path / "a.sqlite"), "--pose-scale", "0"]) != 0
+    assert "--pose-scale must be a positive number" in capsys.readouterr().err
+    rgbd = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "3dmatch_studyroom"
+    if rgbd.is_dir():
+        assert main(["run", str(rgbd), "--out", str(tmp_path / "b.sqlite"), "--pose-scale", "2"]) != 0
+        assert "only for posed RGB without depth" in capsys.readouterr().err
