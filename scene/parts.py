@@ -53,11 +53,13 @@ ATTACHED_SHARE = "attached_share"
 
 @dataclass(frozen=True)
 class PartConfig:
-    """``contact_voxels``: points touch within this many voxels (of the map's voxel size);
+    """``tolerance``: metres a measured surface may lie off where a test expects it (depth noise and voxel
+    quantisation): the band over an object's base, a piece's offset from a plane and the growth of the boxes
+    a piece must lie in. ``contact_voxels``: points touch within this many voxels (of the map's voxel size);
     ``penalty`` / ``max_discount``: confidence x (1 - min(penalty x attached share, max_discount)),
     ``penalty`` 0 turns the pass off (a neighbour counts when it has at least A's points); ``rest_share``:
     A rests on B when this share of B's touching points lie below A's base (its ``base_percentile``
-    height) plus ``rest_band`` metres; ``sample_points``: the shares are measured
+    height) plus ``tolerance`` metres; ``sample_points``: the shares are measured
     on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
     measures an object again once its point count has changed by more than this share.
 
@@ -65,7 +67,7 @@ class PartConfig:
     ``hang_gap`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
     lies between ``hang_gap`` m under and ``hang_above`` m over the base of a larger non-structure
     object, with ``inside_share`` of its points inside that object's horizontal box grown by
-    ``inside_margin`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
+    ``tolerance`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
     rising from behind its base): at least ``post_min_height`` m tall and ``post_elongation`` times as tall
     as its horizontal box is wide (``post_elongation`` 0: only objects on the floor hang). And so does a leg
     whose top hides behind the object's front edge: a thin object on the floor (spread along its least
@@ -75,13 +77,13 @@ class PartConfig:
 
     Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
     principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
-    within ``plane_offset`` m of the other's plane, with at least ``plane_min_touch`` points of one within
+    within ``tolerance`` m of the other's plane, with at least ``plane_min_touch`` points of one within
     ``contact_voxels`` of the other, are joined.
 
     In-plane pieces (``join_inplane``): a thin object (structure or not) whose normal is within
     ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
-    lies within ``plane_offset`` m of that object's plane, and ``inside_share`` of whose points lie
-    inside that object's box in its own plane grown by ``inside_margin`` m, joins the largest such object.
+    lies within ``tolerance`` m of that object's plane, and ``inside_share`` of whose points lie
+    inside that object's box in its own plane grown by ``tolerance`` m, joins the largest such object.
     No contact is needed: furniture in front of a wall cuts its patches off.
 
     Overlapping pieces (``join_overlapping``): two non-structure objects whose boxes (axis-aligned in
@@ -94,7 +96,7 @@ class PartConfig:
     penalty: float = 2.0
     max_discount: float = 0.8
     rest_share: float = 0.7
-    rest_band: float = 0.03
+    tolerance: float = 0.03
     base_percentile: float = 2.0
     sample_points: int = 256
     refresh_share: float = 0.05
@@ -108,14 +110,12 @@ class PartConfig:
     join_coplanar: bool = True
     plane_thickness: float = 0.05
     plane_angle_deg: float = 10.0
-    plane_offset: float = 0.03
     plane_min_touch: int = 10
     join_inplane: bool = True
     inplane_ratio: float = 5.0
     join_overlapping: bool = True
     overlap_iou: float = 0.5
     inside_share: float = 0.9
-    inside_margin: float = 0.03
     join_rounds: int = 3
 
     @property
@@ -131,13 +131,13 @@ class PartConfig:
                              f"{self}")
         if self.sample_points < 1 or self.refresh_share < 0 or self.join_rounds < 1:
             raise ValueError(f"PartConfig: sample_points and join_rounds must be >= 1, refresh_share >= 0: {self}")
-        lengths = (self.hang_gap, self.hang_above, self.inside_margin, self.post_min_height,
+        lengths = (self.hang_gap, self.hang_above, self.tolerance, self.post_min_height,
                    self.post_elongation, self.leg_thickness, self.leg_reach, self.plane_thickness,
-                   self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
+                   self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
         fractions = (self.inside_share, self.overlap_iou)
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "
-                             f"and ratios and inside_margin must be >= 0, inside_share and overlap_iou in (0, 1]: {self}")
+                             f"and ratios and tolerance must be >= 0, inside_share and overlap_iou in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -244,7 +244,7 @@ class PartRanker:
                 if not (whole.base - cfg.hang_gap <= part.top <= whole.base + cfg.hang_above
                         or leg and self._stands_under(part, whole, floor)):
                     continue
-                lo, hi = whole.ground_low - cfg.inside_margin, whole.ground_high + cfg.inside_margin
+                lo, hi = whole.ground_low - cfg.tolerance, whole.ground_high + cfg.tolerance
                 inside = np.all((part.ground >= lo) & (part.ground <= hi), axis=1).mean()
                 if inside >= cfg.inside_share and (best < 0 or sizes[b] > sizes[best]):
                     best = b
@@ -302,7 +302,7 @@ class PartRanker:
                 if abs(first.normal @ second.normal) < cos_angle:
                     continue
                 gap = first.centroid - second.centroid
-                if abs(gap @ first.normal) > cfg.plane_offset or abs(gap @ second.normal) > cfg.plane_offset:
+                if abs(gap @ first.normal) > cfg.tolerance or abs(gap @ second.normal) > cfg.tolerance:
                     continue
                 distance, _ = second.tree.query(first.tree.data, distance_upper_bound=reach)
                 if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
@@ -325,7 +325,7 @@ class PartRanker:
         offsets = np.abs(np.einsum("bk,abk->ab", normals, centroids[:, None, :] - centroids[None, :, :]))
         candidate = ((sizes[None, :] >= cfg.inplane_ratio * sizes[:, None])
                      & (np.abs(normals @ normals.T) >= np.cos(np.deg2rad(cfg.plane_angle_deg)))
-                     & (offsets <= cfg.plane_offset))
+                     & (offsets <= cfg.tolerance))
         np.fill_diagonal(candidate, False)
         pairs = []
         for a, row in enumerate(candidate):
@@ -343,7 +343,7 @@ class PartRanker:
 
     def _inside(self, piece: _Geometry, plane: _Geometry) -> bool:
         """Whether ``inside_share`` of the piece's sample lies in the plane's in-plane box (grown)."""
-        margin = self.config.inside_margin
+        margin = self.config.tolerance
         coords = piece.sample @ plane.plane_axes.T
         inside = np.all((coords >= plane.plane_low - margin) & (coords <= plane.plane_high + margin), axis=1)
         return bool(inside.mean() >= self.config.inside_share)
@@ -353,7 +353,7 @@ class PartRanker:
         cfg = self.config
         return (piece.thickness < cfg.plane_thickness and plane.thickness < cfg.plane_thickness
                 and abs(piece.normal @ plane.normal) >= np.cos(np.deg2rad(cfg.plane_angle_deg))
-                and abs((piece.centroid - plane.centroid) @ plane.normal) <= cfg.plane_offset
+                and abs((piece.centroid - plane.centroid) @ plane.normal) <= cfg.tolerance
                 and self._inside(piece, plane))
 
     def _shapes(self, imap: InstanceMap, up: np.ndarray, structure: bool = False
@@ -398,7 +398,7 @@ class PartRanker:
         touching = distance <= reach
         share = 0.0
         if touching.any():
-            below = second.heights[nearest[touching]] < first.base + self.config.rest_band
+            below = second.heights[nearest[touching]] < first.base + self.config.tolerance
             share = 0.0 if below.mean() >= self.config.rest_share else float(touching.sum() / len(points))
         self._pairs[(a.id, b.id)] = (first, second, share)
         return share
