@@ -11,9 +11,12 @@ skipped (idempotent), so CI can call this before the tests at little cost.
 
 ``--full-size`` (opt-in, never run by CI or setup) builds instead the references of the released sizes
 checked otherwise only by layout (SAM 2.1 hiera_s / b+ / l, HQ-SAM vit_b / l / h) into
-``.references/FAMILY-full/``: one model at a time, seeded random weights at 1024 x 1024. Measured on the
-shared 2-core machine: about FULL_SIZE_MINUTES minutes and 6 GB of disk for both families, peak memory about 6 GB
-(vit_h); ``tests/test_full_size_equivalence.py`` then compares our models with them.
+``.references/FAMILY-full/``: one model at a time, seeded random weights at 1024 x 1024; the equivalence
+tests (``test_released_sizes_*`` in tests/test_sam2_equivalence.py and tests/test_sam_hq_equivalence.py)
+compare our models with them when present. Measured once on the shared 2-core machine under a load
+average of 15-20 (niced): sam2 (hiera_s, b+, l) 20 minutes, 1.5 GB; hq vit_b 7 and vit_l 26 minutes (3.5 GB
+resident), 1.6 GB; vit_h (2.5 GB of weights alone) was not finished there (extrapolated: an hour and 8 GB of memory
+on a loaded 2-core machine, minutes on an idle one).
 """
 from __future__ import annotations
 
