@@ -7,9 +7,10 @@ from typing import Callable
 from .base import FrameSource
 from .frame import DatasetError
 from .readers import (
-    ProjectSource, RedwoodSource, ReplicaSource, RosBagSource, ScanNetPosedImagesSource, ScanNetSource,
+    PosedRGBSource, ProjectSource, RedwoodSource, ReplicaSource, RosBagSource, ScanNetPosedImagesSource, ScanNetSource,
     SevenScenesSource, TUMSource,
 )
+from .readers.posed_rgb import find_posed_rgb_layout
 from .readers.rosbag import is_rosbag
 from .readers.replica import find_replica_sequence
 from .readers.sevenscenes import sequence_dirs
@@ -23,8 +24,9 @@ READERS: dict[str, type[FrameSource]] = {
     "7scenes": SevenScenesSource,
     "redwood": RedwoodSource,
     "rosbag": RosBagSource,
+    "posed-rgb": PosedRGBSource,
 }
-ALIASES = {"bag": "rosbag", "ros": "rosbag", "3dmatch": "7scenes", "scannet_posed": "scannet-posed", "seven-scenes": "7scenes"}
+ALIASES = {"colmap": "posed-rgb", "nerfstudio": "posed-rgb", "posed_rgb": "posed-rgb", "bag": "rosbag", "ros": "rosbag", "3dmatch": "7scenes", "scannet_posed": "scannet-posed", "seven-scenes": "7scenes"}
 
 
 def _is_dir(root: Path, *names: str) -> bool:
@@ -35,6 +37,9 @@ def _is_dir(root: Path, *names: str) -> bool:
 DETECTORS: list[tuple[str, str, Callable[[Path], bool]]] = [
     ("rosbag", "a .bag/.db3/.mcap file or a folder with metadata.yaml (ROS bag)", is_rosbag),
     ("project", "scene.json", lambda r: (r / "scene.json").is_file()),
+    # before the RGB-D layouts: a ScanNet / 7-Scenes folder without its depth files is posed RGB
+    ("posed-rgb", "transforms.json, a COLMAP model (cameras.txt + images.txt), or posed colour without depth",
+     lambda r: find_posed_rgb_layout(r) is not None),
     ("scannet-posed", "posed_images/ folder (or posed_images/intrinsic.txt here)",
      lambda r: _is_dir(r, "posed_images") or (r.name == "posed_images" and (r / "intrinsic.txt").is_file())),
     ("scannet", "color/ depth/ pose/ folders", lambda r: _is_dir(r, "color", "depth", "pose")),
@@ -64,7 +69,8 @@ def open_dataset(path: str | Path, format: str | None = None, **options) -> Fram
     """Open the dataset at ``path`` with the reader for ``format`` (detected when None).
 
     Formats: "project", "scannet", "scannet-posed", "tum", "replica", "7scenes" ("3dmatch"), "redwood",
-    "rosbag" (a ROS 1 .bag file, a ROS 2 bag folder, or a bare .db3 / .mcap file).
+    "rosbag" (a ROS 1 .bag file, a ROS 2 bag folder, or a bare .db3 / .mcap file), "posed-rgb" (colour
+    images with poses and no depth: transforms.json, a COLMAP text model, ScanNet / 7-Scenes without depth).
     ``options`` go to the reader (start, stop, stride, K, depth_scale, ... see each reader).
     """
     name = detect_format(path) if format is None else ALIASES.get(format, format)

@@ -64,3 +64,38 @@ def test_cli_maps_posed_rgb_with_stereo_depth(room, tmp_path):
                  "--max-frames", "16"]) == 0
     with MapStore(out, read_only=True) as store:
         assert len(store.load()) > 0
+
+
+def test_estimates_fuse_only_where_they_agree():
+    from lift3d.stereo import fuse_estimates
+
+    a = np.array([[2.0, 2.0, 0.0, 3.0]], np.float32)
+    b = np.array([[2.02, 2.5, 4.0, 0.0]], np.float32)
+    fused = fuse_estimates([a, b], agreement=0.03)
+    # agreeing: the mean; disagreeing: none; seen by one partner only: that estimate
+    assert np.allclose(fused, [[2.01, 0.0, 4.0, 3.0]], atol=1e-6)
+
+
+def test_planar_segments_are_filled_from_their_plane_and_others_left_alone():
+    from lift3d.stereo import fill_planar_segments
+
+    h, w = 120, 160
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    v, u = np.mgrid[0:h, 0:w]
+    x, y = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    plane = 1.0 / (0.2 * x + 0.1 * y + 0.4)  # a slanted wall: inverse depth affine in (x, y)
+    color = np.zeros((h, w, 3), np.uint8)
+    color[:, : w // 2] = (200, 180, 160)  # left half: the textureless wall
+    color[:, w // 2:] = (20, 60, 200)  # right half: another surface, not planar
+    rng = np.random.default_rng(0)
+    depth = np.zeros((h, w), np.float32)
+    sparse = rng.random((h, w)) < 0.25
+    left = u < w // 2
+    depth[sparse & left] = plane[sparse & left]
+    bumpy = 2.0 + 0.5 * rng.random((h, w))
+    depth[sparse & ~left] = bumpy[sparse & ~left]
+    filled = fill_planar_segments(depth, color, K, StereoConfig(segment_min_size=50))
+    inner = left & (u < w // 2 - 2)
+    got = inner & (filled > 0)
+    assert np.mean(got[inner]) > 0.98 and np.allclose(filled[got], plane[got], rtol=1e-3)
+    assert np.array_equal(filled[~left] > 0, depth[~left] > 0)  # not a plane: unmatched pixels stay empty

@@ -1,4 +1,5 @@
 """One reader per RGB-D format; each is a :class:`~scene.datasets.base.FrameSource`."""
+from .posed_rgb import PosedRGBSource
 from .project import GTObject, GTPoints, ProjectSource
 from .redwood import RedwoodSource
 from .replica import ReplicaSource
@@ -9,6 +10,6 @@ from .sevenscenes import SevenScenesSource
 from .tum import TUMSource
 
 __all__ = [
-    "GTObject", "GTPoints", "ProjectSource", "RedwoodSource", "ReplicaSource", "RosBagSource", "ScanNetPosedImagesSource",
+    "GTObject", "GTPoints", "PosedRGBSource", "ProjectSource", "RedwoodSource", "ReplicaSource", "RosBagSource", "ScanNetPosedImagesSource",
     "ScanNetSource", "SevenScenesSource", "TUMSource",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -99,6 +100,22 @@ def _bag_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def _reader_options(args: argparse.Namespace) -> dict:
+    """The reader options given on the command line: a bag's topics, a posed-RGB folder's pose scale."""
+    options = _bag_options(args)
+    scale = getattr(args, "pose_scale", None)
+    if scale is not None:
+        from scene.datasets import detect_format
+
+        if not scale > 0 or not math.isfinite(scale):
+            raise CLIError(f"--pose-scale must be a positive number of metres per unit, got {scale}")
+        if (args.format or detect_format(args.data)) not in ("posed-rgb", "colmap", "nerfstudio", "posed_rgb"):
+            raise CLIError(f"--pose-scale: only for posed RGB without depth (transforms.json, COLMAP), and "
+                           f"{args.data} is not one (its depth sets the scale)")
+        options["scale"] = scale
+    return options
+
+
 def _add_bag_options(parser: argparse.ArgumentParser) -> None:
     bag = parser.add_argument_group("ROS bags (proposed from the bag when not given; see `scene inspect BAG`)")
     bag.add_argument("--color-topic", default=None, help="sensor_msgs/Image or CompressedImage colour topic")
@@ -133,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _cmd_run_scan(args)
     out = Path(args.out)
     config = _run_config(args)
-    source = _with_depth_source(open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args)),
+    source = _with_depth_source(open_dataset(args.data, format=args.format, stride=args.stride, **_reader_options(args)),
                                 args.depth)
     if args.resume:
         if not out.exists():
@@ -185,11 +202,19 @@ def _kept(mapper, out: Path) -> str:
 
 
 def _with_depth_source(source, depth: str):
-    """``--depth stereo``: the frames' depth comes from two-view stereo between posed frames."""
-    if depth != "stereo":
+    """``--depth stereo``, or ``auto`` on a source without depth (posed RGB): the frames' depth comes
+    from two-view stereo between posed frames."""
+    has_depth = getattr(source, "has_depth", True)
+    if depth == "sensor" and not has_depth:
+        raise CLIError(f"{source.root}: these frames have no depth ({source.format_name}); use --depth stereo, or "
+                       f"--scan MESH to render depth from a mesh")
+    if depth != "stereo" and (depth != "auto" or has_depth):
         return source
     from lift3d.stereo import StereoDepthSource
 
+    if depth == "auto":
+        print(f"{source.root}: no depth in these frames ({source.format_name}); depth by two-view stereo "
+              f"between posed frames (--depth stereo)", file=sys.stderr)
     return StereoDepthSource(source)
 
 
@@ -210,7 +235,7 @@ def _cmd_run_scan(args: argparse.Namespace) -> int:
         raise CLIError(f"--scan auto: no *_vh_clean_2.ply or points/*.bin next to {args.data}")
     if args.depth == "stereo":
         raise CLIError("--depth stereo is for mapping without a scan; with --scan use --depth sensor, mesh or auto")
-    source = open_dataset(args.data, format=args.format, stride=args.stride, **_bag_options(args))
+    source = open_dataset(args.data, format=args.format, stride=args.stride, **_reader_options(args))
     mapper_config = _run_config(args)
     config = ScanConfig(depth=args.depth, segmenter=mapper_config.segmenter,
                         segmenter_options=mapper_config.segmenter_options, mapper=mapper_config,
@@ -674,6 +699,8 @@ def _add_run(sub) -> None:
     run.add_argument("--scan-labels", choices=("map", "graph", "consensus"), default="map",
                      help="--scan: instances from the voxel map snapped to the scan (map), or superpoints "
                           "clustered on the multi-view graph (graph) or by view consensus (consensus)")
+    run.add_argument("--pose-scale", type=float, default=None, metavar="METRES",
+                     help="posed RGB without depth: metres per unit of the poses (COLMAP and NeRF models are up to scale)")
     run.add_argument("--depth", choices=("auto", "sensor", "mesh", "stereo"), default="auto",
                      help="depth per frame: the sensor's, rendered from the --scan mesh, auto (sensor, else mesh), "
                           "or stereo (two-view stereo between posed frames; no scan)")
