@@ -1,6 +1,6 @@
 """Build the equivalence references of the models we reimplement, from the official packages.
 
-    python scripts/build_references.py [FAMILY ...] [--out .references] [--env DIR] [--force]
+    python scripts/build_references.py [FAMILY ...] [--out .references] [--env DIR] [--force] [--full-size]
 
 Each family (``sam2``: SAM 2.1, ``hq``: HQ-SAM) installs its official package with ``pip install --no-deps --target`` into a
 throwaway folder (``--env``, default ``/tmp/scene-seg-reference-env/FAMILY``; never a project
@@ -8,6 +8,15 @@ dependency), then runs ``scripts/reference_FAMILY.py`` in a separate process wit
 to the path, so the official code never meets ours. Outputs go to ``.references/FAMILY/`` (gitignored),
 with a ``manifest.json`` naming the package versions; a family whose manifest matches its builder is
 skipped (idempotent), so CI can call this before the tests at little cost.
+
+``--full-size`` (opt-in, never run by CI or setup) builds instead the references of the released sizes
+checked otherwise only by layout (SAM 2.1 hiera_s / b+ / l, HQ-SAM vit_b / l / h) into
+``.references/FAMILY-full/``: one model at a time, seeded random weights at 1024 x 1024; the equivalence
+tests (``test_released_sizes_*`` in tests/test_sam2_equivalence.py and tests/test_sam_hq_equivalence.py)
+compare our models with them when present. Measured once on the shared 2-core machine under a load
+average of 15-20 (niced): sam2 (hiera_s, b+, l) 20 minutes, 1.5 GB; hq vit_b 7 and vit_l 26 minutes (3.5 GB
+resident), 1.6 GB; vit_h (2.5 GB of weights alone) was not finished there (extrapolated: an hour and 8 GB of memory
+on a loaded 2-core machine, minutes on an idle one).
 """
 from __future__ import annotations
 
@@ -63,8 +72,8 @@ def install(family: str, env_dir: Path) -> None:
     stamp.write_text(wanted)
 
 
-def build(family: str, out_root: Path, env_root: Path, force: bool) -> None:
-    out_dir = out_root / family
+def build(family: str, out_root: Path, env_root: Path, force: bool, full_size: bool = False) -> None:
+    out_dir = out_root / (f"{family}-full" if full_size else family)
     if not force and is_current(out_dir, family):
         print(f"[{family}] references are current in {out_dir}")
         return
@@ -74,7 +83,9 @@ def build(family: str, out_root: Path, env_root: Path, force: bool) -> None:
     env = dict(os.environ, PYTHONPATH=str(env_dir), PYTHONNOUSERSITE="1")
     print(f"[{family}] building references in {out_dir}", flush=True)
     # run from a neutral folder: the official package must not see our checkout on its path
-    subprocess.run([sys.executable, str(builder_path(family)), "--out", str(out_dir)], check=True, env=env, cwd=tempfile.gettempdir())
+    extra = ["--full-size"] if full_size else []
+    subprocess.run([sys.executable, str(builder_path(family)), "--out", str(out_dir), *extra], check=True, env=env,
+                   cwd=tempfile.gettempdir())
     manifest = json.loads((out_dir / "manifest.json").read_text())
     manifest["builder_digest"] = builder_digest(family)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -86,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".references")
     parser.add_argument("--env", type=Path, default=Path(tempfile.gettempdir()) / "scene-seg-reference-env")
     parser.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")
+    parser.add_argument("--full-size", action="store_true",
+                        help="build the released-size references (hiera_s/b+/l, vit_b/l/h) into FAMILY-full/ instead (long)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
         parser.error(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
     for family in args.families:
-        build(family, args.out.resolve(), args.env.resolve(), args.force)
+        build(family, args.out.resolve(), args.env.resolve(), args.force, args.full_size)
     return 0
 
 

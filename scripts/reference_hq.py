@@ -14,6 +14,8 @@ Writes into OUT_DIR:
   early ViT feature, fused HQ features, low-res logits and IoU for point / box / point+box / mask prompts and
   a batch of points, with multimask on and off and hq_token_only on and off;
 - ``manifest.json``: what each array is, the package and torch versions.
+With ``--full-size`` (opt-in: minutes and GBs) it writes instead, one model at a time, ``<name>_state_dict.pt``
++ ``<name>_reference.npz`` of the released vit_b, vit_l and vit_h HQ-SAMs at seeded random weights.
 
 The official package's ``__init__`` imports its predictor and mask generator, which import torchvision (not
 installable with CPU torch here), so only its ``build_sam`` and ``modeling`` modules are loaded, under a bare
@@ -170,13 +172,29 @@ def layouts(build_sam) -> dict[str, dict[str, list[int]]]:
     return shapes
 
 
+FULL_SIZES = ("vit_b", "vit_l", "vit_h")
+
+
+def full_size_references(build_sam, out_dir: Path) -> None:
+    for seed, name in enumerate(FULL_SIZES, start=10):
+        build_reference(build_sam, name, build_sam.sam_model_registry[name], seed, out_dir)
+    manifest = {"package": f"segment-anything-hq {importlib.metadata.version('segment-anything-hq')}",
+                "torch": torch.__version__, "sizes": {name: {"seed": seed} for seed, name in enumerate(FULL_SIZES, start=10)}}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    out_dir = parser.parse_args().out
+    parser.add_argument("--full-size", action="store_true", help="only the released vit_b / l / h references")
+    args = parser.parse_args()
+    out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     build_sam = import_official()
+    if args.full_size:
+        full_size_references(build_sam, out_dir)
+        return
     (out_dir / "layouts.json").write_text(json.dumps(layouts(build_sam)))
     build_reference(build_sam, "tiny_vit", lambda: build_sam._build_sam(**TINY_VIT), SEED, out_dir)
     build_reference(build_sam, "vit_tiny", build_sam.sam_model_registry["vit_tiny"], SEED + 1, out_dir)

@@ -11,6 +11,9 @@ Writes to ``--out``:
   object scores.
 - ``hiera_t.pt`` + ``hiera_t_image.npz``: the released tiny size at 1024 x 1024 with seeded random
   weights, the full-size numeric check of the image path.
+With ``--full-size`` (opt-in: minutes and GBs) it writes instead, one model at a time, ``<size>.pt`` +
+``<size>_image.npz`` of the other released sizes (hiera_s, hiera_b+, hiera_l) at 1024 x 1024, the same
+check as hiera_t's.
 Weights are the official initialisation plus N(0, 0.02) noise on every parameter (so zero-initialised
 positional tables and layer scales matter too), and an object-score bias that keeps objects visible.
 """
@@ -183,12 +186,31 @@ def video_reference(model, size: int, seed: int, n_frames: int = 6) -> dict[str,
     return out
 
 
+FULL_SIZES = ("hiera_s", "hiera_b+", "hiera_l")
+
+
+def full_size_references(out_dir: Path) -> None:
+    for seed, name in enumerate(FULL_SIZES, start=10):
+        model = build(CONFIGS[name], IMAGE_OVERRIDES, seed=seed)
+        torch.save({"model": model.state_dict()}, out_dir / f"{name}.pt")
+        np.savez_compressed(out_dir / f"{name}_image.npz", **image_reference(model, 1024, seed=seed + 100))
+        print(f"{name}: full-size image reference written", flush=True)
+        del model
+    versions = {"sam2": getattr(sam2, "__version__", "1.1.0"), "torch": torch.__version__}
+    (out_dir / "manifest.json").write_text(json.dumps({"versions": versions, "sizes": list(FULL_SIZES)}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    out_dir = parser.parse_args().out
+    parser.add_argument("--full-size", action="store_true", help="only the full-size references of hiera_s / b+ / l")
+    args = parser.parse_args()
+    out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_grad_enabled(False)
+    if args.full_size:
+        full_size_references(out_dir)
+        return
     keys = {}
     for name, config in CONFIGS.items():
         model = build(config, [], seed=None)

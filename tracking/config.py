@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .track_ids import TrackIdConfig
+
 
 @dataclass(frozen=True)
 class AssociationConfig:
@@ -48,12 +50,14 @@ class AssociationConfig:
 class TrackerConfig:
     """``keep_records``: store every segment and frame surface for ``refine``;
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
-    many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term)."""
+    many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
+    ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association."""
 
     keep_records: bool = True
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     association: AssociationConfig = field(default_factory=AssociationConfig)
+    track_ids: TrackIdConfig = field(default_factory=TrackIdConfig)
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:

@@ -30,6 +30,7 @@ from .export import ObjectMap, observation_confidence
 from .objects import ObjectTable
 from .records import GrowableArray, SegmentRecords, SurfaceRecords
 from .surface import surface_keys
+from .track_ids import TrackHints, TrackLinks
 
 _PAIR_BASE = np.int64(1) << 31
 
@@ -94,6 +95,7 @@ class OnlineTracker:
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
+        self.track_links = TrackLinks(config.track_ids)
         self.frames_seen = 0
         self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
@@ -104,26 +106,38 @@ class OnlineTracker:
         return self.lift.voxel_size
 
     def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None,
-             surface: np.ndarray | None = None) -> StepResult:
+             surface: np.ndarray | None = None, track_ids: np.ndarray | None = None) -> StepResult:
         """Associate one frame's segments (from ``lift3d.lift_frame``) and update the map.
 
         ``structure``: optional bool per segment (floor, walls: e.g. the MaskSet's ``is_structure`` at
         each segment's ``mask_index``). ``surface``: the frame's ``surface_keys`` with this tracker's
-        lift's voxel size, stride and depth range, when the caller computed them.
+        lift's voxel size, stride and depth range, when the caller computed them. ``track_ids``: optional
+        int64 per segment, a video segmenter's track of its mask (negative: none): evidence that segments
+        of one id show one object (``tracking.track_ids``).
         """
         self._check(frame, segments, structure)
+        if track_ids is not None and np.shape(track_ids) != (len(segments),):
+            raise ValueError(f"OnlineTracker.step (frame {frame.index}): track_ids must have one id per segment "
+                             f"({len(segments)}), got shape {np.shape(track_ids)}")
+        if not self.config.track_ids.enabled:
+            track_ids = None
         structure = np.zeros(len(segments), bool) if structure is None else np.asarray(structure, bool)
         visible = self._observe_surface(frame, surface)
         if not segments:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
         seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
-        ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64))
+        hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
+        ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
         covers = self._covers(scores)
         rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
         self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
                              np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
         merged = self._merge_bridged(covers, scores)
+        if track_ids is not None:
+            merged += self._merge_tracked(track_ids, ids)
         ids = self.objects.resolve(ids)
+        if track_ids is not None:
+            self.track_links.observe(track_ids, ids, segments)
         if self.config.keep_records:
             self.segments.append(segments, ids, structure)
         return StepResult(ids, new_ids, merged, int(visible[0].size), FrameVoxels(rows[first], first, inverse))
@@ -230,17 +244,19 @@ class OnlineTracker:
         evidence = inter >= np.minimum(self.config.association.min_visible, 0.2 * sizes[seg])
         return _Scores(seg, obj, iou, inter_f / known, inter_f / covered, visible, inter, evidence, covered)
 
-    def _assign(self, s: _Scores, mask_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Object id per segment: Hungarian matches, then parts joining their object, then new ids.
-        ``mask_of``: the mask index of each segment (spatial parts of one mask share it)."""
+    def _assign(self, s: _Scores, mask_of: np.ndarray, hints: TrackHints | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Object id per segment: Hungarian matches, then parts joining their object, then the track
+        ids' objects (``hints``), then new ids. ``mask_of``: the mask index of each segment (spatial parts
+        of one mask share it)."""
         cfg = self.config.association
         n_segments = mask_of.size
         ids = np.full(n_segments, -1, np.int64)
-        good = (s.iou >= cfg.match_iou) & s.evidence
+        score = s.iou if hints is None else s.iou + hints.bonus
+        good = (score >= cfg.match_iou) & s.evidence
         if good.any():
             cand, col = np.unique(s.obj[good], return_inverse=True)
             weight = np.zeros((n_segments, cand.size))
-            weight[s.seg[good], col] = s.iou[good]
+            weight[s.seg[good], col] = score[good]
             rows, cols = linear_sum_assignment(weight, maximize=True)
             hit = weight[rows, cols] >= cfg.match_iou
             ids[rows[hit]] = cand[cols[hit]]
@@ -250,6 +266,8 @@ class OnlineTracker:
             seg, obj = s.seg[part][order], s.obj[part][order]
             first = np.r_[True, seg[1:] != seg[:-1]]
             ids[seg[first]] = obj[first]
+        if hints is not None:
+            ids = np.where(ids < 0, hints.fallback, ids)
         if cfg.parts_follow_mask:
             return self._assign_by_mask(ids, mask_of)
         new = np.flatnonzero(ids < 0)
@@ -315,7 +333,20 @@ class OnlineTracker:
                     merged.append((keep, retire))
         return merged
 
+    def _merge_tracked(self, track_ids: np.ndarray, ids: np.ndarray) -> list[tuple[int, int]]:
+        """Merge the object pairs that track ids name as one (``TrackLinks.merge_candidates``)."""
+        merged = []
+        separated = lambda a, b: self._separated.count(int(a) * int(_PAIR_BASE) + int(b))
+        for a, b in self.track_links.merge_candidates(track_ids, ids, self.objects.resolve, separated):
+            a, b = self.objects.resolve(np.array([a, b]))
+            if a != b:
+                keep, retire = int(min(a, b)), int(max(a, b))
+                self._merge(keep, retire)
+                merged.append((keep, retire))
+        return merged
+
     def _merge(self, keep: int, retire: int) -> None:
+        self.track_links.merged(keep, retire)
         self.labels.merge(np.array([retire]), keep)
         self.objects.merge(keep, retire)
         self._separated.rename(retire, keep)

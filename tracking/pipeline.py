@@ -187,4 +187,6 @@ def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
     mask_rows = selected[np.array([s.mask_index for s in segments], np.int64)]
     structure = masks.extra.get("is_structure")
     flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
-    return TrackedFrame(segments, tracker.step(frame, segments, flags, surface), mask_rows)
+    tracks = masks.extra.get("track_id")
+    tracks = None if tracks is None else np.asarray(tracks, np.int64)[mask_rows]
+    return TrackedFrame(segments, tracker.step(frame, segments, flags, surface, tracks), mask_rows)

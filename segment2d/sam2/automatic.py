@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from ..automatic import AMGConfig, AutomaticMaskGenerator, _as_image, torch_dtype
+from ..automatic import AMGConfig, AutomaticMaskGenerator, _as_image, resolve_device, resolve_encoder_dtype
 from ..types import MaskSet, boxes_from_masks
 from .build import load_sam2
 from .predictor import Sam2ImagePredictor
@@ -47,17 +47,18 @@ KEYFRAME_OPTION_NAMES = tuple(f.name for f in fields(KeyframeConfig))
 class Sam2MaskGenerator:
     """``checkpoint``: a ``sam2.1_hiera_*.pt`` file; ``model_type``: hiera_t | hiera_s | hiera_b+ | hiera_l or
     None to infer; ``device``: "cuda" when available unless given; ``encoder_dtype``: float32 | bfloat16 |
-    float16 (image encoder under autocast). Further keywords: ``KeyframeConfig`` and ``AMGConfig`` fields."""
+    float16 (image encoder under autocast), or "auto": bfloat16 on CUDA (float16 where the GPU lacks it),
+    float32 on the CPU. Further keywords: ``KeyframeConfig`` and ``AMGConfig`` fields."""
 
     name = "sam2"
 
     def __init__(self, checkpoint, model_type: str | None = None, device: str | None = None,
-                 encoder_dtype: str | torch.dtype = "float32", config: AMGConfig | None = None, **options) -> None:
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+                 encoder_dtype: str | torch.dtype = "auto", config: AMGConfig | None = None, **options) -> None:
+        device = resolve_device(device or "auto")
         keyframe_options = {k: options.pop(k) for k in KEYFRAME_OPTION_NAMES if k in options}
         self.keyframes = KeyframeConfig(**keyframe_options)
         model = load_sam2(checkpoint, model_type=model_type, device=device)
-        dtype = torch_dtype(encoder_dtype)
+        dtype = resolve_encoder_dtype(encoder_dtype, device)
         self.image_predictor = Sam2ImagePredictor(model, device=device, encoder_dtype=dtype)
         amg_options = {**SAM2_AMG_DEFAULTS, **options} if config is None else options
         self.amg = AutomaticMaskGenerator(self.image_predictor, config, **amg_options)
