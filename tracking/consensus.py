@@ -62,7 +62,7 @@ class _Graph:
     covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame)."""
 
     def __init__(self, data: ConsensusInput, factor: int):
-        cells, inverse = group_int64(np.concatenate([coarse_keys(data.seg_keys, factor), coarse_keys(data.surf_keys, factor)]))[::2]
+        cells, inverse = _cells_of_rows(np.concatenate([data.seg_keys, data.surf_keys]), factor)
         n_cells = cells.size
         n_seg = data.seg_frame.size
         seg_cells, surf_cells = inverse[: data.seg_keys.size], inverse[data.seg_keys.size :]
@@ -76,6 +76,14 @@ class _Graph:
         self.unit_of = unit_of.reshape(-1)  # the mask (container) of each segment
         self.unit_frame = self.seg_frame[first]
         self.U = _exclusive_units(self.unit_of[data.seg_rows], seg_cells, self.unit_frame, (units.shape[0], n_cells))
+
+
+def _cells_of_rows(keys: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct cell keys, cell of each row) for voxel key rows: the rows repeat few distinct
+    voxels (a surface voxel is seen in many frames), so the coarse keys are computed once per voxel."""
+    voxels, _, voxel_of_row, _ = group_int64(keys)
+    cells, cell_of_voxel = np.unique(coarse_keys(voxels, factor), return_inverse=True)
+    return cells, cell_of_voxel.reshape(-1)[voxel_of_row]
 
 
 def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
