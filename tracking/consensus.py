@@ -28,7 +28,8 @@ class ConsensusInput:
     ``surf_frame``/``surf_keys``: (frame column, voxel key) rows of the observed surfaces; ``num_frames``;
     ``seg_mask``: per segment the 2D mask it came from (any int, unique within a frame): spatial parts of
     one mask are contained together by it; ``initial``: optional starting group per segment (e.g. the
-    online object ids): the clustering then only joins groups, every segment is a member."""
+    online object ids): the clustering then only joins groups, every segment is a member; ``voxels``:
+    optionally the ``VoxelTable`` of (seg_keys, surf_keys), when the caller already built it."""
 
     seg_rows: np.ndarray
     seg_keys: np.ndarray
@@ -38,6 +39,26 @@ class ConsensusInput:
     num_frames: int
     seg_mask: np.ndarray | None = None
     initial: np.ndarray | None = None
+    voxels: "VoxelTable | None" = None
+
+
+@dataclass
+class VoxelTable:
+    """The distinct voxels of two key-row arrays (segment rows, surface rows), built with one sort and
+    shared by every step of the global pass: ``keys`` sorted distinct keys, ``of_seg``/``of_surf`` the
+    voxel (index into ``keys``) of each row, ``seen`` per voxel the surface rows holding it (frames that
+    observed it: a frame's surface keys are distinct)."""
+
+    keys: np.ndarray
+    of_seg: np.ndarray
+    of_surf: np.ndarray
+    seen: np.ndarray
+
+    @classmethod
+    def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray) -> "VoxelTable":
+        keys, _, inverse, _ = group_int64(np.concatenate([seg_keys, surf_keys]))
+        of_seg, of_surf = inverse[: len(seg_keys)], inverse[len(seg_keys):]
+        return cls(keys, of_seg, of_surf, np.bincount(of_surf, minlength=keys.size))
 
 
 @dataclass
@@ -62,7 +83,10 @@ class _Graph:
     covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame)."""
 
     def __init__(self, data: ConsensusInput, factor: int):
-        cells, inverse = _cells_of_rows(np.concatenate([data.seg_keys, data.surf_keys]), factor)
+        voxels = data.voxels if data.voxels is not None else VoxelTable.build(data.seg_keys, data.surf_keys)
+        cells, cell_of_voxel = np.unique(coarse_keys(voxels.keys, factor), return_inverse=True)
+        cell_of_voxel = cell_of_voxel.reshape(-1)  # coarse keys once per distinct voxel, not per row
+        inverse = np.concatenate([cell_of_voxel[voxels.of_seg], cell_of_voxel[voxels.of_surf]])
         n_cells = cells.size
         n_seg = data.seg_frame.size
         seg_cells, surf_cells = inverse[: data.seg_keys.size], inverse[data.seg_keys.size :]
@@ -76,14 +100,6 @@ class _Graph:
         self.unit_of = unit_of.reshape(-1)  # the mask (container) of each segment
         self.unit_frame = self.seg_frame[first]
         self.U = _exclusive_units(self.unit_of[data.seg_rows], seg_cells, self.unit_frame, (units.shape[0], n_cells))
-
-
-def _cells_of_rows(keys: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct cell keys, cell of each row) for voxel key rows: the rows repeat few distinct
-    voxels (a surface voxel is seen in many frames), so the coarse keys are computed once per voxel."""
-    voxels, _, voxel_of_row, _ = group_int64(keys)
-    cells, cell_of_voxel = np.unique(coarse_keys(voxels, factor), return_inverse=True)
-    return cells, cell_of_voxel.reshape(-1)[voxel_of_row]
 
 
 def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
