@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from lift3d.voxels import group_int64, pack_keys, unpack_keys
+from lift3d.voxels import group_int64, pack_keys, stable_argsort, unpack_keys
 
 from .config import RefineConfig
 
@@ -109,8 +109,11 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     pairs, _, _, weight = group_int64(unit.astype(np.int64) * base + cell)
     pair_unit, pair_cell = np.divmod(pairs, base)
     pair_frame = unit_frame[pair_unit]
-    order = np.lexsort((-weight, pair_cell, pair_frame))
-    slot = pair_frame[order] * base + pair_cell[order]
+    # by slot (frame, cell), then falling weight, ties in unit order (``pairs`` is): one stable radix sort
+    heaviest = np.int64(weight.max()) + 1
+    slot = pair_frame * base + pair_cell
+    order = stable_argsort(slot * heaviest + (heaviest - 1 - weight))
+    slot = slot[order]
     win = order[np.r_[True, slot[1:] != slot[:-1]]]
     return _binary(pair_unit[win], pair_cell[win], shape)
 
