@@ -53,35 +53,37 @@ ATTACHED_SHARE = "attached_share"
 
 @dataclass(frozen=True)
 class PartConfig:
-    """``contact_voxels``: points touch within this many voxels (of the map's voxel size);
+    """``tolerance``: metres a measured surface may lie off where a test expects it (depth noise and voxel
+    quantisation): the band over an object's base, a piece's offset from a plane and the growth of the boxes
+    a piece must lie in. ``contact_voxels``: points touch within this many voxels (of the map's voxel size);
     ``penalty`` / ``max_discount``: confidence x (1 - min(penalty x attached share, max_discount)),
-    ``penalty`` 0 turns the pass off; ``larger``: a neighbour counts when it has at least this many times
-    A's points; ``rest_share``: A rests on B when this share of B's touching points lie below A's base
-    (its ``base_percentile`` height) plus ``rest_band`` metres; ``sample_points``: the shares are measured
+    ``penalty`` 0 turns the pass off (a neighbour counts when it has at least A's points); ``rest_share``:
+    A rests on B when this share of B's touching points lie below A's base (its ``base_percentile``
+    height) plus ``tolerance`` metres; ``sample_points``: the shares are measured
     on an evenly strided sample of at most this many of A's points; ``refresh_share``: ``PartRanker``
     measures an object again once its point count has changed by more than this share.
 
     Hanging parts (``join_hanging``): a non-structure object whose base lies within
-    ``hang_floor`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
-    lies between ``hang_below`` m under and ``hang_above`` m over the base of a larger non-structure
-    object, with ``hang_inside`` of its points inside that object's horizontal box grown by
-    ``hang_margin`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
+    ``hang_gap`` m of the floor level and whose top (its ``100 - base_percentile`` height percentile)
+    lies between ``hang_gap`` m under and ``hang_above`` m over the base of a larger non-structure
+    object, with ``inside_share`` of its points inside that object's horizontal box grown by
+    ``tolerance`` m, joins the largest such object. So does a post whose bottom is not seen (a lamp's pole
     rising from behind its base): at least ``post_min_height`` m tall and ``post_elongation`` times as tall
     as its horizontal box is wide (``post_elongation`` 0: only objects on the floor hang). And so does a leg
     whose top hides behind the object's front edge: a thin object on the floor (spread along its least
     principal axis under ``leg_thickness`` m: one face seen) that reaches ``leg_reach`` of the way up to
-    the larger object's top, stays ``hang_below`` m under it and has that object over it
+    the larger object's top, stays ``hang_gap`` m under it and has that object over it
     (``leg_thickness`` 0: off).
 
     Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
     principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
-    within ``plane_offset`` m of the other's plane, with at least ``plane_min_touch`` points of one within
+    within ``tolerance`` m of the other's plane, with at least ``plane_min_touch`` points of one within
     ``contact_voxels`` of the other, are joined.
 
     In-plane pieces (``join_inplane``): a thin object (structure or not) whose normal is within
     ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
-    lies within ``plane_offset`` m of that object's plane, and ``inplane_inside`` of whose points lie
-    inside that object's box in its own plane grown by ``inplane_margin`` m, joins the largest such object.
+    lies within ``tolerance`` m of that object's plane, and ``inside_share`` of whose points lie
+    inside that object's box in its own plane grown by ``tolerance`` m, joins the largest such object.
     No contact is needed: furniture in front of a wall cuts its patches off.
 
     Overlapping pieces (``join_overlapping``): two non-structure objects whose boxes (axis-aligned in
@@ -93,18 +95,14 @@ class PartConfig:
     contact_voxels: float = 2.0
     penalty: float = 2.0
     max_discount: float = 0.8
-    larger: float = 1.0
     rest_share: float = 0.7
-    rest_band: float = 0.03
+    tolerance: float = 0.03
     base_percentile: float = 2.0
     sample_points: int = 256
     refresh_share: float = 0.05
     join_hanging: bool = True
-    hang_floor: float = 0.12
+    hang_gap: float = 0.12
     hang_above: float = 0.05
-    hang_below: float = 0.12
-    hang_inside: float = 0.9
-    hang_margin: float = 0.03
     post_min_height: float = 0.3
     post_elongation: float = 4.0
     leg_thickness: float = 0.03
@@ -112,14 +110,12 @@ class PartConfig:
     join_coplanar: bool = True
     plane_thickness: float = 0.05
     plane_angle_deg: float = 10.0
-    plane_offset: float = 0.03
     plane_min_touch: int = 10
     join_inplane: bool = True
     inplane_ratio: float = 5.0
-    inplane_inside: float = 0.9
-    inplane_margin: float = 0.05
     join_overlapping: bool = True
     overlap_iou: float = 0.5
+    inside_share: float = 0.9
     join_rounds: int = 3
 
     @property
@@ -130,19 +126,18 @@ class PartConfig:
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
             raise ValueError(f"PartConfig: contact_voxels must be > 0, penalty >= 0, max_discount in [0, 1]: {self}")
-        if self.larger < 0 or not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
-            raise ValueError(f"PartConfig: larger must be >= 0, rest_share in (0, 1], base_percentile in [0, 100]: "
+        if not 0 < self.rest_share <= 1 or not 0 <= self.base_percentile <= 100:
+            raise ValueError(f"PartConfig: rest_share must lie in (0, 1], base_percentile in [0, 100]: "
                              f"{self}")
         if self.sample_points < 1 or self.refresh_share < 0 or self.join_rounds < 1:
             raise ValueError(f"PartConfig: sample_points and join_rounds must be >= 1, refresh_share >= 0: {self}")
-        lengths = (self.hang_floor, self.hang_above, self.hang_below, self.hang_margin, self.post_min_height,
+        lengths = (self.hang_gap, self.hang_above, self.tolerance, self.post_min_height,
                    self.post_elongation, self.leg_thickness, self.leg_reach, self.plane_thickness,
-                   self.plane_offset, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio,
-                   self.inplane_margin)
-        fractions = (self.hang_inside, self.inplane_inside, self.overlap_iou)
+                   self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
+        fractions = (self.inside_share, self.overlap_iou)
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "
-                             f"and ratios must be >= 0, hang_inside, inplane_inside and overlap_iou in (0, 1]: {self}")
+                             f"and ratios and tolerance must be >= 0, inside_share and overlap_iou in (0, 1]: {self}")
 
 
 def detection_confidence(obj: MapObject) -> float:
@@ -186,7 +181,7 @@ class PartRanker:
         objects = [obj for obj in imap if not obj.is_structure]
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
-        for a, b in _touching_boxes(objects, reach, self.config.larger):
+        for a, b in _touching_boxes(objects, reach):
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
 
@@ -210,7 +205,7 @@ class PartRanker:
         ``PartConfig``).
 
         Joins chain, so an in-plane piece that the other rules join with other objects joins its plane
-        only when most (``inplane_inside``) of their points lie in objects in that plane too: a cabinet
+        only when most (``inside_share``) of their points lie in objects in that plane too: a cabinet
         must not follow one of its pieces into the floor."""
         pairs = self.hanging(imap, up, floor) + self.coplanar(imap, up) + self.overlapping(imap, up)
         inplane = self.inplane(imap, up)
@@ -226,7 +221,7 @@ class PartRanker:
             return float(sizes[inside].sum() / max(sizes.sum(), 1.0))
 
         return pairs + [(a, b) for a, b in inplane
-                        if a not in group or in_plane_share(group[a], b) >= self.config.inplane_inside]
+                        if a not in group or in_plane_share(group[a], b) >= self.config.inside_share]
 
     def hanging(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         """(part, whole) id pairs of hanging parts (see ``PartConfig``); ``floor``: the floor level,
@@ -238,7 +233,7 @@ class PartRanker:
         sizes = np.array([obj.num_points for obj in objects])
         pairs = []
         for a, part in enumerate(shapes):
-            on_floor = part.base - floor <= cfg.hang_floor
+            on_floor = part.base - floor <= cfg.hang_gap
             if not on_floor and not self._is_post(part):
                 continue
             leg = on_floor and part.thickness < cfg.leg_thickness
@@ -246,22 +241,22 @@ class PartRanker:
             for b, whole in enumerate(shapes):
                 if sizes[b] <= sizes[a]:
                     continue
-                if not (whole.base - cfg.hang_below <= part.top <= whole.base + cfg.hang_above
+                if not (whole.base - cfg.hang_gap <= part.top <= whole.base + cfg.hang_above
                         or leg and self._stands_under(part, whole, floor)):
                     continue
-                lo, hi = whole.ground_low - cfg.hang_margin, whole.ground_high + cfg.hang_margin
+                lo, hi = whole.ground_low - cfg.tolerance, whole.ground_high + cfg.tolerance
                 inside = np.all((part.ground >= lo) & (part.ground <= hi), axis=1).mean()
-                if inside >= cfg.hang_inside and (best < 0 or sizes[b] > sizes[best]):
+                if inside >= cfg.inside_share and (best < 0 or sizes[b] > sizes[best]):
                     best = b
             if best >= 0:
                 pairs.append((objects[a].id, objects[best].id))
         return pairs
 
     def _stands_under(self, part: _Geometry, whole: _Geometry, floor: float) -> bool:
-        """Whether ``part`` reaches ``leg_reach`` of the way up to ``whole``'s top, stays ``hang_below`` under
+        """Whether ``part`` reaches ``leg_reach`` of the way up to ``whole``'s top, stays ``hang_gap`` under
         it, and ``whole`` has points over it (over its horizontal box grown by 5 cm)."""
         cfg = self.config
-        if not cfg.leg_reach * (whole.top - floor) <= part.top - floor <= whole.top - floor - cfg.hang_below:
+        if not cfg.leg_reach * (whole.top - floor) <= part.top - floor <= whole.top - floor - cfg.hang_gap:
             return False
         over = np.all((whole.ground >= part.ground_low - 0.05) & (whole.ground <= part.ground_high + 0.05), axis=1)
         return int(np.count_nonzero(over & (whole.sample_heights > part.top))) >= 3
@@ -307,7 +302,7 @@ class PartRanker:
                 if abs(first.normal @ second.normal) < cos_angle:
                     continue
                 gap = first.centroid - second.centroid
-                if abs(gap @ first.normal) > cfg.plane_offset or abs(gap @ second.normal) > cfg.plane_offset:
+                if abs(gap @ first.normal) > cfg.tolerance or abs(gap @ second.normal) > cfg.tolerance:
                     continue
                 distance, _ = second.tree.query(first.tree.data, distance_upper_bound=reach)
                 if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
@@ -330,7 +325,7 @@ class PartRanker:
         offsets = np.abs(np.einsum("bk,abk->ab", normals, centroids[:, None, :] - centroids[None, :, :]))
         candidate = ((sizes[None, :] >= cfg.inplane_ratio * sizes[:, None])
                      & (np.abs(normals @ normals.T) >= np.cos(np.deg2rad(cfg.plane_angle_deg)))
-                     & (offsets <= cfg.plane_offset))
+                     & (offsets <= cfg.tolerance))
         np.fill_diagonal(candidate, False)
         pairs = []
         for a, row in enumerate(candidate):
@@ -347,18 +342,18 @@ class PartRanker:
         return cfg.post_elongation > 0 and height >= cfg.post_min_height and height >= cfg.post_elongation * width
 
     def _inside(self, piece: _Geometry, plane: _Geometry) -> bool:
-        """Whether ``inplane_inside`` of the piece's sample lies in the plane's in-plane box (grown)."""
-        margin = self.config.inplane_margin
+        """Whether ``inside_share`` of the piece's sample lies in the plane's in-plane box (grown)."""
+        margin = self.config.tolerance
         coords = piece.sample @ plane.plane_axes.T
         inside = np.all((coords >= plane.plane_low - margin) & (coords <= plane.plane_high + margin), axis=1)
-        return bool(inside.mean() >= self.config.inplane_inside)
+        return bool(inside.mean() >= self.config.inside_share)
 
     def _lies_in(self, piece: _Geometry, plane: _Geometry) -> bool:
         """The in-plane test without the size ratio: thin, parallel, on the plane and inside its box."""
         cfg = self.config
         return (piece.thickness < cfg.plane_thickness and plane.thickness < cfg.plane_thickness
                 and abs(piece.normal @ plane.normal) >= np.cos(np.deg2rad(cfg.plane_angle_deg))
-                and abs((piece.centroid - plane.centroid) @ plane.normal) <= cfg.plane_offset
+                and abs((piece.centroid - plane.centroid) @ plane.normal) <= cfg.tolerance
                 and self._inside(piece, plane))
 
     def _shapes(self, imap: InstanceMap, up: np.ndarray, structure: bool = False
@@ -403,7 +398,7 @@ class PartRanker:
         touching = distance <= reach
         share = 0.0
         if touching.any():
-            below = second.heights[nearest[touching]] < first.base + self.config.rest_band
+            below = second.heights[nearest[touching]] < first.base + self.config.tolerance
             share = 0.0 if below.mean() >= self.config.rest_share else float(touching.sum() / len(points))
         self._pairs[(a.id, b.id)] = (first, second, share)
         return share
@@ -520,14 +515,14 @@ def _groups(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
     return {int(i): members[c] for i, c in zip(ids, component)}
 
 
-def _touching_boxes(objects: list[MapObject], reach: float, larger: float) -> list[tuple[int, int]]:
-    """Index pairs (a, b), a != b, whose boxes come within ``reach`` and b has >= ``larger`` x a's points."""
+def _touching_boxes(objects: list[MapObject], reach: float) -> list[tuple[int, int]]:
+    """Index pairs (a, b), a != b, whose boxes come within ``reach`` and b has at least a's points."""
     if len(objects) < 2:
         return []
     low = np.array([obj.aabb_min for obj in objects], np.float64) - reach
     high = np.array([obj.aabb_max for obj in objects], np.float64) + reach
     sizes = np.array([obj.num_points for obj in objects], np.float64)
     near = np.all((low[:, None, :] <= high[None, :, :]) & (low[None, :, :] <= high[:, None, :]), axis=2)
-    near &= sizes[None, :] >= larger * sizes[:, None]
+    near &= sizes[None, :] >= sizes[:, None]
     np.fill_diagonal(near, False)
     return list(zip(*np.nonzero(near)))

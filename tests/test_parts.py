@@ -82,9 +82,9 @@ def test_invalid_config_is_refused():
     with pytest.raises(ValueError, match="PartConfig"):
         PartConfig(rest_share=0.0)
     with pytest.raises(ValueError, match="PartConfig"):
-        PartConfig(hang_inside=0.0)
+        PartConfig(inside_share=0.0)
     with pytest.raises(ValueError, match="PartConfig"):
-        PartConfig(hang_below=-0.1)
+        PartConfig(hang_gap=-0.1)
 
 
 def test_the_mapper_ranks_both_maps(tmp_path):
@@ -217,7 +217,7 @@ def test_coplanar_pieces_join_and_other_surfaces_do_not():
         imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
     assert coplanar_parts(imap, UP) == [(0, 1)]
     assert coplanar_parts(imap, UP, PartConfig(join_coplanar=False)) == []
-    assert coplanar_parts(imap, UP, PartConfig(plane_offset=0.1)) == [(0, 1)]  # the panel does not touch
+    assert coplanar_parts(imap, UP, PartConfig(tolerance=0.1)) == [(0, 1)]  # the panel does not touch
 
 
 def _wall_with_hole(hole_y, hole_top) -> np.ndarray:
@@ -251,8 +251,9 @@ def test_inplane_pieces_join_their_wall_without_touching_it():
     imap = _wall_scene()
     assert sorted(inplane_parts(imap, UP)) == [(1, 0), (2, 0)]  # not the poster, the box or the far patch
     assert inplane_parts(imap, UP, PartConfig(join_inplane=False)) == []
-    assert sorted(inplane_parts(imap, UP, PartConfig(plane_offset=0.1))) == [(1, 0), (2, 0), (3, 0)]
-    assert sorted(inplane_parts(imap, UP, PartConfig(inplane_margin=0.5))) == [(1, 0), (2, 0), (5, 0)]
+    assert sorted(inplane_parts(imap, UP, PartConfig(tolerance=0.1))) == [(1, 0), (2, 0), (3, 0)]  # the poster
+    # half a metre: also the patch beyond the wall's end lies "inside" the grown box
+    assert sorted(inplane_parts(imap, UP, PartConfig(tolerance=0.5))) == [(1, 0), (2, 0), (3, 0), (5, 0)]
     # A patch of the structure wall joins it as well.
     imap.add(MapObject.from_points(7, _box_surface((0.5, 0.0, 0.0), (1.0, 0.01, 0.4)), up=UP, confidence=0.5))
     assert (7, 6) in inplane_parts(imap, UP)
