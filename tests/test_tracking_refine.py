@@ -6,7 +6,7 @@ import numpy as np
 from lift3d.voxels import pack_keys
 from test_tracking_online import Boxes, frame_at, gt_masks, sweep, track
 from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConfig, refine
-from tracking.consensus import ConsensusInput, view_consensus
+from tracking.consensus import ConsensusInput, VoxelTable, _exclusive_units, view_consensus
 from tracking.postfilter import filter_objects
 
 SMALL = RefineConfig(min_voxels=20, min_observers=2)
@@ -114,3 +114,25 @@ def _surface_points(frame):
 def _box_surface_points(frame):
     pixels = _valid_pixels(frame)
     return _surface_points(frame)[frame.instance_ids.reshape(-1)[pixels] == 1]
+
+
+def test_voxel_table_matches_the_tracker_seen_counts_and_the_row_keys():
+    tracker, _, _ = _split_box_tracker(n_frames=6)
+    seg_rows, seg_keys = tracker.segments.all_keys()
+    surf_keys = tracker.surfaces.all_keys()[1]
+    table = VoxelTable.build(seg_keys, surf_keys)
+    assert np.array_equal(table.keys, np.unique(np.concatenate([seg_keys, surf_keys])))
+    assert np.array_equal(table.keys[table.of_seg], seg_keys) and np.array_equal(table.keys[table.of_surf], surf_keys)
+    assert np.array_equal(table.seen[table.of_seg], tracker.seen_counts(seg_keys))
+    frame_rows = tracker.surfaces.all_keys()[0]
+    by_frame = sum(np.isin(table.keys, surf_keys[frame_rows == f]).astype(int) for f in range(len(tracker.surfaces)))
+    assert np.array_equal(table.seen, by_frame) and table.seen.max() > 1
+
+
+def test_exclusive_units_give_each_frame_cell_to_its_heaviest_mask_ties_to_the_first():
+    # frame 0: masks 0, 1; frame 1: mask 2. Cell 0: mask 0 has 1 row, mask 1 has 3 -> mask 1.
+    # Cell 1: masks 0 and 1 tie (2 rows each) -> mask 0. Mask 2 (another frame) keeps both its cells.
+    unit = np.array([0, 1, 1, 1, 0, 0, 1, 1, 2, 2])
+    cell = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1])
+    U = _exclusive_units(unit, cell, np.array([0, 0, 1]), (3, 2)).toarray()
+    assert U.tolist() == [[0, 1], [1, 0], [1, 1]]

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from lift3d.voxels import group_int64, pack_keys, unpack_keys
+from lift3d.voxels import group_int64, pack_keys, stable_argsort, unpack_keys
 
 from .config import RefineConfig
 
@@ -28,7 +28,8 @@ class ConsensusInput:
     ``surf_frame``/``surf_keys``: (frame column, voxel key) rows of the observed surfaces; ``num_frames``;
     ``seg_mask``: per segment the 2D mask it came from (any int, unique within a frame): spatial parts of
     one mask are contained together by it; ``initial``: optional starting group per segment (e.g. the
-    online object ids): the clustering then only joins groups, every segment is a member."""
+    online object ids): the clustering then only joins groups, every segment is a member; ``voxels``:
+    optionally the ``VoxelTable`` of (seg_keys, surf_keys), when the caller already built it."""
 
     seg_rows: np.ndarray
     seg_keys: np.ndarray
@@ -38,6 +39,26 @@ class ConsensusInput:
     num_frames: int
     seg_mask: np.ndarray | None = None
     initial: np.ndarray | None = None
+    voxels: "VoxelTable | None" = None
+
+
+@dataclass
+class VoxelTable:
+    """The distinct voxels of two key-row arrays (segment rows, surface rows), built with one sort and
+    shared by every step of the global pass: ``keys`` sorted distinct keys, ``of_seg``/``of_surf`` the
+    voxel (index into ``keys``) of each row, ``seen`` per voxel the surface rows holding it (frames that
+    observed it: a frame's surface keys are distinct)."""
+
+    keys: np.ndarray
+    of_seg: np.ndarray
+    of_surf: np.ndarray
+    seen: np.ndarray
+
+    @classmethod
+    def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray) -> "VoxelTable":
+        keys, _, inverse, _ = group_int64(np.concatenate([seg_keys, surf_keys]))
+        of_seg, of_surf = inverse[: len(seg_keys)], inverse[len(seg_keys):]
+        return cls(keys, of_seg, of_surf, np.bincount(of_surf, minlength=keys.size))
 
 
 @dataclass
@@ -62,7 +83,10 @@ class _Graph:
     covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame)."""
 
     def __init__(self, data: ConsensusInput, factor: int):
-        cells, inverse = group_int64(np.concatenate([coarse_keys(data.seg_keys, factor), coarse_keys(data.surf_keys, factor)]))[::2]
+        voxels = data.voxels if data.voxels is not None else VoxelTable.build(data.seg_keys, data.surf_keys)
+        cells, cell_of_voxel = np.unique(coarse_keys(voxels.keys, factor), return_inverse=True)
+        cell_of_voxel = cell_of_voxel.reshape(-1)  # coarse keys once per distinct voxel, not per row
+        inverse = np.concatenate([cell_of_voxel[voxels.of_seg], cell_of_voxel[voxels.of_surf]])
         n_cells = cells.size
         n_seg = data.seg_frame.size
         seg_cells, surf_cells = inverse[: data.seg_keys.size], inverse[data.seg_keys.size :]
@@ -85,8 +109,11 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     pairs, _, _, weight = group_int64(unit.astype(np.int64) * base + cell)
     pair_unit, pair_cell = np.divmod(pairs, base)
     pair_frame = unit_frame[pair_unit]
-    order = np.lexsort((-weight, pair_cell, pair_frame))
-    slot = pair_frame[order] * base + pair_cell[order]
+    # by slot (frame, cell), then falling weight, ties in unit order (``pairs`` is): one stable radix sort
+    heaviest = np.int64(weight.max()) + 1
+    slot = pair_frame * base + pair_cell
+    order = stable_argsort(slot * heaviest + (heaviest - 1 - weight))
+    slot = slot[order]
     win = order[np.r_[True, slot[1:] != slot[:-1]]]
     return _binary(pair_unit[win], pair_cell[win], shape)
 

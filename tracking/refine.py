@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import RefineConfig
-from .consensus import ConsensusInput, view_consensus
+from .consensus import ConsensusInput, VoxelTable, view_consensus
 from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
 from .postfilter import filter_objects
@@ -42,20 +42,21 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     seg_rows, keys = records.all_keys()
     frames, surf_col = np.unique(tracker.surfaces.frame.view, return_inverse=True)
     surf_rows, surf_keys = tracker.surfaces.all_keys()
+    table = VoxelTable.build(keys, surf_keys)
     seg_frame = np.searchsorted(frames, records.frame.view)
     online = tracker.resolve(records.object.view)
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
-                          records.mask.view, online if config.from_online else None)
+                          records.mask.view, online if config.from_online else None, table)
     clusters = view_consensus(data, config)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = clusters.cluster[seg_rows] >= 0
-    voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], tracker.seen_counts(keys[member]),
+    voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], table.seen[table.of_seg[member]],
                             tracker.voxel_size, config)
-    segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
+    segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
     segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
-    object_map = _object_map(voxels, names, clusters.cluster, records, tracker, config)
+    object_map = _object_map(voxels, names, clusters.cluster, records, tracker, config, table)
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, clusters.underseg, clusters.rounds)
 
@@ -74,14 +75,15 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     cell = graph.cell_ids(keys)
     voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
     member = voxel_cluster >= 0
-    voxels = filter_objects(voxel_cluster[member], keys[member], tracker.seen_counts(keys[member]),
+    table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1])
+    voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
                             tracker.voxel_size, config)
-    segment_object = _segment_objects(seg_rows, keys, voxels, len(records))
+    segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
     segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
     segment_cluster = _majority(seg_rows[member], voxel_cluster[member], len(records))
-    object_map = _object_map(voxels, names, segment_cluster, records, tracker, config)
+    object_map = _object_map(voxels, names, segment_cluster, records, tracker, config, table)
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, np.zeros(len(records), bool), [clusters.rounds])
 
@@ -124,14 +126,23 @@ def _adopt_weak_clusters(cluster: np.ndarray, online: np.ndarray, weak: int) -> 
     return np.unique(cluster, return_inverse=True)[1].reshape(-1) - (1 if (cluster < 0).any() else 0)
 
 
-def _segment_objects(seg_rows, keys, voxels, n_segments) -> np.ndarray:
+def _table_objects(table: VoxelTable, voxels) -> np.ndarray:
+    """Per voxel of ``table``, its (dense) refined object, -1 for voxels no object kept (one sorted
+    search over distinct voxels instead of one per key row)."""
+    if voxels.keys.size == 0:
+        return np.full(table.keys.size, -1, np.int64)
+    at = np.minimum(np.searchsorted(voxels.keys, table.keys), voxels.keys.size - 1)
+    return np.where(voxels.keys[at] == table.keys, voxels.object[at], -1)
+
+
+def _segment_objects(seg_rows, table: VoxelTable, voxels, n_segments) -> np.ndarray:
     """Per segment, the (dense) refined object holding most of its voxels, -1 if none holds any."""
     out = np.full(n_segments, -1, np.int64)
     if voxels.keys.size == 0:
         return out
-    at = np.minimum(np.searchsorted(voxels.keys, keys), voxels.keys.size - 1)
-    hit = voxels.keys[at] == keys
-    rows, objs = seg_rows[hit], voxels.object[at[hit]]
+    row_object = _table_objects(table, voxels)[table.of_seg]
+    hit = row_object >= 0
+    rows, objs = seg_rows[hit], row_object[hit]
     if rows.size == 0:
         return out
     n_obj = int(voxels.object.max()) + 1
@@ -170,7 +181,7 @@ def _inherit_ids(segment_object, online, sizes, n_obj, tracker) -> np.ndarray:
     return names
 
 
-def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
+def _object_map(voxels, names, cluster, records, tracker, config, table: VoxelTable) -> ObjectMap:
     """Objects with the statistics of the cluster each came from: mean mask score, distinct frames, and
     the detection consistency (those frames over the frames whose surface showed the object)."""
     member = cluster >= 0
@@ -183,7 +194,7 @@ def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
     num_obs = np.bincount(np.unique(c * base + frames) // base, minlength=n_cluster)
     origin = voxels.origin
     order = np.argsort(names)
-    seen = _frames_seeing(voxels, tracker)
+    seen = _frames_seeing(voxels, tracker, table)
     consistency = num_obs[origin] / np.maximum(seen, num_obs[origin])
     confidence = observation_confidence(score[origin], num_obs[origin], consistency, np.bincount(voxels.object),
                                         saturation=config.confidence_frames, voxel_scale=config.confidence_voxels)
@@ -191,17 +202,17 @@ def _object_map(voxels, names, cluster, records, tracker, config) -> ObjectMap:
                      structure[origin][order], tracker.voxel_size)
 
 
-def _frames_seeing(voxels, tracker) -> np.ndarray:
+def _frames_seeing(voxels, tracker, table: VoxelTable) -> np.ndarray:
     """Per (dense) object, the frames whose observed surface held enough of its voxels (the tracker's
     ``min_visible``, or a tenth of the object)."""
     n_obj = voxels.origin.size
     frame_rows, keys = tracker.surfaces.all_keys()
     if voxels.keys.size == 0 or keys.size == 0:
         return np.zeros(n_obj, np.int64)
-    at = np.minimum(np.searchsorted(voxels.keys, keys), voxels.keys.size - 1)
-    hit = voxels.keys[at] == keys
+    row_object = _table_objects(table, voxels)[table.of_surf]
+    hit = row_object >= 0
     n_frames = len(tracker.surfaces)
-    codes, counts = np.unique(voxels.object[at[hit]] * n_frames + frame_rows[hit], return_counts=True)
+    codes, counts = np.unique(row_object[hit] * n_frames + frame_rows[hit], return_counts=True)
     obj = codes // n_frames
     size = np.bincount(voxels.object, minlength=n_obj)
     enough = counts >= np.maximum(tracker.config.association.min_visible, 0.1 * size[obj])
