@@ -15,8 +15,7 @@ checked otherwise only by layout (SAM 2.1 hiera_s / b+ / l, HQ-SAM vit_b / l / h
 tests (``test_released_sizes_*`` in tests/test_sam2_equivalence.py and tests/test_sam_hq_equivalence.py)
 compare our models with them when present. Measured once on the shared 2-core machine under a load
 average of 15-20 (niced): sam2 (hiera_s, b+, l) 20 minutes, 1.5 GB; hq vit_b 7 and vit_l 26 minutes (3.5 GB
-resident), 1.6 GB; vit_h (2.5 GB of weights alone) was not finished there (extrapolated: an hour and 8 GB of memory
-on a loaded 2-core machine, minutes on an idle one).
+resident), 1.6 GB; vit_h 3 minutes at a load average of about 2 (8.4 GiB peak memory), 2.5 GB of weights.
 """
 from __future__ import annotations
 
