@@ -195,24 +195,31 @@ def _stereo_rows(ctx: BenchContext) -> list:
 
 def _stereo_box_ap(ctx: BenchContext, name: str, source, stereo) -> dict:
     """Non-structure box AP25 / AP50 of the refined voxel map with sensor depth and with stereo depth."""
-    from scene.config import MapperConfig
     from scene.eval import box_ap
-    from scene.pipeline import Mapper
 
     gt, align, _ = read_gt_boxes(ctx.data_set(name) / "gt_boxes.json")
     out = {}
     for label, frames in (("sensor", source), ("stereo", stereo)):
         ctx.log(f"  voxel map of {name} (every {STEREO_STRIDE}rd frame) with {label} depth")
-        mapper = Mapper(MapperConfig())
-        for frame in frames:
-            if np.any(frame.depth > 0):
-                mapper.integrate(frame)
-        imap = mapper.finalize()
-        mapper.close()
+        imap = _map_frames_with_depth(frames)
         boxes, scores = aligned_boxes(imap, align, False)
         result = box_ap(gt, boxes, scores)
         out[f"box_ap25_{label}"], out[f"box_ap50_{label}"] = result.ap25, result.ap50
     return out
+
+
+def _map_frames_with_depth(frames):
+    """The default pipeline's refined map of the frames that hold any depth (stereo leaves some empty)."""
+    from scene.config import MapperConfig
+    from scene.pipeline import Mapper
+
+    mapper = Mapper(MapperConfig())
+    for frame in frames:
+        if np.any(frame.depth > 0):
+            mapper.integrate(frame)
+    imap = mapper.finalize()
+    mapper.close()
+    return imap
 
 
 def _depth_errors(name: str, pairs, count: int) -> dict:
@@ -234,9 +241,7 @@ def _depth_errors(name: str, pairs, count: int) -> dict:
 
 
 def _stereo_map_ap(ctx: BenchContext, scene, stereo) -> dict:
-    from scene.config import MapperConfig
     from scene.eval import ScenePredictions, evaluate_scenes
-    from scene.pipeline import Mapper
 
     gt = scene.gt_points()
     seen = scene.gt_observed(gt, stride=OBSERVED_STRIDE)
@@ -244,12 +249,7 @@ def _stereo_map_ap(ctx: BenchContext, scene, stereo) -> dict:
     out = {}
     for label, frames in (("sensor", scene.frames()), ("stereo", iter(stereo))):
         ctx.log(f"  voxel map of room-noisy with {label} depth")
-        mapper = Mapper(MapperConfig())
-        for frame in frames:
-            if np.any(frame.depth > 0):
-                mapper.integrate(frame)
-        imap = mapper.finalize()
-        mapper.close()
+        imap = _map_frames_with_depth(frames)
         labels = imap.label_points(xyz.astype(np.float64), label_distance(imap.metadata.voxel_size))
         objects = np.unique(labels[labels >= 0])
         masks = labels[None, :] == objects[:, None]
