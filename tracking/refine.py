@@ -137,21 +137,11 @@ def _table_objects(table: VoxelTable, voxels) -> np.ndarray:
 
 def _segment_objects(seg_rows, table: VoxelTable, voxels, n_segments) -> np.ndarray:
     """Per segment, the (dense) refined object holding most of its voxels, -1 if none holds any."""
-    out = np.full(n_segments, -1, np.int64)
     if voxels.keys.size == 0:
-        return out
+        return np.full(n_segments, -1, np.int64)
     row_object = _table_objects(table, voxels)[table.of_seg]
     hit = row_object >= 0
-    rows, objs = seg_rows[hit], row_object[hit]
-    if rows.size == 0:
-        return out
-    n_obj = int(voxels.object.max()) + 1
-    codes, counts = np.unique(rows * n_obj + objs, return_counts=True)
-    seg, obj = np.divmod(codes, n_obj)
-    order = np.lexsort((-counts, seg))
-    first = np.r_[True, seg[order][1:] != seg[order][:-1]]
-    out[seg[order][first]] = obj[order][first]
-    return out
+    return _majority(seg_rows[hit], row_object[hit], n_segments)
 
 
 def _inherit_ids(segment_object, online, sizes, n_obj, tracker) -> np.ndarray:
