@@ -97,10 +97,11 @@ class RefineConfig:
       one mask holds both in at least ``link_share`` of the views observing both (and in
       ``min_observers`` views), instead of ``consensus``; a merge the online step followed from a few
       views, and most views separate, loses. Measured (2026-12-03, ``link_share`` 0.3; default /
-      single segments / with links): ScanNet pooled box AP25/AP50 0.662/0.234, 0.669/0.311,
-      0.670/0.318; noisy room held-out seeds 2-5 refined AP50 0.759, 0.605, 0.698; GT masks with 5%
-      merges, room seed 0, AP 0.756, 0.900, 0.900. It loses to the default on the held-out room, so it
-      is off.
+      single segments / with links; quick harness, same frames as the benchmark sections): ScanNet pooled
+      box AP25/AP50 0.662/0.234, 0.669/0.311, 0.670/0.318; noisy room refined AP50, seeds 0-1 0.853,
+      0.804, 0.768, held-out seeds 2-5 0.759, 0.605, 0.698; GT masks with 5% merges, room, AP seed 0
+      0.756, 0.900, 0.703 (objects 0.688, 0.854, 0.854), seeds 2-3 0.660, 0.895, 0.895. It loses to the
+      default on the room and to single segments on tuned seeds, so it is off.
     """
 
     cell_factor: int = 2
