@@ -150,7 +150,10 @@ class PartRanker:
     """Applies the attachment discount to a map, reusing per-object trees and per-pair contacts across
     calls: an object's cached geometry stands while its point count stays within ``refresh_share`` of
     the count it was cached at (an online object is rebuilt at every flush that touched it, though its
-    shape barely moves once it has been seen), so repeated calls on a growing map cost what changed."""
+    shape barely moves once it has been seen), so repeated calls on a growing map cost what changed. What
+    does not depend on up (an object's points, box, sample, principal axes and KD-tree, and which sample
+    points touch a neighbour) is kept while the object's points are the same array, so a new up estimate
+    (the online one moves as the map grows) redoes only the heights."""
 
     def __init__(self, config: PartConfig = PartConfig()):
         self.config = config
