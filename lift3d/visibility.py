@@ -117,10 +117,13 @@ def coarse_depth(depth: np.ndarray, block: int, margin: int = 1,
         np.minimum(tiles, columns[k::block], out=tiles)
     has_depth = np.isfinite(tiles)
     nearest = tiles
-    for axis in (0, 1):  # a separable min filter over (2 margin + 1)^2 tiles, edges padded with inf
-        grown = np.pad(nearest, [(margin, margin) if a == axis else (0, 0) for a in (0, 1)], constant_values=np.inf)
-        size = nearest.shape[axis]
-        nearest = np.minimum.reduce([np.take(grown, np.arange(k, k + size), axis=axis) for k in range(2 * margin + 1)])
+    for axis in (0, 1):  # a separable min filter over (2 margin + 1)^2 tiles
+        source, nearest = nearest, nearest.copy()
+        for k in range(1, margin + 1):
+            ahead, behind = [slice(None)] * 2, [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(k, None), slice(None, -k)
+            np.minimum(nearest[tuple(ahead)], source[tuple(behind)], out=nearest[tuple(ahead)])
+            np.minimum(nearest[tuple(behind)], source[tuple(ahead)], out=nearest[tuple(behind)])
     return np.where(has_depth, nearest, 0.0).astype(np.float16)
 
 
