@@ -115,7 +115,7 @@ def free_space_counts(records: DepthRecords, keys: np.ndarray, voxel_size: float
     cfg = records.config
     if keys.size == 0 or len(records) == 0:
         return np.zeros(keys.size, np.int32), np.zeros(keys.size, np.int32)
-    cells, cell_of_key = np.unique(pack_keys(np.floor_divide(unpack_keys(keys), cfg.cell_factor)), return_inverse=True)
+    cells, _, cell_of_key, _ = group_int64(pack_keys(np.floor_divide(unpack_keys(keys), cfg.cell_factor)))
     chunks = _Chunks(voxel_centers(cells, voxel_size * cfg.cell_factor), CHUNK_METRES)
     visibility = VisibilityConfig(surface_tol=cfg.surface_tol, depth_range=depth_range)
     cell_free = np.zeros(cells.size, np.int32)
