@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .freespace import FreeSpaceConfig
 from .track_ids import TrackIdConfig
 
 
@@ -51,13 +52,16 @@ class TrackerConfig:
     """``keep_records``: store every segment and frame surface for ``refine``;
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
-    ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association."""
+    ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association;
+    ``free_space``: each frame's coarse depth, kept with the records, and the free-space carving of the
+    global pass (``tracking.freespace``)."""
 
     keep_records: bool = True
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     association: AssociationConfig = field(default_factory=AssociationConfig)
     track_ids: TrackIdConfig = field(default_factory=TrackIdConfig)
+    free_space: FreeSpaceConfig = field(default_factory=FreeSpaceConfig)
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:

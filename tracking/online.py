@@ -27,6 +27,7 @@ from scene.datasets import Frame
 
 from .config import TrackerConfig
 from .export import ObjectMap, observation_confidence
+from .freespace import DepthRecords
 from .objects import ObjectTable
 from .records import GrowableArray, SegmentRecords, SurfaceRecords
 from .surface import surface_keys
@@ -92,6 +93,7 @@ class OnlineTracker:
         self.objects = ObjectTable()
         self.segments = SegmentRecords()
         self.surfaces = SurfaceRecords()
+        self.depths = DepthRecords(config.free_space)  # per frame a coarse depth, for free-space carving
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
@@ -150,6 +152,8 @@ class OnlineTracker:
         visible_ids, visible_counts = self.labels.label_totals(surface)
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
+            if self.config.free_space.carve:
+                self.depths.append(frame.index, frame.depth, frame.K, frame.pose, self.lift.depth_range)
         else:
             self._count_seen(surface)
         self.frames_seen += 1

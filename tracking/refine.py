@@ -15,6 +15,7 @@ import numpy as np
 from .config import RefineConfig
 from .consensus import ConsensusInput, VoxelTable, view_consensus
 from .export import ObjectMap, observation_confidence
+from .freespace import carved
 from .online import OnlineTracker
 from .postfilter import filter_objects
 from .voxel_graph import VoxelGraph
@@ -50,7 +51,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
                           links=online)
     clusters = view_consensus(data, config)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
-    member = clusters.cluster[seg_rows] >= 0
+    member = (clusters.cluster[seg_rows] >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], table.seen[table.of_seg[member]],
                             tracker.voxel_size, config)
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
@@ -75,8 +76,8 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     clusters = graph.cluster()
     cell = graph.cell_ids(keys)
     voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
-    member = voxel_cluster >= 0
     table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1])
+    member = (voxel_cluster >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
                             tracker.voxel_size, config)
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
@@ -87,6 +88,16 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     object_map = _object_map(voxels, names, segment_cluster, records, tracker, config, table)
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, np.zeros(len(records), bool), [clusters.rounds])
+
+
+def _carved_rows(tracker: OnlineTracker, table: VoxelTable) -> np.ndarray:
+    """Per segment row of ``table``: its voxel was seen through by more frames than saw it as surface
+    (``tracking.freespace``); all False when the tracker recorded no coarse depths."""
+    cut = np.zeros(table.keys.size, bool)
+    if tracker.config.free_space.carve and len(tracker.depths):
+        mine = np.flatnonzero(np.bincount(table.of_seg, minlength=table.keys.size))  # sorted, O(rows)
+        cut[mine] = carved(tracker.depths, table.keys[mine], tracker.voxel_size, tracker.lift.depth_range)
+    return cut[table.of_seg]
 
 
 def _majority(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
