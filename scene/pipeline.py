@@ -77,7 +77,9 @@ class FrameResult:
     below ``min_object_voxels``, hence not yet in the map), ``new_ids`` / ``merged``
     ((kept, retired) pairs) from the tracker, ``num_objects`` in the map afterwards, ``timings`` seconds
     per stage (``STAGES``; "save" is 0 when nothing was saved, and includes rebuilding the objects touched
-    since the last save, which are rebuilt lazily) and ``saved`` (an incremental save ran)."""
+    since the last save, which are rebuilt lazily), ``saved`` (an incremental save ran) and ``owner`` (H x W
+    int32: the mask of ``masks`` holding each pixel after the exclusive partition, -1 none;
+    ``tracking.pipeline.TrackedFrame.owner``)."""
 
     frame_index: int
     masks: MaskSet
@@ -87,6 +89,7 @@ class FrameResult:
     num_objects: int
     timings: dict
     saved: bool = False
+    owner: np.ndarray | None = None
 
 
 class _VoxelGeometry:
@@ -384,7 +387,7 @@ class Mapper:
             self._request_save()
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
-                           timings, saved)
+                           timings, saved, tracked.owner)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
