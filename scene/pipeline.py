@@ -57,7 +57,7 @@ from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
-from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
+from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
@@ -608,6 +608,8 @@ class Mapper:
             floor, _ = flat_levels(imap, up, self.config.structure)
             ranker.join(imap, up, floor)
         ranker.rank(imap, up)
+        if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
+            mark_walls(imap, self.config.structure, up)
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:

@@ -27,7 +27,7 @@ from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, VertexPr
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
-from scene.structure import mark_floor_and_ceiling
+from scene.structure import mark_floor_and_ceiling, mark_walls
 from segment2d.types import MaskSet
 from tracking.pipeline import PartitionConfig, exclusive_partition, partition_owner
 from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluster_primitives
@@ -317,6 +317,7 @@ class ScanMapper:
                 up=self.metadata.up, confidence=conf, num_observations=len(self._frames), is_structure=flat,
                 attributes={"scan_vertices": int(len(members))}))
         mark_floor_and_ceiling(imap)
+        mark_walls(imap)
         return imap
 
 
