@@ -38,6 +38,7 @@ mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vec
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -149,13 +150,19 @@ class PartRanker:
     """Applies the attachment discount to a map, reusing per-object trees and per-pair contacts across
     calls: an object's cached geometry stands while its point count stays within ``refresh_share`` of
     the count it was cached at (an online object is rebuilt at every flush that touched it, though its
-    shape barely moves once it has been seen), so repeated calls on a growing map cost what changed."""
+    shape barely moves once it has been seen), so repeated calls on a growing map cost what changed. What
+    does not depend on up (an object's points, box, sample, principal axes and KD-tree, and which sample
+    points touch a neighbour) is kept while the object's points are the same array, so a new up estimate
+    (the online one moves as the map grows) redoes only the heights."""
 
     def __init__(self, config: PartConfig = PartConfig()):
         self.config = config
         self._geometries: dict[int, _Geometry] = {}
         self._pairs: dict[tuple[int, int], tuple[_Geometry, _Geometry, float]] = {}
         self._up: np.ndarray | None = None  # the up of the cached values
+        self._ground: np.ndarray | None = None  # 3 x 2: the horizontal axes of that up (``ground_axes``)
+        self._solids: dict[int, _Shape] = {}  # up-free shapes, kept across changes of up
+        self._touches: dict[tuple[int, int], tuple] = {}  # per pair: (shapes, reach, ``_touching``'s indices)
         self._next: PartRanker | None = None  # the ranker of the next join round, with a cache of its own
 
     def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
@@ -278,7 +285,7 @@ class PartRanker:
         reach = cfg.contact_voxels * imap.metadata.voxel_size
         pairs = []
         for a, b in zip(*np.nonzero(np.triu(iou >= cfg.overlap_iou, k=1))):
-            distance, _ = shapes[b].tree.query(shapes[a].tree.data, distance_upper_bound=reach)
+            distance, _ = shapes[b].tree.query(shapes[a].points, distance_upper_bound=reach)
             if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
                 pairs.append((objects[a].id, objects[b].id))
         return pairs
@@ -304,7 +311,7 @@ class PartRanker:
                 gap = first.centroid - second.centroid
                 if abs(gap @ first.normal) > cfg.tolerance or abs(gap @ second.normal) > cfg.tolerance:
                     continue
-                distance, _ = second.tree.query(first.tree.data, distance_upper_bound=reach)
+                distance, _ = second.tree.query(first.points, distance_upper_bound=reach)
                 if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
                     pairs.append((objects[a].id, objects[b].id))
         return pairs
@@ -369,6 +376,7 @@ class PartRanker:
         """Drop cached geometry of objects gone or changed in size, and the pairs that used it."""
         if self._up is None or not np.allclose(self._up, up):
             self._geometries, self._pairs, self._up = {}, {}, up
+            self._ground = ground_axes(up)[:2].T
         tolerance = self.config.refresh_share
         kept = {}
         for obj in objects:
@@ -376,13 +384,22 @@ class PartRanker:
             if cached is not None and abs(obj.num_points - cached.count) <= tolerance * cached.count:
                 kept[obj.id] = cached
         self._geometries = kept
+        # an object's up-free shape stands while its points are the same array (objects are replaced, not
+        # edited): a new up (the online estimate moves) then only redoes heights and ground coordinates
+        self._solids = {obj.id: self._solids[obj.id] for obj in objects
+                        if obj.id in self._solids and self._solids[obj.id].source is obj.points}
+        self._touches = {k: v for k, v in self._touches.items()
+                         if self._solids.get(k[0]) is v[0] and self._solids.get(k[1]) is v[1]}
         self._pairs = {k: v for k, v in self._pairs.items()
                        if kept.get(k[0]) is v[0] and kept.get(k[1]) is v[1]}
 
     def _geometry(self, obj: MapObject, up: np.ndarray) -> _Geometry:
         cached = self._geometries.get(obj.id)
         if cached is None:
-            cached = _Geometry.of(obj, up, self.config)
+            shape = self._solids.get(obj.id)
+            if shape is None or shape.source is not obj.points:
+                shape = self._solids[obj.id] = _Shape.of(obj, self.config)
+            cached = _Geometry.of(obj, up, self.config, self._ground, shape)
             self._geometries[obj.id] = cached
         return cached
 
@@ -392,35 +409,43 @@ class PartRanker:
         cached = self._pairs.get((a.id, b.id))
         if cached is not None:
             return cached[2]
-        points = first.sample
-        near = np.all((points >= second.low - reach) & (points <= second.high + reach), axis=1)
-        distance, nearest = second.tree.query(points[near], distance_upper_bound=reach)
-        touching = distance <= reach
+        nearest = self._touching(a.id, b.id, first.shape, second.shape, reach)
         share = 0.0
-        if touching.any():
-            below = second.heights[nearest[touching]] < first.base + self.config.tolerance
-            share = 0.0 if below.mean() >= self.config.rest_share else float(touching.sum() / len(points))
+        if nearest.size:
+            below = second.heights[nearest] < first.base + self.config.tolerance
+            share = 0.0 if below.mean() >= self.config.rest_share else float(nearest.size / len(first.sample))
         self._pairs[(a.id, b.id)] = (first, second, share)
         return share
 
+    def _touching(self, a: int, b: int, first: _Shape, second: _Shape, reach: float) -> np.ndarray:
+        """Indices into ``second``'s points of the nearest point to each of ``first``'s sample points
+        within ``reach`` of it; kept while both shapes stand (it does not depend on up)."""
+        cached = self._touches.get((a, b))
+        if cached is not None and cached[0] is first and cached[1] is second and cached[2] == reach:
+            return cached[3]
+        points = first.sample
+        near = np.all((points >= second.low - reach) & (points <= second.high + reach), axis=1)
+        nearest = np.zeros(0, np.int64)
+        if near.any():  # else no tree query (nor tree) needed
+            distance, index = second.tree.query(points[near], distance_upper_bound=reach)
+            nearest = index[distance <= reach]
+        self._touches[(a, b)] = (first, second, reach, nearest)
+        return nearest
+
 
 @dataclass(frozen=True, eq=False)
-class _Geometry:
-    """What the contact test needs of one object: its point count when cached, KD-tree, heights along
-    up, base height, box, and the strided sample of its points that is tested against neighbours."""
+class _Shape:
+    """The part of an object's geometry that does not depend on up: its points (float64; ``source`` is
+    the object's own array, to tell whether a cached shape still holds), box, centroid, the strided sample
+    of ``sample_points`` points and its principal axes; the KD-tree over the points is built on first
+    use (most objects are never queried)."""
 
-    count: int
-    tree: cKDTree
-    heights: np.ndarray
-    base: float
-    top: float
+    source: np.ndarray
+    points: np.ndarray
+    stride: int
     low: np.ndarray
     high: np.ndarray
     sample: np.ndarray
-    sample_heights: np.ndarray
-    ground: np.ndarray  # the sample's coordinates in the horizontal plane
-    ground_low: np.ndarray  # the object's horizontal box
-    ground_high: np.ndarray
     centroid: np.ndarray
     normal: np.ndarray  # the sample's least principal axis
     thickness: float  # the sample's spread (std, metres) along it
@@ -428,22 +453,57 @@ class _Geometry:
     plane_low: np.ndarray  # the object's box along them
     plane_high: np.ndarray
 
+    @cached_property
+    def tree(self) -> cKDTree:
+        return cKDTree(self.points)
+
     @classmethod
-    def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig) -> "_Geometry":
+    def of(cls, obj: MapObject, config: PartConfig) -> "_Shape":
         points = np.asarray(obj.points, np.float64)
-        heights = points @ up
         stride = -(-len(points) // config.sample_points)
-        base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
-        plane = ground_axes(up)[:2].T
-        flat = points @ plane
         sample = points[::stride]
         centroid = points.mean(0)
         _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
         in_plane = points @ axes[:2].T
-        return cls(len(points), cKDTree(points), heights, float(base), float(top), points.min(0), points.max(0),
-                   sample, heights[::stride], flat[::stride], flat.min(0), flat.max(0), centroid, axes[-1], thickness,
+        return cls(obj.points, points, stride, points.min(0), points.max(0), sample, centroid, axes[-1], thickness,
                    axes[:2], in_plane.min(0), in_plane.max(0))
+
+
+@dataclass(frozen=True, eq=False)
+class _Geometry:
+    """What the contact test needs of one object: its point count when cached, its ``_Shape`` (points,
+    box, sample, principal axes, tree), and its heights along up, base and top height and horizontal
+    coordinates."""
+
+    count: int
+    shape: _Shape
+    heights: np.ndarray
+    base: float
+    top: float
+    sample_heights: np.ndarray
+    ground: np.ndarray  # the sample's coordinates in the horizontal plane
+    ground_low: np.ndarray  # the object's horizontal box
+    ground_high: np.ndarray
+
+    def __getattr__(self, name: str):  # points, tree, low, high, sample, centroid, normal, ...: the shape's
+        if name == "shape":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.shape, name)
+
+    @classmethod
+    def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig, plane: np.ndarray | None = None,
+           shape: _Shape | None = None) -> "_Geometry":
+        """``plane``: 3 x 2, the horizontal axes (``ground_axes(up)[:2].T``, computed when not given);
+        ``shape``: the object's ``_Shape`` when known (made here when not)."""
+        shape = _Shape.of(obj, config) if shape is None else shape
+        points, stride = shape.points, shape.stride
+        heights = points @ up
+        base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
+        plane = ground_axes(up)[:2].T if plane is None else plane
+        flat = points @ plane
+        return cls(len(points), shape, heights, float(base), float(top), heights[::stride], flat[::stride],
+                   flat.min(0), flat.max(0))
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:

@@ -173,16 +173,32 @@ def crease_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, 
     """
     concave = np.zeros(valid.shape, np.float32)
     convex = np.zeros(valid.shape, np.float32)
+    for bend, sign in _bends(points, normals, valid, offset, directions):
+        np.maximum(concave, bend, out=concave, where=sign < 0)  # concave >= 0: a negative bend never wins
+        np.maximum(convex, bend, out=convex, where=sign > 0)
+    return concave, convex
+
+
+def concave_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: int,
+                     directions=PAIR_OFFSETS) -> np.ndarray:
+    """``crease_strength``'s concave half alone (the other half's work skipped)."""
+    concave = np.zeros(valid.shape, np.float32)
+    for bend, sign in _bends(points, normals, valid, offset, directions):
+        np.maximum(concave, bend, out=concave, where=sign < 0)
+    return concave
+
+
+def _bends(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: int, directions):
+    """Per direction: (bend: 1 - n_p . n_q where p, q and the pixel are valid, else 0; the crease sign
+    (n_p - n_q) . (x_p - x_q)), p and q ``offset`` pixels before and after each pixel (see
+    ``crease_strength``)."""
     zero = np.float32(0.0)
     for dy, dx in directions:
         a, b = (-dy * offset, -dx * offset), (dy * offset, dx * offset)
         p_n, q_n = shifted(normals, *a), shifted(normals, *b)
         ok = valid & shifted(valid, *a) & shifted(valid, *b)
         bend = np.where(ok, np.float32(1.0) - dot3(p_n, q_n), zero)
-        sign = dot3(p_n - q_n, shifted(points, *a) - shifted(points, *b))
-        concave = np.maximum(concave, np.where(sign < 0, bend, zero))
-        convex = np.maximum(convex, np.where(sign > 0, bend, zero))
-    return concave, convex
+        yield bend, dot3(p_n - q_n, shifted(points, *a) - shifted(points, *b))
 
 
 def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:

@@ -346,3 +346,21 @@ def test_a_lamp_pole_gets_a_mask_of_its_own():
     assert covered > 0.5 and on_lamp > 0.8
     covered, _ = best_pole_mask(GeometricConfig(thin_elongation=0))
     assert covered < 0.2
+
+
+def test_concave_strength_is_the_concave_half_of_crease_strength():
+    """A box on a floor (concave where they meet, convex at the box's top edges), seen from above at a slant."""
+    from segment2d import depth_ops
+
+    h, w = 60, 80
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    depth = 2.0 + 0.01 * ys
+    box = (ys > 20) & (ys < 40) & (xs > 30) & (xs < 50)
+    depth = np.where(box, depth - 0.3, depth).astype(np.float32)
+    depth[5:8, 5:8] = 0  # invalid pixels
+    K = np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])
+    pts, valid = depth_ops.backproject(depth, K), depth > 0
+    normals = depth_ops.normals_from_points(pts, valid, 2, 3)
+    concave, convex = depth_ops.crease_strength(pts, normals, valid, 2)
+    assert concave.max() > 0.1 and convex.max() > 0.1 and (concave >= 0).all() and (convex >= 0).all()
+    assert np.array_equal(depth_ops.concave_strength(pts, normals, valid, 2), concave)

@@ -179,3 +179,26 @@ def test_segmenter_process_gives_the_generators_own_masks_and_reports_failures(f
     finally:
         worker.close()
     assert worker._process.poll() is not None
+
+
+def test_masks_cut_to_their_extents_come_back_whole():
+    """The worker's reply (bit-packed crops): any width (not a multiple of 8), masks touching every
+    border, empty masks and an empty set come back bit for bit, and the payload is the crops only."""
+    import numpy as np
+
+    from segment2d.types import MaskSet
+    from segment2d.worker import _packed_masks, _unpacked_masks
+
+    rng = np.random.default_rng(3)
+    masks = np.zeros((4, 37, 61), bool)
+    masks[0] = rng.random((37, 61)) > 0.6  # touches every border
+    masks[1, 5:9, 50:61] = True  # the last, partial byte
+    masks[3, 36, 0] = True  # one pixel in the corner
+    for stack in (masks, np.zeros((0, 37, 61), bool)):
+        given = MaskSet(stack, np.ones(len(stack), np.float32), np.zeros((len(stack), 4), np.float32), {"level": np.arange(len(stack))})
+        payload = _packed_masks(given)
+        back = _unpacked_masks(payload)
+        assert back.masks.shape == stack.shape and (back.masks == stack).all()
+        assert (back.extra["level"] == given.extra["level"]).all()
+    assert payload[0].size == 0
+    assert _packed_masks(MaskSet(masks, np.ones(4, np.float32), np.zeros((4, 4), np.float32), {}))[0].size == 37 * 8 + 4 * 2 + 1

@@ -92,6 +92,16 @@ class RefineConfig:
       weight-free masks it loses on the noisy room's full benchmark (48 frames, refined AP50 "all": seeds
       0-1 0.853 -> 0.804, held-out seeds 2-5 0.759 -> 0.605), so it stays an option until the fusion
       graph (issue 14) replaces both.
+    - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
+      evidence: after the consensus rounds, two clusters holding segments of one online object join when
+      one mask holds both in at least ``link_share`` of the views observing both (and in
+      ``min_observers`` views), instead of ``consensus``; a merge the online step followed from a few
+      views, and most views separate, loses. Measured (2026-12-03, ``link_share`` 0.3; default /
+      single segments / with links; quick harness, same frames as the benchmark sections): ScanNet pooled
+      box AP25/AP50 0.662/0.234, 0.669/0.311, 0.670/0.318; noisy room refined AP50, seeds 0-1 0.853,
+      0.804, 0.768, held-out seeds 2-5 0.759, 0.605, 0.698; GT masks with 5% merges, room, AP seed 0
+      0.756, 0.900, 0.703 (objects 0.688, 0.854, 0.854), seeds 2-3 0.660, 0.895, 0.895. It loses to the
+      default on the room and to single segments on tuned seeds, so it is off.
     """
 
     cell_factor: int = 2
@@ -113,13 +123,16 @@ class RefineConfig:
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
     from_online: bool = True
+    online_links: bool = False
+    link_share: float = 0.3
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
             raise ValueError(f"RefineConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
         if self.cell_factor < 1 or self.min_observers < 1 or self.min_voxels < 0:
             raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_voxels >= 0: {self}")
-        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share"):
+        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share",
+                     "link_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"RefineConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.detection_ratio < 1.0:

@@ -46,7 +46,8 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     seg_frame = np.searchsorted(frames, records.frame.view)
     online = tracker.resolve(records.object.view)
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
-                          records.mask.view, online if config.from_online else None, table)
+                          records.mask.view, online if config.from_online else None, table,
+                          links=online)
     clusters = view_consensus(data, config)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = clusters.cluster[seg_rows] >= 0

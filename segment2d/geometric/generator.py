@@ -60,7 +60,7 @@ class GeometricMaskGenerator:
         normals = depth_ops.normals_from_points(pts, valid, cfg.normal_radius, cfg.normal_smooth)
 
         disc = depth_ops.depth_discontinuities(d, valid, cfg.rel_jump, cfg.sigma0, cfg.sigma2, cfg.n_sigma)
-        concave, _ = depth_ops.crease_strength(pts, normals, valid, cfg.crease_offset)
+        concave = depth_ops.concave_strength(pts, normals, valid, cfg.crease_offset)
         cut0 = disc | (concave > cfg.concave_strong)
         cut1 = cut0 | (concave > cfg.concave_weak) | (depth_ops.color_gradient(c, cfg.color_blur) > cfg.color_edge)
 
