@@ -57,7 +57,7 @@ from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
-from scene.structure import flat_levels, map_up, mark_floor_and_ceiling
+from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
@@ -77,7 +77,9 @@ class FrameResult:
     below ``min_object_voxels``, hence not yet in the map), ``new_ids`` / ``merged``
     ((kept, retired) pairs) from the tracker, ``num_objects`` in the map afterwards, ``timings`` seconds
     per stage (``STAGES``; "save" is 0 when nothing was saved, and includes rebuilding the objects touched
-    since the last save, which are rebuilt lazily) and ``saved`` (an incremental save ran)."""
+    since the last save, which are rebuilt lazily), ``saved`` (an incremental save ran) and ``owner`` (H x W
+    int32: the mask of ``masks`` holding each pixel after the exclusive partition, -1 none;
+    ``tracking.pipeline.TrackedFrame.owner``)."""
 
     frame_index: int
     masks: MaskSet
@@ -87,6 +89,7 @@ class FrameResult:
     num_objects: int
     timings: dict
     saved: bool = False
+    owner: np.ndarray | None = None
 
 
 class _VoxelGeometry:
@@ -384,7 +387,7 @@ class Mapper:
             self._request_save()
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
-                           timings, saved)
+                           timings, saved, tracked.owner)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
@@ -605,6 +608,8 @@ class Mapper:
             floor, _ = flat_levels(imap, up, self.config.structure)
             ranker.join(imap, up, floor)
         ranker.rank(imap, up)
+        if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
+            mark_walls(imap, self.config.structure, up)
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:

@@ -27,8 +27,9 @@ from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, VertexPr
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
-from scene.structure import mark_floor_and_ceiling
-from tracking.pipeline import PartitionConfig, exclusive_partition
+from scene.structure import mark_floor_and_ceiling, mark_walls
+from segment2d.types import MaskSet
+from tracking.pipeline import PartitionConfig, exclusive_partition, partition_owner
 from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluster_primitives
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
@@ -140,7 +141,7 @@ class ScanMapper:
         self._frames: list[tuple[int, np.ndarray]] = []
         self._seen = np.zeros(self.scan.num_vertices, bool)
         self._evidence = _FrameEvidence()
-        self._replay = _Replay()
+        self._last_frame = -1
         self.voxel_map: InstanceMap | None = None
         self.voxel_mapper = self._voxel_mapper() if self.config.labels == "map" else None
 
@@ -149,18 +150,29 @@ class ScanMapper:
         from scene.pipeline import Mapper
 
         config = self.config.mapper if self.config.mapper is not None else MapperConfig()
-        return Mapper(config, None, generator=self._replay, metadata=replace(self.metadata, voxel_size=config.voxel_size))
+        return Mapper(config, None, generator=self.generator, metadata=replace(self.metadata, voxel_size=config.voxel_size))
 
-    def integrate(self, frame: Frame) -> PrimitiveView:
-        """Segment one frame and record which mask each superpoint it sees falls in."""
+    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> PrimitiveView:
+        """Record which mask each superpoint the frame sees falls in (and, with ``labels="map"``, fuse the
+        frame into the voxel map). ``masks``: the frame's masks, already made by ``self.generator``
+        (``map_scan_pipelined`` segments the next frame while this one is integrated); None: segment here."""
         start = time.perf_counter()
         frame = self._with_depth(frame)
         self.timings["depth"] += time.perf_counter() - start
 
+        if masks is None:
+            start = time.perf_counter()
+            masks = self.generator.generate(frame)
+            self.timings["segment"] += time.perf_counter() - start
+
         start = time.perf_counter()
-        masks = self.generator.generate(frame)
-        _, _, owner = exclusive_partition(masks, self.config.partition)
-        self.timings["segment"] += time.perf_counter() - start
+        if self.voxel_mapper is not None:  # its partition is the one the superpoints read (made once)
+            owner = self.voxel_mapper.integrate(frame, masks).owner
+            self.timings["fusion"] += time.perf_counter() - start
+        else:
+            selected, _, partition = exclusive_partition(masks, self.config.partition)
+            owner = partition_owner(selected, partition)
+            self.timings["segment"] += time.perf_counter() - start
 
         start = time.perf_counter()
         view = self._projector.project(frame.depth, frame.K, frame.pose)
@@ -174,12 +186,8 @@ class ScanMapper:
                                            self.config.dominance)
         self._views.append(primitive_view)
         self._frames.append((frame.index, frame.pose))
+        self._last_frame = int(frame.index)
         self.timings["graph"] += time.perf_counter() - start
-        if self.voxel_mapper is not None:
-            start = time.perf_counter()
-            self._replay.masks = masks
-            self.voxel_mapper.integrate(frame)
-            self.timings["fusion"] += time.perf_counter() - start
         if len(self._views) == self.config.check_after:
             self.check_alignment()
         return primitive_view
@@ -187,6 +195,11 @@ class ScanMapper:
     @property
     def num_frames(self) -> int:
         return len(self._views)
+
+    @property
+    def last_frame(self) -> int:
+        """Index of the last integrated frame (-1 before any)."""
+        return self._last_frame
 
     def check_alignment(self) -> None:
         """Raise ``ScanError`` when almost no vertex projects onto the frames' depth: the scan is in
@@ -268,6 +281,15 @@ class ScanMapper:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
         return labels.astype(np.int64), confidence, structure
 
+    def with_depth(self, frame: Frame) -> Frame:
+        """``frame`` with the depth it is projected with (``ScanConfig.depth``): its own, or rendered from
+        the mesh at its pose."""
+        start = time.perf_counter()
+        try:
+            return self._with_depth(frame)
+        finally:
+            self.timings["depth"] += time.perf_counter() - start
+
     def _with_depth(self, frame: Frame) -> Frame:
         has_depth = frame.depth is not None and frame.depth.size and bool(np.any(frame.depth > 0))
         if self.config.depth == "sensor" or (self.config.depth == "auto" and has_depth):
@@ -295,6 +317,7 @@ class ScanMapper:
                 up=self.metadata.up, confidence=conf, num_observations=len(self._frames), is_structure=flat,
                 attributes={"scan_vertices": int(len(members))}))
         mark_floor_and_ceiling(imap)
+        mark_walls(imap)
         return imap
 
 
@@ -334,16 +357,6 @@ def _instances(vertex_cluster: np.ndarray, confidence: np.ndarray, min_vertices:
             kept)
 
 
-class _Replay:
-    """A mask generator handing the voxel mapper the masks the scan mode already made for the frame."""
-
-    def __init__(self) -> None:
-        self.masks = None
-
-    def generate(self, frame):
-        return self.masks
-
-
 def _make_generator(config: ScanConfig):
     from segment2d.factory import make_generator
 
@@ -356,13 +369,28 @@ def map_scan(source, scan: ScanGeometry | str | Path, config: ScanConfig | None 
     mapper = ScanMapper(scan, config, generator, MapMetadata(source_path=str(getattr(source, "root", "")),
                                                              source_format=str(getattr(source, "format_name", ""))))
     total = len(source) if max_frames is None else min(len(source), int(max_frames))
-    for done, frame in enumerate(source, 1):
-        if done > total:
-            break
-        mapper.integrate(frame)
-        if progress is not None:
-            progress(done, total)
+    integrate_frames(mapper, source, total, progress)
     return mapper.finalize()
+
+
+def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True) -> None:
+    """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
+    each. ``pipelined``: the next frame is read, given its depth and segmented on a worker thread (the
+    weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
+    worker) while this one is projected and fused, in order, so the result is the one of
+    ``pipelined=False``. A KeyboardInterrupt stops the worker before it propagates; the frames
+    integrated so far stay in ``mapper``."""
+    from scene.pipeline import _SegmentAhead, _segment_inline
+
+    prepared = (mapper.with_depth(frame) for frame in source)
+    frames = _SegmentAhead(mapper, prepared, total) if pipelined else _segment_inline(mapper, source, total)
+    try:
+        for done, frame, masks, _ in frames:
+            mapper.integrate(frame, masks)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        frames.close()
 
 
 def write_scan_outputs(result: ScanResult, out_dir: str | Path, scene_name: str,

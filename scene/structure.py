@@ -1,4 +1,6 @@
-"""Floor and ceiling in 3D: flat horizontal objects at the bottom (or top) of the map are structure.
+"""Floor, ceiling and walls in 3D: flat horizontal objects at the bottom (or top) of the map and large
+thin vertical planes are structure. The map's ``is_structure`` flag, set here, is the one source of
+truth for every view (overlays, renders and their legends, the viewer, the structure-free evaluation).
 
 The 2D generator flags a region as structure when it is a large plane in that view; a floor cut into
 pieces by furniture gives pieces that are small in every view, so they end up as "objects". In 3D the
@@ -27,7 +29,10 @@ class StructureConfig:
     of all map points' heights; ``min_room_height``: a ceiling test needs the levels this far apart;
     ``min_camera_agreement``: least length of the mean camera up vector (1: all cameras upright);
     ``normal_cone_deg``: flat objects whose normal is this close to the camera hint refine up;
-    ``max_flatness``: an object is flat when its least principal spread is below this share of the middle one."""
+    ``max_flatness``: an object is flat when its least principal spread is below this share of the middle one;
+    walls (``is_wall``): at least ``wall_min_length`` long along the floor and ``wall_min_area`` large
+    (length x height), their thickness across (5th to 95th percentile) at most ``wall_flatness`` of
+    their shorter side (a door, a picture or a cabinet front is shorter; a sofa back is lower)."""
 
     max_thickness: float = 0.08
     level_tolerance: float = 0.1
@@ -38,6 +43,9 @@ class StructureConfig:
     min_camera_agreement: float = 0.7
     normal_cone_deg: float = 25.0
     max_flatness: float = 0.1
+    wall_min_length: float = 2.0
+    wall_min_area: float = 2.0
+    wall_flatness: float = 0.12
 
 
 def camera_up(poses: np.ndarray, min_agreement: float = 0.7) -> np.ndarray | None:
@@ -120,3 +128,46 @@ def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = Structur
             imap.update(replace(obj, is_structure=True))
             flagged.append(obj.id)
     return flagged
+
+
+def is_wall(obj: MapObject, up: np.ndarray, config: StructureConfig = StructureConfig()) -> bool:
+    """A thin vertical plane: across the direction of its least horizontal spread, its points lie within
+    ``wall_flatness`` of its shorter side (5th-95th percentile, so sensor noise and a few points of a
+    neighbour do not thicken it, as they do an oriented box), and it is ``wall_min_length`` long
+    (2nd-98th percentile along the floor) and ``wall_min_area`` large."""
+    points = obj.points[:: max(1, obj.num_points // 20000)].astype(np.float64)
+    if points.shape[0] < 10:
+        return False
+    up = np.asarray(up, np.float64)
+    centred = points - points.mean(0)
+    axes = ground_axes(up)[:2]
+    _, _, directions = np.linalg.svd(centred @ axes.T, full_matrices=False)
+    along, across = directions[0] @ axes, directions[1] @ axes
+    thickness = np.ptp(np.percentile(centred @ across, [5, 95]))
+    length = np.ptp(np.percentile(centred @ along, [2, 98]))
+    height = np.ptp(np.percentile(centred @ up, [2, 98]))
+    return bool(length >= config.wall_min_length and length * height >= config.wall_min_area
+                and thickness <= config.wall_flatness * min(length, height))
+
+
+def mark_walls(imap: InstanceMap, config: StructureConfig = StructureConfig(), up: np.ndarray | None = None) -> list[int]:
+    """Flag the map's walls (``is_wall``) as structure (in place); returns the ids newly flagged. ``up``
+    as in ``mark_floor_and_ceiling``; nothing when it is unknown."""
+    up = map_up(imap, config) if up is None else np.asarray(up, np.float64)
+    if up is None:
+        return []
+    flagged = []
+    for obj in list(imap):
+        if not obj.is_structure and is_wall(obj, up, config):
+            imap.update(replace(obj, is_structure=True))
+            flagged.append(obj.id)
+    return flagged
+
+
+def structure_ids(imap: InstanceMap, config: StructureConfig = StructureConfig(), up: np.ndarray | None = None
+                  ) -> set[int]:
+    """Ids every view draws as the room (overlays, renders and their legends): the objects flagged as
+    structure, and walls (``is_wall``) that a map not refined yet (online, or made before walls were
+    flagged) has not flagged; a refined map's flags already hold them."""
+    up = map_up(imap, config) if up is None else np.asarray(up, np.float64)
+    return {o.id for o in imap if o.is_structure or (up is not None and is_wall(o, up, config))}

@@ -132,3 +132,27 @@ def test_cli_scan_run_writes_all_outputs(tabletop, tmp_path):
     assert len(ply["instance"]) == len(mesh.vertices) and (ply["instance"] >= 0).mean() > 0.15
     assert (tmp_path / "map_scan" / "scannet" / "scan.txt").is_file() and out.is_file()
     assert main(["run", str(data), "--scan", str(tmp_path / "none.ply"), "--out", str(tmp_path / "m2.sqlite")]) == 2
+
+
+def test_pipelined_frames_give_the_same_labels_and_views_as_one_thread(tabletop):
+    """``integrate_frames`` reads, renders depth and segments the next frame on a worker (the weight-free
+    generator in its process): the views and vertex labels equal those of one thread, also with depth
+    rendered from the mesh (masks must be made on the rendered depth)."""
+    from scene.scan import integrate_frames
+
+    scene, mesh, scan = tabletop
+    frames = [replace(f, depth=np.zeros_like(f.depth)) for f in scene.frames()]
+    results, views = [], []
+    for pipelined in (False, True):
+        mapper = ScanMapper(scan, ScanConfig(depth="mesh"))
+        done = []
+        integrate_frames(mapper, frames, len(frames), lambda k, total: done.append((k, total)), pipelined=pipelined)
+        assert done == [(k, len(frames)) for k in range(1, len(frames) + 1)]
+        views.append(mapper._views)
+        results.append(mapper.finalize())
+    assert results[0].frames == results[1].frames == len(frames)
+    np.testing.assert_array_equal(results[0].vertex_ids, results[1].vertex_ids)
+    assert (results[0].vertex_ids >= 0).mean() > 0.3
+    for one, two in zip(*views):
+        np.testing.assert_array_equal(one.primitives, two.primitives)
+        np.testing.assert_array_equal(one.labels, two.labels)

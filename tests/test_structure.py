@@ -76,3 +76,35 @@ def test_unknown_up_flags_nothing():
     poses = np.stack([np.eye(4), np.diag([1.0, -1.0, -1.0, 1.0])])
     assert camera_up(poses) is None
     assert mark_floor_and_ceiling(imap, StructureConfig(min_area=5.0)) == []
+
+
+def _vertical(obj_id, length, height, thickness_sigma, rng, attached=None, n=6000):
+    """A vertical plane (x along the floor, z up) with Gaussian spread across it (y); ``attached``: a
+    (width, depth, height, share) box of a neighbour's points stuck to its front."""
+    points = np.stack([rng.uniform(0, length, n), rng.normal(0, thickness_sigma, n), rng.uniform(0, height, n)], 1)
+    if attached is not None:
+        width, depth, tall, share = attached
+        m = int(share * n)
+        points[:m] = np.stack([rng.uniform(1.0, 1.0 + width, m), rng.uniform(0, depth, m), rng.uniform(0, tall, m)], 1)
+    return MapObject.from_points(obj_id, points.astype(np.float32), np.full((n, 3), 128, np.uint8))
+
+
+def test_walls_are_found_through_noise_and_attached_pieces_and_nothing_else():
+    from scene.structure import is_wall, mark_walls
+
+    rng, up = np.random.default_rng(0), np.array([0.0, 0.0, 1.0])
+    noisy_wall = _vertical(1, 4.5, 2.3, 0.03, rng, attached=(0.8, 0.45, 0.9, 0.04))  # sensor noise + a shelf
+    # the oriented box sees the shelf and the noise: about 0.5 m thick against 2.3 m, as the demo's walls
+    assert sorted(noisy_wall.obb_extents)[0] > 0.15 * sorted(noisy_wall.obb_extents)[1]
+    assert is_wall(noisy_wall, up)
+    assert is_wall(_vertical(2, 2.2, 2.4, 0.01, rng), up)  # a wall piece between furniture
+    assert not is_wall(_vertical(3, 0.9, 2.0, 0.01, rng), up)  # a door: too narrow
+    assert not is_wall(_vertical(4, 2.0, 0.45, 0.01, rng), up)  # a sofa back: too low (area)
+    assert not is_wall(_vertical(5, 2.5, 2.0, 0.25, rng), up)  # a wardrobe: thick
+    floor = _plate(6, [1.0, 1.0, 0.0], [4.0, 3.0, 0.02], rng)
+    assert not is_wall(floor, up)
+    imap = InstanceMap(MapMetadata(voxel_size=0.02, up=(0.0, 0.0, 1.0)))
+    for obj in (noisy_wall, _vertical(3, 0.9, 2.0, 0.01, rng), floor):
+        imap.add(obj)
+    assert mark_walls(imap) == [1] and imap.get(1).is_structure and not imap.get(3).is_structure
+    assert mark_walls(imap) == []  # already flagged

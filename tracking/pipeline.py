@@ -156,12 +156,15 @@ def _crops(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
 @dataclass
 class TrackedFrame:
     """One frame through ``track_frame``: ``segments`` (the lifted ``Segment3D``s, in the order the tracker
-    saw them), ``step`` (the tracker's ``StepResult``: one object id per segment, merges, the voxel lookup)
-    and ``mask_rows`` (int64, per segment the index of its mask in the frame's ``MaskSet``)."""
+    saw them), ``step`` (the tracker's ``StepResult``: one object id per segment, merges, the voxel lookup),
+    ``mask_rows`` (int64, per segment the index of its mask in the frame's ``MaskSet``) and ``owner``
+    (H x W int32: the index in the frame's ``MaskSet`` of the mask holding each pixel after the exclusive
+    partition, -1 where none does; the scan mode reads it at its vertices' pixels)."""
 
     segments: list
     step: StepResult
     mask_rows: np.ndarray
+    owner: np.ndarray | None = None
 
     @property
     def object_ids(self) -> np.ndarray:
@@ -189,4 +192,10 @@ def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
     flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
     tracks = masks.extra.get("track_id")
     tracks = None if tracks is None else np.asarray(tracks, np.int64)[mask_rows]
-    return TrackedFrame(segments, tracker.step(frame, segments, flags, surface, tracks), mask_rows)
+    step = tracker.step(frame, segments, flags, surface, tracks)
+    return TrackedFrame(segments, step, mask_rows, partition_owner(selected, owner))
+
+
+def partition_owner(selected: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """``exclusive_partition``'s owner image with rows of the whole ``MaskSet`` (-1 stays -1)."""
+    return np.take(np.append(selected, -1).astype(np.int32), owner)

@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 
 from scene.datasets.frame import is_valid_pose
 from scene.map import InstanceMap, rows_times
+from scene.structure import structure_ids
 from viz.annotate import draw_labels, draw_legend, draw_scale_bar, draw_title, draw_trajectory, legend_width
 from viz.camera import ground_axes, overview_camera, pinhole, unit_up
 from viz.overlay import id_color
@@ -339,25 +340,11 @@ def shape_name(obj) -> str:
     return f"{extents[0]:.1f} x {extents[1]:.1f} x {extents[2]:.1f} m"
 
 
-# A vertical plane at least this long and this large is a wall, whatever the map's structure flags say
-# (they mark floor and ceiling pieces; walls are mapped as objects).
-WALL_MIN_LENGTH, WALL_MIN_AREA = 2.0, 2.0  # metres, square metres
-
-
 def backdrop_ids(instance_map: InstanceMap) -> set[int]:
-    """Ids drawn as the room rather than its contents: structure objects and wall-like planes
-    (``is_wall``). These are dimmed, hidden or cut away as ``RenderConfig.structure`` says."""
-    up = unit_up(instance_map.metadata.up)
-    return {o.id for o in instance_map if o.is_structure or is_wall(o, up)}
-
-
-def is_wall(obj, up: np.ndarray) -> bool:
-    """A thin vertical plane at least ``WALL_MIN_LENGTH`` long and ``WALL_MIN_AREA`` large."""
-    order = np.argsort(np.asarray(obj.obb_extents, np.float64))
-    thin, middle, longest = (np.asarray(obj.obb_extents, np.float64)[k] for k in order)
-    normal = np.asarray(obj.obb_rotation, np.float64)[:, order[0]]
-    return bool(thin < 0.15 * middle and abs(float(normal @ up)) < 0.3 and longest >= WALL_MIN_LENGTH
-                and longest * middle >= WALL_MIN_AREA)
+    """Ids drawn as the room rather than its contents (``scene.structure.structure_ids``: the map's
+    structure flags, and walls an online map has not flagged yet). These are dimmed, hidden or cut away
+    as ``RenderConfig.structure`` says, and the legend counts them."""
+    return structure_ids(instance_map)
 
 
 def _walls_in_front(instance_map: InstanceMap, eye: np.ndarray, cloud: _Cloud) -> set[int]:

@@ -278,16 +278,15 @@ def _cmd_run_scan(args: argparse.Namespace) -> int:
 
 
 def _integrate_scan_frames(mapper, source, total: int, quiet: bool) -> bool:
-    """Feed frames with a progress bar; True when Ctrl-C stopped it (the frames so far are kept)."""
+    """Feed frames with a progress bar (the next frame read and segmented while this one is integrated);
+    True when Ctrl-C stopped it (the frames so far are kept)."""
     from tqdm import tqdm
+
+    from scene.scan import integrate_frames
 
     bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=quiet, dynamic_ncols=True)
     try:
-        for done, frame in enumerate(source, 1):
-            if done > total:
-                break
-            mapper.integrate(frame)
-            bar.update(1)
+        integrate_frames(mapper, source, total, lambda done, _: bar.update(1))
     except KeyboardInterrupt:
         if not mapper.num_frames:
             raise
