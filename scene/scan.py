@@ -154,13 +154,11 @@ class ScanMapper:
 
     def integrate(self, frame: Frame, masks: MaskSet | None = None) -> PrimitiveView:
         """Record which mask each superpoint the frame sees falls in (and, with ``labels="map"``, fuse the
-        frame into the voxel map). ``masks``: the frame's masks, already made by ``self.generator``
-        (``map_scan_pipelined`` segments the next frame while this one is integrated); None: segment here."""
-        start = time.perf_counter()
-        frame = self._with_depth(frame)
-        self.timings["depth"] += time.perf_counter() - start
-
+        frame into the voxel map). ``masks``: the masks ``self.generator`` made of ``frame``, which is then
+        already the frame ``with_depth`` returned (``integrate_frames`` prepares and segments the next frame
+        while this one is integrated); None: depth and masks are made here."""
         if masks is None:
+            frame = self.with_depth(frame)
             start = time.perf_counter()
             masks = self.generator.generate(frame)
             self.timings["segment"] += time.perf_counter() - start
