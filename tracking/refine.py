@@ -15,7 +15,6 @@ import numpy as np
 from .config import RefineConfig
 from .consensus import ConsensusInput, VoxelTable, view_consensus
 from .export import ObjectMap, observation_confidence
-from .freespace import carved
 from .online import OnlineTracker
 from .postfilter import filter_objects
 from .voxel_graph import VoxelGraph
@@ -92,11 +91,11 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
 
 def _carved_rows(tracker: OnlineTracker, table: VoxelTable) -> np.ndarray:
     """Per segment row of ``table``: its voxel was seen through by more frames than saw it as surface
-    (``tracking.freespace``); all False when the tracker recorded no coarse depths."""
+    (``tracking.freespace.FreeSpaceVotes``, counted as frames arrived); all False without votes."""
     cut = np.zeros(table.keys.size, bool)
-    if tracker.config.free_space.carve and len(tracker.depths):
+    if tracker.config.free_space.carve and len(tracker.free_space):
         mine = np.flatnonzero(np.bincount(table.of_seg, minlength=table.keys.size))  # sorted, O(rows)
-        cut[mine] = carved(tracker.depths, table.keys[mine], tracker.voxel_size, tracker.lift.depth_range)
+        cut[mine] = tracker.free_space.carved(table.keys[mine])
     return cut[table.of_seg]
 
 
