@@ -52,7 +52,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = (clusters.cluster[seg_rows] >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config)
+                            tracker.voxel_size, config, table.of_seg[member])
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
@@ -78,7 +78,7 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1])
     member = (voxel_cluster >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config)
+                            tracker.voxel_size, config, table.of_seg[member])
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
