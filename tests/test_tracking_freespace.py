@@ -237,3 +237,18 @@ def test_votes_do_not_grow_when_a_static_scene_is_observed_again_and_again():
         surface.append(np.median(tracker.free_space.counts(_surface_keys(scene, _views()[4], 1))[1]))
     assert sizes[1] == sizes[2] == sizes[3]  # the frames of laps 2-4 are all represented by lap 1's keyframes
     assert surface[3] > surface[1] > surface[0] > 0  # while every frame still votes
+
+
+def test_reading_the_votes_midway_leaves_the_final_votes_as_they_were():
+    scene = Boxes([BOX, POLE])
+    quiet, read = OnlineTracker(TrackerConfig()), OnlineTracker(TrackerConfig())
+    midway = []
+    for i, pose in enumerate(_views()):
+        frame = frame_at(scene, i, pose)
+        for tracker in (quiet, read):
+            track(tracker, frame, gt_masks(frame)[0])
+        midway.append(read.free_space.counts(np.array(read.labels.index.keys))[1].sum())  # a global pass each frame
+    keys = np.array(quiet.labels.index.keys)
+    assert midway[-1] > midway[0] > 0 and read.free_space.live < len(read.free_space.cells)  # some cells still wait
+    for a, b in zip(quiet.free_space.counts(keys), read.free_space.counts(keys)):
+        np.testing.assert_array_equal(a, b)

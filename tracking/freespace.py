@@ -279,25 +279,40 @@ class FreeSpaceVotes:
 
     def backfill(self) -> None:
         """Give the cells new since the last back-fill every earlier frame's vote, through the keyframes."""
-        pending = np.arange(self.live, len(self.cells), dtype=np.int64)
-        if pending.size:
-            for row in range(len(self.keyframes)):
-                K, pose = self.keyframes.K.view[row].reshape(3, 3), self.keyframes.pose.view[row].reshape(4, 4)
-                self._vote(pending, self.keyframes.tiles(row), K, pose, int(self.weight.view[row]))
+        rows, free, surface = self._pending_votes()
+        self.free.view[rows] += free
+        self.surface.view[rows] += surface
         self.live = len(self.cells)
 
     def counts(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(free, surface) int per voxel of ``keys``: the frames that saw its cell through and as
-        surface; 0 for voxels the map never held."""
-        self.backfill()
+        surface; 0 for voxels the map never held. Cells still waiting for their back-fill count it
+        here without committing it, so reading the counts (a global pass every N frames) leaves the
+        votes to come as they would have been."""
         keys = np.asarray(keys, np.int64)
         free, surface = np.zeros(keys.size, np.int32), np.zeros(keys.size, np.int32)
         if keys.size == 0 or len(self.cells) == 0:
             return free, surface
+        cell_free, cell_surface = self.free.view.copy(), self.surface.view.copy()
+        rows, pending_free, pending_surface = self._pending_votes()
+        cell_free[rows] += pending_free
+        cell_surface[rows] += pending_surface
         rows = self.cells.lookup(pack_keys(np.floor_divide(unpack_keys(keys), self.config.cell_factor)))
         known = rows >= 0
-        free[known], surface[known] = self.free.view[rows[known]], self.surface.view[rows[known]]
+        free[known], surface[known] = cell_free[rows[known]], cell_surface[rows[known]]
         return free, surface
+
+    def _pending_votes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, free, surface) of the cells waiting for the back-fill: the keyframes' votes, each
+        weighted by the frames it stands for."""
+        rows = np.arange(self.live, len(self.cells), dtype=np.int64)
+        free, surface = np.zeros(rows.size, np.int32), np.zeros(rows.size, np.int32)
+        if rows.size:
+            for k in range(len(self.keyframes)):
+                K, pose = self.keyframes.K.view[k].reshape(3, 3), self.keyframes.pose.view[k].reshape(4, 4)
+                self._vote(rows - self.live, self.keyframes.tiles(k), K, pose, int(self.weight.view[k]),
+                           (free, surface), self.live)
+        return rows, free, surface
 
     def carved(self, keys: np.ndarray) -> np.ndarray:
         """Bool per voxel of ``keys``: more frames saw through its cell than saw it (``free_ratio``)."""
@@ -309,18 +324,21 @@ class FreeSpaceVotes:
         index = sum(i._slot_keys.nbytes + i._slot_rows.nbytes + i._keys.nbytes for i in (self.cells, self.chunks))
         return sum(p.nbytes() for p in parts) + index + self.keyframes.nbytes()
 
-    def _vote(self, rows: np.ndarray, tiles: np.ndarray, K: np.ndarray, pose: np.ndarray, weight: int) -> None:
-        """Add ``weight`` x the classes of the cells ``rows`` in the view of one coarse depth."""
+    def _vote(self, rows: np.ndarray, tiles: np.ndarray, K: np.ndarray, pose: np.ndarray, weight: int,
+              into: tuple[np.ndarray, np.ndarray] | None = None, offset: int = 0) -> None:
+        """Add ``weight`` x the classes of the cells ``offset + rows`` in the view of one coarse depth to
+        (free, surface) at ``rows`` of ``into`` (default: the cells' counts)."""
         if rows.size == 0 or weight == 0:
             return
+        free, surface = into if into is not None else (self.free.view, self.surface.view)
         near_chunks = spheres_in_view(self.chunk_centres.view, 0.5 * np.sqrt(3.0) * CHUNK_METRES, K, pose,
                                       tiles.shape, self.depth_range)
-        rows = rows[near_chunks[self.chunk_of.view[rows]]]
+        rows = rows[near_chunks[self.chunk_of.view[offset + rows]]]
         if rows.size == 0:
             return
-        rows, free, surface = _free_and_surface(self.centres.view, rows, tiles, K, pose, self.visibility)
-        self.free.view[rows[free]] += weight
-        self.surface.view[rows[surface]] += weight
+        rows, is_free, is_surface = _free_and_surface(self.centres.view[offset:], rows, tiles, K, pose, self.visibility)
+        free[rows[is_free]] += weight
+        surface[rows[is_surface]] += weight
 
     def _represent(self, frame_index: int, tiles: np.ndarray, K: np.ndarray, pose: np.ndarray) -> None:
         """Count the frame for its nearest keyframe within the thresholds, or keep it as a keyframe."""
