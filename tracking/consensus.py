@@ -108,7 +108,7 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     """Masks x cells, each (frame, cell) given to the one mask of that frame with most voxels in it, so
     a small object's border cells do not make its neighbour's mask contain it."""
     base = np.int64(shape[1])
-    pairs, weight = _distinct_counts(unit.astype(np.int64) * base + cell)
+    pairs, weight = distinct_counts(unit.astype(np.int64) * base + cell)
     pair_unit, pair_cell = np.divmod(pairs, base)
     pair_frame = unit_frame[pair_unit]
     # by slot (frame, cell), then falling weight, ties in unit order (``pairs`` is): one stable radix sort
@@ -120,7 +120,7 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     return _binary(pair_unit[win], pair_cell[win], shape)
 
 
-def _distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct values, counts) of 1-D int64 ``values``. A stable sort of the values themselves:
     the rows come segment by segment, in long sorted runs that the merge sort takes whole (4x faster
     here than ``group_int64``'s radix argsort, which also builds an inverse nobody needs)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import RefineConfig
-from .consensus import ConsensusInput, VoxelTable, view_consensus
+from .consensus import ConsensusInput, VoxelTable, distinct_counts, view_consensus
 from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
 from .postfilter import filter_objects
@@ -105,7 +105,7 @@ def _majority(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if rows.size == 0:
         return out
     base = int(values.max()) + 1
-    codes, counts = np.unique(rows * base + values, return_counts=True)
+    codes, counts = distinct_counts(rows * base + values)  # rows come sorted: long runs
     row, value = np.divmod(codes, base)
     order = np.lexsort((-counts, row))
     first = np.r_[True, row[order][1:] != row[order][:-1]]
