@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"),
                         help="synthetic: frame size (default 640 480)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared real data (default: %(default)s)")
-    parser.add_argument("--scene", default=SCANNET, help="scannet: the scene folder under --data (default %(default)s)")
+    parser.add_argument("--scene", dest="scannet_scene", default=SCANNET,
+                        help="scannet: the scene folder under --data (default %(default)s)")
     parser.add_argument("--iou", type=float, default=None,
                         help="IoU a true positive needs (default 0.5 synthetic, 0.25 scannet)")
     parser.add_argument("--stride", type=int, default=1, help="scannet: use every n-th frame")
@@ -191,7 +192,8 @@ def diagnose_synthetic(args, out=None) -> dict:
     seen = scene.gt_observed(gt, stride=4)
     xyz, ids = gt.xyz[seen], gt.ids[seen].astype(np.int64)
     kinds = {o.id: o.kind for o in scene.gt_objects()}
-    masks, _, pred_ids = point_predictions(imap, xyz, imap.metadata.voxel_size)
+    masks, scores, pred_ids = point_predictions(imap, xyz, imap.metadata.voxel_size)
+    all_masks = masks
     holder = np.full(len(ids), -1, np.int64)  # the map object each GT point is labelled with (-1: none)
     for mask, obj_id in zip(masks, pred_ids):
         holder[mask] = obj_id
@@ -215,7 +217,33 @@ def diagnose_synthetic(args, out=None) -> dict:
         held = ", ".join(f"{'unmapped' if holders[k] < 0 else f'id {holders[k]}'} {counts[k] / gt_masks[g].sum():.2f}"
                          for k in top)
         print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}", file=out)
+    _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores,
+                    _best_point_iou(all_masks, ids), threshold, out)
     return _counts(taken, len(gt_ids), missed)
+
+
+def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    from scene.eval import InstanceAPConfig, ScenePredictions, evaluate_scenes
+
+    result = evaluate_scenes([ScenePredictions(gt_ids, masks, scores)], InstanceAPConfig(overlaps=np.array([threshold])))
+    return float(result.ap_per_overlap[0])
+
+
+def _best_point_iou(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
+    """Per prediction (P x N masks), its best point IoU with any GT instance (ids > 0)."""
+    instances = [g for g in np.unique(gt_ids) if g > 0]
+    if not instances or masks.shape[0] == 0:
+        return np.zeros(masks.shape[0])
+    gt = np.stack([gt_ids == g for g in instances]).astype(np.float64)
+    inter = masks.astype(np.float64) @ gt.T
+    return (inter / np.maximum(masks.sum(1)[:, None] + gt.sum(1)[None, :] - inter, 1)).max(1)
+
+
+def _print_headroom(ap_of, scores: np.ndarray, best_iou: np.ndarray, threshold: float, out) -> None:
+    """The AP as ranked and with the same predictions ranked by their best IoU with the GT (what ranking
+    alone could give: the rest is segmentation and box quality)."""
+    print(f"AP{round(100 * threshold)}: as ranked {ap_of(scores):.3f}; the same predictions ranked by their "
+          f"best GT IoU {ap_of(best_iou):.3f}", file=out)
 
 
 def diagnose_scannet(args, out=None) -> dict:
@@ -225,29 +253,37 @@ def diagnose_scannet(args, out=None) -> dict:
     from scene.datasets import open_dataset
     from scene.eval.box_ap import box_iou_3d
 
-    root = args.data / args.scene
+    root = args.data / args.scannet_scene
     gt, align, gt_labels = read_gt_boxes(root / "gt_boxes.json")
     imap, evidence = _map(open_dataset(root, stride=args.stride), args.map == "online")
-    boxes, _ = aligned_boxes(imap, align, False)
+    boxes, scores = aligned_boxes(imap, align, False)
     objects = [o for o in imap if not o.is_structure]
     iou = box_iou_3d(boxes, gt)
     labels = [f"{label} #{g}" for g, label in enumerate(gt_labels)]
     threshold = 0.25 if args.iou is None else args.iou
-    print(f"{args.scene}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure predictions, "
+    print(f"{args.scannet_scene}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure predictions, "
           f"{len(gt)} GT boxes; TP at box IoU {threshold:g}", file=out)
     taken = _print_ranked(objects, iou, labels, threshold, args.top, out, evidence)
     missed = _missed(taken, len(gt), out)
     for g in missed:
         best = np.argsort(-iou[:, g])[:3]
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
+    _print_headroom(lambda score: _box_ap(gt, boxes, score, threshold), scores,
+                    iou.max(1) if iou.size else np.zeros(len(objects)), threshold, out)
     return _counts(taken, len(gt), missed)
+
+
+def _box_ap(gt: np.ndarray, boxes: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    from scene.eval import SceneBoxes, evaluate_box_scenes
+
+    return float(evaluate_box_scenes([SceneBoxes(gt, boxes, scores)], (threshold,)).ap_per_overlap[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scene == "scannet":
-        if not (args.data / args.scene / "gt_boxes.json").is_file():
-            print(f"diagnose: no {args.scene}/gt_boxes.json under {args.data}", file=sys.stderr)
+        if not (args.data / args.scannet_scene / "gt_boxes.json").is_file():
+            print(f"diagnose: no {args.scannet_scene}/gt_boxes.json under {args.data}", file=sys.stderr)
             return 2
         diagnose_scannet(args)
     else:

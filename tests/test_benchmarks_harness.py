@@ -253,6 +253,20 @@ def test_multiview_evidence_tells_an_object_held_whole_from_one_seen_as_a_piece(
     assert multiview_evidence(tracker, [], voxel)["seen"].size == 0
 
 
+def test_ranking_headroom_ranks_the_same_boxes_by_their_best_iou(capsys):
+    import io
+
+    from benchmarks.diagnose import _box_ap, _print_headroom
+
+    gt = np.array([[0, 0, 0, 1, 1, 1], [2, 0, 0, 3, 1, 1]], np.float64)
+    boxes = np.array([[5, 5, 5, 6, 6, 6], [0, 0, 0, 1, 1, 1], [2, 0, 0, 3, 1, 1.5]], np.float64)  # miss, exact, 0.67
+    scores = np.array([0.9, 0.2, 0.1])  # the miss ranked first
+    out = io.StringIO()
+    _print_headroom(lambda score: _box_ap(gt, boxes, score, 0.5), scores, np.array([0.0, 1.0, 2 / 3]), 0.5, out)
+    assert _box_ap(gt, boxes, scores, 0.5) < 1.0 == _box_ap(gt, boxes, np.array([0.0, 1.0, 2 / 3]), 0.5)
+    assert out.getvalue().startswith("AP50: as ranked 0.") and out.getvalue().rstrip().endswith("IoU 1.000")
+
+
 def test_diagnose_lists_a_small_synthetic_map(capsys):
     from benchmarks.diagnose import diagnose_synthetic, main, parse_args
 
@@ -262,4 +276,8 @@ def test_diagnose_lists_a_small_synthetic_map(capsys):
     assert counts["tp"] + counts["missed"] == counts["gt"]
     assert printed.count("  TP  ") == counts["tp"] and f"missed ({counts['missed']})" in printed
     assert printed.count(" view IoU ") == printed.count("  TP  ") + printed.count("  fp  ") > 0
+    assert "AP50: as ranked " in printed
     assert main(["kitchen"]) == 2 and "unknown scene 'kitchen'" in capsys.readouterr().err
+    assert parse_args(["scannet", "--scene", "scannet_scene0113_00"]).scannet_scene == "scannet_scene0113_00"
+    assert main(["scannet", "--scene", "nowhere", "--data", "/nonexistent"]) == 2
+    assert "no nowhere/gt_boxes.json under /nonexistent" in capsys.readouterr().err
