@@ -148,7 +148,8 @@ def _row(rank: int, obj, label: str, iou: float, tp: bool, evidence: dict | None
                                         f"purity {evidence['purity']:.2f} plane {evidence['plane']:.2f}")
     return (f"{rank:4d}  {'TP' if tp else 'fp'}  id {obj.id:4d}  conf {obj.confidence:.2f} "
             f"(detected {detection_confidence(obj):.2f}, attached {share:.2f})  {obj.num_points:6d} pts "
-            f"{obj.num_observations:4d} obs{seen}{'  structure' if obj.is_structure else ''}  best: {label} IoU {iou:.2f}")
+            f"{obj.num_observations:4d} obs{seen}{'  structure' if obj.is_structure else ''}  "
+            f"best: {label} IoU {iou:.2f}")
 
 
 def _print_ranked(objects: list, iou: np.ndarray, labels: list, threshold: float, top: int, out,
@@ -225,7 +226,8 @@ def diagnose_synthetic(args, out=None) -> dict:
 def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, threshold: float) -> float:
     from scene.eval import InstanceAPConfig, ScenePredictions, evaluate_scenes
 
-    result = evaluate_scenes([ScenePredictions(gt_ids, masks, scores)], InstanceAPConfig(overlaps=np.array([threshold])))
+    config = InstanceAPConfig(overlaps=np.array([threshold]))
+    result = evaluate_scenes([ScenePredictions(gt_ids, masks, scores)], config)
     return float(result.ap_per_overlap[0])
 
 
@@ -261,7 +263,8 @@ def diagnose_scannet(args, out=None) -> dict:
     iou = box_iou_3d(boxes, gt)
     labels = [f"{label} #{g}" for g, label in enumerate(gt_labels)]
     threshold = 0.25 if args.iou is None else args.iou
-    print(f"{args.scannet_scene}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure predictions, "
+    print(f"{args.scannet_scene}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure "
+          f"predictions, "
           f"{len(gt)} GT boxes; TP at box IoU {threshold:g}", file=out)
     taken = _print_ranked(objects, iou, labels, threshold, args.top, out, evidence)
     missed = _missed(taken, len(gt), out)

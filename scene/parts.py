@@ -24,10 +24,11 @@ the non-structure objects' boxes (axis-aligned in the map's frame; Bodla et al. 
 threshold): the objects are taken in confidence order, and each one taken multiplies the confidence of
 every object not yet taken by (1 - box IoU) with it. Duplicates and fragments whose box largely overlaps a
 better-ranked object's box drop below objects that overlap nothing. Measured on the refined maps
-(2026-12-03): noisy room AP / AP50 seeds 2-5 (held out) 0.564 / 0.758 -> 0.576 / 0.771, seeds 0-1
-0.608 / 0.832 -> 0.615 / 0.841, cluttered noisy seeds 2-5 0.397 / 0.593 -> 0.402 / 0.600; ScanNet box
+(2026-12-03): noisy room AP / AP50 seeds 2-5 (held out) 0.564 / 0.758 -> 0.572 / 0.768, seeds 0-1
+0.608 / 0.832 -> 0.614 / 0.840, cluttered noisy seeds 2-5 0.397 / 0.593 -> 0.394 / 0.594; ScanNet box
 AP25 / AP50 scene0448_01 0.717 / 0.069 -> 0.707 / 0.067, scene0113_00 1.000 / 0.750 unchanged, pooled
-0.736 / 0.232 -> 0.740 / 0.233. It loses AP25 on scene0448_01, so it is off by default.
+0.736 / 0.232 -> 0.740 / 0.233. It loses AP25 on scene0448_01 and AP on the cluttered seeds, so it is
+off by default.
 
 One kind of piece is joined outright (``hanging_parts``, ``join_objects``): an object standing on the
 floor whose top reaches the underside of a larger object and lies within its horizontal box: the legs

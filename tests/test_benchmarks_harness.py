@@ -224,7 +224,8 @@ def _evidence_tracker(frames):
     for index, (surface, masks) in enumerate(frames):
         surfaces.append(index, np.sort(surface))
         made = [Segment3D(index, k, 0, np.sort(keys), np.ones(keys.size, np.int32), keys.size, np.zeros(3),
-                          np.zeros(3), np.zeros(3), 1.0, np.zeros(4, np.float32), 0.1) for k, (keys, _) in enumerate(masks)]
+                          np.zeros(3), np.zeros(3), 1.0, np.zeros(4, np.float32), 0.1)
+                for k, (keys, _) in enumerate(masks)]
         segments.append(made, np.arange(len(made)), np.array([vote for _, vote in masks], bool))
     return SimpleNamespace(segments=segments, surfaces=surfaces, config=TrackerConfig())
 
