@@ -53,8 +53,8 @@ class TrackerConfig:
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
     ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association;
-    ``free_space``: each frame's coarse depth, kept with the records, and the free-space carving of the
-    global pass (``tracking.freespace``)."""
+    ``free_space``: free-space votes per map cell, counted with the records as frames arrive, and the
+    free-space carving of the global pass (``tracking.freespace``)."""
 
     keep_records: bool = True
     confidence_frames: float = 20.0

@@ -27,7 +27,7 @@ from scene.datasets import Frame
 
 from .config import TrackerConfig
 from .export import ObjectMap, observation_confidence
-from .freespace import DepthRecords
+from .freespace import FreeSpaceVotes
 from .objects import ObjectTable
 from .records import GrowableArray, SegmentRecords, SurfaceRecords
 from .surface import surface_keys
@@ -93,7 +93,7 @@ class OnlineTracker:
         self.objects = ObjectTable()
         self.segments = SegmentRecords()
         self.surfaces = SurfaceRecords()
-        self.depths = DepthRecords(config.free_space)  # per frame a coarse depth, for free-space carving
+        self.free_space = FreeSpaceVotes(config.free_space, lift.voxel_size, lift.depth_range)  # votes per map cell
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
@@ -131,7 +131,10 @@ class OnlineTracker:
         hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
         ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
         covers = self._covers(scores)
+        mapped = len(self.labels.index)
         rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
+        if self.config.keep_records and self.config.free_space.carve:
+            self.free_space.add_voxels(self.labels.index.keys[mapped:])
         self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
                              np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
         merged = self._merge_bridged(covers, scores)
@@ -153,7 +156,7 @@ class OnlineTracker:
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
             if self.config.free_space.carve:
-                self.depths.append(frame.index, frame.depth, frame.K, frame.pose, self.lift.depth_range)
+                self.free_space.observe(frame.index, frame.depth, frame.K, frame.pose)
         else:
             self._count_seen(surface)
         self.frames_seen += 1
