@@ -139,8 +139,8 @@ _MOVED = {((), "voxel_size"): (("lift",), "voxel_size"),
 
 
 # Keys of older config files whose setting was replaced by one in other units: (table, key) -> what to set.
-_REPLACED = {(("refine",), "min_voxels"): "'refine.min_area' (m^2 of surface; 0.012 kept what 60 voxels kept under "
-                                          "noisy depth, and keeps small objects under exact depth too)"}
+_REPLACED = {(("refine",), "min_voxels"): "'refine.min_area' (m^2 of surface, the same under exact and noisy depth; "
+                                          "0.016 keeps what 60 voxels kept under noisy depth at 2 cm voxels)"}
 
 
 def _moved_keys(data: dict, where: str) -> dict:
