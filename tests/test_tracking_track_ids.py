@@ -52,7 +52,7 @@ def _track(scene, mode: str, enabled: bool = True) -> OnlineTracker:
 
 
 def _ap50(tracker: OnlineTracker, scene) -> float:
-    object_map = tracker.object_map(0.0, 20)
+    object_map = tracker.object_map(0.0, min_area=0.008)
     xyz, ids, _ = scene.gt_points()
     keys = tracker.observed_keys()
     observed = ObjectMap(keys, np.zeros(keys.size, np.int64), np.zeros(1, np.int64), np.ones(1), np.ones(1),

@@ -212,7 +212,7 @@ class OnlineTracker:
             self._seen_cache = (self.frames_seen, keys, counts.astype(np.int64))
         return self._seen_cache[1], self._seen_cache[2]
 
-    def object_map(self, detection_ratio: float = 0.0, min_area: float = 0.0, voxel_scale: float = 0.0) -> ObjectMap:
+    def object_map(self, detection_ratio: float = 0.0, *, min_area: float = 0.0, voxel_scale: float = 0.0) -> ObjectMap:
         """The current map, one object per voxel (its most frequent label). Voxels detected in at most
         ``detection_ratio`` of the frames whose surface held them are left out; objects of less than
         ``min_area`` m^2 of surface (``lift3d.area.projected_areas``) are dropped. Confidence:
