@@ -15,7 +15,8 @@ import numpy as np
 from .voxels import unpack_keys
 
 
-def projected_areas(keys: np.ndarray, groups: np.ndarray, voxel_size: float, num_groups: int | None = None) -> np.ndarray:
+def projected_areas(keys: np.ndarray, groups: np.ndarray, voxel_size: float,
+                    num_groups: int | None = None) -> np.ndarray:
     """Per group (dense ids 0..G-1 in ``groups``, one per voxel key), the area (m^2) covered by its voxels
     projected onto its principal plane, at ``voxel_size`` cells. Groups without voxels get 0."""
     groups = np.asarray(groups, np.int64).reshape(-1)

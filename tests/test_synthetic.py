@@ -317,7 +317,8 @@ def test_gt_observed_marks_visible_points_and_not_hidden_ones():
     observed = scene.gt_observed(stride=1)
     # floor points under solid boxes and cabinets standing on the floor are never visible
     floor_id = next(o.id for o in scene.gt_objects() if o.kind == "floor")
-    solid = [o for o in scene.gt_objects() if o.kind in ("box", "cabinet") and o.aabb_min[2] < scene.layout.origin[2] + 1e-6]
+    floor_z = scene.layout.origin[2]
+    solid = [o for o in scene.gt_objects() if o.kind in ("box", "cabinet") and o.aabb_min[2] < floor_z + 1e-6]
     xy = points.xyz[:, :2].astype(np.float64)
     under = np.zeros(len(xy), dtype=bool)
     for o in solid:

@@ -64,7 +64,8 @@ class Layout:
         objects = [replace(o, aabb_min=move(o.aabb_min), aabb_max=move(o.aabb_max)) for o in self.objects]
         origin = move(self.origin)
         materials = replace(self.materials, origin=np.asarray(origin))
-        return Layout(self.room_size, parts, materials, objects, None if self.focus is None else move(self.focus), origin)
+        focus = None if self.focus is None else move(self.focus)
+        return Layout(self.room_size, parts, materials, objects, focus, origin)
 
 
 @dataclass
