@@ -6,7 +6,8 @@
 3. containment: a cluster that lost >= ``contained_share`` of its voxels to one other joins it;
 4. disconnected parts holding >= ``split_min_share`` of an object split off (cells of ``split_gap / 2``
    metres, 26-connected); smaller parts stay;
-5. objects under ``min_voxels`` dropped.
+5. objects whose surface area is under ``min_area`` dropped (``lift3d.area.projected_areas``: the area their
+   voxels cover on their principal plane, the same whether depth filled one voxel layer or three).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lift3d.area import projected_areas
 from lift3d.split import grouped_cell_components
 from lift3d.voxels import group_int64, unpack_keys
 
@@ -45,8 +47,7 @@ def filter_objects(cluster_rows: np.ndarray, keys: np.ndarray, seen: np.ndarray,
     own_keys, owner, _ = dominant_per_voxel(detected[1], detected[0], detected[2])
     owner = _absorb_contained(detected, own_keys, owner, config.contained_share)
     parts = _split_parts(own_keys, owner, voxel_size, config.split_gap, config.split_min_share)
-    sizes = np.bincount(parts)
-    keep = sizes[parts] >= max(config.min_voxels, 1)
+    keep = projected_areas(own_keys, parts, voxel_size)[parts] >= config.min_area
     dense, origin = _densify(parts[keep], owner[keep])
     return VoxelObjects(own_keys[keep], dense, origin)
 
