@@ -32,7 +32,7 @@ def test_detections_by_code_equal_detections_by_lexsort():
 
 def test_filter_objects_is_the_same_with_dense_voxel_rows():
     clusters, keys, seen, voxel = _rows(7)
-    config = RefineConfig(min_voxels=5)
+    config = RefineConfig(min_area=0.002)  # about five 2 cm voxels
     slow = filter_objects(clusters, keys, seen, 0.02, config)
     fast = filter_objects(clusters, keys, seen, 0.02, config, voxel)
     assert slow.origin.size > 3
