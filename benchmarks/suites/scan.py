@@ -68,7 +68,7 @@ def _scannet_rows(ctx: BenchContext, name: str) -> list:
         warnings.simplefilter("ignore")
         source = open_dataset(root, stop=sizes(ctx).real_frames)
     ctx.log(f"  scan mode on {name}: {len(source)} frames")
-    mapper, wall = _integrate(ScanMapper(find_scan(root), ScanConfig()), source)
+    mapper, wall = _integrate(ScanMapper(find_scan(root), ScanConfig(keep_views=True)), source)
     consensus = mapper.finalize("consensus")
     graph = mapper.finalize("graph")
     mapped = mapper.finalize("map")
@@ -123,7 +123,7 @@ def _synthetic_rows(ctx: BenchContext, preset: str, noisy: bool, seed: int) -> t
     for depth in ("sensor", "mesh"):
         frames = scene.frames() if depth == "sensor" else (replace(f, depth=np.zeros_like(f.depth)) for f in scene.frames())
         ctx.log(f"  scan mode on synthetic {name} ({mesh.vertices.shape[0]} vertices), depth: {depth}")
-        mapper, wall = _integrate(ScanMapper(scan, ScanConfig(depth=depth)), frames)
+        mapper, wall = _integrate(ScanMapper(scan, ScanConfig(depth=depth, keep_views=True)), frames)
         consensus = mapper.finalize("consensus")
         graph = mapper.finalize("graph")
         mapped = mapper.finalize("map")
