@@ -107,10 +107,11 @@ class ScanResult:
     """``vertex_ids`` V int64 instance id per scan vertex (-1: none); ``instance_ids`` / ``confidences``
     the instances (ids 0..); ``imap`` the same instances as an InstanceMap (vertices as points);
     ``timings`` seconds per ``SCAN_STAGES`` stage (summed over frames); ``frames`` integrated;
-    ``seen_vertices`` share of the scan's vertices seen by at least one frame."""
+    ``seen_vertices`` share of the scan's vertices seen by at least one frame; ``superpoints`` None when
+    the labelling used none (a point cloud labelled from the voxel map without snapping)."""
 
     scan: ScanGeometry
-    superpoints: Superpoints
+    superpoints: Superpoints | None
     vertex_ids: np.ndarray
     instance_ids: np.ndarray
     confidences: np.ndarray
@@ -139,7 +140,11 @@ class ScanMapper:
         self.generator = generator if generator is not None else _make_generator(self.config)
         self.metadata = metadata if metadata is not None else MapMetadata(source_path=self.scan.path)
         self.timings = dict.fromkeys(SCAN_STAGES, 0.0)
-        self._superpoints = _done(self._compute_superpoints()) if self.config.keep_views else self._superpoints_ahead()
+        self._superpoints: Future | None = None  # computed when first needed (``superpoints``)
+        if self.config.keep_views:
+            self._superpoints = _done(self._compute_superpoints())
+        elif self._snap() != "none":  # the map labelling snaps to them at the end: made while the frames come in
+            self._superpoints = self._superpoints_ahead()
         self._projector = VertexProjector(self.scan.vertices, self.config.projection)
         self._renderer = MeshDepthRenderer(self.scan.vertices, self.scan.triangles) if self.scan.is_mesh else None
         self._views: list[PrimitiveView] = []
@@ -168,8 +173,15 @@ class ScanMapper:
 
     @property
     def superpoints(self) -> Superpoints:
-        """The scan's superpoints (waits for the worker computing them; re-raises its error)."""
+        """The scan's superpoints (waits for the worker computing them and re-raises its error; computed
+        here when no labelling needed them)."""
+        if self._superpoints is None:
+            self._superpoints = _done(self._compute_superpoints())
         return self._superpoints.result()
+
+    def _snap(self) -> str:
+        """``ScanConfig.snap`` with "auto" resolved: "fill" on a mesh, "none" on a point cloud."""
+        return self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
 
     def _voxel_mapper(self):
         from scene.config import MapperConfig
@@ -257,13 +269,13 @@ class ScanMapper:
             raise ValueError(f"ScanMapper.finalize: labels={labels!r} clusters the frames' superpoint evidence, which "
                              f"was not recorded; make the mapper with ScanConfig(keep_views=True)")
         self.check_alignment()
-        sp = self.superpoints
         start, fusion_before = time.perf_counter(), self.timings["fusion"]
         if labels == "map":
             if self.voxel_mapper is None:
                 raise ValueError("ScanMapper.finalize: labels='map' needs a mapper made with ScanConfig(labels='map')")
             vertex_cluster, confidence, structure = self._snapped_map_objects()
         else:
+            sp = self.superpoints
             cluster, confidence = (self._graph_clusters() if labels == "graph" else
                                    cluster_primitives(sp.count, self._views, sp.edges, self.config.consensus))
             vertex_cluster, structure = cluster[sp.labels], np.zeros(len(confidence), bool)
@@ -276,7 +288,8 @@ class ScanMapper:
         vertex_ids, ids, confidences, kept = _instances(vertex_cluster, confidence, self.config.min_instance_vertices)
         imap = self._instance_map(vertex_ids, ids, confidences, structure[kept])
         self.timings["objects"] = time.perf_counter() - start
-        return ScanResult(self.scan, sp, vertex_ids, ids, confidences, imap, dict(self.timings), self.num_frames,
+        superpoints = None if self._superpoints is None else self._superpoints.result()
+        return ScanResult(self.scan, superpoints, vertex_ids, ids, confidences, imap, dict(self.timings), self.num_frames,
                           float(self._seen.mean()), self.voxel_map)
 
     def _graph_clusters(self) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +315,7 @@ class ScanMapper:
             self.timings["fusion"] += time.perf_counter() - start
         voxel_map = self.voxel_map
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
-        snap = self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
+        snap = self._snap()
         if snap != "none":
             snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
             cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)

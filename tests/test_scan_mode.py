@@ -181,3 +181,18 @@ def test_the_map_labelling_keeps_no_per_view_evidence_and_its_voxel_map_is_the_m
     assert len(result.voxel_map) > 3
     with pytest.raises(ValueError, match="keep_views=True"):
         mapper.finalize("consensus")
+
+
+def test_a_point_cloud_labelled_from_the_map_computes_no_superpoints(tabletop):
+    """On a point cloud the map labelling does not snap to superpoints (``ScanConfig.snap`` "auto"), so
+    they are not computed unless asked for."""
+    from segment2d.factory import make_generator
+
+    scene, mesh, scan = tabletop
+    cloud = ScanGeometry(scan.vertices, scan.colors, None, "cloud.bin")
+    mapper = ScanMapper(cloud, ScanConfig(), generator=make_generator("ground-truth"))
+    for frame in list(scene.frames())[:4]:
+        mapper.integrate(frame)
+    result = mapper.finalize()
+    assert result.superpoints is None and (result.vertex_ids >= 0).mean() > 0.5 * result.seen_vertices > 0.1
+    assert mapper.superpoints.count > 0  # still there on request

@@ -274,8 +274,8 @@ def _cmd_run_scan(args: argparse.Namespace) -> int:
     written = write_scan_outputs(result, folder, scene_name, map_path=out)
     labelled = float((result.vertex_ids >= 0).mean())
     print(f"{result.frames} frames in {time.perf_counter() - start:.1f} s{' (interrupted: outputs hold the frames so far)' if interrupted else ''}: "
-          f"{len(result.instance_ids)} instances, {labelled:.1%} of the vertices labelled "
-          f"({result.superpoints.count:,} superpoints)\n"
+          f"{len(result.instance_ids)} instances, {labelled:.1%} of the vertices labelled"
+          f"{'' if result.superpoints is None else f' ({result.superpoints.count:,} superpoints)'}\n"
           f"  map {written['map']}\n  labelled scan {written['ply']}\n  ScanNet predictions {written['scannet']}")
     return 130 if interrupted else 0
 
