@@ -17,6 +17,7 @@ instance id per vertex, in the user's vertex order. Units: metres, the poses' wo
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class ScanConfig:
       "graph": superpoints clustered on the multi-view evidence graph (``tracking.graph``: together /
       apart counts per view, reciprocal-best agglomeration, junction convexity on meshes).
       "consensus": superpoints clustered by view-consensus rounds (``tracking.superpoint_consensus``).
+    - ``keep_views``: record each frame's superpoint evidence (which mask each seen superpoint falls in),
+      what "graph" and "consensus" cluster; None: only for those two (the "map" labelling reads the
+      voxel map instead, so its superpoints are computed on a worker thread while the frames come in).
+      True lets ``finalize("graph")`` / ``finalize("consensus")`` follow a "map" run on the same frames.
     """
 
     depth: str = "auto"
@@ -80,6 +85,7 @@ class ScanConfig:
     snap_share: float = 0.4
     mapper: object = None  # scene.config.MapperConfig for labels="map" (None: its defaults)
     graph: object = None  # tracking.graph.GraphConfig for labels="graph" (None: its defaults)
+    keep_views: bool | None = None
 
     def __post_init__(self) -> None:
         if self.snap not in ("auto", "fill", "all", "none"):
@@ -92,6 +98,8 @@ class ScanConfig:
             self.graph = GraphConfig()
         if self.depth not in DEPTH_MODES:
             raise ValueError(f"ScanConfig.depth must be one of {', '.join(DEPTH_MODES)}, got {self.depth!r}")
+        if self.keep_views is None:
+            self.keep_views = self.labels != "map"
 
 
 @dataclass
@@ -99,10 +107,11 @@ class ScanResult:
     """``vertex_ids`` V int64 instance id per scan vertex (-1: none); ``instance_ids`` / ``confidences``
     the instances (ids 0..); ``imap`` the same instances as an InstanceMap (vertices as points);
     ``timings`` seconds per ``SCAN_STAGES`` stage (summed over frames); ``frames`` integrated;
-    ``seen_vertices`` share of the scan's vertices seen by at least one frame."""
+    ``seen_vertices`` share of the scan's vertices seen by at least one frame; ``superpoints`` None when
+    the labelling used none (a point cloud labelled from the voxel map without snapping)."""
 
     scan: ScanGeometry
-    superpoints: Superpoints
+    superpoints: Superpoints | None
     vertex_ids: np.ndarray
     instance_ids: np.ndarray
     confidences: np.ndarray
@@ -131,13 +140,15 @@ class ScanMapper:
         self.generator = generator if generator is not None else _make_generator(self.config)
         self.metadata = metadata if metadata is not None else MapMetadata(source_path=self.scan.path)
         self.timings = dict.fromkeys(SCAN_STAGES, 0.0)
-        start = time.perf_counter()
-        self.superpoints = compute_superpoints(self.scan.vertices, self.scan.triangles, self.scan.colors,
-                                               self.config.superpoints)
-        self.timings["superpoints"] = time.perf_counter() - start
+        self._superpoints: Future | None = None  # computed when first needed (``superpoints``)
+        if self.config.keep_views:
+            self._superpoints = _done(self._compute_superpoints())
+        elif self._snap() != "none":  # the map labelling snaps to them at the end: made while the frames come in
+            self._superpoints = self._superpoints_ahead()
         self._projector = VertexProjector(self.scan.vertices, self.config.projection)
         self._renderer = MeshDepthRenderer(self.scan.vertices, self.scan.triangles) if self.scan.is_mesh else None
         self._views: list[PrimitiveView] = []
+        self._prepared: dict = {}  # frame index -> its projected vertices (``prepare``)
         self._frames: list[tuple[int, np.ndarray]] = []
         self._seen = np.zeros(self.scan.num_vertices, bool)
         self._evidence = _FrameEvidence()
@@ -145,17 +156,47 @@ class ScanMapper:
         self.voxel_map: InstanceMap | None = None
         self.voxel_mapper = self._voxel_mapper() if self.config.labels == "map" else None
 
+    def _compute_superpoints(self) -> Superpoints:
+        start = time.perf_counter()
+        superpoints = compute_superpoints(self.scan.vertices, self.scan.triangles, self.scan.colors,
+                                          self.config.superpoints)
+        self.timings["superpoints"] = time.perf_counter() - start
+        return superpoints
+
+    def _superpoints_ahead(self) -> Future:
+        """The superpoints computed on a worker thread (the frames' fusion runs meanwhile)."""
+        worker = ThreadPoolExecutor(1, thread_name_prefix="scan-superpoints")
+        try:
+            return worker.submit(self._compute_superpoints)
+        finally:
+            worker.shutdown(wait=False)  # the thread ends with the job
+
+    @property
+    def superpoints(self) -> Superpoints:
+        """The scan's superpoints (waits for the worker computing them and re-raises its error; computed
+        here when no labelling needed them)."""
+        if self._superpoints is None:
+            self._superpoints = _done(self._compute_superpoints())
+        return self._superpoints.result()
+
+    def _snap(self) -> str:
+        """``ScanConfig.snap`` with "auto" resolved: "fill" on a mesh, "none" on a point cloud."""
+        return self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
+
     def _voxel_mapper(self):
         from scene.config import MapperConfig
         from scene.pipeline import Mapper
 
         config = self.config.mapper if self.config.mapper is not None else MapperConfig()
+        if not config.online_only:  # only the refined map is read: no online objects are built or ranked
+            config = replace(config, min_object_voxels=NO_ONLINE_OBJECTS)
         return Mapper(config, None, generator=self.generator, metadata=replace(self.metadata, voxel_size=config.voxel_size))
 
     def integrate(self, frame: Frame, masks: MaskSet | None = None) -> PrimitiveView:
-        """Record which mask each superpoint the frame sees falls in (and, with ``labels="map"``, fuse the
-        frame into the voxel map). ``masks``: the masks ``self.generator`` made of ``frame``, which is then
-        already the frame ``with_depth`` returned (``integrate_frames`` prepares and segments the next frame
+        """Record the vertices the frame sees and which mask each seen superpoint falls in (returned; None
+        unless ``config.keep_views``), and with ``labels="map"`` fuse the frame into the voxel map.
+        ``masks``: the masks ``self.generator`` made of ``frame``, which is then already the frame
+        ``with_depth`` or ``prepare`` returned (``integrate_frames`` prepares and segments the next frame
         while this one is integrated); None: depth and masks are made here."""
         if masks is None:
             frame = self.with_depth(frame)
@@ -172,27 +213,31 @@ class ScanMapper:
             owner = partition_owner(selected, partition)
             self.timings["segment"] += time.perf_counter() - start
 
+        view = self._prepared.pop(int(frame.index), None)
+        if view is None:
+            view = self._project(frame)
         start = time.perf_counter()
-        view = self._projector.project(frame.depth, frame.K, frame.pose)
         self._seen[view.vertices] = True
         self._evidence.projected += view.in_frustum
         self._evidence.agreeing += len(view.vertices)
         self.timings["projection"] += time.perf_counter() - start
 
         start = time.perf_counter()
-        primitive_view = superpoint_labels(self.superpoints.labels[view.vertices], owner.reshape(-1)[view.pixels],
-                                           self.config.dominance)
-        self._views.append(primitive_view)
+        primitive_view = None
+        if self.config.keep_views:
+            primitive_view = superpoint_labels(self.superpoints.labels[view.vertices], owner.reshape(-1)[view.pixels],
+                                               self.config.dominance)
+            self._views.append(primitive_view)
         self._frames.append((frame.index, frame.pose))
         self._last_frame = int(frame.index)
         self.timings["graph"] += time.perf_counter() - start
-        if len(self._views) == self.config.check_after:
+        if len(self._frames) == self.config.check_after:
             self.check_alignment()
         return primitive_view
 
     @property
     def num_frames(self) -> int:
-        return len(self._views)
+        return len(self._frames)
 
     @property
     def last_frame(self) -> int:
@@ -204,11 +249,11 @@ class ScanMapper:
         another frame (or unit) than the poses."""
         e, where = self._evidence, f"scan {self.scan.path or '(in memory)'}"
         if e.projected == 0:
-            raise ScanError(f"{where}: no vertex projects into any of the first {len(self._views)} frames; the scan "
+            raise ScanError(f"{where}: no vertex projects into any of the first {self.num_frames} frames; the scan "
                             f"is in another coordinate frame than the poses (or another unit)")
         if e.agreeing < self.config.min_agreement * e.projected:
             raise ScanError(f"{where}: only {100 * e.agreeing / e.projected:.1f}% of the vertices projecting into the "
-                            f"first {len(self._views)} frames lie on their depth (expected most); the scan is in "
+                            f"first {self.num_frames} frames lie on their depth (expected most); the scan is in "
                             f"another coordinate frame than the poses, or the depth scale is wrong")
 
     def finalize(self, labels: str | None = None) -> ScanResult:
@@ -218,16 +263,19 @@ class ScanMapper:
         labels = self.config.labels if labels is None else labels
         if labels not in LABEL_MODES:
             raise ValueError(f"ScanMapper.finalize: labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
-        if not self._views:
+        if not self._frames:
             raise ScanError(f"scan {self.scan.path}: no frame was integrated")
+        if labels != "map" and not self.config.keep_views:
+            raise ValueError(f"ScanMapper.finalize: labels={labels!r} clusters the frames' superpoint evidence, which "
+                             f"was not recorded; make the mapper with ScanConfig(keep_views=True)")
         self.check_alignment()
-        sp = self.superpoints
         start, fusion_before = time.perf_counter(), self.timings["fusion"]
         if labels == "map":
             if self.voxel_mapper is None:
                 raise ValueError("ScanMapper.finalize: labels='map' needs a mapper made with ScanConfig(labels='map')")
             vertex_cluster, confidence, structure = self._snapped_map_objects()
         else:
+            sp = self.superpoints
             cluster, confidence = (self._graph_clusters() if labels == "graph" else
                                    cluster_primitives(sp.count, self._views, sp.edges, self.config.consensus))
             vertex_cluster, structure = cluster[sp.labels], np.zeros(len(confidence), bool)
@@ -240,7 +288,8 @@ class ScanMapper:
         vertex_ids, ids, confidences, kept = _instances(vertex_cluster, confidence, self.config.min_instance_vertices)
         imap = self._instance_map(vertex_ids, ids, confidences, structure[kept])
         self.timings["objects"] = time.perf_counter() - start
-        return ScanResult(self.scan, sp, vertex_ids, ids, confidences, imap, dict(self.timings), len(self._views),
+        superpoints = None if self._superpoints is None else self._superpoints.result()
+        return ScanResult(self.scan, superpoints, vertex_ids, ids, confidences, imap, dict(self.timings), self.num_frames,
                           float(self._seen.mean()), self.voxel_map)
 
     def _graph_clusters(self) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +315,7 @@ class ScanMapper:
             self.timings["fusion"] += time.perf_counter() - start
         voxel_map = self.voxel_map
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
-        snap = self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
+        snap = self._snap()
         if snap != "none":
             snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
             cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
@@ -278,6 +327,20 @@ class ScanMapper:
         for obj in voxel_map:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
         return labels.astype(np.int64), confidence, structure
+
+    def prepare(self, frame: Frame) -> Frame:
+        """``with_depth``, and the vertices the frame sees projected now (``integrate`` takes them): what
+        ``integrate_frames`` does for the next frame on its worker thread while this one is fused."""
+        frame = self.with_depth(frame)
+        self._prepared[int(frame.index)] = self._project(frame)
+        return frame
+
+    def _project(self, frame: Frame):
+        start = time.perf_counter()
+        try:
+            return self._projector.project(frame.depth, frame.K, frame.pose)
+        finally:
+            self.timings["projection"] += time.perf_counter() - start
 
     def with_depth(self, frame: Frame) -> Frame:
         """``frame`` with the depth it is projected with (``ScanConfig.depth``): its own, or rendered from
@@ -317,6 +380,15 @@ class ScanMapper:
         mark_floor_and_ceiling(imap)
         mark_walls(imap)
         return imap
+
+
+NO_ONLINE_OBJECTS = 2 ** 62  # MapperConfig.min_object_voxels no object reaches: the voxel map builds no online objects
+
+
+def _done(value) -> Future:
+    future = Future()
+    future.set_result(value)
+    return future
 
 
 def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float) -> PrimitiveView:
@@ -373,14 +445,14 @@ def map_scan(source, scan: ScanGeometry | str | Path, config: ScanConfig | None 
 
 def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True) -> None:
     """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
-    each. ``pipelined``: the next frame is read, given its depth and segmented on a worker thread (the
+    each. ``pipelined``: the next frame is read, given its depth, projected and segmented on a worker thread (the
     weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
     worker) while this one is projected and fused, in order, so the result is the one of
     ``pipelined=False``. A KeyboardInterrupt stops the worker before it propagates; the frames
     integrated so far stay in ``mapper``."""
     from scene.pipeline import _SegmentAhead, _segment_inline
 
-    prepared = (mapper.with_depth(frame) for frame in source)
+    prepared = (mapper.prepare(frame) for frame in source)
     frames = _SegmentAhead(mapper, prepared, total) if pipelined else _segment_inline(mapper, source, total)
     try:
         for done, frame, masks, _ in frames:

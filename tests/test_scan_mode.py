@@ -51,7 +51,7 @@ def test_ground_truth_masks_give_near_perfect_vertex_instances(tabletop, depth):
     from segment2d.factory import make_generator
 
     scene, mesh, scan = tabletop
-    mapper = ScanMapper(scan, ScanConfig(depth=depth), generator=make_generator("ground-truth"))
+    mapper = ScanMapper(scan, ScanConfig(depth=depth, keep_views=True), generator=make_generator("ground-truth"))
     for frame in scene.frames():
         mapper.integrate(frame if depth == "sensor" else replace(frame, depth=np.zeros_like(frame.depth)))
     consensus = mapper.finalize("consensus")
@@ -144,7 +144,7 @@ def test_pipelined_frames_give_the_same_labels_and_views_as_one_thread(tabletop)
     frames = [replace(f, depth=np.zeros_like(f.depth)) for f in scene.frames()]
     results, views = [], []
     for pipelined in (False, True):
-        mapper = ScanMapper(scan, ScanConfig(depth="mesh"))
+        mapper = ScanMapper(scan, ScanConfig(depth="mesh", keep_views=True))
         done = []
         integrate_frames(mapper, frames, len(frames), lambda k, total: done.append((k, total)), pipelined=pipelined)
         assert done == [(k, len(frames)) for k in range(1, len(frames) + 1)]
@@ -156,3 +156,43 @@ def test_pipelined_frames_give_the_same_labels_and_views_as_one_thread(tabletop)
     for one, two in zip(*views):
         np.testing.assert_array_equal(one.primitives, two.primitives)
         np.testing.assert_array_equal(one.labels, two.labels)
+
+
+def test_the_map_labelling_keeps_no_per_view_evidence_and_its_voxel_map_is_the_mappers(tabletop):
+    """With ``labels="map"`` the voxel mapper builds no online objects and the frames' superpoint evidence
+    is not recorded (the superpoints come from a worker thread): the refined voxel map is still exactly
+    the one a plain ``Mapper`` makes of the same frames, and asking for the evidence names the setting."""
+    from scene.config import MapperConfig
+    from scene.map import map_fingerprint
+    from scene.pipeline import Mapper
+    from segment2d.factory import make_generator
+
+    scene, mesh, scan = tabletop
+    generator = make_generator("ground-truth")
+    mapper = ScanMapper(scan, ScanConfig(), generator=generator)
+    plain = Mapper(MapperConfig(), generator=generator)
+    for frame in scene.frames():
+        assert mapper.integrate(frame) is None
+        plain.integrate(frame)
+    assert plain.num_objects > 0 and mapper.voxel_mapper.num_objects == 0  # no online objects in the scan mode
+    result = mapper.finalize()
+    assert mapper._views == [] and result.superpoints.count > 0
+    assert map_fingerprint(result.voxel_map)["digest"] == map_fingerprint(plain.finalize())["digest"]
+    assert len(result.voxel_map) > 3
+    with pytest.raises(ValueError, match="keep_views=True"):
+        mapper.finalize("consensus")
+
+
+def test_a_point_cloud_labelled_from_the_map_computes_no_superpoints(tabletop):
+    """On a point cloud the map labelling does not snap to superpoints (``ScanConfig.snap`` "auto"), so
+    they are not computed unless asked for."""
+    from segment2d.factory import make_generator
+
+    scene, mesh, scan = tabletop
+    cloud = ScanGeometry(scan.vertices, scan.colors, None, "cloud.bin")
+    mapper = ScanMapper(cloud, ScanConfig(), generator=make_generator("ground-truth"))
+    for frame in list(scene.frames())[:4]:
+        mapper.integrate(frame)
+    result = mapper.finalize()
+    assert result.superpoints is None and (result.vertex_ids >= 0).mean() > 0.5 * result.seen_vertices > 0.1
+    assert mapper.superpoints.count > 0  # still there on request

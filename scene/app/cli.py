@@ -261,18 +261,21 @@ def _cmd_run_scan(args: argparse.Namespace) -> int:
                         segmenter_options=mapper_config.segmenter_options, mapper=mapper_config,
                         labels=args.scan_labels)
     mapper = ScanMapper(scan_path, config, metadata=_metadata(source, mapper_config))
-    print(f"scan {scan_path}: {mapper.scan.num_vertices:,} vertices, {'mesh' if mapper.scan.is_mesh else 'point cloud'}, "
-          f"{mapper.superpoints.count:,} superpoints", file=sys.stderr)
+    print(f"scan {scan_path}: {mapper.scan.num_vertices:,} vertices, {'mesh' if mapper.scan.is_mesh else 'point cloud'}",
+          file=sys.stderr)
     total = len(source) if args.max_frames is None else min(len(source), args.max_frames)
     start = time.perf_counter()
     interrupted = _integrate_scan_frames(mapper, source, total, args.quiet)
+    if not args.quiet:
+        print(f"{mapper.num_frames} frames fused; global pass and labelling the scan's vertices ...", file=sys.stderr)
     result = mapper.finalize()
     folder = out.with_name(out.stem + "_scan")
     scene_name = scan_path.name.split(".")[0].replace("_vh_clean_2", "")
     written = write_scan_outputs(result, folder, scene_name, map_path=out)
     labelled = float((result.vertex_ids >= 0).mean())
     print(f"{result.frames} frames in {time.perf_counter() - start:.1f} s{' (interrupted: outputs hold the frames so far)' if interrupted else ''}: "
-          f"{len(result.instance_ids)} instances, {labelled:.1%} of the vertices labelled\n"
+          f"{len(result.instance_ids)} instances, {labelled:.1%} of the vertices labelled"
+          f"{'' if result.superpoints is None else f' ({result.superpoints.count:,} superpoints)'}\n"
           f"  map {written['map']}\n  labelled scan {written['ply']}\n  ScanNet predictions {written['scannet']}")
     return 130 if interrupted else 0
 
