@@ -883,6 +883,26 @@ def _frames(source, total: int, after: int):
             yield k + 1, frame, {"started": started, "read": time.perf_counter() - started}
 
 
+def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationError:
+    where = getattr(frame, "source", "") or "the frame source"
+    return SegmentationError(f"frame {frame.index} ({where}): the {getattr(generator, 'name', 'mask')} "
+                             f"generator failed: {message}")
+
+
+def _read_in_process(process: SegmenterProcess, generator, total: int, after: int):
+    """``_frames`` read and segmented by the segmenter process (``SegmenterProcess.read_and_generate``):
+    the timings also hold the frame's "segment" seconds and its "masks" (a generator failure raises
+    ``SegmentationError`` naming the frame; a reading error is raised as the reader raised it)."""
+    for k in range(total):
+        started = time.perf_counter()
+        done = process.read_and_generate(k, after)
+        if done.error:
+            raise _segmentation_error(done.frame, generator, done.error)
+        if not done.skipped:
+            segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
+            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks}
+
+
 class _segment_inline:
     """(done, frame, None, timings) per frame: ``Mapper.integrate`` segments it on the calling thread."""
 
@@ -915,11 +935,13 @@ class _SegmentAhead:
 
     def __init__(self, mapper: Mapper, source, total: int) -> None:
         self._generator = mapper.generator
-        self._frames = _frames(source, total, mapper.last_frame)
         self._ready: queue.Queue = queue.Queue(maxsize=SEGMENT_AHEAD)
         self._stop = threading.Event()
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
-        self._process = SegmenterProcess(mapper.generator) if in_process else None
+        reads = in_process and SegmenterProcess.reads(source)
+        self._process = SegmenterProcess(mapper.generator, source if reads else None) if in_process else None
+        self._frames = _read_in_process(self._process, mapper.generator, total, mapper.last_frame) if reads \
+            else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
@@ -947,14 +969,14 @@ class _SegmentAhead:
     def _work(self) -> None:
         try:
             for done, frame, timings in self._frames:
-                start = time.perf_counter()
-                try:
-                    masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
-                except Exception as error:
-                    where = getattr(frame, "source", "") or "the frame source"
-                    raise SegmentationError(f"frame {frame.index} ({where}): the {getattr(self._generator, 'name', 'mask')} "
-                                            f"generator failed: {type(error).__name__}: {error}") from error
-                timings["segment"] = time.perf_counter() - start
+                masks = timings.pop("masks", None)
+                if masks is None:
+                    start = time.perf_counter()
+                    try:
+                        masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
+                    except Exception as error:
+                        raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
+                    timings["segment"] = time.perf_counter() - start
                 if not self._put((done, frame, masks, timings)):
                     return
             self._put(self._END)

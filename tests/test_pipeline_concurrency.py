@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -187,7 +188,7 @@ def test_masks_cut_to_their_extents_come_back_whole():
     import numpy as np
 
     from segment2d.types import MaskSet
-    from segment2d.worker import _packed_masks, _unpacked_masks
+    from segment2d.worker import pack_masks as _packed_masks, unpack_masks as _unpacked_masks
 
     rng = np.random.default_rng(3)
     masks = np.zeros((4, 37, 61), bool)
@@ -202,3 +203,63 @@ def test_masks_cut_to_their_extents_come_back_whole():
         assert (back.extra["level"] == given.extra["level"]).all()
     assert payload[0].size == 0
     assert _packed_masks(MaskSet(masks, np.ones(4, np.float32), np.zeros((4, 4), np.float32), {}))[0].size == 37 * 8 + 4 * 2 + 1
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A small scene written to disk (the project format): a file source the segmenter process can read."""
+    scene = make_scene("room", seed=1, noisy=True, num_frames=60, width=320, height=240)
+    return write_scene(scene, tmp_path_factory.mktemp("written") / "data", frames=scene.source(stop=NUM_FRAMES))
+
+
+def test_the_segmenter_process_reads_file_sources_and_makes_the_same_map(written, frames, tmp_path):
+    """A file reader is copied to the segmenter process, which reads and segments its frames there: the
+    frames and masks it sends back are the ones read and segmented here, and the pipelined map is the
+    sequential one byte for byte. Frames given as a list are read by the caller."""
+    from scene.datasets import open_dataset
+    from segment2d.worker import SegmenterProcess
+
+    source = open_dataset(written)
+    assert SegmenterProcess.reads(source) and not SegmenterProcess.reads(frames)
+    assert not SegmenterProcess.reads(iter(source))
+    generator = make_generator("geometric")
+    worker = SegmenterProcess(generator, source)
+    try:
+        done = worker.read_and_generate(3)
+        mine = generator.generate(source[3])
+        assert done.frame.index == source[3].index and (done.frame.depth == source[3].depth).all()
+        assert (done.frame.color == source[3].color).all() and done.read_s > 0 and not done.skipped
+        assert done.masks.masks.shape == mine.masks.shape and (done.masks.masks == mine.masks).all()
+        assert (done.masks.scores == mine.scores).all()
+        skipped = worker.read_and_generate(2, after=source[2].index)
+        assert skipped.skipped and skipped.masks is None and skipped.frame.index == source[2].index
+    finally:
+        worker.close()
+    config = MapperConfig(save_every=3)
+    results, maps = [], {}
+    for pipelined in (False, True):
+        out = tmp_path / f"{pipelined}.sqlite"
+        returned = run(open_dataset(written), config, out=out, pipelined=pipelined,
+                       progress=lambda r, d, t: results.append(r.timings))
+        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(_stored(out)))
+    assert maps[True] == maps[False] and maps[True][0]["objects"] >= 3
+    assert all(t["read"] > 0 and t["segment"] > 0 for t in results[NUM_FRAMES:])
+    assert not _our_threads()
+
+
+def test_a_corrupt_frame_read_by_the_segmenter_process_names_its_file_and_keeps_the_frames_before(written, tmp_path):
+    import shutil
+
+    from scene.datasets import DatasetError, open_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(written, data)
+    source = open_dataset(data)
+    bad = Path(source[5].source)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    out = tmp_path / "map.sqlite"
+    with pytest.raises(DatasetError, match=bad.name):
+        run(open_dataset(data), MapperConfig(save_every=100), out=out)
+    kept = _stored(out)
+    assert kept.num_frames == 5 and kept.trajectory[0].tolist() == [source[k].index for k in range(5)]
+    assert not _our_threads()
