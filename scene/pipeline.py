@@ -425,10 +425,18 @@ class Mapper:
         long-lived objects keeping their ids (the remap is recorded), save it in full, release the file
         and return the map."""
         refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
-        self._writer.drain()
         start = time.perf_counter()
-        self._flush()
-        self._map = self._refined_map() if refined else self._joined_view(self._map)
+        if refined:
+            # The refinement reads only the tracker, so it runs beside the writer's last save; the online
+            # objects are not rebuilt (the refined map replaces them), only the map edits are applied.
+            result = self._refine()
+            self._writer.drain()
+            self._apply_map_ops()
+            self._map = self._refined_map(result)
+        else:
+            self._writer.drain()
+            self._flush()
+            self._map = self._joined_view(self._map)
         self.finalize_timings = {"global_pass": time.perf_counter() - start, "final_save": 0.0}
         if self.tracker.frames_seen > 0:  # a resumed mapper with nothing new keeps the file's flag
             self._map.metadata.extra["refined"] = bool(refined)
@@ -510,10 +518,13 @@ class Mapper:
         and ceiling, rank the objects (``scene.parts``). Parts are not joined here: joined in the tracker
         while the map is partial, wrong joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13);
         ``map`` shows them joined. Only with the writer idle (``_writer.drain()``)."""
+        self._apply_map_ops()
+        self._finish_objects(self._touched_objects())
+
+    def _apply_map_ops(self) -> None:
         ops, self._map_ops = self._map_ops, []
         for op in ops:
             op()
-        self._finish_objects(self._touched_objects())
 
     def _touched_objects(self) -> list | None:
         """The objects touched since the last flush, as (id, voxel sums or None when too small to be in
@@ -585,11 +596,13 @@ class Mapper:
 
     # ---- internals: refinement and resume ----------------------------------------------------
 
-    def _refined_map(self) -> InstanceMap:
+    def _refine(self):
         if self._graph is not None:
-            result = refine_graph(self.tracker, self._graph, self.config.refine)
-        else:
-            result = refine(self.tracker, self.config.refine)
+            return refine_graph(self.tracker, self._graph, self.config.refine)
+        return refine(self.tracker, self.config.refine)
+
+    def _refined_map(self, result) -> InstanceMap:
+        """The map of the refinement's ``result``, on this map's trajectory, camera and id remap."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects)
