@@ -263,3 +263,43 @@ def test_a_corrupt_frame_read_by_the_segmenter_process_names_its_file_and_keeps_
     kept = _stored(out)
     assert kept.num_frames == 5 and kept.trajectory[0].tolist() == [source[k].index for k in range(5)]
     assert not _our_threads()
+
+
+def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(written):
+    """With ``read_ahead`` = k, frame n is read only once the mapping thread took frame n - k, and the map
+    does not depend on k. The mapping thread is made the slower stage (progress sleeps), so the reader
+    always reaches its bound."""
+    import time
+
+    from scene.datasets import open_dataset
+
+    class _Counting:
+        def __init__(self, source):
+            self.source, self.reads = source, []
+
+        def __len__(self):
+            return len(self.source)
+
+        def __iter__(self):
+            for k in range(len(self.source)):
+                self.reads.append(k)
+                yield self.source[k]
+
+    digests = set()
+    for ahead in (1, 2):
+        source = _Counting(open_dataset(written))
+        taken = []
+
+        def progress(result, done, total, source=source, taken=taken):
+            time.sleep(0.15)
+            taken.append(len(source.reads))  # frames read when this frame's integration ended
+
+        digests.add(map_fingerprint(run(source, MapperConfig(online_only=True), progress=progress,
+                                        read_ahead=ahead))["digest"])
+        # frame n (1-based) integrated: at most n + ahead frames read, and the reader kept that far ahead
+        assert all(reads <= done + ahead for done, reads in enumerate(taken, 1)), (ahead, taken)
+        assert [reads - done for done, reads in enumerate(taken, 1)][:-ahead] == [ahead] * (NUM_FRAMES - ahead), taken
+    assert len(digests) == 1
+    with pytest.raises(ValueError, match="read_ahead must be >= 1"):
+        run(open_dataset(written), MapperConfig(online_only=True), read_ahead=0)
+    assert not _our_threads()
