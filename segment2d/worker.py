@@ -18,7 +18,7 @@ import numpy as np
 
 from scene.datasets import Frame
 
-from .types import MaskSet
+from .types import MaskCrops, MaskSet
 
 
 @dataclass
@@ -140,7 +140,7 @@ def _serve() -> None:
 def _segment(generator, body: tuple) -> tuple:
     index, where, color, depth, K, pose = body
     try:
-        return "ok", pack_masks(generator.generate(Frame(index, 0.0, color, depth, K, pose, source=where)))
+        return "ok", _generated_packed(generator, Frame(index, 0.0, color, depth, K, pose, source=where))
     except Exception as error:  # the mapping process raises it, naming the frame
         return "error", f"{type(error).__name__}: {error}"
 
@@ -156,7 +156,7 @@ def _read_and_segment(generator, source, body: tuple) -> tuple:
     if after is not None and frame.index <= after:
         return "read", (frame, None, read_s, 0.0, "", True)
     try:
-        packed, error = pack_masks(generator.generate(frame)), ""
+        packed, error = _generated_packed(generator, frame), ""
     except Exception as failure:
         packed, error = None, f"{type(failure).__name__}: {failure}"
     return "read", (frame, packed, read_s, time.perf_counter() - start, error, False)
@@ -169,6 +169,33 @@ def _picklable(error: Exception) -> Exception:
         return error
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _generated_packed(generator, frame: Frame) -> tuple:
+    """The generator's masks for ``frame``, packed: from its crops when it makes them (``generate_crops``)."""
+    if hasattr(generator, "generate_crops"):
+        return pack_crops(generator.generate_crops(frame))
+    return pack_masks(generator.generate(frame))
+
+
+def pack_crops(masks: MaskCrops) -> tuple:
+    """``pack_masks`` of ``masks.to_maskset()``, byte for byte, from the crops (no N x H x W stack): each crop
+    is packed from the byte holding its first column, then cut to its rows and bytes with any pixel."""
+    height, width = masks.image_size
+    cuts, extents = [], np.zeros((len(masks), 4), np.int64)
+    for i, (x0, y0, crop) in enumerate(masks.crops):
+        rows = np.flatnonzero(crop.any(axis=1))
+        if rows.size == 0:
+            continue
+        lead = x0 % 8  # pad to the byte boundary, so that bytes fall where packing whole rows puts them
+        block = np.zeros((rows[-1] + 1 - rows[0], lead + crop.shape[1]), bool)
+        block[:, lead:] = crop[rows[0]:rows[-1] + 1]
+        packed = np.packbits(block, axis=-1)
+        used = np.flatnonzero(np.bitwise_or.reduce(packed, axis=0))
+        cuts.append(packed[:, used[0]:used[-1] + 1].ravel())
+        extents[i] = (y0 + rows[0], y0 + rows[-1] + 1, x0 // 8 + used[0], x0 // 8 + used[-1] + 1)
+    bits = np.concatenate(cuts) if cuts else np.zeros(0, np.uint8)
+    return bits, extents, (len(masks), height, width), masks.scores, masks.boxes, masks.extra
 
 
 def pack_masks(masks: MaskSet) -> tuple:

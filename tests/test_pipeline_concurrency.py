@@ -303,3 +303,29 @@ def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(w
     with pytest.raises(ValueError, match="read_ahead must be >= 1"):
         run(open_dataset(written), MapperConfig(online_only=True), read_ahead=0)
     assert not _our_threads()
+
+
+def test_masks_packed_from_crops_are_the_masks_packed_whole(frames):
+    """The worker packs a generator's crops (``generate_crops``) into exactly the bytes it packs from the
+    whole stack: crops at any column (not on a byte boundary), empty, or on the last partial byte; and the
+    geometric generator's crops are its masks."""
+    import numpy as np
+
+    from segment2d.types import MaskCrops
+    from segment2d.worker import pack_crops, pack_masks, unpack_masks
+
+    rng = np.random.default_rng(5)
+    crops = [(3, 2, rng.random((7, 13)) > 0.5), (0, 0, np.zeros((4, 4), bool)), (50, 30, rng.random((7, 11)) > 0.3),
+             (13, 9, np.pad(np.ones((2, 2), bool), ((3, 1), (4, 5))))]
+    given = MaskCrops(crops, (37, 61), np.ones(4, np.float32), np.zeros((4, 4), np.float32), {"level": np.arange(4)})
+    dense = given.to_maskset()
+    for a, b in zip(pack_crops(given), pack_masks(dense)):
+        assert (np.asarray(a) == np.asarray(b)).all() if not isinstance(a, dict) else a.keys() == b.keys()
+    assert (unpack_masks(pack_crops(given)).masks == dense.masks).all()
+    generator = make_generator("geometric")
+    for frame in frames[:2]:
+        made = generator.generate_crops(frame)
+        whole = generator.generate(frame)
+        assert len(made) == len(whole) > 5 and (made.to_maskset().masks == whole.masks).all()
+        packed, expected = pack_crops(made), pack_masks(whole)
+        assert (packed[0] == expected[0]).all() and (packed[1] == expected[1]).all()
