@@ -826,6 +826,13 @@ def _make_generator(config: MapperConfig):
 # of balanced stages with 25% jitter: -7% throughput, -25% latency p95 on an idle machine).
 SEGMENT_AHEAD = 2
 
+# Who reads a frame when the segmenter process can (``SegmenterProcess.reads``): decoding costs 6-25 ms a
+# frame (a 1296 x 968 ScanNet JPEG resized: the most), and it goes to the process with time to spare. The
+# segmenter process reads unless the mapping thread has lately waited for frames longer than ready frames
+# waited for it (running means, READ_BALANCE_SMOOTHING per frame): then the segmenter is the slower side
+# and the frame is read here. Frames are the same either way; only where the work runs changes.
+READ_BALANCE_SMOOTHING = 0.2
+
 ProgressCallback = Callable[[FrameResult, int, int], None]
 
 
@@ -912,12 +919,26 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
                              f"generator failed: {message}")
 
 
-def _read_in_process(process: SegmenterProcess, generator, total: int, after: int):
-    """``_frames`` read and segmented by the segmenter process (``SegmenterProcess.read_and_generate``):
-    the timings also hold the frame's "segment" seconds and its "masks" (a generator failure raises
-    ``SegmentationError`` naming the frame; a reading error is raised as the reader raised it)."""
+def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
+                     read_here: Callable[[], bool]):
+    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``), or here when
+    ``read_here()`` says so at that frame (then sent over to be segmented), with the frame's "segment"
+    seconds and its "masks" in the timings; a generator failure raises ``SegmentationError`` naming the
+    frame, a reading error is raised as the reader raised it."""
     for k in range(total):
         started = time.perf_counter()
+        if read_here():
+            frame = source[k]
+            if frame.index <= after:
+                continue
+            read = time.perf_counter() - started
+            try:
+                masks = process.generate(frame)
+            except Exception as error:
+                raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
+            yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
+                                 "masks": masks}
+            continue
         done = process.read_and_generate(k, after)
         if done.error:
             raise _segmentation_error(done.frame, generator, done.error)
@@ -967,14 +988,23 @@ class _SegmentAhead:
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
         reads = in_process and SegmenterProcess.reads(source)
         self._process = SegmenterProcess(mapper.generator, source if reads else None) if in_process else None
-        self._frames = _read_in_process(self._process, mapper.generator, total, mapper.last_frame) if reads \
-            else _frames(source, total, mapper.last_frame)
+        self._waited = 0.0  # running means (seconds) of the consumer's wait for a frame, and of
+        self._sat = 0.0  # the time a ready frame waited for the consumer
+        self._taken = 0
+        self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
+                                        self._consumer_waits) if reads else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
     def __iter__(self):
         while True:
-            item = self._ready.get()
+            start = time.perf_counter()
+            item, ready = self._ready.get()
+            taken = time.perf_counter()
+            if self._taken:  # not the first frame, awaited while the segmenter process started
+                self._waited += READ_BALANCE_SMOOTHING * (taken - start - self._waited)
+                self._sat += READ_BALANCE_SMOOTHING * (max(start - ready, 0.0) - self._sat)
+            self._taken += 1
             if item is self._END:
                 return
             if isinstance(item, BaseException):
@@ -1017,6 +1047,11 @@ class _SegmentAhead:
         finally:
             self._frames.close()
 
+    def _consumer_waits(self) -> bool:
+        """Whether the mapping thread has lately waited for frames longer than ready frames waited for it:
+        then the segmenter process is the slower side, and this process reads the next frame itself."""
+        return self._waited > self._sat
+
     def _take_slot(self) -> bool:
         """Wait until a frame may be read ahead; False once ``close`` was called."""
         while not self._stop.is_set():
@@ -1027,7 +1062,7 @@ class _SegmentAhead:
     def _put(self, item) -> bool:
         if self._stop.is_set():
             return False
-        self._ready.put(item)
+        self._ready.put((item, time.perf_counter()))
         return True
 
 

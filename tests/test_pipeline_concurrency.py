@@ -329,3 +329,28 @@ def test_masks_packed_from_crops_are_the_masks_packed_whole(frames):
         assert len(made) == len(whole) > 5 and (made.to_maskset().masks == whole.masks).all()
         packed, expected = pack_crops(made), pack_masks(whole)
         assert (packed[0] == expected[0]).all() and (packed[1] == expected[1]).all()
+
+
+def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch):
+    """The segmenter process reads a file source's frames while the mapping thread is the slower side
+    (frames wait ready for it); once the mapping thread waits for frames, this process reads them."""
+    import time
+
+    from scene.datasets import open_dataset
+    from scene.datasets.base import FrameSource
+    from scene.pipeline import _SegmentAhead
+
+    here = []
+    original = FrameSource.__getitem__
+    monkeypatch.setattr(FrameSource, "__getitem__", lambda self, k: here.append(k) or original(self, k))
+    source = open_dataset(written)
+    frames = _SegmentAhead(Mapper(MapperConfig()), source, len(source))
+    try:
+        for _ in frames:
+            time.sleep(0.3)  # a slow mapping thread: frames wait for it
+    finally:
+        frames.close()
+    assert len(here) <= 2, here  # at most while the first frames were awaited
+    assert frames._sat > frames._waited and not frames._consumer_waits()
+    frames._waited, frames._sat = 0.05, 0.0
+    assert frames._consumer_waits()
