@@ -10,7 +10,9 @@ frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera a
 
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
-second CPU is there, else on a thread; the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+second CPU is there, else on a thread; a file source's frames are read by whichever of the two processes
+has time to spare (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread (``Mapper.save_in_background``).
+The global refinement in ``finalize`` runs beside the writer's last save. Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
 and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
