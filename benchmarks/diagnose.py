@@ -1,16 +1,22 @@
 """``python -m benchmarks.diagnose``: what a map gets wrong, object by object.
 
     python -m benchmarks.diagnose room [--seed 1] [--clean] [--frames 48] [--map online|refined] [--top 40]
-    python -m benchmarks.diagnose scannet [--data ../shared/data] [--stride 1] [--map refined]
+    python -m benchmarks.diagnose scannet [--scene scannet_scene0113_00] [--iou 0.5] [--stride 1] [--map refined]
 
 Maps the sequence with the default pipeline (``Mapper(MapperConfig())``) and prints the predictions in
 rank order (by confidence), each with its best GT match: for a synthetic preset the GT instance's kind and
-the point IoU on the observed GT surface (the accuracy section's protocol), for ScanNet scene0448_01 the
-GT box's label and the 3D box IoU (the boxes section's protocol, non-structure objects). A prediction is a
-true positive when it is the first, in rank order, to reach the threshold (0.5 synthetic, 0.25 ScanNet)
-on a GT object no earlier one took, as the AP computation counts it. Each row also shows the object's id,
-size, detection and ranked confidence and attached share (``scene.parts``). Then the GT objects no
-prediction took, with the map objects that hold most of their points (synthetic) or overlap them most.
+the point IoU on the observed GT surface (the accuracy section's protocol), for a ScanNet scene
+(scene0448_01 unless ``--scene``) the GT box's label and the 3D box IoU (the boxes section's protocol,
+non-structure objects). A prediction is a true positive when it is the first, in rank order, to reach the
+threshold (``--iou``; default 0.5 synthetic, 0.25 ScanNet) on a GT object no earlier one took, as the AP
+computation counts it. Each row also shows the object's id, size, observing frames, detection and ranked
+confidence and attached share (``scene.parts``), and the multi-view evidence of the refined map
+(``multiview_evidence``): the frames whose observed surface shows the object, and over those frames the
+mean IoU of the object's visible voxels with the frame's best-matching mask ("view IoU": 1 when one mask
+held it whole and nothing else), the mean share of that mask lying on the object ("purity": low when the
+object was a piece of larger masks) and the share of its masks the 2D generator voted structure ("plane").
+Then the GT objects no prediction took, with the map objects that hold most of their points (synthetic) or
+overlap them most.
 """
 from __future__ import annotations
 
@@ -33,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"),
                         help="synthetic: frame size (default 640 480)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared real data (default: %(default)s)")
+    parser.add_argument("--scene", dest="scannet_scene", default=SCANNET,
+                        help="scannet: the scene folder under --data (default %(default)s)")
+    parser.add_argument("--iou", type=float, default=None,
+                        help="IoU a true positive needs (default 0.5 synthetic, 0.25 scannet)")
     parser.add_argument("--stride", type=int, default=1, help="scannet: use every n-th frame")
     parser.add_argument("--map", choices=("online", "refined"), default="refined", help="which map (default refined)")
     parser.add_argument("--top", type=int, default=40, help="rows of false positives to show (true positives: all)")
@@ -54,25 +64,96 @@ def greedy_matches(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tup
 
 
 def _map(frames, online: bool):
+    """(the online or the refined map, the per-object multi-view evidence of that map)."""
     from scene.config import MapperConfig
     from scene.pipeline import Mapper
 
     mapper = Mapper(MapperConfig())
     for frame in frames:
         mapper.integrate(frame)
-    return mapper.map if online else mapper.finalize()
+    imap = mapper.map if online else mapper.finalize()
+    objects = list(imap)
+    evidence = multiview_evidence(mapper.tracker, [o.points for o in objects], imap.metadata.voxel_size)
+    return imap, {o.id: {k: v[i] for k, v in evidence.items()} for i, o in enumerate(objects)}
 
 
-def _row(rank: int, obj, label: str, iou: float, tp: bool) -> str:
+def multiview_evidence(tracker, object_points: list, voxel_size: float) -> dict[str, np.ndarray]:
+    """How the frames saw each object (``object_points``: per object its M x 3 points, metres), from the
+    tracker's records of every frame's segments and observed surface. Per object (arrays aligned with
+    the list): ``seen``, the frames whose observed surface holds at least ``min_visible`` of its voxels or a
+    tenth of them (as ``tracking.refine`` counts them for the detection consistency); over those frames
+    the mean ``view_iou``, the IoU of the object's visible voxels with the frame's segment that matches
+    them best (0 in a frame no segment touched), and the mean ``purity``, the share of that segment's
+    voxels on the object; and ``plane``, the share of the segments lying mostly on the object that the 2D
+    generator voted structure (a large plane in that view). A voxel shared by two objects counts for the
+    first."""
+    from lift3d.voxels import keys_of_points
+
+    n = len(object_points)
+    empty = {name: np.zeros(n) for name in ("seen", "view_iou", "purity", "plane")}
+    if n == 0 or len(tracker.segments) == 0:
+        return empty
+    per_object = [np.unique(keys_of_points(np.asarray(p, np.float64), voxel_size)) for p in object_points]
+    keys = np.concatenate(per_object)
+    owner = np.repeat(np.arange(n), [k.size for k in per_object])
+    keys, first = np.unique(keys, return_index=True)
+    owner = owner[first]
+    size = np.bincount(owner, minlength=n)
+
+    def owners(query: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+        return np.where(keys[at] == query, owner[at], -1)
+
+    records = tracker.segments
+    seg_rows, seg_keys = records.all_keys()
+    seg_size = np.bincount(seg_rows, minlength=len(records))
+    seg_obj = owners(seg_keys)
+    hit = seg_obj >= 0
+    pairs, inter = np.unique(seg_rows[hit] * n + seg_obj[hit], return_counts=True)
+    seg, obj = np.divmod(pairs, n)
+    frame = records.frame.view[seg]
+    surf_rows, surf_keys = tracker.surfaces.all_keys()
+    surf_obj = owners(surf_keys)
+    hit = surf_obj >= 0
+    views, visible = np.unique(tracker.surfaces.frame.view[surf_rows[hit]] * n + surf_obj[hit], return_counts=True)
+    view_of_pair = np.searchsorted(views, frame * n + obj)
+    found = (view_of_pair < views.size) & (views[np.minimum(view_of_pair, views.size - 1)] == frame * n + obj)
+    seg, obj, inter, view_of_pair = seg[found], obj[found], inter[found], view_of_pair[found]
+    v = np.maximum(visible[view_of_pair], inter)  # the surface is sampled more sparsely than the segments
+    iou = inter / (seg_size[seg] + v - inter)
+    purity = inter / seg_size[seg]
+    best_iou, best_purity = np.zeros(views.size), np.zeros(views.size)
+    order = np.lexsort((-iou, view_of_pair))
+    lead = order[np.r_[True, view_of_pair[order][1:] != view_of_pair[order][:-1]]]
+    best_iou[view_of_pair[lead]], best_purity[view_of_pair[lead]] = iou[lead], purity[lead]
+    view_obj = views % n
+    counted = visible >= np.maximum(tracker.config.association.min_visible, 0.1 * size[view_obj])
+    seen = np.bincount(view_obj[counted], minlength=n)
+    per_seen = np.maximum(seen, 1)
+    # each segment belongs to the object holding most of its voxels
+    order = np.lexsort((-inter, seg))
+    main = order[np.r_[True, seg[order][1:] != seg[order][:-1]]]
+    votes = np.bincount(obj[main], weights=records.structure.view[seg[main]].astype(np.float64), minlength=n)
+    return {"seen": seen.astype(np.float64),
+            "view_iou": np.bincount(view_obj[counted], weights=best_iou[counted], minlength=n) / per_seen,
+            "purity": np.bincount(view_obj[counted], weights=best_purity[counted], minlength=n) / per_seen,
+            "plane": votes / np.maximum(np.bincount(obj[main], minlength=n), 1)}
+
+
+def _row(rank: int, obj, label: str, iou: float, tp: bool, evidence: dict | None = None) -> str:
     from scene.parts import ATTACHED_SHARE, detection_confidence
 
     share = obj.attributes.get(ATTACHED_SHARE, 0.0)
+    seen = "" if evidence is None else (f"  seen {int(evidence['seen']):3d} view IoU {evidence['view_iou']:.2f} "
+                                        f"purity {evidence['purity']:.2f} plane {evidence['plane']:.2f}")
     return (f"{rank:4d}  {'TP' if tp else 'fp'}  id {obj.id:4d}  conf {obj.confidence:.2f} "
-            f"(detected {detection_confidence(obj):.2f}, attached {share:.2f})  {obj.num_points:6d} pts"
-            f"{'  structure' if obj.is_structure else ''}  best: {label} IoU {iou:.2f}")
+            f"(detected {detection_confidence(obj):.2f}, attached {share:.2f})  {obj.num_points:6d} pts "
+            f"{obj.num_observations:4d} obs{seen}{'  structure' if obj.is_structure else ''}  "
+            f"best: {label} IoU {iou:.2f}")
 
 
-def _print_ranked(objects: list, iou: np.ndarray, labels: list, threshold: float, top: int, out) -> np.ndarray:
+def _print_ranked(objects: list, iou: np.ndarray, labels: list, threshold: float, top: int, out,
+                  evidence: dict | None = None) -> np.ndarray:
     scores = np.array([o.confidence for o in objects])
     order, taken = greedy_matches(iou, scores, threshold)
     shown_fp = 0
@@ -84,7 +165,8 @@ def _print_ranked(objects: list, iou: np.ndarray, labels: list, threshold: float
             if shown_fp > top:
                 continue
         g = int(taken[p]) if tp else best
-        print(_row(rank, objects[p], labels[g] if g >= 0 else "-", float(iou[p, g]) if g >= 0 else 0.0, tp), file=out)
+        print(_row(rank, objects[p], labels[g] if g >= 0 else "-", float(iou[p, g]) if g >= 0 else 0.0, tp,
+                   None if evidence is None else evidence.get(objects[p].id)), file=out)
     return taken
 
 
@@ -106,12 +188,13 @@ def diagnose_synthetic(args, out=None) -> dict:
 
     scene = make_scene(args.scene, seed=args.seed, noisy=not args.clean, num_frames=args.frames,
                        width=args.size[0], height=args.size[1])
-    imap = _map(scene.source(), args.map == "online")
+    imap, evidence = _map(scene.source(), args.map == "online")
     gt = scene.gt_points()
     seen = scene.gt_observed(gt, stride=4)
     xyz, ids = gt.xyz[seen], gt.ids[seen].astype(np.int64)
     kinds = {o.id: o.kind for o in scene.gt_objects()}
-    masks, _, pred_ids = point_predictions(imap, xyz, imap.metadata.voxel_size)
+    masks, scores, pred_ids = point_predictions(imap, xyz, imap.metadata.voxel_size)
+    all_masks = masks
     holder = np.full(len(ids), -1, np.int64)  # the map object each GT point is labelled with (-1: none)
     for mask, obj_id in zip(masks, pred_ids):
         holder[mask] = obj_id
@@ -124,9 +207,10 @@ def diagnose_synthetic(args, out=None) -> dict:
     iou = inter / np.maximum(union, 1)
     objects = [imap.get(int(i)) for i in pred_ids]
     labels = [f"{kinds[g]} #{g}" for g in gt_ids]
+    threshold = 0.5 if args.iou is None else args.iou
     print(f"{args.scene} seed {args.seed} ({'clean' if args.clean else 'noisy'}), {args.map} map: "
-          f"{len(objects)} predictions, {len(gt_ids)} GT objects; TP at point IoU 0.5", file=out)
-    taken = _print_ranked(objects, iou, labels, 0.5, args.top, out)
+          f"{len(objects)} predictions, {len(gt_ids)} GT objects; TP at point IoU {threshold:g}", file=out)
+    taken = _print_ranked(objects, iou, labels, threshold, args.top, out, evidence)
     missed = _missed(taken, len(gt_ids), out)
     for g in missed:
         holders, counts = np.unique(holder[gt_masks[g]], return_counts=True)
@@ -134,7 +218,34 @@ def diagnose_synthetic(args, out=None) -> dict:
         held = ", ".join(f"{'unmapped' if holders[k] < 0 else f'id {holders[k]}'} {counts[k] / gt_masks[g].sum():.2f}"
                          for k in top)
         print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}", file=out)
+    _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores,
+                    _best_point_iou(all_masks, ids), threshold, out)
     return _counts(taken, len(gt_ids), missed)
+
+
+def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    from scene.eval import InstanceAPConfig, ScenePredictions, evaluate_scenes
+
+    config = InstanceAPConfig(overlaps=np.array([threshold]))
+    result = evaluate_scenes([ScenePredictions(gt_ids, masks, scores)], config)
+    return float(result.ap_per_overlap[0])
+
+
+def _best_point_iou(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
+    """Per prediction (P x N masks), its best point IoU with any GT instance (ids > 0)."""
+    instances = [g for g in np.unique(gt_ids) if g > 0]
+    if not instances or masks.shape[0] == 0:
+        return np.zeros(masks.shape[0])
+    gt = np.stack([gt_ids == g for g in instances]).astype(np.float64)
+    inter = masks.astype(np.float64) @ gt.T
+    return (inter / np.maximum(masks.sum(1)[:, None] + gt.sum(1)[None, :] - inter, 1)).max(1)
+
+
+def _print_headroom(ap_of, scores: np.ndarray, best_iou: np.ndarray, threshold: float, out) -> None:
+    """The AP as ranked and with the same predictions ranked by their best IoU with the GT (what ranking
+    alone could give: the rest is segmentation and box quality)."""
+    print(f"AP{round(100 * threshold)}: as ranked {ap_of(scores):.3f}; the same predictions ranked by their "
+          f"best GT IoU {ap_of(best_iou):.3f}", file=out)
 
 
 def diagnose_scannet(args, out=None) -> dict:
@@ -144,28 +255,38 @@ def diagnose_scannet(args, out=None) -> dict:
     from scene.datasets import open_dataset
     from scene.eval.box_ap import box_iou_3d
 
-    root = args.data / SCANNET
+    root = args.data / args.scannet_scene
     gt, align, gt_labels = read_gt_boxes(root / "gt_boxes.json")
-    imap = _map(open_dataset(root, stride=args.stride), args.map == "online")
-    boxes, _ = aligned_boxes(imap, align, False)
+    imap, evidence = _map(open_dataset(root, stride=args.stride), args.map == "online")
+    boxes, scores = aligned_boxes(imap, align, False)
     objects = [o for o in imap if not o.is_structure]
     iou = box_iou_3d(boxes, gt)
     labels = [f"{label} #{g}" for g, label in enumerate(gt_labels)]
-    print(f"{SCANNET}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure predictions, "
-          f"{len(gt)} GT boxes; TP at box IoU 0.25", file=out)
-    taken = _print_ranked(objects, iou, labels, 0.25, args.top, out)
+    threshold = 0.25 if args.iou is None else args.iou
+    print(f"{args.scannet_scene}, frame stride {args.stride}, {args.map} map: {len(objects)} non-structure "
+          f"predictions, "
+          f"{len(gt)} GT boxes; TP at box IoU {threshold:g}", file=out)
+    taken = _print_ranked(objects, iou, labels, threshold, args.top, out, evidence)
     missed = _missed(taken, len(gt), out)
     for g in missed:
         best = np.argsort(-iou[:, g])[:3]
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
+    _print_headroom(lambda score: _box_ap(gt, boxes, score, threshold), scores,
+                    iou.max(1) if iou.size else np.zeros(len(objects)), threshold, out)
     return _counts(taken, len(gt), missed)
+
+
+def _box_ap(gt: np.ndarray, boxes: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    from scene.eval import SceneBoxes, evaluate_box_scenes
+
+    return float(evaluate_box_scenes([SceneBoxes(gt, boxes, scores)], (threshold,)).ap_per_overlap[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scene == "scannet":
-        if not (args.data / SCANNET / "gt_boxes.json").is_file():
-            print(f"diagnose: no {SCANNET}/gt_boxes.json under {args.data}", file=sys.stderr)
+        if not (args.data / args.scannet_scene / "gt_boxes.json").is_file():
+            print(f"diagnose: no {args.scannet_scene}/gt_boxes.json under {args.data}", file=sys.stderr)
             return 2
         diagnose_scannet(args)
     else:

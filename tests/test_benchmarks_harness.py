@@ -211,6 +211,63 @@ def test_greedy_matches_count_true_positives_as_the_ap_does():
     assert taken.tolist() == [0, -1, 1, -1]  # the second match of GT 0 is a false positive
 
 
+def _evidence_tracker(frames):
+    """A stand-in tracker whose records hold ``frames``: per frame (surface keys, [(segment keys, structure
+    vote)])."""
+    from types import SimpleNamespace
+
+    from lift3d.types import Segment3D
+    from tracking.config import TrackerConfig
+    from tracking.records import SegmentRecords, SurfaceRecords
+
+    segments, surfaces = SegmentRecords(), SurfaceRecords()
+    for index, (surface, masks) in enumerate(frames):
+        surfaces.append(index, np.sort(surface))
+        made = [Segment3D(index, k, 0, np.sort(keys), np.ones(keys.size, np.int32), keys.size, np.zeros(3),
+                          np.zeros(3), np.zeros(3), 1.0, np.zeros(4, np.float32), 0.1)
+                for k, (keys, _) in enumerate(masks)]
+        segments.append(made, np.arange(len(made)), np.array([vote for _, vote in masks], bool))
+    return SimpleNamespace(segments=segments, surfaces=surfaces, config=TrackerConfig())
+
+
+def test_multiview_evidence_tells_an_object_held_whole_from_one_seen_as_a_piece():
+    from benchmarks.diagnose import multiview_evidence
+    from lift3d.voxels import pack_keys, voxel_centers
+
+    voxel = 0.1
+    cells = np.stack(np.meshgrid(np.arange(10), np.arange(10), np.arange(3), indexing="ij"), -1).reshape(-1, 3)
+    keys = pack_keys(cells)
+    a, b, c = keys[cells[:, 2] == 0], keys[cells[:, 2] == 1], keys[cells[:, 2] == 2]  # 100 voxels each
+    everything = np.concatenate([a, b, c])
+    tracker = _evidence_tracker([
+        (everything, [(a, False), (np.concatenate([b, c]), True)]),  # a held whole; b and c one mask
+        (everything, [(np.concatenate([a, b]), False)]),  # a and b one mask; c seen, no mask
+        (np.concatenate([a, b]), [(a, False), (b, False)]),  # c out of view
+    ])
+    evidence = multiview_evidence(tracker, [voxel_centers(k, voxel) for k in (a, b, c)], voxel)
+    assert evidence["seen"].tolist() == [3, 3, 2]
+    np.testing.assert_allclose(evidence["view_iou"], [(1 + 0.5 + 1) / 3, (0.5 + 0.5 + 1) / 3, (0.5 + 0) / 2])
+    np.testing.assert_allclose(evidence["purity"], [(1 + 0.5 + 1) / 3, (0.5 + 0.5 + 1) / 3, (0.5 + 0) / 2])
+    # a mask lying half on each of two objects belongs to the first: b holds the b+c mask (voted
+    # structure) and its own mask of frame 2, a the a+b mask and its own two
+    np.testing.assert_allclose(evidence["plane"], [0, 0.5, 0])
+    assert multiview_evidence(tracker, [], voxel)["seen"].size == 0
+
+
+def test_ranking_headroom_ranks_the_same_boxes_by_their_best_iou(capsys):
+    import io
+
+    from benchmarks.diagnose import _box_ap, _print_headroom
+
+    gt = np.array([[0, 0, 0, 1, 1, 1], [2, 0, 0, 3, 1, 1]], np.float64)
+    boxes = np.array([[5, 5, 5, 6, 6, 6], [0, 0, 0, 1, 1, 1], [2, 0, 0, 3, 1, 1.5]], np.float64)  # miss, exact, 0.67
+    scores = np.array([0.9, 0.2, 0.1])  # the miss ranked first
+    out = io.StringIO()
+    _print_headroom(lambda score: _box_ap(gt, boxes, score, 0.5), scores, np.array([0.0, 1.0, 2 / 3]), 0.5, out)
+    assert _box_ap(gt, boxes, scores, 0.5) < 1.0 == _box_ap(gt, boxes, np.array([0.0, 1.0, 2 / 3]), 0.5)
+    assert out.getvalue().startswith("AP50: as ranked 0.") and out.getvalue().rstrip().endswith("IoU 1.000")
+
+
 def test_diagnose_lists_a_small_synthetic_map(capsys):
     from benchmarks.diagnose import diagnose_synthetic, main, parse_args
 
@@ -219,4 +276,9 @@ def test_diagnose_lists_a_small_synthetic_map(capsys):
     assert counts["gt"] > 0 and 0 <= counts["tp"] <= min(counts["gt"], counts["predictions"])
     assert counts["tp"] + counts["missed"] == counts["gt"]
     assert printed.count("  TP  ") == counts["tp"] and f"missed ({counts['missed']})" in printed
+    assert printed.count(" view IoU ") == printed.count("  TP  ") + printed.count("  fp  ") > 0
+    assert "AP50: as ranked " in printed
     assert main(["kitchen"]) == 2 and "unknown scene 'kitchen'" in capsys.readouterr().err
+    assert parse_args(["scannet", "--scene", "scannet_scene0113_00"]).scannet_scene == "scannet_scene0113_00"
+    assert main(["scannet", "--scene", "nowhere", "--data", "/nonexistent"]) == 2
+    assert "no nowhere/gt_boxes.json under /nonexistent" in capsys.readouterr().err

@@ -76,6 +76,33 @@ def test_unknown_up_or_penalty_zero_change_nothing():
         assert all(obj.confidence == pytest.approx(0.8) and DETECTION_CONFIDENCE not in obj.attributes for obj in imap)
 
 
+def _duplicate_scene() -> InstanceMap:
+    """A cabinet (id 0, confidence 0.9), a second detection inside it, its inner shelves 10 cm in from its
+    faces (1, 0.8: touching nothing, box IoU 0.225 with the cabinet), a bin beside it (2, 0.7) and the
+    floor (3, structure, 0.6) under all of them."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    scene = {0: ((0.0, 0.0, 0.0), (1.0, 0.5, 0.8), 0.9, False), 1: ((0.1, 0.1, 0.1), (0.6, 0.4, 0.7), 0.8, False),
+             2: ((1.5, 0.0, 0.0), (1.8, 0.3, 0.4), 0.7, False), 3: ((-1.0, -1.0, -0.1), (3.0, 3.0, -0.08), 0.6, True)}
+    for obj_id, (lo, hi, confidence, structure) in scene.items():
+        imap.add(MapObject.from_points(obj_id, _box_surface(lo, hi), up=UP, confidence=confidence,
+                                       is_structure=structure))
+    return imap
+
+
+def test_decay_overlaps_ranks_a_duplicate_below_an_object_that_overlaps_nothing():
+    plain, decayed = _duplicate_scene(), _duplicate_scene()
+    assert rank_parts(plain, UP)[1] == 0.0  # no contact: the discount leaves the inner detection alone
+    rank_parts(decayed, UP, PartConfig(decay_overlaps=True))
+    assert plain.get(1).confidence == pytest.approx(0.8) and plain.get(1).confidence > plain.get(2).confidence
+    assert decayed.get(1).confidence == pytest.approx(0.8 * (1 - 0.5 * 0.3 * 0.6 / (1.0 * 0.5 * 0.8)), rel=1e-3)
+    assert decayed.get(1).confidence < decayed.get(2).confidence
+    for obj_id in (0, 2, 3):  # the best-ranked, one overlapping no other box, and structure keep theirs
+        assert decayed.get(obj_id).confidence == pytest.approx(plain.get(obj_id).confidence)
+    once = decayed.get(1).confidence
+    rank_parts(decayed, UP, PartConfig(decay_overlaps=True))  # ranking again starts from the detection confidence
+    assert decayed.get(1).confidence == pytest.approx(once)
+
+
 def test_invalid_config_is_refused():
     with pytest.raises(ValueError, match="PartConfig"):
         PartConfig(max_discount=1.5)
