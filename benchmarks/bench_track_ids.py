@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         scene = make_scene("room", seed=seed, noisy=True, num_frames=120, width=320, height=240)
         for mode, share in MODES:
             tracker = run(scene, range(0, args.frames, 2), mode, share, seed)
-            online = ap50(tracker, tracker.object_map(0.0, 20), scene)
-            refined = ap50(tracker, refine(tracker, RefineConfig(min_voxels=20)).object_map, scene)
+            online = ap50(tracker, tracker.object_map(0.0, min_area=0.008), scene)
+            refined = ap50(tracker, refine(tracker, RefineConfig(min_area=0.008)).object_map, scene)
             label = f"{mode} {share:.0%}" if mode == "swapped" else mode
             print(f"| {seed} | {label} | {online:.3f} | {refined:.3f} | {len(tracker.objects.alive)} |", flush=True)
 

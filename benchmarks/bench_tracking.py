@@ -93,7 +93,7 @@ def bench_synthetic(args) -> None:
     print(f"synthetic room-noisy seed {args.seed}: {len(times)} frames (every {args.stride}th of {args.frames}), "
           f"masks={args.masks}, lift stride {args.lift_stride}; GT points observed: {np.mean(gt > 0):.2f}")
     print(f"  track median {np.median(times) * 1e3:.1f} ms/frame (under load)")
-    report("online", instance_scores(tracker.object_map(0.0, 50), xyz, gt, structure))
+    report("online", instance_scores(tracker.object_map(0.0, min_area=0.02), xyz, gt, structure))
     start = time.perf_counter()
     result = refine(tracker, RefineConfig())
     print(f"  refine {time.perf_counter() - start:.2f} s")
@@ -128,7 +128,7 @@ def bench_scannet(args) -> None:
             pickle.dump(tracker, handle)
     print(f"ScanNet scene0448_01: {len(times)} frames, geometric masks, lift stride {args.lift_stride}")
     print(f"  track median {np.median(times) * 1e3:.1f} ms/frame (under load)")
-    online = tracker.object_map(0.0, 50)
+    online = tracker.object_map(0.0, min_area=0.02)
     print("  online         objects %3d | box AP25 %.3f AP50 %.3f" % ((len(online),) + box_scores(online, gt)))
     start = time.perf_counter()
     result = refine(tracker, RefineConfig())

@@ -138,11 +138,20 @@ _MOVED = {((), "voxel_size"): (("lift",), "voxel_size"),
           (("tracking",), "depth_range"): (("lift",), "depth_range")}
 
 
+# Keys of older config files whose setting was replaced by one in other units: (table, key) -> what to set.
+_REPLACED = {(("refine",), "min_voxels"): "'refine.min_area' (m^2 of surface, the same under exact and noisy depth; "
+                                          "0.016 keeps what 60 voxels kept under noisy depth at 2 cm voxels)"}
+
+
 def _moved_keys(data: dict, where: str) -> dict:
     """``data`` with the keys of older files moved to where they live now (``_MOVED``, and geometric
     generator options from ``[segmenter_options]`` to ``[geometric]``); a key given in both places with
     different values is an error naming both."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (table, key), instead in _REPLACED.items():
+        source = _table(data, table)
+        if isinstance(source, dict) and key in source:
+            raise ConfigError(f"{where}: '{'.'.join(table + (key,))}' was replaced: set {instead}")
     moves = dict(_MOVED)
     options = data.get("segmenter_options")
     if isinstance(options, dict) and str(data.get("segmenter", "geometric")).lower() == "geometric":

@@ -334,8 +334,9 @@ def test_a_lamp_pole_gets_a_mask_of_its_own():
     ys, xs = np.nonzero(frame.instance_ids == lamp.id)
     z = frame.depth[ys, xs]
     camera = np.stack([(xs - frame.K[0, 2]) / frame.K[0, 0] * z, (ys - frame.K[1, 2]) / frame.K[1, 1] * z, z], 1)
-    height = (camera @ frame.meta["gt_pose"][:3, :3].T + frame.meta["gt_pose"][:3, 3])[:, 2]
-    on_pole = (z > 0) & (height > 0.1) & (height < lamp.aabb_max[2] - 0.35)  # under the shade, above the base
+    floor = scene.layout.origin[2]
+    height = (camera @ frame.meta["gt_pose"][:3, :3].T + frame.meta["gt_pose"][:3, 3])[:, 2] - floor
+    on_pole = (z > 0) & (height > 0.1) & (height < lamp.aabb_max[2] - floor - 0.35)  # under the shade, above the base
     pole = np.zeros(frame.depth.shape, bool)
     pole[ys[on_pole], xs[on_pole]] = True
     assert pole.sum() > 500

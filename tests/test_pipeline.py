@@ -268,6 +268,9 @@ def test_older_config_keys_are_read_where_they_live_now(tmp_path):
     path.write_text('voxel_size = 0.03\n[lift]\nvoxel_size = 0.04\n')
     with pytest.raises(ConfigError, match="'voxel_size'.*'lift.voxel_size'"):
         load_config(path)
+    path.write_text('[refine]\nmin_voxels = 60\n')  # a voxel count became an area: no silent conversion
+    with pytest.raises(ConfigError, match=r"old.toml: 'refine.min_voxels' was replaced: set 'refine.min_area'"):
+        load_config(path)
 
 
 def test_config_combinations_are_checked_at_construction():

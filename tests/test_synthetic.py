@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from scene.datasets.synthetic import (
-    PRESET_NAMES, SensorConfig, make_scene, preset, render_contact_sheet, write_scene,
+    PRESET_NAMES, SensorConfig, SyntheticScene, make_scene, preset, render_contact_sheet, write_scene,
 )
 from scene.datasets.synthetic.sensor import depth_edges, sigma_at
 
@@ -85,12 +85,35 @@ def test_frames_follow_the_frame_conventions(room):
     assert frame.depth.dtype == np.float32 and frame.color.dtype == np.uint8 and frame.color.shape == (H, W, 3)
     assert frame.K[0, 0] == pytest.approx(525.0 * W / 640)
     # camera height 1.2-1.6 m above the floor (world z up) and looking slightly down (+z cam has -z world)
-    assert np.all((room.gt_poses[:, 2, 3] > 1.19) & (room.gt_poses[:, 2, 3] < 1.61))
+    eyes = room.gt_poses[:, :3, 3] - np.asarray(room.layout.origin)  # in the room: its corner at 0
+    assert np.all((eyes[:, 2] > 1.19) & (eyes[:, 2] < 1.61))
     assert np.all(room.gt_poses[:, 2, 2] < 0) and np.all(room.gt_poses[:, 2, 2] > -0.7)
     # the camera stays inside the room
     sx, sy, _ = room.layout.room_size
-    assert np.all((room.gt_poses[:, 0, 3] > 0.3) & (room.gt_poses[:, 0, 3] < sx - 0.3))
-    assert np.all((room.gt_poses[:, 1, 3] > 0.3) & (room.gt_poses[:, 1, 3] < sy - 0.3))
+    assert np.all((eyes[:, 0] > 0.3) & (eyes[:, 0] < sx - 0.3))
+    assert np.all((eyes[:, 1] > 0.3) & (eyes[:, 1] < sy - 0.3))
+
+
+def test_the_room_sits_off_the_voxel_grid_planes_and_moving_it_changes_nothing_else():
+    """The room's floor and walls x = 0, y = 0 would lie on the cell boundaries of every voxel grid (exact depth
+    then fills two layers by rounding): the corner is moved by a seeded offset; images, ids and colours stay."""
+    moved = make_scene("room", seed=2, num_frames=4, width=W, height=H)
+    config = preset("room-clean")
+    config.num_frames, config.camera, config.world_offset = 4, config.camera.resized(W, H), 0.0
+    fixed = SyntheticScene(config, seed=2)
+    origin = np.asarray(moved.layout.origin)
+    assert fixed.layout.origin == (0.0, 0.0, 0.0) and np.all((origin > 0) & (origin < 0.1))
+    assert make_scene("room", seed=2, num_frames=4, width=W, height=H).layout.origin == moved.layout.origin
+    assert make_scene("room", seed=3, num_frames=4, width=W, height=H).layout.origin != moved.layout.origin
+    floor = next(o for o in moved.gt_objects() if o.kind == "floor")
+    assert floor.aabb_min[2] == pytest.approx(origin[2]) and floor.aabb_min[0] == pytest.approx(origin[0])
+    assert np.allclose(moved.gt_poses[:, :3, 3] - fixed.gt_poses[:, :3, 3], origin)
+    a, b = moved.frame(1), fixed.frame(1)
+    assert np.mean(a.instance_ids != b.instance_ids) < 1e-3
+    assert np.mean(np.any(a.color != b.color, axis=-1)) < 1e-3  # textures move with the room
+    assert np.median(np.abs(a.depth - b.depth)) < 1e-5
+    ga, gb = moved.gt_points(), fixed.gt_points()
+    assert np.allclose(ga.xyz - gb.xyz, origin, atol=1e-5) and np.array_equal(ga.colors, gb.colors)
 
 
 # -- ground truth ------------------------------------------------------------------------------------
@@ -144,8 +167,9 @@ def test_every_object_is_seen_and_image_ids_exist(room):
 def test_floor_footprints_do_not_overlap_and_some_touch():
     scene = make_scene("cluttered", seed=2, num_frames=2, width=32, height=24)
     objects = [o for o in scene.gt_objects() if not o.is_structure]
-    floor = [o for o in objects if o.aabb_min[2] < 1e-6]
-    raised = [o for o in objects if o.aabb_min[2] >= 1e-6]
+    floor_z = scene.layout.origin[2]
+    floor = [o for o in objects if o.aabb_min[2] < floor_z + 1e-6]
+    raised = [o for o in objects if o.aabb_min[2] >= floor_z + 1e-6]
     touching = 0
     for a, b in combinations(floor, 2):
         gap = np.maximum(np.array(a.aabb_min[:2]) - b.aabb_max[:2], np.array(b.aabb_min[:2]) - a.aabb_max[:2])
@@ -293,7 +317,8 @@ def test_gt_observed_marks_visible_points_and_not_hidden_ones():
     observed = scene.gt_observed(stride=1)
     # floor points under solid boxes and cabinets standing on the floor are never visible
     floor_id = next(o.id for o in scene.gt_objects() if o.kind == "floor")
-    solid = [o for o in scene.gt_objects() if o.kind in ("box", "cabinet") and o.aabb_min[2] < 1e-6]
+    floor_z = scene.layout.origin[2]
+    solid = [o for o in scene.gt_objects() if o.kind in ("box", "cabinet") and o.aabb_min[2] < floor_z + 1e-6]
     xy = points.xyz[:, :2].astype(np.float64)
     under = np.zeros(len(xy), dtype=bool)
     for o in solid:

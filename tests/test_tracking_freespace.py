@@ -13,7 +13,7 @@ from lift3d.visibility import coarse_depth, coarse_intrinsics
 from lift3d.voxels import keys_of_points
 from test_tracking_online import WALL_Z, Boxes, frame_at, gt_masks, intrinsics, render, sweep, track
 from tracking import OnlineTracker, TrackerConfig, refine
-from tracking.freespace import DepthRecords, FreeSpaceConfig, carved, free_space_counts
+from tracking.freespace import DepthRecords, FreeSpaceConfig, FreeSpaceVotes, carved, free_space_counts
 
 VOXEL = 0.02
 DEPTH_RANGE = (0.1, 8.0)
@@ -137,7 +137,8 @@ def test_frames_without_depth_or_out_of_view_give_no_evidence():
 
 
 def test_free_space_config_is_checked():
-    for bad in (dict(block=0), dict(margin=-1), dict(cell_factor=0), dict(free_ratio=0.0), dict(surface_tol=0.0)):
+    for bad in (dict(block=0), dict(margin=-1), dict(cell_factor=0), dict(free_ratio=0.0), dict(surface_tol=0.0),
+                dict(keyframe_distance=-0.1), dict(keyframe_angle=-1.0), dict(backfill_every=0)):
         with pytest.raises(ValueError, match="FreeSpaceConfig"):
             FreeSpaceConfig(**bad)
 
@@ -164,20 +165,90 @@ def _map_with_spill(free_space: FreeSpaceConfig) -> tuple[OnlineTracker, np.ndar
 
 def test_global_pass_leaves_voxels_seen_through_out_of_the_objects():
     kept, stray = _map_with_spill(FreeSpaceConfig(carve=False))
-    assert len(kept.depths) == 0
+    assert len(kept.free_space) == 0
     unfiltered = refine(kept).object_map
     assert np.isin(stray, unfiltered.keys).sum() > 20  # without carving the spill stays in the map
 
     tracker, stray = _map_with_spill(FreeSpaceConfig())
-    assert len(tracker.depths) == len(_views())
+    assert len(tracker.free_space) == len(_views())
     result = refine(tracker).object_map
     assert np.isin(stray, result.keys).sum() <= 2
     box_keys = _surface_keys(Boxes([BOX]), _views()[4], 1)
     assert np.isin(box_keys, result.keys).mean() > 0.9  # the box itself stays
 
 
-def test_tracker_without_records_keeps_no_depths():
+def test_tracker_without_records_keeps_no_votes():
     tracker = OnlineTracker(TrackerConfig(keep_records=False))
     frame = frame_at(Boxes([BOX]), 0, _views()[0])
     track(tracker, frame, gt_masks(frame)[0])
-    assert len(tracker.depths) == 0
+    assert len(tracker.free_space) == 0 and len(tracker.free_space.cells) == 0
+
+
+# -- votes accumulated per map cell (bounded by the map) ---------------------------------------------
+
+def test_votes_equal_the_replay_of_every_frame_when_every_frame_is_a_keyframe():
+    exact = FreeSpaceConfig(keyframe_distance=0.0, backfill_every=3)
+    tracker, stray = _map_with_spill(exact)
+    records = DepthRecords(exact)
+    scene = Boxes([BOX])
+    for i, pose in enumerate(_views()):  # the same frames as _map_with_spill, replayed at the end
+        depth = frame_at(scene, i, pose).depth
+        if i == 0:
+            depth = _with_flying_pixels(depth, frame_at(scene, i, pose).instance_ids, box=1)[0]
+        records.append(i, depth, intrinsics(), pose, DEPTH_RANGE)
+    keys = np.array(tracker.labels.index.keys)
+    votes = tracker.free_space.counts(keys)
+    replay = free_space_counts(records, keys, VOXEL, DEPTH_RANGE)
+    assert len(tracker.free_space.keyframes) == len(_views())
+    assert votes[0].sum() > 100 and votes[1].sum() > 1000
+    np.testing.assert_array_equal(votes[0], replay[0])
+    np.testing.assert_array_equal(votes[1], replay[1])
+
+
+def test_a_surface_entering_the_map_last_gets_the_earlier_frames_votes_through_keyframes():
+    scene = Boxes([BOX])
+    votes = FreeSpaceVotes(FreeSpaceConfig(), VOXEL, DEPTH_RANGE)
+    views = _views()
+    for i, pose in enumerate(views):
+        depth = render(scene, pose)[0]
+        votes.observe(i, depth, intrinsics(), pose)
+        votes.add_voxels(np.unique(keys_of_points(backproject_pixels(depth, intrinsics(), pose, np.flatnonzero(depth > 0)), VOXEL)))
+    assert len(votes.keyframes) < len(views)  # 10 cm steps: some frames stand for their neighbours
+    shifted = views[4].copy()
+    shifted[2, 3] -= 0.3  # the last frame's pose is 30 cm off: its wall lands in mid-air, seen through before
+    depth, ids = render(scene, views[4])
+    ghost = np.unique(keys_of_points(backproject_pixels(depth, intrinsics(), shifted, np.flatnonzero(ids.reshape(-1) == 0)), VOXEL))
+    votes.observe(len(views), depth, intrinsics(), shifted)
+    votes.add_voxels(ghost)
+    assert votes.carved(ghost).mean() > 0.8
+    assert np.median(votes.counts(ghost)[0]) >= 4  # the earlier frames' votes, through their keyframes
+    assert votes.carved(_surface_keys(scene, views[4], 0)).mean() < 0.02
+
+
+def test_votes_do_not_grow_when_a_static_scene_is_observed_again_and_again():
+    scene = Boxes([BOX, POLE])
+    tracker = OnlineTracker(TrackerConfig())
+    sizes, surface = [], []
+    for lap in range(4):
+        for i, pose in enumerate(_views()):
+            frame = frame_at(scene, lap * 100 + i, pose)
+            track(tracker, frame, gt_masks(frame)[0])
+        sizes.append((tracker.free_space.nbytes(), len(tracker.free_space.keyframes), len(tracker.free_space.cells)))
+        surface.append(np.median(tracker.free_space.counts(_surface_keys(scene, _views()[4], 1))[1]))
+    assert sizes[1] == sizes[2] == sizes[3]  # the frames of laps 2-4 are all represented by lap 1's keyframes
+    assert surface[3] > surface[1] > surface[0] > 0  # while every frame still votes
+
+
+def test_reading_the_votes_midway_leaves_the_final_votes_as_they_were():
+    scene = Boxes([BOX, POLE])
+    quiet, read = OnlineTracker(TrackerConfig()), OnlineTracker(TrackerConfig())
+    midway = []
+    for i, pose in enumerate(_views()):
+        frame = frame_at(scene, i, pose)
+        for tracker in (quiet, read):
+            track(tracker, frame, gt_masks(frame)[0])
+        midway.append(read.free_space.counts(np.array(read.labels.index.keys))[1].sum())  # a global pass each frame
+    keys = np.array(quiet.labels.index.keys)
+    assert midway[-1] > midway[0] > 0 and read.free_space.live < len(read.free_space.cells)  # some cells still wait
+    for a, b in zip(quiet.free_space.counts(keys), read.free_space.counts(keys)):
+        np.testing.assert_array_equal(a, b)

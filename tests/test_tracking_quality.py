@@ -45,12 +45,12 @@ def scene():
 def test_oracle_masks_give_near_perfect_maps(scene):
     tracker = _track(scene, GroundTruthMaskGenerator(min_area=1).generate, range(0, 32, 2))
     # measured 0.64 / 0.51 (16 frames at 320 x 240: small objects see few voxels)
-    assert _ap50(tracker, tracker.object_map(0.0, 20), scene) >= 0.5
-    assert _ap50(tracker, refine(tracker, RefineConfig(min_voxels=20)).object_map, scene) >= 0.4
+    assert _ap50(tracker, tracker.object_map(0.0, min_area=0.008), scene) >= 0.5
+    assert _ap50(tracker, refine(tracker, RefineConfig(min_area=0.008)).object_map, scene) >= 0.4
 
 
 def test_geometric_masks_reach_the_quality_floor(scene):
     tracker = _track(scene, GeometricMaskGenerator(work_width=320).generate, range(0, 32, 2))
     # measured 0.33 / 0.30: the geometric generator's level-0 regions over-segment objects at this size
-    assert _ap50(tracker, tracker.object_map(0.0, 20), scene) >= 0.2
-    assert _ap50(tracker, refine(tracker, RefineConfig(min_voxels=20)).object_map, scene) >= 0.2
+    assert _ap50(tracker, tracker.object_map(0.0, min_area=0.008), scene) >= 0.2
+    assert _ap50(tracker, refine(tracker, RefineConfig(min_area=0.008)).object_map, scene) >= 0.2

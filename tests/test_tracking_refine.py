@@ -9,7 +9,7 @@ from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConf
 from tracking.consensus import ConsensusInput, VoxelTable, _exclusive_units, view_consensus
 from tracking.postfilter import filter_objects
 
-SMALL = RefineConfig(min_voxels=20, min_observers=2)
+SMALL = RefineConfig(min_area=0.008, min_observers=2)
 
 
 def _split_box_tracker(n_frames: int = 12, split_frames: int = 1):
@@ -95,7 +95,7 @@ def test_post_filters_drop_rare_voxels_split_parts_and_absorb_contained_objects(
     rep_rows = np.concatenate([rows, rows, rows, np.ones(5, np.int64), [0]])
     seen = np.full(rep_keys.size, 3)
     seen[-1] = 10  # detected once in ten views: dropped
-    out = filter_objects(rep_rows, rep_keys, seen, 0.02, RefineConfig(min_voxels=5, split_gap=0.1, detection_ratio=0.3))
+    out = filter_objects(rep_rows, rep_keys, seen, 0.02, RefineConfig(min_area=0.002, split_gap=0.1, detection_ratio=0.3))
     assert out.keys.size == 40
     assert np.unique(out.object).size == 2  # the two far parts are separate objects
     assert set(out.origin.tolist()) == {0}  # cluster 1 (contained in 0) was absorbed

@@ -1,6 +1,8 @@
 """Configuration dataclasses of the tracker: online association and global view-consensus refinement.
 
-Shares are fractions of voxels; sizes are voxel counts at the lifting voxel size. How a frame becomes voxels
+Shares are fractions of voxels; sizes are voxel counts at the lifting voxel size, except an object's size,
+which is its surface area in m^2 (``lift3d.area``: a voxel count would depend on how many voxel layers the
+depth's noise filled). How a frame becomes voxels
 (voxel size, pixel stride, depth range) is not set here: it is the lift's (``lift3d.LiftConfig``), which the
 tracker is given (``OnlineTracker(config, lift)``) so its visibility test samples frames as the lift does.
 """
@@ -53,8 +55,8 @@ class TrackerConfig:
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
     ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association;
-    ``free_space``: each frame's coarse depth, kept with the records, and the free-space carving of the
-    global pass (``tracking.freespace``)."""
+    ``free_space``: free-space votes per map cell, counted with the records as frames arrive, and the
+    free-space carving of the global pass (``tracking.freespace``)."""
 
     keep_records: bool = True
     confidence_frames: float = 20.0
@@ -82,7 +84,12 @@ class RefineConfig:
     - ``split_share`` / ``underseg_share``: a segment is split in a frame when a second mask holds
       ``split_share`` of it (and at least ``split_min_cells`` cells); under-segmenting when split in more than ``underseg_share`` of its frames.
     - ``detection_ratio``: keep a voxel in an object when detected in more than this share of the
-      frames that saw it; ``min_voxels``: smallest object kept; ``contained_share``: an object that
+      frames that saw it; ``min_area``: smallest object kept, in m^2 of surface (its voxels projected on
+      its principal plane, ``lift3d.area.projected_areas``), the same whether the depth filled one voxel
+      layer (exact depth) or several (noise). It replaces a 60-voxel limit, which exact depth (one layer)
+      met at half the size noisy depth did. 0.016 m^2 (40 cells of 2 cm): noisy room seed 2, refined AP50
+      0.718 as with 60 voxels (0.012 m^2 gave 0.677: a kept fragment); ScanNet box AP25/AP50 pooled
+      0.736/0.232 -> 0.739/0.233 (2026-12-03); ``contained_share``: an object that
       loses this share of its voxels to another joins it; ``split_gap``: metres between parts that
       split an object (``None``: no split) when the part holds ``split_min_share`` of it;
       ``confidence_frames`` / ``confidence_voxels`` (> 0): the confidence saturates with this many
@@ -119,7 +126,7 @@ class RefineConfig:
     split_min_cells: int = 8
     underseg_share: float = 0.3
     detection_ratio: float = 0.3
-    min_voxels: int = 60
+    min_area: float = 0.016
     contained_share: float = 0.8
     split_gap: float | None = 0.1
     split_min_share: float = 0.3
@@ -133,8 +140,8 @@ class RefineConfig:
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
             raise ValueError(f"RefineConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
-        if self.cell_factor < 1 or self.min_observers < 1 or self.min_voxels < 0:
-            raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_voxels >= 0: {self}")
+        if self.cell_factor < 1 or self.min_observers < 1 or not self.min_area >= 0:
+            raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_area >= 0 m^2: {self}")
         for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share",
                      "link_share"):
             if not 0.0 < getattr(self, name) <= 1.0:

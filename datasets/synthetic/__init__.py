@@ -1,6 +1,7 @@
 """Seeded synthetic indoor scenes with ground truth (``scene.datasets.synthetic``).
 
-World frame: metres, z up, floor at z = 0. Poses: camera-to-world, OpenCV camera axes. Example::
+World frame: metres, z up, the room's corner at ``scene.layout.origin`` (a seeded sub-voxel offset, see
+``SceneConfig.world_offset``), floor at its z. Poses: camera-to-world, OpenCV camera axes. Example::
 
     scene = make_scene("room", seed=0, noisy=True, num_frames=100)
     for frame in scene.source(stride=2): ...

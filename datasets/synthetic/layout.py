@@ -1,13 +1,14 @@
 """Scene construction: a box-shaped room (floor, walls, ceiling) filled with furniture and small objects.
 
-World frame: metres, z up, floor at z = 0, the room spans [0, size_x] x [0, size_y] x [0, height].
+Room frame: metres, z up, floor at z = 0, the room spans [0, size_x] x [0, size_y] x [0, height]. A built
+layout is placed in the world by ``Layout.translated`` (the room's corner at ``origin``).
 Structure and every object get their own instance id (1, 2, ...; 0 is void). Floor objects are packed as
 axis-aligned footprints by rejection sampling; small objects stand on the support surfaces (table tops,
 shelf boards, box tops) of floor objects.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,13 +45,27 @@ class Part:
 
 @dataclass
 class Layout:
-    """A built scene: ``room_size`` (x, y, height) metres, its parts, materials and object list."""
+    """A built scene: ``room_size`` (x, y, height) metres, its parts, materials and object list, in the world
+    frame; ``origin``: the world position of the room's corner (the room spans ``origin + [0, size]``)."""
 
     room_size: tuple
     parts: list[Part]
     materials: MaterialTable
     objects: list[SceneObject]
     focus: tuple | None = None  # (x, y, z) the camera should look at (tabletop), else None
+    origin: tuple = (0.0, 0.0, 0.0)
+
+    def translated(self, offset) -> "Layout":
+        """The same room moved by ``offset`` (3 metres) in the world: surfaces, boxes, focus and origin
+        (textures stay on the surfaces: they are laid out from the origin)."""
+        offset = np.asarray(offset, np.float64)
+        move = lambda point: tuple(float(v) for v in np.asarray(point, np.float64) + offset)  # noqa: E731
+        parts = [Part(p.mesh.translated(offset), p.instance_id, p.material) for p in self.parts]
+        objects = [replace(o, aabb_min=move(o.aabb_min), aabb_max=move(o.aabb_max)) for o in self.objects]
+        origin = move(self.origin)
+        materials = replace(self.materials, origin=np.asarray(origin))
+        focus = None if self.focus is None else move(self.focus)
+        return Layout(self.room_size, parts, materials, objects, focus, origin)
 
 
 @dataclass

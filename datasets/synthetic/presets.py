@@ -51,7 +51,11 @@ class CameraConfig:
 class SceneConfig:
     """Everything that defines a synthetic scene besides the seed. ``gt_density``: GT points per m^2.
     Objects covering fewer than ``min_visible_pixels`` pixels in ``visibility_views`` views along the
-    camera loop, rendered at ``visibility_size``, are removed."""
+    camera loop, rendered at ``visibility_size``, are removed. ``world_offset``: the room's corner is placed
+    at a seeded position uniform in [0, ``world_offset``) metres per axis, so that its floor and walls do
+    not lie on the planes x, y, z = 0, which are cell boundaries of every voxel grid (a real scan's planes
+    never are: exact depth would put them on a boundary, an artefact of the generator); 0: corner at the
+    origin."""
 
     name: str = "room"
     layout: LayoutConfig = field(default_factory=LayoutConfig)
@@ -64,6 +68,11 @@ class SceneConfig:
     visibility_views: int = 96
     visibility_size: tuple = (160, 120)
     min_visible_pixels: int = 40
+    world_offset: float = 0.1
+
+    def __post_init__(self):
+        if not self.world_offset >= 0:
+            raise ValueError(f"SceneConfig.world_offset must be >= 0 metres, got {self.world_offset}")
 
 
 def _tabletop() -> SceneConfig:

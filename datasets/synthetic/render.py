@@ -55,7 +55,7 @@ class Renderer:
         self.materials = layout.materials
         self.lighting = lighting or LightingConfig()
         sx, sy, h = layout.room_size
-        self.point_light = np.array([sx / 2, sy / 2, h - 0.1])
+        self.point_light = np.asarray(layout.origin, np.float64) + [sx / 2, sy / 2, h - 0.1]
         self.nthreads = nthreads
         self.scene = o3d.t.geometry.RaycastingScene()
         self.scene.add_triangles(

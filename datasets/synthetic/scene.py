@@ -13,15 +13,16 @@ from .trajectory import camera_path, path_keepout
 from .visibility import observed_points, prune_unseen
 
 # Independent random streams, so changing e.g. the frame count does not change the room.
-_LAYOUT, _PATH, _GT, _DRIFT, _FRAME = range(5)
+_LAYOUT, _PATH, _GT, _DRIFT, _FRAME, _ORIGIN = range(6)
 _MAX_LAYOUT_ATTEMPTS = 8
 
 
 class SyntheticScene:
     """A seeded synthetic scene: same config and seed give bit-identical frames and ground truth.
 
-    World frame: metres, z up, floor at z = 0, room in [0, sx] x [0, sy]. ``poses`` are the reported
-    camera-to-world poses (with drift when the sensor model has it), ``gt_poses`` the true ones.
+    World frame: metres, z up, the room's corner at ``layout.origin`` (seeded, within ``world_offset`` of the
+    world origin per axis), floor at z = origin z, room in origin + [0, sx] x [0, sy]. ``poses`` are the
+    reported camera-to-world poses (with drift when the sensor model has it), ``gt_poses`` the true ones.
     """
 
     def __init__(self, config: SceneConfig, seed: int = 0):
@@ -29,10 +30,11 @@ class SyntheticScene:
             raise ValueError(f"num_frames must be >= 1, got {config.num_frames}")
         self.config = config
         self.seed = int(seed)
-        self.layout: Layout = self._build_layout()
-        self.gt_poses = camera_path(
-            self.layout.room_size, self.layout.focus, config.trajectory, config.num_frames, self._rng(_PATH)
-        )
+        room = self._build_layout()
+        origin = self._rng(_ORIGIN).uniform(0.0, config.world_offset, 3) if config.world_offset > 0 else np.zeros(3)
+        self.layout: Layout = room.translated(origin) if np.any(origin) else room
+        self.gt_poses = camera_path(room.room_size, room.focus, config.trajectory, config.num_frames, self._rng(_PATH))
+        self.gt_poses[:, :3, 3] += origin
         self.poses = drift_poses(self.gt_poses, config.sensor, self._rng(_DRIFT))
         self.renderer = Renderer(self.layout, config.lighting)
         self._gt_points: GTPoints | None = None
@@ -79,7 +81,8 @@ class SyntheticScene:
 
     def provenance(self) -> dict:
         return {"generator": "scene.datasets.synthetic", "preset": self.name, "seed": self.seed,
-                "num_frames": len(self), "room_size": list(self.layout.room_size)}
+                "num_frames": len(self), "room_size": list(self.layout.room_size),
+                "room_origin": list(self.layout.origin)}
 
     # -- frames -----------------------------------------------------------------------------------
     def render_clean(self, i: int) -> RenderOutput:

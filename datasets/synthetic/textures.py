@@ -6,7 +6,7 @@ own material index, so one call shades a whole image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,7 +21,8 @@ class MaterialTable:
 
     ``base``/``second``: M x 3 float32 RGB in [0, 1]; ``pattern``: M int32; ``period``: M float64 metres;
     ``direction``: M x 3 unit vectors (stripe normal); ``waves``: M x K x 3 wave vectors (rad/m);
-    ``phases``: M x K radians.
+    ``phases``: M x K radians; ``origin``: world position (m) of the room corner the patterns are laid out
+    from, so a room moved in the world keeps its textures.
     """
 
     base: np.ndarray
@@ -31,6 +32,7 @@ class MaterialTable:
     direction: np.ndarray
     waves: np.ndarray
     phases: np.ndarray
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
     def __len__(self) -> int:
         return len(self.base)
@@ -93,7 +95,7 @@ def pack_materials(specs: list[MaterialSpec]) -> MaterialTable:
 
 def albedo_at(points: np.ndarray, material: np.ndarray, table: MaterialTable) -> np.ndarray:
     """Albedo (N x 3 float32 in [0, 1]) of world points ``points`` (N x 3, m) with material indices ``material``."""
-    weight = pattern_weight(points, material, table)[:, None]
+    weight = pattern_weight(points - table.origin, material, table)[:, None]
     return ((1.0 - weight) * table.base[material] + weight * table.second[material]).astype(np.float32)
 
 
@@ -109,8 +111,8 @@ def pattern_weight(points: np.ndarray, material: np.ndarray, table: MaterialTabl
     return weight
 
 
-# Cell boundaries are shifted by a quarter period so that axis-aligned planes through the origin (the
-# floor z = 0, the walls x = 0 and y = 0) do not sit on a boundary, where rounding would flip cells.
+# Cell boundaries are shifted by a quarter period so that axis-aligned planes through the room's corner (the
+# floor, the walls x = 0 and y = 0 of the room frame) do not sit on a boundary, where rounding would flip cells.
 _PHASE = 0.25
 
 

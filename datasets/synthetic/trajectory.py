@@ -1,7 +1,7 @@
 """Camera trajectories through the room and the floor space they keep free.
 
 Poses are camera-to-world 4x4 float64 with OpenCV camera axes (x right, y down, z forward) in the
-world frame of `layout` (metres, z up, floor at z = 0).
+room frame of `layout` (metres, z up, floor at z = 0; the scene moves them with the room).
 """
 from __future__ import annotations
 
