@@ -10,7 +10,8 @@ frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera a
 
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
-second CPU is there, else on a thread; the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+second CPU is there, else on a thread; a file source's frames are read by whichever of the two processes
+has time to spare (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
 and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
@@ -425,10 +426,19 @@ class Mapper:
         long-lived objects keeping their ids (the remap is recorded), save it in full, release the file
         and return the map."""
         refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
-        self._writer.drain()
         start = time.perf_counter()
-        self._flush()
-        self._map = self._refined_map() if refined else self._joined_view(self._map)
+        if refined:
+            # The online objects are not rebuilt (the refined map replaces them), only the map edits are
+            # applied. The refinement waits for the writer's last save: beside it, the two peaks of memory
+            # added up (peak RSS +30-50 MiB on 7-Scenes) for ~0.1 s saved.
+            self._writer.drain()
+            result = self._refine()
+            self._apply_map_ops()
+            self._map = self._refined_map(result)
+        else:
+            self._writer.drain()
+            self._flush()
+            self._map = self._joined_view(self._map)
         self.finalize_timings = {"global_pass": time.perf_counter() - start, "final_save": 0.0}
         if self.tracker.frames_seen > 0:  # a resumed mapper with nothing new keeps the file's flag
             self._map.metadata.extra["refined"] = bool(refined)
@@ -510,10 +520,13 @@ class Mapper:
         and ceiling, rank the objects (``scene.parts``). Parts are not joined here: joined in the tracker
         while the map is partial, wrong joins are permanent (ScanNet box AP25 fell from 0.53 to 0.13);
         ``map`` shows them joined. Only with the writer idle (``_writer.drain()``)."""
+        self._apply_map_ops()
+        self._finish_objects(self._touched_objects())
+
+    def _apply_map_ops(self) -> None:
         ops, self._map_ops = self._map_ops, []
         for op in ops:
             op()
-        self._finish_objects(self._touched_objects())
 
     def _touched_objects(self) -> list | None:
         """The objects touched since the last flush, as (id, voxel sums or None when too small to be in
@@ -585,11 +598,13 @@ class Mapper:
 
     # ---- internals: refinement and resume ----------------------------------------------------
 
-    def _refined_map(self) -> InstanceMap:
+    def _refine(self):
         if self._graph is not None:
-            result = refine_graph(self.tracker, self._graph, self.config.refine)
-        else:
-            result = refine(self.tracker, self.config.refine)
+            return refine_graph(self.tracker, self._graph, self.config.refine)
+        return refine(self.tracker, self.config.refine)
+
+    def _refined_map(self, result) -> InstanceMap:
+        """The map of the refinement's ``result``, on this map's trajectory, camera and id remap."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects)
@@ -804,16 +819,34 @@ def _make_generator(config: MapperConfig):
     return make_generator(config.segmenter, **config.generator_options())
 
 
+# Frames read and segmented ahead of the one being integrated (``run``'s ``read_ahead``; memory holds this
+# many + 1 frames). 2: one waits ready while the next is prepared, so the segmenter and the mapping thread
+# each absorb the other's slow frames (throughput first: the map keeps up with the sensor). 1: a frame is
+# prepared only once the mapping thread took the one before, so it waits behind one integration at most:
+# latency ~ segment + integrate instead of ~ 2-3 integrations, at the cost of coupling the two stages'
+# jitter (7-Scenes, 100 frames, loaded machine: same throughput, latency p95 -17%; a queueing simulation
+# of balanced stages with 25% jitter: -7% throughput, -25% latency p95 on an idle machine).
+SEGMENT_AHEAD = 2
+
+# Who reads a frame when the segmenter process can (``SegmenterProcess.reads``): decoding costs 6-25 ms a
+# frame (a 1296 x 968 ScanNet JPEG resized: the most), and it goes to the process with time to spare. The
+# segmenter process reads unless the mapping thread has lately waited for frames longer than ready frames
+# waited for it (running means, READ_BALANCE_SMOOTHING per frame): then the segmenter is the slower side
+# and the frame is read here. Frames are the same either way; only where the work runs changes.
+READ_BALANCE_SMOOTHING = 0.2
+
 ProgressCallback = Callable[[FrameResult, int, int], None]
 
 
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
         out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
-        pipelined: bool = True) -> InstanceMap:
+        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
-    ``SEGMENT_AHEAD`` frames ahead) while the current one is lifted and associated, and the incremental
+    ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade), in a worker process for
+    ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
+    current one is lifted and associated, and the incremental
     saves run on a writer thread (``Mapper.save_in_background``); frames are integrated in order, so the
     map and its ids are the same as with ``pipelined=False``, which does everything on this thread. An
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
@@ -840,7 +873,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.check_sequence(source)
         if pipelined:
             mapper.save_in_background()
-        frames = _SegmentAhead(mapper, source, total) if pipelined else _segment_inline(mapper, source, total)
+        frames = _SegmentAhead(mapper, source, total, read_ahead) if pipelined else _segment_inline(mapper, source, total)
         for done, frame, masks, timings in frames:
             started = timings.pop("started")
             result = mapper.integrate(frame, masks)
@@ -862,7 +895,6 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.close()
 
 
-SEGMENT_AHEAD = 1  # frames segmented ahead of the one being integrated (bounds memory and latency)
 
 
 class SegmentationError(ValueError):
@@ -881,6 +913,40 @@ def _frames(source, total: int, after: int):
             return
         if frame.index > after:
             yield k + 1, frame, {"started": started, "read": time.perf_counter() - started}
+
+
+def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationError:
+    where = getattr(frame, "source", "") or "the frame source"
+    return SegmentationError(f"frame {frame.index} ({where}): the {getattr(generator, 'name', 'mask')} "
+                             f"generator failed: {message}")
+
+
+def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
+                     read_here: Callable[[], bool]):
+    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``), or here when
+    ``read_here()`` says so at that frame (then sent over to be segmented), with the frame's "segment"
+    seconds and its "masks" in the timings; a generator failure raises ``SegmentationError`` naming the
+    frame, a reading error is raised as the reader raised it."""
+    for k in range(total):
+        started = time.perf_counter()
+        if read_here():
+            frame = source[k]
+            if frame.index <= after:
+                continue
+            read = time.perf_counter() - started
+            try:
+                masks = process.generate(frame)
+            except Exception as error:
+                raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
+            yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
+                                 "masks": masks}
+            continue
+        done = process.read_and_generate(k, after)
+        if done.error:
+            raise _segmentation_error(done.frame, generator, done.error)
+        if not done.skipped:
+            segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
+            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks}
 
 
 class _segment_inline:
@@ -906,30 +972,46 @@ def _usable_cores() -> int:
 
 
 class _SegmentAhead:
-    """Reads and segments frames on a worker thread, ``SEGMENT_AHEAD`` at most waiting, and yields them in
-    order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
+    """Reads and segments frames on a worker thread, ``ahead`` at most read ahead of the frame the consumer
+    is on (a frame is read once the consumer took the one ``ahead`` before it; ``SEGMENT_AHEAD``), and yields
+    them in order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
     a segmenter's as ``SegmentationError`` naming the frame. ``close()`` stops the worker and waits for it
     (a frame being segmented is finished first)."""
 
     _END = object()
 
-    def __init__(self, mapper: Mapper, source, total: int) -> None:
+    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD) -> None:
+        if int(ahead) < 1:
+            raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
-        self._frames = _frames(source, total, mapper.last_frame)
-        self._ready: queue.Queue = queue.Queue(maxsize=SEGMENT_AHEAD)
+        self._ready: queue.Queue = queue.Queue()  # bounded by the slots: ``ahead`` frames and the end
+        self._slots = threading.Semaphore(ahead)  # frames read ahead, given back as they are taken
         self._stop = threading.Event()
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
-        self._process = SegmenterProcess(mapper.generator) if in_process else None
+        reads = in_process and SegmenterProcess.reads(source)
+        self._process = SegmenterProcess(mapper.generator, source if reads else None) if in_process else None
+        self._waited = 0.0  # running means (seconds) of the consumer's wait for a frame, and of
+        self._sat = 0.0  # the time a ready frame waited for the consumer
+        self._taken = 0
+        self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
+                                        self._consumer_waits) if reads else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
     def __iter__(self):
         while True:
-            item = self._ready.get()
+            start = time.perf_counter()
+            item, ready = self._ready.get()
+            taken = time.perf_counter()
+            if self._taken:  # not the first frame, awaited while the segmenter process started
+                self._waited += READ_BALANCE_SMOOTHING * (taken - start - self._waited)
+                self._sat += READ_BALANCE_SMOOTHING * (max(start - ready, 0.0) - self._sat)
+            self._taken += 1
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self._slots.release()  # the consumer is on this frame: the next one may be read
             yield item
 
     def close(self) -> None:
@@ -946,15 +1028,19 @@ class _SegmentAhead:
 
     def _work(self) -> None:
         try:
-            for done, frame, timings in self._frames:
-                start = time.perf_counter()
+            while self._take_slot():
                 try:
-                    masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
-                except Exception as error:
-                    where = getattr(frame, "source", "") or "the frame source"
-                    raise SegmentationError(f"frame {frame.index} ({where}): the {getattr(self._generator, 'name', 'mask')} "
-                                            f"generator failed: {type(error).__name__}: {error}") from error
-                timings["segment"] = time.perf_counter() - start
+                    done, frame, timings = next(self._frames)
+                except StopIteration:
+                    break
+                masks = timings.pop("masks", None)
+                if masks is None:
+                    start = time.perf_counter()
+                    try:
+                        masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
+                    except Exception as error:
+                        raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
+                    timings["segment"] = time.perf_counter() - start
                 if not self._put((done, frame, masks, timings)):
                     return
             self._put(self._END)
@@ -963,14 +1049,23 @@ class _SegmentAhead:
         finally:
             self._frames.close()
 
-    def _put(self, item) -> bool:
+    def _consumer_waits(self) -> bool:
+        """Whether the mapping thread has lately waited for frames longer than ready frames waited for it:
+        then the segmenter process is the slower side, and this process reads the next frame itself."""
+        return self._waited > self._sat
+
+    def _take_slot(self) -> bool:
+        """Wait until a frame may be read ahead; False once ``close`` was called."""
         while not self._stop.is_set():
-            try:
-                self._ready.put(item, timeout=0.05)
+            if self._slots.acquire(timeout=0.05):
                 return True
-            except queue.Full:
-                pass
         return False
+
+    def _put(self, item) -> bool:
+        if self._stop.is_set():
+            return False
+        self._ready.put((item, time.perf_counter()))
+        return True
 
 
 def _source_metadata(source, config: MapperConfig) -> MapMetadata:

@@ -88,6 +88,29 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
+@dataclass
+class MaskCrops:
+    """A MaskSet kept as each mask's box crop: ``crops`` holds per mask (x0, y0, h x w bool) placed at
+    column x0, row y0 of an image of ``image_size`` (H, W); every pixel outside a crop is False. Lets a
+    generator hand its masks to a worker process's packing without an N x H x W stack (a mask covers a few
+    percent of the frame). ``to_maskset()`` is the MaskSet."""
+
+    crops: list
+    image_size: tuple[int, int]
+    scores: np.ndarray
+    boxes: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def to_maskset(self) -> MaskSet:
+        masks = np.zeros((len(self.crops),) + tuple(self.image_size), bool)
+        for i, (x0, y0, crop) in enumerate(self.crops):
+            masks[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+        return MaskSet(masks, self.scores, self.boxes, self.extra)
+
+
 @runtime_checkable
 class MaskGenerator(Protocol):
     """Anything that turns an RGB(-D) frame into a MaskSet.
@@ -98,6 +121,8 @@ class MaskGenerator(Protocol):
     Optional ``process_safe = True``: the generator is cheap to pickle, keeps no state from frame to frame
     and reads only a frame's index, source, colour, depth, K and pose, so a pipeline may run a copy of it
     in a worker process (``scene.pipeline.run``); absent or False, it runs on a thread of this process.
+    Optional ``generate_crops(frame) -> MaskCrops``: the same masks as crops, which the worker process
+    packs without making the N x H x W stack.
     """
 
     name: str

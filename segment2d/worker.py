@@ -2,7 +2,8 @@
 while the current one is fused: Python's GIL lets one thread of a process run Python at a time, and the
 generators and the fusion are both mostly Python-driven numpy on small arrays, so a second thread gains
 little where a second process gains a core. Only generators marked ``process_safe`` (``MaskGenerator``)
-run here."""
+run here. Given a frame source that can be copied to it (``SegmenterProcess.reads``), the worker also reads
+the frames itself, so that decoding the images costs the mapping process nothing."""
 from __future__ import annotations
 
 import os
@@ -10,12 +11,29 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from scene.datasets import Frame
 
-from .types import MaskSet
+from .types import MaskCrops, MaskSet
+
+
+@dataclass
+class ReadFrame:
+    """One frame read and segmented by the worker (``SegmenterProcess.read_and_generate``): the ``frame``,
+    its ``masks`` (None when the generator failed: ``error`` holds its message; or when the frame was not
+    after ``after``: ``skipped``), and the worker's seconds reading it (``read_s``) and segmenting it
+    (``segment_s``)."""
+
+    frame: Frame
+    masks: MaskSet | None
+    read_s: float
+    segment_s: float
+    error: str = ""
+    skipped: bool = False
 
 
 class SegmenterProcess:
@@ -25,24 +43,58 @@ class SegmenterProcess:
     (``python -m segment2d.worker``), so the caller's script is not re-imported (no ``__main__`` guard
     needed) and none of its threads or locks are copied. The worker ignores Ctrl-C (the mapping process
     handles it and closes the worker). ``generate`` raises ``RuntimeError`` when the generator failed
-    there (with its message) or the worker died; ``close`` ends the worker and waits for it."""
+    there (with its message) or the worker died; ``close`` ends the worker and waits for it.
 
-    def __init__(self, generator) -> None:
+    ``source``: a frame source (``source[k]`` gives a ``Frame``) copied to the worker, which then reads the
+    frames itself (``read_and_generate``): the mapping process receives the decoded frame with its masks
+    instead of decoding it (a JPEG and a 16-bit PNG per frame) and sending it over. Only sources that
+    ``reads`` accepts."""
+
+    def __init__(self, generator, source=None) -> None:
         # The caller's import path, so that the worker finds this package (and the generator's) as it does.
         path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
-        self._send(generator)
+        self._send((generator, source))
+
+    @staticmethod
+    def reads(source) -> bool:
+        """Whether the worker can read ``source`` itself: a file reader (``scene.datasets.FrameSource``) that
+        pickles to a small copy (paths, poses, options). Other sources (a generator of frames, a list, a
+        live stream, a bag reader holding an open file) are read by the caller."""
+        from scene.datasets.base import FrameSource
+
+        if not isinstance(source, FrameSource) or not getattr(source, "process_readable", True):
+            return False
+        try:
+            return len(pickle.dumps(source, protocol=pickle.HIGHEST_PROTOCOL)) <= _MAX_SOURCE_BYTES
+        except Exception:  # anything that does not pickle (an open file, a lock, a renderer) stays here
+            return False
 
     def generate(self, frame: Frame) -> MaskSet:
-        self._send((int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose))
-        try:
-            status, payload = pickle.load(self._process.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
+        self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose)))
+        status, payload = self._reply()
         if status == "error":
             raise RuntimeError(payload)
-        return _unpacked_masks(payload)
+        return unpack_masks(payload)
+
+    def read_and_generate(self, position: int, after: int | None = None) -> ReadFrame:
+        """Frame ``position`` of the source given at start, read and segmented by the worker (only read when
+        its index is not above ``after``: a resumed map skips the frames it holds). An error reading it is
+        raised here as the reader raised it (a ``DatasetError`` naming the file); a generator failure comes
+        back in ``ReadFrame.error`` (with the frame, so the caller can name it)."""
+        self._send(("read", (int(position), after)))
+        status, payload = self._reply()
+        if status == "read_error":
+            raise payload
+        frame, packed, read_s, segment_s, error, skipped = payload
+        return ReadFrame(frame, None if packed is None else unpack_masks(packed), read_s, segment_s, error, skipped)
+
+    def _reply(self):
+        try:
+            return pickle.load(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
 
     def close(self) -> None:
         """End the worker and wait for it (killed when it does not end in 10 s); closing twice is fine."""
@@ -66,25 +118,87 @@ class SegmenterProcess:
             raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
 
 
+_MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
+
+
 def _serve() -> None:
-    """The worker: a generator, then frames, from stdin; packed masks (or an error message) to stdout,
-    until None arrives. Anything else printing to stdout is sent to stderr instead."""
+    """The worker: a generator and a frame source (or None), then requests, from stdin: a frame to segment
+    or the position of one to read and segment; replies to stdout, until None arrives. Anything else
+    printing to stdout is sent to stderr instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    generator = pickle.load(requests)
+    generator, source = pickle.load(requests)
     while (message := pickle.load(requests)) is not None:
-        index, source, color, depth, K, pose = message
-        try:
-            reply = ("ok", _packed_masks(generator.generate(Frame(index, 0.0, color, depth, K, pose, source=source))))
-        except Exception as error:  # the mapping process raises it, naming the frame
-            reply = ("error", f"{type(error).__name__}: {error}")
+        kind, body = message
+        reply = _read_and_segment(generator, source, body) if kind == "read" else _segment(generator, body)
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
 
-def _packed_masks(masks: MaskSet) -> tuple:
+def _segment(generator, body: tuple) -> tuple:
+    index, where, color, depth, K, pose = body
+    try:
+        return "ok", _generated_packed(generator, Frame(index, 0.0, color, depth, K, pose, source=where))
+    except Exception as error:  # the mapping process raises it, naming the frame
+        return "error", f"{type(error).__name__}: {error}"
+
+
+def _read_and_segment(generator, source, body: tuple) -> tuple:
+    position, after = body
+    start = time.perf_counter()
+    try:
+        frame = source[position]
+    except Exception as error:  # raised as is by the mapping process (a DatasetError names the file)
+        return "read_error", _picklable(error)
+    read_s, start = time.perf_counter() - start, time.perf_counter()
+    if after is not None and frame.index <= after:
+        return "read", (frame, None, read_s, 0.0, "", True)
+    try:
+        packed, error = _generated_packed(generator, frame), ""
+    except Exception as failure:
+        packed, error = None, f"{type(failure).__name__}: {failure}"
+    return "read", (frame, packed, read_s, time.perf_counter() - start, error, False)
+
+
+def _picklable(error: Exception) -> Exception:
+    """``error`` itself when it survives pickling, else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _generated_packed(generator, frame: Frame) -> tuple:
+    """The generator's masks for ``frame``, packed: from its crops when it makes them (``generate_crops``)."""
+    if hasattr(generator, "generate_crops"):
+        return pack_crops(generator.generate_crops(frame))
+    return pack_masks(generator.generate(frame))
+
+
+def pack_crops(masks: MaskCrops) -> tuple:
+    """``pack_masks`` of ``masks.to_maskset()``, byte for byte, from the crops (no N x H x W stack): each crop
+    is packed from the byte holding its first column, then cut to its rows and bytes with any pixel."""
+    height, width = masks.image_size
+    cuts, extents = [], np.zeros((len(masks), 4), np.int64)
+    for i, (x0, y0, crop) in enumerate(masks.crops):
+        rows = np.flatnonzero(crop.any(axis=1))
+        if rows.size == 0:
+            continue
+        lead = x0 % 8  # pad to the byte boundary, so that bytes fall where packing whole rows puts them
+        block = np.zeros((rows[-1] + 1 - rows[0], lead + crop.shape[1]), bool)
+        block[:, lead:] = crop[rows[0]:rows[-1] + 1]
+        packed = np.packbits(block, axis=-1)
+        used = np.flatnonzero(np.bitwise_or.reduce(packed, axis=0))
+        cuts.append(packed[:, used[0]:used[-1] + 1].ravel())
+        extents[i] = (y0 + rows[0], y0 + rows[-1] + 1, x0 // 8 + used[0], x0 // 8 + used[-1] + 1)
+    bits = np.concatenate(cuts) if cuts else np.zeros(0, np.uint8)
+    return bits, extents, (len(masks), height, width), masks.scores, masks.boxes, masks.extra
+
+
+def pack_masks(masks: MaskSet) -> tuple:
     """The masks bit-packed along x and cut to the rows and bytes each one occupies (a mask covers a
     small part of the frame: ~17x fewer bytes through the pipe than the packed stack), with the scores,
     boxes and extra."""
@@ -97,7 +211,8 @@ def _packed_masks(masks: MaskSet) -> tuple:
     return (bits, np.concatenate([crops, pieces], axis=1), masks.masks.shape, masks.scores, masks.boxes, masks.extra)
 
 
-def _unpacked_masks(payload: tuple) -> MaskSet:
+def unpack_masks(payload: tuple) -> MaskSet:
+    """The MaskSet ``pack_masks`` packed, bit for bit."""
     bits, extents, shape, scores, boxes, extra = payload
     masks = np.zeros(shape, bool)
     width, start = shape[-1], 0

@@ -233,8 +233,9 @@ def _random_labels(shape, n, seed=0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("full_hw", [(480, 640), (481, 641), (363, 500), (722, 961)])
-def test_full_res_masks_equal_the_upsampled_label_comparisons(full_hw):
-    from segment2d.geometric.masks import full_res_masks, upsample
+def test_full_res_crops_equal_the_upsampled_label_comparisons(full_hw):
+    from segment2d.geometric.masks import full_res_crops, upsample
+    from segment2d.types import MaskCrops
 
     f = max(1, round(full_hw[1] / 320))
     work = (full_hw[0] // f, full_hw[1] // f)
@@ -242,11 +243,14 @@ def test_full_res_masks_equal_the_upsampled_label_comparisons(full_hw):
     unions = [np.array([3, 5, 7]), np.array([1, 39])]
     source = np.array([0, 1, -1, 0, 1, -1, 1])
     label = np.array([5, 299, 0, 0, 17, 1, 123])
-    out = full_res_masks(levels, source, label, levels[0], unions, f, full_hw)
-    expected = np.stack([levels[k] == lab if k >= 0 else np.isin(levels[0], unions[lab])
-                         for k, lab in zip(source, label)])
+    expected = upsample(np.stack([levels[k] == lab if k >= 0 else np.isin(levels[0], unions[lab])
+                                  for k, lab in zip(source, label)]), f, full_hw)
+    boxes = boxes_from_masks(expected)
+    crops = full_res_crops(levels, source, label, levels[0], unions, f, full_hw, boxes)
+    assert [c.shape for _, _, c in crops] == [(int(y1 - y0), int(x1 - x0)) for x0, y0, x1, y1 in boxes]
+    out = MaskCrops(crops, full_hw, np.ones(len(source), np.float32), boxes).to_maskset().masks
     assert out.shape == (len(source),) + full_hw and out.dtype == bool
-    np.testing.assert_array_equal(out, upsample(expected, f, full_hw))
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_label_and_union_boxes_match_boxes_of_the_masks():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -187,7 +188,7 @@ def test_masks_cut_to_their_extents_come_back_whole():
     import numpy as np
 
     from segment2d.types import MaskSet
-    from segment2d.worker import _packed_masks, _unpacked_masks
+    from segment2d.worker import pack_masks as _packed_masks, unpack_masks as _unpacked_masks
 
     rng = np.random.default_rng(3)
     masks = np.zeros((4, 37, 61), bool)
@@ -202,3 +203,158 @@ def test_masks_cut_to_their_extents_come_back_whole():
         assert (back.extra["level"] == given.extra["level"]).all()
     assert payload[0].size == 0
     assert _packed_masks(MaskSet(masks, np.ones(4, np.float32), np.zeros((4, 4), np.float32), {}))[0].size == 37 * 8 + 4 * 2 + 1
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A small scene written to disk (the project format): a file source the segmenter process can read."""
+    scene = make_scene("room", seed=1, noisy=True, num_frames=60, width=320, height=240)
+    return write_scene(scene, tmp_path_factory.mktemp("written") / "data", frames=scene.source(stop=NUM_FRAMES))
+
+
+def test_the_segmenter_process_reads_file_sources_and_makes_the_same_map(written, frames, tmp_path):
+    """A file reader is copied to the segmenter process, which reads and segments its frames there: the
+    frames and masks it sends back are the ones read and segmented here, and the pipelined map is the
+    sequential one byte for byte. Frames given as a list are read by the caller."""
+    from scene.datasets import open_dataset
+    from segment2d.worker import SegmenterProcess
+
+    source = open_dataset(written)
+    assert SegmenterProcess.reads(source) and not SegmenterProcess.reads(frames)
+    assert not SegmenterProcess.reads(iter(source))
+    generator = make_generator("geometric")
+    worker = SegmenterProcess(generator, source)
+    try:
+        done = worker.read_and_generate(3)
+        mine = generator.generate(source[3])
+        assert done.frame.index == source[3].index and (done.frame.depth == source[3].depth).all()
+        assert (done.frame.color == source[3].color).all() and done.read_s > 0 and not done.skipped
+        assert done.masks.masks.shape == mine.masks.shape and (done.masks.masks == mine.masks).all()
+        assert (done.masks.scores == mine.scores).all()
+        skipped = worker.read_and_generate(2, after=source[2].index)
+        assert skipped.skipped and skipped.masks is None and skipped.frame.index == source[2].index
+    finally:
+        worker.close()
+    config = MapperConfig(save_every=3)
+    results, maps = [], {}
+    for pipelined in (False, True):
+        out = tmp_path / f"{pipelined}.sqlite"
+        returned = run(open_dataset(written), config, out=out, pipelined=pipelined,
+                       progress=lambda r, d, t: results.append(r.timings))
+        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(_stored(out)))
+    assert maps[True] == maps[False] and maps[True][0]["objects"] >= 3
+    assert all(t["read"] > 0 and t["segment"] > 0 for t in results[NUM_FRAMES:])
+    assert not _our_threads()
+
+
+def test_a_corrupt_frame_read_by_the_segmenter_process_names_its_file_and_keeps_the_frames_before(written, tmp_path):
+    import shutil
+
+    from scene.datasets import DatasetError, open_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(written, data)
+    source = open_dataset(data)
+    bad = Path(source[5].source)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    out = tmp_path / "map.sqlite"
+    with pytest.raises(DatasetError, match=bad.name):
+        run(open_dataset(data), MapperConfig(save_every=100), out=out)
+    kept = _stored(out)
+    assert kept.num_frames == 5 and kept.trajectory[0].tolist() == [source[k].index for k in range(5)]
+    assert not _our_threads()
+
+
+def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(written):
+    """With ``read_ahead`` = k, frame n is read only once the mapping thread took frame n - k, and the map
+    does not depend on k. The mapping thread is made the slower stage (progress sleeps), so the reader
+    always reaches its bound."""
+    import time
+
+    from scene.datasets import open_dataset
+
+    class _Counting:
+        def __init__(self, source):
+            self.source, self.reads = source, []
+
+        def __len__(self):
+            return len(self.source)
+
+        def __iter__(self):
+            for k in range(len(self.source)):
+                self.reads.append(k)
+                yield self.source[k]
+
+    digests = set()
+    for ahead in (1, 2):
+        source = _Counting(open_dataset(written))
+        taken = []
+
+        def progress(result, done, total, source=source, taken=taken):
+            time.sleep(0.3)
+            taken.append(len(source.reads))  # frames read when this frame's integration ended
+
+        digests.add(map_fingerprint(run(source, MapperConfig(online_only=True), progress=progress,
+                                        read_ahead=ahead))["digest"])
+        # frame n (1-based) integrated: at most n + ahead frames read, and the reader kept that far ahead
+        assert all(reads <= done + ahead for done, reads in enumerate(taken, 1)), (ahead, taken)
+        lead = [reads - done for done, reads in enumerate(taken, 1)][:-ahead]
+        assert lead.count(ahead) >= len(lead) // 2, taken  # mostly at the bound (a loaded machine may lag)
+    assert len(digests) == 1
+    with pytest.raises(ValueError, match="read_ahead must be >= 1"):
+        run(open_dataset(written), MapperConfig(online_only=True), read_ahead=0)
+    assert not _our_threads()
+
+
+def test_masks_packed_from_crops_are_the_masks_packed_whole(frames):
+    """The worker packs a generator's crops (``generate_crops``) into exactly the bytes it packs from the
+    whole stack: crops at any column (not on a byte boundary), empty, or on the last partial byte; and the
+    geometric generator's crops are its masks."""
+    import numpy as np
+
+    from segment2d.types import MaskCrops
+    from segment2d.worker import pack_crops, pack_masks, unpack_masks
+
+    rng = np.random.default_rng(5)
+    crops = [(3, 2, rng.random((7, 13)) > 0.5), (0, 0, np.zeros((4, 4), bool)), (50, 30, rng.random((7, 11)) > 0.3),
+             (13, 9, np.pad(np.ones((2, 2), bool), ((3, 1), (4, 5))))]
+    given = MaskCrops(crops, (37, 61), np.ones(4, np.float32), np.zeros((4, 4), np.float32), {"level": np.arange(4)})
+    dense = given.to_maskset()
+    for a, b in zip(pack_crops(given), pack_masks(dense)):
+        assert (np.asarray(a) == np.asarray(b)).all() if not isinstance(a, dict) else a.keys() == b.keys()
+    assert (unpack_masks(pack_crops(given)).masks == dense.masks).all()
+    generator = make_generator("geometric")
+    for frame in frames[:2]:
+        made = generator.generate_crops(frame)
+        whole = generator.generate(frame)
+        assert len(made) == len(whole) > 5 and (made.to_maskset().masks == whole.masks).all()
+        packed, expected = pack_crops(made), pack_masks(whole)
+        assert (packed[0] == expected[0]).all() and (packed[1] == expected[1]).all()
+
+
+def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch):
+    """The segmenter process reads a file source's frames while the mapping thread is the slower side
+    (frames wait ready for it); once the mapping thread waits for frames, this process reads them."""
+    import time
+
+    from scene.datasets import open_dataset
+    from scene.datasets.base import FrameSource
+    from scene.pipeline import _SegmentAhead
+
+    here = []
+    original = FrameSource.__getitem__
+    monkeypatch.setattr(FrameSource, "__getitem__", lambda self, k: here.append(k) or original(self, k))
+    source = open_dataset(written)
+    frames = _SegmentAhead(Mapper(MapperConfig()), source, len(source))
+    try:
+        for _ in frames:
+            time.sleep(0.3)  # a slow mapping thread: frames wait for it
+    finally:
+        frames.close()
+    # Most frames, not all: on a loaded machine the segmenter process may stall for longer than the sleep,
+    # and then the mapping thread rightly reads a frame or two itself.
+    assert len(here) <= NUM_FRAMES // 2, here
+    frames._waited, frames._sat = 0.0, 0.05
+    assert not frames._consumer_waits()
+    frames._waited, frames._sat = 0.05, 0.0
+    assert frames._consumer_waits()

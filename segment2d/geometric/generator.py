@@ -11,11 +11,11 @@ from scene.datasets import Frame
 
 from .. import depth_ops
 from ..planes import RegionPlanes, coplanar_groups, fit_region_planes, on_planes
-from ..types import MaskSet
+from ..types import MaskCrops, MaskSet
 from .config import GeometricConfig
 from .levels import (LEVEL_COLOR, LEVEL_GEOMETRY, LEVEL_OBJECT, LEVEL_PART_UNION, LEVEL_PLANE_UNION, Level,
                      merged_parts, rigid_groups)
-from .masks import boxes_from_presence, full_res_masks, label_presence, union_boxes, upscaled_boxes
+from .masks import boxes_from_presence, full_res_crops, label_presence, union_boxes, upscaled_boxes
 from .regions import components, elongated, grow, in_front
 from .scoring import inside_small_object, not_duplicates, outline_support, support_score
 
@@ -44,6 +44,10 @@ class GeometricMaskGenerator:
     # -- public --------------------------------------------------------------------------------------
     def generate(self, frame: Frame) -> MaskSet:
         """Masks for one RGB-D ``frame`` (depth metres, 0 invalid; K in pixels)."""
+        return self.generate_crops(frame).to_maskset()
+
+    def generate_crops(self, frame: Frame) -> MaskCrops:
+        """``generate``'s masks as box crops (``MaskCrops``), without the N x H x W stack."""
         depth, color, K = _checked_inputs(frame)
         cfg = self.config
         depth = np.where(depth > cfg.max_depth, np.float32(0.0), depth)
@@ -53,7 +57,7 @@ class GeometricMaskGenerator:
         d = depth_ops.fill_small_holes(d, c, cfg.hole_fill_iters)
         valid = d > 0
         if valid.sum() < cfg.min_region_px / (f * f):
-            return MaskSet.empty(H, W)
+            return MaskCrops([], (H, W), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
         d = depth_ops.median_smooth(d)
         valid = d > 0
         pts = depth_ops.backproject(d, Kw)
@@ -140,7 +144,7 @@ class GeometricMaskGenerator:
         return on | lv.structure[lv.labels]
 
     def _assemble(self, levels: list[Level], base: Level, disc: np.ndarray, color_work: np.ndarray, full_hw,
-                  f: int) -> MaskSet:
+                  f: int) -> MaskCrops:
         """Masks of every level's regions (minus near-duplicates of earlier levels), of the coplanar structure
         groups of ``base`` and of its merged object parts, best first, at most ``max_masks``, upsampled."""
         cfg = self.config
@@ -181,9 +185,9 @@ class GeometricMaskGenerator:
         work_boxes = cat([boxes_from_presence(*pr)[ids] for pr, ids in zip(presence, chosen)]
                          + [union_boxes(base_presence or label_presence(base.labels, base.n), unions)], np.float32)
         boxes = upscaled_boxes(work_boxes[order], f, base.labels.shape, full_hw)
-        masks = full_res_masks([lv.labels for lv in levels], source[order], label[order], base.labels, unions, f,
-                                full_hw)
-        return MaskSet(masks, scores[order], boxes, extra)
+        crops = full_res_crops([lv.labels for lv in levels], source[order], label[order], base.labels, unions, f,
+                               full_hw, boxes)
+        return MaskCrops(crops, full_hw, scores[order], boxes, extra)
 
 
 def _checked_inputs(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
