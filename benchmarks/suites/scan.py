@@ -108,10 +108,10 @@ class _RecordingGenerator:
         self._generator, self._packed = make_generator("geometric"), {}
 
     def generate(self, frame):
-        from segment2d.worker import _packed_masks
+        from segment2d.worker import pack_masks
 
         masks = self._generator.generate(frame)
-        self._packed[int(frame.index)] = _packed_masks(masks)
+        self._packed[int(frame.index)] = pack_masks(masks)
         return masks
 
     def replay(self):
@@ -127,9 +127,9 @@ class _ReplayGenerator:
         self._packed = packed
 
     def generate(self, frame):
-        from segment2d.worker import _unpacked_masks
+        from segment2d.worker import unpack_masks
 
-        return _unpacked_masks(self._packed[int(frame.index)])
+        return unpack_masks(self._packed[int(frame.index)])
 
 
 def _command_without_masks(root, source, generator, expected_ids) -> dict:
