@@ -895,8 +895,6 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.close()
 
 
-
-
 class SegmentationError(ValueError):
     """The mask generator failed on a frame; the message names the frame (the cause is chained)."""
 
