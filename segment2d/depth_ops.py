@@ -45,20 +45,27 @@ def fill_small_holes(depth: np.ndarray, color: np.ndarray, iterations: int) -> n
     rgb = [pad1(color[..., i].astype(np.int16)).ravel() for i in range(3)]
     idx = np.flatnonzero(pad1(d <= 0))
     steps = [dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    if iterations > 0:
+        flat[idx] = 0  # every hole pixel is written in the first step: filled, or 0 without a valid neighbour
+    ring = np.ones((3, 3), np.uint8)
     for _ in range(iterations):
         if len(idx) == 0:
             break
-        own = [c[idx] for c in rgb]
-        best_cost = np.full(len(idx), np.iinfo(np.int16).max, np.int16)
-        best_depth = np.zeros(len(idx), np.float32)
+        # Only holes with a valid 8-neighbour can be filled in this step; the rest stay 0 (not visited).
+        reached = cv2.dilate((flat > 0).view(np.uint8).reshape(h + 2, w + 2), ring).ravel()[idx] > 0
+        front = idx[reached]
+        own = [c[front] for c in rgb]
+        best_cost = np.full(len(front), np.iinfo(np.int16).max, np.int16)
+        best_depth = np.zeros(len(front), np.float32)
         for step in steps:
-            zq = flat[idx + step]
-            cost = sum(np.abs(c[idx + step] - o) for c, o in zip(rgb, own))
+            zq = flat[front + step]
+            cost = sum(np.abs(c[front + step] - o) for c, o in zip(rgb, own))
             better = (zq > 0) & (cost < best_cost)
             best_cost = np.where(better, cost, best_cost)
             best_depth = np.where(better, zq, best_depth)
-        flat[idx] = best_depth
-        idx = idx[best_depth <= 0]
+        flat[front] = best_depth
+        reached[reached] = best_depth > 0
+        idx = idx[~reached]
     return flat.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
 
 
@@ -103,30 +110,85 @@ def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pixel dot product of two 3 x H x W fields."""
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+class EdgeShifts:
+    """Shifted views of one array: ``EdgeShifts(a, reach)(dy, dx)`` equals ``shifted(a, dy, dx)`` for
+    |dy|, |dx| <= ``reach``, as a view into one copy of ``a`` padded by repeating its border pixels (one copy
+    in all instead of one per shift)."""
+
+    def __init__(self, a: np.ndarray, reach: int):
+        h, w = a.shape[-2:]
+        r = self.reach = int(reach)
+        out = np.empty(a.shape[:-2] + (h + 2 * r, w + 2 * r), a.dtype)
+        out[..., r:r + h, r:r + w] = a
+        out[..., :r, r:r + w] = a[..., :1, :]
+        out[..., r + h:, r:r + w] = a[..., -1:, :]
+        out[..., :, :r] = out[..., :, r:r + 1]
+        out[..., :, r + w:] = out[..., :, r + w - 1:r + w]
+        self.padded, self.shape = out, (h, w)
+
+    def __call__(self, dy: int, dx: int) -> np.ndarray:
+        if max(abs(dy), abs(dx)) > self.reach:
+            raise ValueError(f"EdgeShifts: shift ({dy}, {dx}) beyond the padding of {self.reach} pixels")
+        (h, w), r = self.shape, self.reach
+        return self.padded[..., r + dy:r + dy + h, r + dx:r + dx + w]
+
+    def padded_index(self, pixels: np.ndarray) -> np.ndarray:
+        """Flat indices into the padded image of flat pixel indices of the h x w image."""
+        (h, w), r = self.shape, self.reach
+        return pixels + 2 * r * (pixels // w) + (r * (w + 2 * r) + r)
+
+    def gather(self, index: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        """``self(dy, dx)`` at the pixels of ``padded_index`` ``index`` (leading axes kept, pixels last)."""
+        if max(abs(dy), abs(dx)) > self.reach:
+            raise ValueError(f"EdgeShifts: shift ({dy}, {dx}) beyond the padding of {self.reach} pixels")
+        flat = self.padded.reshape(self.padded.shape[:-2] + (-1,))
+        return flat.take(index + (dy * (self.shape[1] + 2 * self.reach) + dx), axis=-1)
 
 
 def _normalised(v: np.ndarray) -> np.ndarray:
-    return v / (np.sqrt(dot3(v, v)) + np.float32(1e-12))
+    """``v`` divided in place by its length (+ 1e-12): v / (|v| + 1e-12), value for value."""
+    length = dot3(v, v)
+    np.sqrt(length, out=length)
+    length += np.float32(1e-12)
+    v /= length
+    return v
+
+
+def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product of two 3 x H x W fields (a0 b0 + a1 b1 + a2 b2, in that order)."""
+    out = np.multiply(a[0], b[0])
+    term = np.multiply(a[1], b[1])
+    out += term
+    np.multiply(a[2], b[2], out=term)
+    out += term
+    return out
 
 
 def normals_from_points(points: np.ndarray, valid: np.ndarray, radius: int, smooth: int) -> np.ndarray:
     """Unit normals (3 x H x W float32, towards the camera) from central differences at ``radius`` pixels,
     box-averaged over ``smooth`` x ``smooth`` and renormalised. Invalid pixels get (0, 0, 0)."""
-    du = shifted(points, 0, radius) - shifted(points, 0, -radius)
-    dv = shifted(points, radius, 0) - shifted(points, -radius, 0)
-    n = np.stack([du[1] * dv[2] - du[2] * dv[1], du[2] * dv[0] - du[0] * dv[2], du[0] * dv[1] - du[1] * dv[0]])
-    n = _normalised(n)
+    at = EdgeShifts(points, radius)
+    du = at(0, radius) - at(0, -radius)
+    dv = at(radius, 0) - at(-radius, 0)
+    n = np.empty_like(du)
+    term = np.empty_like(du[0])
+    for c, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):  # the cross product du x dv
+        np.multiply(du[i], dv[j], out=n[c])
+        np.multiply(du[j], dv[i], out=term)
+        n[c] -= term
+    _normalised(n)
     ok = valid.copy()
+    valid_at = EdgeShifts(valid, radius)
     for dy, dx in ((0, radius), (0, -radius), (radius, 0), (-radius, 0)):
-        ok &= shifted(valid, dy, dx)
+        ok &= valid_at(dy, dx)
     n *= ok
     if smooth > 1:
-        n = np.stack([cv2.boxFilter(c, -1, (smooth, smooth), normalize=False) for c in n])
-    n *= np.where(dot3(n, points) > 0, np.float32(-1.0), np.float32(1.0))  # face the camera: n . p < 0
-    n = _normalised(n)
+        box = np.empty_like(n)
+        for c in range(3):
+            cv2.boxFilter(n[c], -1, (smooth, smooth), dst=box[c], normalize=False)
+        n = box
+    np.negative(n, out=n, where=dot3(n, points) > 0)  # face the camera: n . p < 0
+    _normalised(n)
     n *= valid
     return n
 
@@ -180,12 +242,34 @@ def crease_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, 
 
 
 def concave_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: int,
-                     directions=PAIR_OFFSETS) -> np.ndarray:
-    """``crease_strength``'s concave half alone (the other half's work skipped)."""
-    concave = np.zeros(valid.shape, np.float32)
-    for bend, sign in _bends(points, normals, valid, offset, directions):
-        np.maximum(concave, bend, out=concave, where=sign < 0)
-    return concave
+                     directions=PAIR_OFFSETS, floor: float = 0.0) -> np.ndarray:
+    """``crease_strength``'s concave half alone (the other half's work skipped).
+
+    With ``floor`` > 0, strengths at or below ``floor`` read 0 and the rest are exact (a threshold at or
+    above ``floor`` sees no change): the crease sign is then computed only where a bend exceeds both
+    ``floor`` and the strength so far, a few percent of the pixels.
+    """
+    if floor <= 0:
+        concave = np.zeros(valid.shape, np.float32)
+        for bend, sign in _bends(points, normals, valid, offset, directions):
+            np.maximum(concave, bend, out=concave, where=sign < 0)
+        return concave
+    concave = np.zeros(valid.size, np.float32)
+    reach = max((max(abs(dy), abs(dx)) * offset for dy, dx in directions), default=0)
+    normal_at, point_at, valid_at = (EdgeShifts(a, reach) for a in (normals, points, valid))
+    for dy, dx in directions:
+        a, b = (-dy * offset, -dx * offset), (dy * offset, dx * offset)
+        bend = (np.float32(1.0) - dot3(normal_at(*a), normal_at(*b))).ravel()
+        worth = (bend > np.maximum(concave, np.float32(floor))).reshape(valid.shape)
+        worth &= valid
+        worth &= valid_at(*a)
+        worth &= valid_at(*b)
+        pick = np.flatnonzero(worth)
+        at = normal_at.padded_index(pick)
+        sign = dot3(normal_at.gather(at, *a) - normal_at.gather(at, *b), point_at.gather(at, *a) - point_at.gather(at, *b))
+        pick = pick[sign < 0]
+        concave[pick] = bend[pick]
+    return concave.reshape(valid.shape)
 
 
 def _bends(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: int, directions):
@@ -193,12 +277,14 @@ def _bends(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: i
     (n_p - n_q) . (x_p - x_q)), p and q ``offset`` pixels before and after each pixel (see
     ``crease_strength``)."""
     zero = np.float32(0.0)
+    reach = max((max(abs(dy), abs(dx)) * offset for dy, dx in directions), default=0)
+    normal_at, point_at, valid_at = (EdgeShifts(a, reach) for a in (normals, points, valid))
     for dy, dx in directions:
         a, b = (-dy * offset, -dx * offset), (dy * offset, dx * offset)
-        p_n, q_n = shifted(normals, *a), shifted(normals, *b)
-        ok = valid & shifted(valid, *a) & shifted(valid, *b)
+        p_n, q_n = normal_at(*a), normal_at(*b)
+        ok = valid & valid_at(*a) & valid_at(*b)
         bend = np.where(ok, np.float32(1.0) - dot3(p_n, q_n), zero)
-        yield bend, dot3(p_n - q_n, shifted(points, *a) - shifted(points, *b))
+        yield bend, dot3(p_n - q_n, point_at(*a) - point_at(*b))
 
 
 def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:

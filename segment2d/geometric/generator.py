@@ -64,7 +64,9 @@ class GeometricMaskGenerator:
         normals = depth_ops.normals_from_points(pts, valid, cfg.normal_radius, cfg.normal_smooth)
 
         disc = depth_ops.depth_discontinuities(d, valid, cfg.rel_jump, cfg.sigma0, cfg.sigma2, cfg.n_sigma)
-        concave = depth_ops.concave_strength(pts, normals, valid, cfg.crease_offset)
+        # Only strengths above the weaker threshold are compared, so weaker ones need not be exact.
+        concave = depth_ops.concave_strength(pts, normals, valid, cfg.crease_offset,
+                                             floor=min(cfg.concave_weak, cfg.concave_strong))
         cut0 = disc | (concave > cfg.concave_strong)
         cut1 = cut0 | (concave > cfg.concave_weak) | (depth_ops.color_gradient(c, cfg.color_blur) > cfg.color_edge)
 

@@ -42,39 +42,40 @@ def grow(labels: np.ndarray, depth: np.ndarray, valid: np.ndarray, pts: np.ndarr
     xyz = depth_ops.pad1(pts).reshape(3, -1)
     open_ = depth_ops.pad1(valid & (labels == 0)).ravel()
     plane = np.concatenate([planes.normal, planes.offset[:, None]], axis=1).astype(np.float32)
-    steps = (1, -1, w + 2, -(w + 2))
+    steps = np.array([1, -1, w + 2, -(w + 2)])[:, None]  # one row per neighbour, in tie-breaking order
     touched = cv2.dilate((labels > 0).astype(np.uint8), _CROSS) > 0
     front = np.flatnonzero(open_ & depth_ops.pad1(touched).ravel())  # only pixels next to a label can change
     near = np.zeros_like(open_)
     inf = np.float32(np.inf)
+    plane_columns = [np.ascontiguousarray(plane[:, i]) for i in range(4)]
     for _ in range(cfg.grow_iters):
         if len(front) == 0:
             break
         z = dep[front]
-        limit = depth_ops.jump_limit(z, cfg.rel_jump, cfg.sigma0, cfg.sigma2, cfg.n_sigma)
-        plane_limit = np.float32(cfg.on_plane_abs) + np.float32(cfg.on_plane_rel) * z
-        fx, fy, fz = xyz[0, front], xyz[1, front], xyz[2, front]
-        best_cost = np.full(len(front), inf, np.float32)
-        best_label = np.zeros(len(front), lab.dtype)
-        for s in steps:
-            nb = front + s
-            nl = lab[nb]
-            cost = np.abs(dep[nb] - z)
-            cost[cost > limit] = inf  # never across a depth jump
-            on = np.flatnonzero(planar[nl])
-            if len(on):
-                p = plane[nl[on]]
-                dist = np.abs(p[:, 0] * fx[on] + p[:, 1] * fy[on] + p[:, 2] * fz[on] + p[:, 3])
-                cost[on] = np.where(dist <= plane_limit[on], dist, inf)
-            better = (cost < best_cost) & (nl > 0)
-            np.copyto(best_cost, cost, where=better)
-            np.copyto(best_label, nl, where=better)
-        done = best_label > 0
+        neighbour = front + steps  # 4 x F, all neighbours at once
+        nl = lab[neighbour]
+        cost = np.abs(dep[neighbour] - z)
+        np.copyto(cost, inf, where=cost > depth_ops.jump_limit(z, cfg.rel_jump, cfg.sigma0, cfg.sigma2, cfg.n_sigma))
+        on = np.flatnonzero(planar[nl])
+        if len(on):
+            at = front[on % len(front)]
+            on_label = nl.ravel()[on]
+            a, b, c, d = (col[on_label] for col in plane_columns)
+            dist = np.abs(a * xyz[0, at] + b * xyz[1, at] + c * xyz[2, at] + d)
+            plane_limit = np.float32(cfg.on_plane_abs) + np.float32(cfg.on_plane_rel) * dep[at]
+            cost.ravel()[on] = np.where(dist <= plane_limit, dist, inf)
+        np.copyto(cost, inf, where=nl == 0)
+        # A neighbour wins only when strictly better than the earlier ones (ties: ``steps`` order).
+        best_cost, best_label = cost[0], nl[0]
+        for k in range(1, 4):
+            better = cost[k] < best_cost
+            np.copyto(best_cost, cost[k], where=better)
+            np.copyto(best_label, nl[k], where=better)
+        done = best_cost < inf
         grown = front[done]
         lab[grown] = best_label[done]
         open_[grown] = False
-        for s in steps:
-            near[grown + s] = True
+        near[grown + steps] = True
         front = np.flatnonzero(near & open_)
         near[front] = False  # the rest of ``near`` is not open and never read again
     return lab.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
