@@ -28,21 +28,37 @@ class RegionPlanes:
     extent: np.ndarray
 
 
-def fit_region_planes(points: np.ndarray, labels: np.ndarray, n_labels: int) -> RegionPlanes:
+@dataclass(frozen=True)
+class PointSamples:
+    """An organised cloud's points as float64 rows with their pairwise products (the per-point terms of the
+    plane-fit moments): made once per frame and shared by every labelling of the same pixels."""
+
+    coords: np.ndarray  # 3 x N float64 metres
+    products: dict  # (i, j) with i <= j -> N float64, coords[i] * coords[j]
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> "PointSamples":
+        """Samples of 3 x H x W (or 3 x N) camera-frame points."""
+        coords = points.reshape(3, -1).astype(np.float64)
+        return cls(coords, {(i, j): coords[i] * coords[j] for i in range(3) for j in range(i, 3)})
+
+
+def fit_region_planes(points, labels: np.ndarray, n_labels: int) -> RegionPlanes:
     """Fit a plane to each label's points in one pass of weighted bincounts and one batched eigh.
 
-    ``points``: 3 x H x W camera-frame metres; ``labels``: H x W int, 0 = none, 1..n_labels-1 regions.
+    ``points``: 3 x H x W camera-frame metres, or their ``PointSamples``; ``labels``: H x W int, 0 = none,
+    1..n_labels-1 regions.
     """
+    samples = points if isinstance(points, PointSamples) else PointSamples.of(points)
     lab = labels.ravel()
-    pts = points.reshape(3, -1).astype(np.float64)
+    pts = samples.coords
     count = np.bincount(lab, minlength=n_labels).astype(np.float64)
     safe = np.maximum(count, 1.0)
     first = np.stack([np.bincount(lab, pts[i], n_labels) for i in range(3)], axis=1) / safe[:, None]
     second = np.empty((n_labels, 3, 3), np.float64)
-    for i in range(3):
-        for j in range(i, 3):
-            m = np.bincount(lab, pts[i] * pts[j], n_labels) / safe
-            second[:, i, j] = second[:, j, i] = m
+    for (i, j), product in samples.products.items():
+        m = np.bincount(lab, product, n_labels) / safe
+        second[:, i, j] = second[:, j, i] = m
     cov = second - first[:, :, None] * first[:, None, :]
     evals, evecs = np.linalg.eigh(cov)  # ascending eigenvalues
     normal = evecs[:, :, 0]

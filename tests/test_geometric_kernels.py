@@ -8,7 +8,7 @@ import pytest
 from segment2d import depth_ops
 from segment2d.geometric import GeometricConfig
 from segment2d.geometric.regions import components, grow
-from segment2d.planes import fit_region_planes
+from segment2d.planes import PointSamples, fit_region_planes
 
 
 def _scene(seed: int, h: int = 60, w: int = 80):
@@ -165,3 +165,16 @@ def test_frontier_growth_equals_growing_every_open_pixel(seed):
         grown = grow(labels, depth, valid, pts, planes, planar, cfg)
         assert (grown > labels).any()
         assert np.array_equal(grown, _grow_reference(labels, depth, valid, pts, planes, planar, cfg))
+
+
+def test_plane_fits_from_shared_samples_equal_fits_from_points():
+    depth, _, pts = _scene(5)
+    labels, n = components(depth > 0, 4)
+    samples = PointSamples.of(pts)
+    direct, shared = fit_region_planes(pts, labels, n), fit_region_planes(samples, labels, n)
+    for name in ("count", "centroid", "normal", "offset", "rms", "extent"):
+        assert np.array_equal(getattr(direct, name), getattr(shared, name))
+    # one set of samples serves another labelling of the same pixels
+    relabelled = np.where(labels > 0, labels % 3 + 1, 0)
+    assert np.array_equal(fit_region_planes(samples, relabelled, 4).normal,
+                          fit_region_planes(pts, relabelled, 4).normal)

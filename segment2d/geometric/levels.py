@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..planes import RegionPlanes
+from ..planes import PointSamples, RegionPlanes
 from .config import GeometricConfig
 
 
@@ -16,16 +16,19 @@ LEVEL_GEOMETRY, LEVEL_COLOR, LEVEL_OBJECT, LEVEL_PLANE_UNION, LEVEL_PART_UNION =
 @dataclass
 class Level:
     """One level of the hierarchy at work resolution: labels (0 = none), their number, per-label data
-    (row 0 is the unlabelled pixels)."""
+    (row 0 is the unlabelled pixels). ``evidence``: the pixels its outlines are scored against (cut or
+    invalid); ``support``: the outline support, filled in only for the levels that are offered (a level
+    replaced by a relabelled one is never scored)."""
 
     code: int
     labels: np.ndarray
     n: int
     area: np.ndarray
-    support: np.ndarray
+    evidence: np.ndarray
     structure: np.ndarray
     planar: np.ndarray
     planes: RegionPlanes
+    support: np.ndarray | None = None
 
 
 def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricConfig) -> list[np.ndarray]:
@@ -70,8 +73,9 @@ def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricC
     return out
 
 
-def rigid_groups(lv: Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, cfg: GeometricConfig):
-    """Label remap (old -> new, 0 kept) joining rigidly attached regions of ``lv``, or None when none join."""
+def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndarray, cfg: GeometricConfig):
+    """Label remap (old -> new, 0 kept) joining rigidly attached regions of ``lv``, or None when none join.
+    ``samples``: the points of every other pixel (``lv.labels[::2, ::2]``)."""
     labels, n = lv.labels, lv.n
     a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
     b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
@@ -91,13 +95,12 @@ def rigid_groups(lv: Level, disc: np.ndarray, pts: np.ndarray, up: np.ndarray, c
         return None
     # Per-region 3D moments and robust height range (every other pixel; heights along ``up``).
     sub = labels[::2, ::2].ravel()
-    p = pts[:, ::2, ::2].reshape(3, -1).astype(np.float64)
+    p = samples.coords
     m0 = np.bincount(sub, minlength=n).astype(np.float64)
     m1 = np.stack([np.bincount(sub, p[i], n) for i in range(3)], axis=1)
     m2 = np.empty((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            m2[:, i, j] = m2[:, j, i] = np.bincount(sub, p[i] * p[j], n)
+    for (i, j), product in samples.products.items():
+        m2[:, i, j] = m2[:, j, i] = np.bincount(sub, product, n)
     height = up @ p
     order = np.lexsort((height, sub))
     cnt = m0.astype(np.int64)
