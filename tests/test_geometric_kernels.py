@@ -178,3 +178,18 @@ def test_plane_fits_from_shared_samples_equal_fits_from_points():
     relabelled = np.where(labels > 0, labels % 3 + 1, 0)
     assert np.array_equal(fit_region_planes(samples, relabelled, 4).normal,
                           fit_region_planes(pts, relabelled, 4).normal)
+
+
+@pytest.mark.parametrize("f", [2, 4, 8])
+def test_label_upsampling_by_resize_equals_taking_source_pixels(f):
+    from segment2d.geometric.masks import _upsample_labels
+
+    rng = np.random.default_rng(f)
+    for top, (h, w) in ((200, (30, 41)), (3000, (17, 9))):
+        labels = rng.integers(0, top, (h, w)).astype(np.int32)
+        for full_hw in ((h * f, w * f), (h * f + 1, w * f - 1)):  # exact ratio (resized) and not (taken)
+            ys = np.minimum(np.arange(full_hw[0]) // f, h - 1)
+            xs = np.minimum(np.arange(full_hw[1]) // f, w - 1)
+            up = _upsample_labels(labels, f, full_hw)
+            assert up.shape == full_hw and up.dtype == (np.uint8 if top <= 256 else np.uint16)
+            assert np.array_equal(up, labels[ys][:, xs])

@@ -1,6 +1,7 @@
 """From work-resolution labels to the MaskSet's full-resolution masks and boxes (nearest upsampling)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -37,7 +38,10 @@ def full_res_crops(label_images: list, source: np.ndarray, label: np.ndarray, ba
     stack to fill and upsample (a region covers 4-11% of a frame on average on the real sequences)."""
     H, W = full_hw
     full = {k: _upsample_labels(label_images[k], f, full_hw) for k in np.unique(source[source >= 0]).tolist()}
-    base_full = _upsample_labels(base_labels, f, full_hw) if (source < 0).any() else None
+    base_full = None
+    if (source < 0).any():
+        same = [k for k, image in enumerate(label_images) if image is base_labels and k in full]
+        base_full = full[same[0]] if same else _upsample_labels(base_labels, f, full_hw)
     member = np.zeros(int(base_labels.max(initial=0)) + 1, bool)
     crops = []
     for (x0, y0, x1, y1), k, lab in zip(_box_crops(boxes, full_hw), source.tolist(), label.tolist()):
@@ -68,6 +72,10 @@ def _upsample_labels(labels: np.ndarray, f: int, full_hw: tuple[int, int]) -> np
     h, w = labels.shape
     top = int(labels.max()) if labels.size else 0
     dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int64
+    if dtype != np.int64 and f in (2, 4, 8) and (h * f, w * f) == tuple(full_hw):
+        # An exact power-of-two ratio: OpenCV's nearest resize picks source pixel dst // f (x / f is exact),
+        # ~5x faster than two takes.
+        return cv2.resize(labels.astype(dtype), (w * f, h * f), interpolation=cv2.INTER_NEAREST)
     ys = np.minimum(np.arange(full_hw[0]) // f, h - 1)
     xs = np.minimum(np.arange(full_hw[1]) // f, w - 1)
     return labels.astype(dtype).take(ys, axis=0).take(xs, axis=1)
