@@ -193,3 +193,17 @@ def test_label_upsampling_by_resize_equals_taking_source_pixels(f):
             up = _upsample_labels(labels, f, full_hw)
             assert up.shape == full_hw and up.dtype == (np.uint8 if top <= 256 else np.uint16)
             assert np.array_equal(up, labels[ys][:, xs])
+
+
+def test_label_presence_from_run_starts_equals_presence_over_every_pixel():
+    from segment2d.geometric.masks import label_presence
+
+    rng = np.random.default_rng(7)
+    for shape, n in (((40, 55), 6), ((13, 7), 30), ((1, 9), 3), ((9, 1), 3)):
+        blocky = rng.integers(0, n, (shape[0] // 3 + 1, shape[1] // 3 + 1)).repeat(3, 0).repeat(3, 1)
+        for labels in (rng.integers(0, n, shape), blocky[:shape[0], :shape[1]]):
+            labels = labels.astype(np.int32)
+            rows, cols = label_presence(labels, n + 2)  # labels n, n+1 never occur
+            for k in range(n + 2):
+                assert np.array_equal(rows[k], (labels == k).any(axis=1))
+                assert np.array_equal(cols[k], (labels == k).any(axis=0))

@@ -17,7 +17,7 @@ from .levels import (LEVEL_COLOR, LEVEL_GEOMETRY, LEVEL_OBJECT, LEVEL_PART_UNION
                      merged_parts, rigid_groups)
 from .masks import boxes_from_presence, full_res_crops, label_presence, union_boxes, upscaled_boxes
 from .regions import components, elongated, grow, in_front
-from .scoring import inside_small_object, not_duplicates, outline_support, support_score
+from .scoring import inside_small_object, not_duplicates, outline_support, overlaps, support_score
 
 
 class GeometricMaskGenerator:
@@ -155,11 +155,13 @@ class GeometricMaskGenerator:
         chosen = []
         for k, lv in enumerate(levels):
             keep = np.ones(lv.n, bool)
-            for earlier in levels[:k]:
-                keep &= not_duplicates(earlier, lv, cfg.dedupe_iou)
+            counts = [overlaps(earlier, lv) for earlier in levels[:k]]
+            for earlier, count in zip(levels, counts):
+                keep &= not_duplicates(earlier, lv, cfg.dedupe_iou, count)
             if lv.code == LEVEL_COLOR:
+                with_base = next((count for earlier, count in zip(levels, counts) if earlier is base), None)
                 keep &= ~inside_small_object(base, lv, cfg.sibling_extent, cfg.sibling_max_fraction,
-                                             cfg.sibling_inside_share)
+                                             cfg.sibling_inside_share, with_base)
             chosen.append(np.flatnonzero(keep[1:]) + 1)
         # Structure planes with the planar pieces that lie on them (a wall seen between two cabinets).
         planes = [g for g in coplanar_groups(base.planes, base.planar, cfg.coplanar_angle_deg, cfg.coplanar_offset)

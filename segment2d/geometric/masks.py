@@ -82,11 +82,20 @@ def _upsample_labels(labels: np.ndarray, f: int, full_hw: tuple[int, int]) -> np
 
 
 def label_presence(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n x h, n x w) bool: whether label k occurs in each row / each column of ``labels``."""
+    """(n x h, n x w) bool: whether label k occurs in each row / each column of ``labels``.
+
+    Read from the pixels that start a run of equal labels along the row (for rows) or the column (for
+    columns): a row holding label k holds the first pixel of one of its runs, so this is presence over every
+    pixel, from the few percent of pixels that start runs."""
     h, w = labels.shape
-    lab = labels.astype(np.int64)
-    rows = np.bincount((lab * h + np.arange(h)[:, None]).ravel(), minlength=n * h).reshape(n, h) > 0
-    cols = np.bincount((lab * w + np.arange(w)[None, :]).ravel(), minlength=n * w).reshape(n, w) > 0
+    run = np.ones((h, w), bool)
+    np.not_equal(labels[:, 1:], labels[:, :-1], out=run[:, 1:])
+    ys, xs = np.nonzero(run)
+    rows = np.bincount(labels[ys, xs].astype(np.int64) * h + ys, minlength=n * h).reshape(n, h) > 0
+    run[0] = True
+    np.not_equal(labels[1:], labels[:-1], out=run[1:])
+    ys, xs = np.nonzero(run)
+    cols = np.bincount(labels[ys, xs].astype(np.int64) * w + xs, minlength=n * w).reshape(n, w) > 0
     return rows, cols
 
 

@@ -32,21 +32,27 @@ def support_score(support: np.ndarray, floor: float) -> np.ndarray:
     return (np.float32(floor) + np.float32(1.0 - floor) * np.clip(support, 0, 1)).astype(np.float32)
 
 
-def not_duplicates(lv0: Level, lv1: Level, max_iou: float) -> np.ndarray:
-    """Per level-1 label: True unless it has IoU >= ``max_iou`` with some level-0 label."""
-    inter = np.bincount((lv0.labels.ravel().astype(np.int64) * lv1.n + lv1.labels.ravel()),
-                        minlength=lv0.n * lv1.n).reshape(lv0.n, lv1.n)[1:, :]
+def overlaps(a: Level, b: Level) -> np.ndarray:
+    """a.n x b.n: the pixels labelled i in ``a`` and j in ``b`` (row / column 0: unlabelled)."""
+    return np.bincount(a.labels.ravel().astype(np.int64) * b.n + b.labels.ravel(),
+                       minlength=a.n * b.n).reshape(a.n, b.n)
+
+
+def not_duplicates(lv0: Level, lv1: Level, max_iou: float, counts: np.ndarray | None = None) -> np.ndarray:
+    """Per level-1 label: True unless it has IoU >= ``max_iou`` with some level-0 label (``counts``: their
+    ``overlaps``, when already counted)."""
+    inter = (overlaps(lv0, lv1) if counts is None else counts)[1:, :]
     union = lv0.area[1:, None] + lv1.area[None, :] - inter
     iou = inter / np.maximum(union, 1)
     return ~(iou >= max_iou).any(axis=0) if len(iou) else np.ones(lv1.n, bool)
 
 
 def inside_small_object(parent: Level, child: Level, max_extent: float, max_fraction: float,
-                        share: float) -> np.ndarray:
+                        share: float, counts: np.ndarray | None = None) -> np.ndarray:
     """Per child label: True when ``share`` of it lies in one non-structure parent region whose 3D extent
-    (largest std, metres) is below ``max_extent`` and whose area is below ``max_fraction`` of the image."""
-    inter = np.bincount(parent.labels.ravel().astype(np.int64) * child.n + child.labels.ravel(),
-                        minlength=parent.n * child.n).reshape(parent.n, child.n)
+    (largest std, metres) is below ``max_extent`` and whose area is below ``max_fraction`` of the image
+    (``counts``: their ``overlaps``, when already counted)."""
+    inter = overlaps(parent, child) if counts is None else counts
     best = inter.argmax(axis=0)
     small = (~parent.structure & (parent.planes.extent[:, 0] < max_extent)
              & (parent.area < max_fraction * parent.labels.size))
