@@ -93,7 +93,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
     edges = np.flatnonzero((length >= cfg.crease_border_px) & (jumps < cfg.crease_max_jump_share * length))
     if len(edges) == 0:
         return None
-    # Per-region 3D moments and robust height range (every other pixel; heights along ``up``).
+    # Per-region 3D moments (every other pixel).
     sub = labels[::2, ::2].ravel()
     p = samples.coords
     m0 = np.bincount(sub, minlength=n).astype(np.float64)
@@ -101,29 +101,32 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
     m2 = np.empty((n, 3, 3))
     for (i, j), product in samples.products.items():
         m2[:, i, j] = m2[:, j, i] = np.bincount(sub, product, n)
-    height = up @ p
-    order = np.lexsort((height, sub))
-    cnt = m0.astype(np.int64)
-    start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-    hs = height[order]
-    last = max(len(hs) - 1, 0)
-    low, high = cfg.join_height_quantiles
-    zlo = hs[np.minimum(start + (low * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
-    zhi = hs[np.minimum(start + (high * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
     safe = np.maximum(m0, 1.0)
     mean = m1 / safe[:, None]
     cov = m2 / safe[:, None, None] - mean[:, :, None] * mean[:, None, :]
     ea, eb = edges // n, edges % n
     big = np.where(lv.area[ea] >= lv.area[eb], ea, eb)
     small = np.where(lv.area[ea] >= lv.area[eb], eb, ea)
-    tol = cfg.join_contact
-    below = np.abs(zhi[small] - zlo[big]) <= tol  # small's top at big's underside
     hvec = mean[small] - mean[big]
     hvec = hvec - np.outer(hvec @ up, up)
     big_var = np.trace(cov[big], axis1=1, axis2=2) - np.einsum("i,kij,j->k", up, cov[big], up)  # horizontal
     under = np.linalg.norm(hvec, axis=1) <= cfg.join_max_offset * np.sqrt(np.maximum(big_var, 0.0))
-    hangs = (lv.area[small] <= cfg.join_max_area_ratio * lv.area[big]) & below & under
-    ok = hangs & (m0[small] >= 4) & (m0[big] >= 4)
+    ok = (lv.area[small] <= cfg.join_max_area_ratio * lv.area[big]) & under & (m0[small] >= 4) & (m0[big] >= 4)
+    if not ok.any():
+        return None
+    # Robust height ranges (quantiles along ``up``), sorted only for the regions of pairs still in question.
+    needed = np.zeros(n, bool)
+    needed[small[ok]] = needed[big[ok]] = True
+    pick = needed[sub]
+    height = (up @ p)[pick]
+    hs = height[np.lexsort((height, sub[pick]))]
+    cnt = np.where(needed, m0, 0).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    last = max(len(hs) - 1, 0)
+    low, high = cfg.join_height_quantiles
+    zlo = hs[np.minimum(start + (low * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    zhi = hs[np.minimum(start + (high * np.maximum(cnt - 1, 0)).astype(np.int64), last)]
+    ok &= np.abs(zhi[small] - zlo[big]) <= cfg.join_contact  # small's top at big's underside
     if not ok.any():
         return None
     parent = np.arange(n)
