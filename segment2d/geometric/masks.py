@@ -88,14 +88,16 @@ def label_presence(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     columns): a row holding label k holds the first pixel of one of its runs, so this is presence over every
     pixel, from the few percent of pixels that start runs."""
     h, w = labels.shape
-    run = np.ones((h, w), bool)
+    flat_labels = labels.ravel()
+    run = np.empty((h, w), bool)
+    run[:, 0] = True
     np.not_equal(labels[:, 1:], labels[:, :-1], out=run[:, 1:])
-    ys, xs = np.nonzero(run)
-    rows = np.bincount(labels[ys, xs].astype(np.int64) * h + ys, minlength=n * h).reshape(n, h) > 0
+    starts = np.flatnonzero(run)
+    rows = np.bincount(flat_labels[starts].astype(np.int64) * h + starts // w, minlength=n * h).reshape(n, h) > 0
     run[0] = True
     np.not_equal(labels[1:], labels[:-1], out=run[1:])
-    ys, xs = np.nonzero(run)
-    cols = np.bincount(labels[ys, xs].astype(np.int64) * w + xs, minlength=n * w).reshape(n, w) > 0
+    starts = np.flatnonzero(run)
+    cols = np.bincount(flat_labels[starts].astype(np.int64) * w + starts % w, minlength=n * w).reshape(n, w) > 0
     return rows, cols
 
 
