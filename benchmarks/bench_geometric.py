@@ -2,11 +2,16 @@
 
     .venv/bin/python benchmarks/bench_geometric.py [--frames 30] [--seeds 0 1] [--sevenscenes 20] [--scannet 20]
         [--cache /tmp/bench_geometric]
+    .venv/bin/python benchmarks/bench_geometric.py --digest [--runs 3]
 
 Speed: median wall and CPU milliseconds per 640x480 frame on the noisy synthetic ``room`` preset and on
 real 7-Scenes and ScanNet frames (when ``../shared/data`` is present). CPU time is reported too because
 wall time is noisy on a shared machine; both are medians. ``--cache DIR`` stores the rendered synthetic
 frames there as .npz (rendering them takes longer than segmenting them) and reuses them on later runs.
+``--digest``: instead, the generator alone on a fixed set of real frames read beforehand (59 frames spread
+over 7-Scenes, both ScanNet scenes, Replica, ICL-NUIM and 3DMatch): a SHA-256 over every mask's
+full-resolution bytes, score, box and extra fields (equal digests: the same masks) and the CPU seconds of a
+pass over the set, median of ``--runs`` passes (a speed-only change must keep the digest).
 Quality (noisy synthetic room, ``frames`` frames evenly spread over each seed's sequence): 2D proposal
 recall against the ground-truth instances of at least ``--min-area`` pixels (default 200): recall at
 IoU 0.5, average recall over IoU 0.5:0.95 and mean best IoU, for all instances, for structure (floor,
@@ -19,6 +24,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy is imported
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -93,6 +99,57 @@ def real_times(generator, name: str, count: int):
     return walls, cpus
 
 
+# The fixed real frame set of ``--digest``: frames evenly spread over each sequence.
+DIGEST_FRAMES = {"7scenes_redkitchen": 20, "scannet_scene0448_01": 15, "scannet_scene0113_00": 10,
+                 "replica_office0": 4, "iclnuim_livingroom": 5, "3dmatch_studyroom": 5}
+
+
+def digest_frames() -> list:
+    """(name, index, Frame) of ``DIGEST_FRAMES`` present under ``../shared/data``, read into memory."""
+    from scene.datasets import open_dataset
+
+    out = []
+    for name, count in DIGEST_FRAMES.items():
+        root = SHARED / "data" / name
+        if not root.exists():
+            continue
+        source = open_dataset(root)
+        for k in np.linspace(0, len(source) - 1, min(count, len(source))).round().astype(int):
+            out.append((name, int(k), source[int(k)]))
+    return out
+
+
+def mask_digest(masks) -> bytes:
+    """SHA-256 over a MaskSet's full-resolution masks, scores, boxes and extra fields."""
+    h = hashlib.sha256()
+    for array in (masks.masks, masks.scores, masks.boxes):
+        h.update(np.ascontiguousarray(array).tobytes())
+    for key in sorted(masks.extra):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(masks.extra[key]).tobytes())
+    return h.digest()
+
+
+def digest_run(generator, runs: int) -> dict:
+    """``--digest``: the masks' digest on the fixed real frames and the CPU seconds per pass (``runs`` passes)."""
+    frames = digest_frames()
+    if not frames:
+        raise SystemExit(f"--digest needs the real sequences under {SHARED / 'data'}")
+    total = hashlib.sha256()
+    for _, _, frame in frames:
+        total.update(mask_digest(generator.generate(frame)))
+    passes = []
+    for _ in range(runs):
+        cpu = time.process_time()
+        for _, _, frame in frames:
+            generator.generate_crops(frame)
+        passes.append(time.process_time() - cpu)
+    return {"benchmark": "geometric_digest", "frames": len(frames),
+            "sets": {name: sum(1 for n, _, _ in frames if n == name) for name in DIGEST_FRAMES},
+            "digest": total.hexdigest(), "cpu_s_per_pass": passes, "cpu_s_median": float(np.median(passes)),
+            "cpu_ms_per_frame": 1000 * float(np.median(passes)) / len(frames), "load_average": os.getloadavg()}
+
+
 def quality(r: MaskRecall, subset: np.ndarray) -> dict:
     best = r.best_iou[subset]
     if len(best) == 0:
@@ -110,6 +167,9 @@ def main() -> None:
     parser.add_argument("--scannet", type=int, default=20, help="ScanNet frames to time")
     parser.add_argument("--cache", type=Path, default=None, help="folder for the rendered synthetic frames (.npz)")
     parser.add_argument("--min-area", type=int, default=200, help="smallest ground-truth instance (pixels)")
+    parser.add_argument("--digest", action="store_true",
+                        help="only the masks' digest and the CPU seconds on the fixed real frame set")
+    parser.add_argument("--runs", type=int, default=3, help="--digest: timed passes over the frames (median)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     try:
@@ -121,6 +181,13 @@ def main() -> None:
 
     generator = GeometricMaskGenerator()
     generator.generate(make_scene("room", seed=args.seeds[0], noisy=True, num_frames=1).frame(0))  # warm-up
+    if args.digest:
+        report = digest_run(generator, args.runs)
+        print(f"geometric masks on {report['frames']} real frames {report['sets']}: digest {report['digest'][:16]}; "
+              f"CPU s per pass {[round(t, 3) for t in report['cpu_s_per_pass']]}, median {report['cpu_s_median']:.3f} "
+              f"({report['cpu_ms_per_frame']:.1f} ms/frame, 1 thread); load average {report['load_average']}")
+        print(json.dumps(report))
+        return
     r, structure, syn_wall, syn_cpu = synthetic_run(generator, args.seeds, args.frames, args.min_area, args.cache)
     real_wall, real_cpu = real_times(generator, "7scenes_redkitchen", args.sevenscenes)
     scannet_wall, scannet_cpu = real_times(generator, "scannet_scene0448_01", args.scannet)
