@@ -207,3 +207,20 @@ def test_label_presence_from_run_starts_equals_presence_over_every_pixel():
             for k in range(n + 2):
                 assert np.array_equal(rows[k], (labels == k).any(axis=1))
                 assert np.array_equal(cols[k], (labels == k).any(axis=0))
+
+
+def test_unusable_depth_cleaned_after_subsampling_gives_the_masks_of_zeroed_depth():
+    from scene.datasets import Frame
+    from segment2d.geometric import GeometricMaskGenerator
+
+    depth, color, _ = _scene(11, 120, 160)
+    depth[depth == 0] = 2.0
+    K = np.array([[120.0, 0, 80], [0, 120.0, 60], [0, 0, 1]])
+    bad = depth.copy()
+    bad[10:50, 10:50], bad[40:50, 100:140], bad[70:90, 60:80], bad[0:8, 60:80] = np.nan, np.inf, -1.0, 12.0
+    zeroed = np.where(np.isfinite(bad) & (bad >= 0) & (bad <= 10.0), bad, 0).astype(np.float32)
+    generator = GeometricMaskGenerator(work_width=80)
+    a = generator.generate(Frame(0, 0.0, color, bad, K, np.eye(4)))
+    b = generator.generate(Frame(0, 0.0, color, zeroed, K, np.eye(4)))
+    assert len(a) > 0 and np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+    assert not a.masks[:, 25:35, 25:35].any()  # the middle of the NaN block is nobody's
