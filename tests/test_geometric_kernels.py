@@ -224,3 +224,17 @@ def test_unusable_depth_cleaned_after_subsampling_gives_the_masks_of_zeroed_dept
     b = generator.generate(Frame(0, 0.0, color, zeroed, K, np.eye(4)))
     assert len(a) > 0 and np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
     assert not a.masks[:, 25:35, 25:35].any()  # the middle of the NaN block is nobody's
+
+
+def test_border_pairs_are_the_differing_neighbour_pairs_of_both_directions():
+    from segment2d.geometric.levels import border_pairs
+
+    rng = np.random.default_rng(3)
+    for shape in ((20, 30), (1, 12), (9, 1), (2, 2)):
+        labels = rng.integers(0, 4, shape).astype(np.int32)
+        disc = rng.random(shape) < 0.3
+        a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
+        b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
+        jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])
+        border = a != b
+        assert np.array_equal(np.stack(border_pairs(labels, disc)), np.stack([a[border], b[border], jump[border]]))

@@ -31,6 +31,19 @@ class Level:
     support: np.ndarray | None = None
 
 
+def border_pairs(labels: np.ndarray, disc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 4-neighbour pixel pairs whose labels differ (a few percent of all pairs): per pair the two labels
+    (a, b) and whether either pixel is on a depth jump (``disc``). Horizontal pairs first, then vertical."""
+    h, w = labels.shape
+    flat, jumps = labels.ravel(), disc.ravel()
+    across = flat[:-1] != flat[1:]  # pixel p and p + 1; the pairs that wrap to the next row are dropped
+    across[w - 1::w] = False
+    first = [np.flatnonzero(across), np.flatnonzero(flat[:-w] != flat[w:])]
+    second = [first[0] + 1, first[1] + w]
+    a, b = np.concatenate(first), np.concatenate(second)
+    return flat[a], flat[b], jumps[a] | jumps[b]
+
+
 def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricConfig) -> list[np.ndarray]:
     """Groups of adjacent non-structure regions of ``lv`` (a chair's back, seat and legs), as label arrays.
 
@@ -39,11 +52,7 @@ def merged_parts(lv: Level, disc: np.ndarray, color: np.ndarray, cfg: GeometricC
     regions), and every group formed along the way is offered, up to ``merge_max_unions``.
     """
     labels, n = lv.labels, lv.n
-    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
-    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
-    border = np.flatnonzero(a != b)  # a few percent of the pixel pairs: test only those further
-    a, b = a[border], b[border]
-    jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])[border]
+    a, b, jump = border_pairs(labels, disc)
     keep = (a > 0) & (b > 0) & ~lv.structure[a] & ~lv.structure[b]
     if not keep.any():
         return []
@@ -77,11 +86,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
     """Label remap (old -> new, 0 kept) joining rigidly attached regions of ``lv``, or None when none join.
     ``samples``: the points of every other pixel (``lv.labels[::2, ::2]``)."""
     labels, n = lv.labels, lv.n
-    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
-    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
-    border = np.flatnonzero(a != b)
-    a, b = a[border], b[border]
-    jump = np.concatenate([(disc[:, :-1] | disc[:, 1:]).ravel(), (disc[:-1, :] | disc[1:, :]).ravel()])[border]
+    a, b, jump = border_pairs(labels, disc)
     keep = (a > 0) & (b > 0) & ~lv.structure[a] & ~lv.structure[b]
     if not keep.any():
         return None
