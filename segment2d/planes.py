@@ -50,7 +50,7 @@ def fit_region_planes(points, labels: np.ndarray, n_labels: int) -> RegionPlanes
     1..n_labels-1 regions.
     """
     samples = points if isinstance(points, PointSamples) else PointSamples.of(points)
-    lab = labels.ravel()
+    lab = labels.ravel().astype(np.intp)  # once: bincount would convert it in each of its ten calls
     pts = samples.coords
     count = np.bincount(lab, minlength=n_labels).astype(np.float64)
     safe = np.maximum(count, 1.0)

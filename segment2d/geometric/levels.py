@@ -99,7 +99,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
     if len(edges) == 0:
         return None
     # Per-region 3D moments (every other pixel).
-    sub = labels[::2, ::2].ravel()
+    sub = labels[::2, ::2].ravel().astype(np.intp)
     p = samples.coords
     m0 = np.bincount(sub, minlength=n).astype(np.float64)
     m1 = np.stack([np.bincount(sub, p[i], n) for i in range(3)], axis=1)
