@@ -134,7 +134,7 @@ class EdgeShifts:
 
     def padded_index(self, pixels: np.ndarray) -> np.ndarray:
         """Flat indices into the padded image of flat pixel indices of the h x w image."""
-        (h, w), r = self.shape, self.reach
+        w, r = self.shape[1], self.reach
         return pixels + 2 * r * (pixels // w) + (r * (w + 2 * r) + r)
 
     def gather(self, index: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -266,7 +266,8 @@ def concave_strength(points: np.ndarray, normals: np.ndarray, valid: np.ndarray,
         worth &= valid_at(*b)
         pick = np.flatnonzero(worth)
         at = normal_at.padded_index(pick)
-        sign = dot3(normal_at.gather(at, *a) - normal_at.gather(at, *b), point_at.gather(at, *a) - point_at.gather(at, *b))
+        sign = dot3(normal_at.gather(at, *a) - normal_at.gather(at, *b),
+                    point_at.gather(at, *a) - point_at.gather(at, *b))
         pick = pick[sign < 0]
         concave[pick] = bend[pick]
     return concave.reshape(valid.shape)
