@@ -16,7 +16,10 @@ mean IoU of the object's visible voxels with the frame's best-matching mask ("vi
 held it whole and nothing else), the mean share of that mask lying on the object ("purity": low when the
 object was a piece of larger masks) and the share of its masks the 2D generator voted structure ("plane").
 Then the GT objects no prediction took, with the map objects that hold most of their points (synthetic) or
-overlap them most.
+overlap them most. For a ScanNet scene, last, per GT box the box of its best prediction against it
+(``box_fit``: size per axis, the points stretching it and their hit counts against the inside's) and the
+other predictions holding pieces of it (``pieces_inside``): whether a near miss is a box too large (stray
+voxels, a neighbour attached) or too small (the object split).
 """
 from __future__ import annotations
 
@@ -273,7 +276,63 @@ def diagnose_scannet(args, out=None) -> dict:
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
     _print_headroom(lambda score: _box_ap(gt, boxes, score, threshold), scores,
                     iou.max(1) if iou.size else np.zeros(len(objects)), threshold, out)
+    _print_box_fits(objects, boxes, iou, gt, labels, align, out)
     return _counts(taken, len(gt), missed)
+
+
+def box_fit(gt_box: np.ndarray, points: np.ndarray, weights: np.ndarray | None, margin: float = 0.05) -> dict:
+    """Why a prediction's box misses a GT box (6: min / max corners, metres): its points (N x 3, the GT's
+    frame) and their hit counts (``weights``; None: all 1). ``size`` / ``gt_size``: the boxes' extents per
+    axis; ``below`` / ``above``: per axis, the points lying more than ``margin`` under the GT box's min
+    (over its max) corner: they stretch the box (stray voxels, a neighbour's piece); ``weight_inside`` /
+    ``weight_outside``: the median hit count of the points inside the GT box grown by ``margin`` and of
+    the others (0 when there are none): few-observation outliers have a lower one."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    weights = np.ones(len(points)) if weights is None else np.asarray(weights, np.float64)
+    low, high = np.asarray(gt_box[:3], np.float64), np.asarray(gt_box[3:], np.float64)
+    below, above = points < low - margin, points > high + margin
+    outside = below.any(1) | above.any(1)
+    return {"size": np.ptp(points, 0) if len(points) else np.zeros(3), "gt_size": high - low,
+            "below": below.sum(0), "above": above.sum(0), "outside": int(outside.sum()),
+            "weight_inside": float(np.median(weights[~outside])) if (~outside).any() else 0.0,
+            "weight_outside": float(np.median(weights[outside])) if outside.any() else 0.0}
+
+
+def pieces_inside(gt_box: np.ndarray, object_points: list, min_points: int = 50) -> list[tuple[int, int, float]]:
+    """(index, points inside the GT box, share of the object's points) for each object holding at least
+    ``min_points`` points inside ``gt_box`` (6: min / max corners), most points first: the pieces an
+    object the map split lies in."""
+    low, high = np.asarray(gt_box[:3]), np.asarray(gt_box[3:])
+    found = []
+    for k, points in enumerate(object_points):
+        inside = int(np.all((points >= low) & (points <= high), axis=1).sum())
+        if inside >= min_points:
+            found.append((k, inside, inside / len(points)))
+    return sorted(found, key=lambda row: -row[1])
+
+
+def _print_box_fits(objects: list, boxes: np.ndarray, iou: np.ndarray, gt: np.ndarray, labels: list,
+                    align: np.ndarray, out) -> None:
+    """Per GT box, its best prediction's box against it (``box_fit``) and the pieces inside it."""
+    if not objects or not len(gt):
+        return
+    points = [np.asarray(o.points, np.float64) @ align[:3, :3].T + align[:3, 3] for o in objects]
+    print("box fits (per GT: the best prediction's box size against the GT's, per axis x y z; points more "
+          "than 5 cm outside the GT box and their median hit count against the inside's; the pieces inside):",
+          file=out)
+    for g, label in enumerate(labels):
+        p = int(iou[:, g].argmax())
+        fit = box_fit(gt[g], points[p], objects[p].weights)
+        sides = ", ".join(f"{axis} {int(fit['below'][k])} under / {int(fit['above'][k])} over"
+                          for k, axis in enumerate("xyz") if fit["below"][k] or fit["above"][k])
+        print(f"  {label}: id {objects[p].id} IoU {iou[p, g]:.2f} size {np.round(fit['size'], 2)} vs "
+              f"{np.round(fit['gt_size'], 2)}; {fit['outside']} points outside ({sides or 'none'}), hits "
+              f"{fit['weight_outside']:.0f} vs {fit['weight_inside']:.0f} inside", file=out)
+        pieces = [row for row in pieces_inside(gt[g], points) if row[0] != p][:3]
+        if pieces:
+            print("      other pieces inside: " + ", ".join(
+                f"id {objects[k].id} {n} pts ({share:.2f} of it, box IoU {iou[k, g]:.2f}, conf "
+                f"{objects[k].confidence:.2f})" for k, n, share in pieces), file=out)
 
 
 def _box_ap(gt: np.ndarray, boxes: np.ndarray, scores: np.ndarray, threshold: float) -> float:

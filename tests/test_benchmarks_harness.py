@@ -282,3 +282,33 @@ def test_diagnose_lists_a_small_synthetic_map(capsys):
     assert parse_args(["scannet", "--scene", "scannet_scene0113_00"]).scannet_scene == "scannet_scene0113_00"
     assert main(["scannet", "--scene", "nowhere", "--data", "/nonexistent"]) == 2
     assert "no nowhere/gt_boxes.json under /nonexistent" in capsys.readouterr().err
+
+
+def test_box_fit_names_the_few_observation_points_that_stretch_a_box_and_the_pieces_inside():
+    import io
+
+    from benchmarks.diagnose import _print_box_fits, box_fit, pieces_inside
+    from scene.map import MapObject
+
+    rng = np.random.default_rng(0)
+    gt = np.array([[0.0, 0.0, 0.0, 0.7, 0.8, 0.8]])  # a chair's box
+    body = rng.uniform([0.0, 0.0, 0.0], [0.7, 0.8, 0.8], (3000, 3))
+    strays = rng.uniform([-1.0, -0.3, 0.2], [-0.9, -0.2, 0.3], (40, 3))  # seen in few frames, 1 m off
+    points = np.concatenate([body, strays])
+    weights = np.concatenate([np.full(3000, 15.0), np.full(40, 3.0)])
+    fit = box_fit(gt[0], points, weights)
+    assert fit["outside"] == 40 and fit["below"].tolist() == [40, 40, 0] and fit["above"].tolist() == [0, 0, 0]
+    assert fit["weight_inside"] == 15 and fit["weight_outside"] == 3
+    assert fit["size"][0] == pytest.approx(1.7, abs=0.01) and fit["gt_size"].tolist() == pytest.approx([0.7, 0.8, 0.8])
+    assert box_fit(gt[0], body, None)["outside"] == 0
+    seat, back = body[body[:, 2] < 0.45], body[body[:, 2] >= 0.45]
+    far = rng.uniform(3, 4, (500, 3))
+    assert [(k, n) for k, n, _ in pieces_inside(gt[0], [far, seat, back])] == sorted(
+        [(1, len(seat)), (2, len(back))], key=lambda row: -row[1])
+    objects = [MapObject.from_points(7, points.astype(np.float32), weights=weights.astype(np.float32)),
+               MapObject.from_points(8, seat.astype(np.float32))]
+    boxes = np.array([np.r_[p.min(0), p.max(0)] for p in (points, seat)])
+    out = io.StringIO()
+    _print_box_fits(objects, boxes, np.array([[0.3], [0.5]]), gt, ["chair #0"], np.eye(4), out)
+    printed = out.getvalue()
+    assert "chair #0: id 8 IoU 0.50" in printed and "other pieces inside: id 7 3000 pts" in printed

@@ -96,15 +96,73 @@ def test_walls_are_found_through_noise_and_attached_pieces_and_nothing_else():
     noisy_wall = _vertical(1, 4.5, 2.3, 0.03, rng, attached=(0.8, 0.45, 0.9, 0.04))  # sensor noise + a shelf
     # the oriented box sees the shelf and the noise: about 0.5 m thick against 2.3 m, as the demo's walls
     assert sorted(noisy_wall.obb_extents)[0] > 0.15 * sorted(noisy_wall.obb_extents)[1]
-    assert is_wall(noisy_wall, up)
-    assert is_wall(_vertical(2, 2.2, 2.4, 0.01, rng), up)  # a wall piece between furniture
-    assert not is_wall(_vertical(3, 0.9, 2.0, 0.01, rng), up)  # a door: too narrow
-    assert not is_wall(_vertical(4, 2.0, 0.45, 0.01, rng), up)  # a sofa back: too low (area)
-    assert not is_wall(_vertical(5, 2.5, 2.0, 0.25, rng), up)  # a wardrobe: thick
+    assert is_wall(noisy_wall, up, None)
+    assert is_wall(_vertical(2, 2.2, 2.4, 0.01, rng), up, None)  # a wall piece between furniture
+    assert not is_wall(_vertical(3, 0.9, 2.0, 0.01, rng), up, None)  # a door: too narrow
+    assert not is_wall(_vertical(4, 2.0, 0.45, 0.01, rng), up, None)  # a sofa back: too low (area)
+    assert not is_wall(_vertical(5, 2.5, 2.0, 0.25, rng), up, None)  # a wardrobe: thick
     floor = _plate(6, [1.0, 1.0, 0.0], [4.0, 3.0, 0.02], rng)
-    assert not is_wall(floor, up)
+    assert not is_wall(floor, up, None)
     imap = InstanceMap(MapMetadata(voxel_size=0.02, up=(0.0, 0.0, 1.0)))
     for obj in (noisy_wall, _vertical(3, 0.9, 2.0, 0.01, rng), floor):
         imap.add(obj)
     assert mark_walls(imap) == [1] and imap.get(1).is_structure and not imap.get(3).is_structure
     assert mark_walls(imap) == []  # already flagged
+
+
+def _panel(obj_id, x, y, length, bottom, top, rng, along_y=False, thickness=0.01, n=4000):
+    """A vertical panel standing at (x, y): ``length`` m along x (along y with ``along_y``), from height
+    ``bottom`` to ``top``, with Gaussian spread ``thickness`` across."""
+    a, across, z = rng.uniform(0, length, n), rng.normal(0, thickness, n), rng.uniform(bottom, top, n)
+    xyz = np.stack([x + across, y + a, z] if along_y else [x + a, y + across, z], 1)
+    return MapObject.from_points(obj_id, xyz.astype(np.float32), np.full((n, 3), 128, np.uint8))
+
+
+def _bathroom(rng, height, ceiling):
+    """A 3.2 x 2.6 m room whose walls reach ``height`` (the top of what the cameras saw, or the
+    ceiling's level with ``ceiling``): long walls, a 1.2 m wall between two corners, a door, a mirror,
+    a shower curtain and a tall cabinet's front, each a thin vertical plane."""
+    imap = InstanceMap(MapMetadata(voxel_size=0.02, up=(0.0, 0.0, 1.0)))
+    pieces = [
+        _plate(1, [1.6, 1.3, 0.0], [3.2, 2.6, 0.02], rng, n=6000),  # floor
+        _panel(2, 0.0, 0.0, 3.2, 0.0, height, rng, n=8000),  # long wall
+        _panel(3, 0.0, 0.0, 2.6, 0.05, height, rng, along_y=True, n=7000),  # long wall
+        _panel(4, 3.2, 1.4, 1.2, 0.1, height, rng, along_y=True),  # a short wall (behind a toilet)
+        _panel(5, 1.0, 2.6, 0.85, 0.0, 2.04, rng),  # a door
+        _panel(6, 0.3, 0.02, 0.9, 1.0, 1.9, rng),  # a mirror on the wall
+        _panel(7, 2.2, 0.9, 1.0, 0.3, 1.95, rng, along_y=True, thickness=0.02),  # a shower curtain
+        _panel(8, 2.3, 2.55, 0.8, 0.0, 2.0, rng),  # a tall cabinet's front
+    ]
+    if ceiling:
+        pieces.append(_plate(9, [1.6, 1.3, height], [3.2, 2.6, 0.02], rng, n=6000))
+    for piece in pieces:
+        imap.add(piece)
+    return imap
+
+
+@pytest.mark.parametrize("height, ceiling", [(2.5, True), (2.2, False), (2.12, False)])
+def test_walls_reach_the_room_top_whatever_their_length_doors_and_cabinets_do_not(height, ceiling):
+    from scene.structure import mark_walls, room_top
+
+    rng = np.random.default_rng(3)
+    imap = _bathroom(rng, height, ceiling)
+    mark_floor_and_ceiling(imap)
+    assert {o.id for o in imap if o.is_structure} == ({1, 9} if ceiling else {1})
+    top = room_top(imap, np.array([0.0, 0.0, 1.0]))
+    # with a ceiling the walls meet it within the level tolerance; without, the map's top cuts them
+    assert top == pytest.approx(height - 0.1, abs=0.02) if ceiling else 2.04 < top < height
+    assert sorted(mark_walls(imap)) == [2, 3, 4]  # the 1.2 m wall too; not the door, mirror, curtain, cabinet
+
+
+def test_a_short_wall_needs_the_room_top_and_a_low_map_has_none():
+    from scene.structure import mark_walls, room_top
+
+    rng = np.random.default_rng(4)
+    imap = _bathroom(rng, 2.2, False)
+    short = imap.get(4)
+    imap.update(MapObject.from_points(4, short.points * np.float32([1, 1, 0.85]), short.colors))  # ends at 1.87 m
+    assert sorted(mark_walls(imap)) == [2, 3]
+    low = InstanceMap(MapMetadata(voxel_size=0.02, up=(0.0, 0.0, 1.0)))  # a table top: 1.2 m, no room top
+    for piece in (_plate(1, [0.5, 0.5, 0.0], [1.0, 1.0, 0.02], rng), _panel(2, 0.0, 0.0, 1.0, 0.0, 1.2, rng)):
+        low.add(piece)
+    assert room_top(low, np.array([0.0, 0.0, 1.0])) is None and mark_walls(low) == []
