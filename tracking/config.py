@@ -31,6 +31,13 @@ class AssociationConfig:
     - ``merge_ratio``: least bridged / (bridged + separated) frames for a merge (separated = both
       visible and covered by different segments).
     - ``parts_follow_mask``: spatial parts of one mask that match nothing join their mask's object.
+    - ``grow_by_vote``: surface a segment adds to an existing object (voxels not yet in the map, at least
+      ``min_visible`` of them) becomes a provisional object of its own, which joins the object only by the
+      merge vote above (``merge_frames`` bridging frames, ``merge_ratio``): the first view of a surface
+      does not decide its object alone, so a mask that merged a new object into its neighbour the one
+      time it was first seen loses to the views that separate them.
+    - ``vote_shares``: a voxel counts for each object it holds by that object's share of its votes (else
+      wholly for every object it holds), so one frame's label on another object's voxels weighs little.
     """
 
     match_iou: float = 0.25
@@ -40,6 +47,8 @@ class AssociationConfig:
     merge_frames: int = 2
     merge_ratio: float = 0.5
     parts_follow_mask: bool = True
+    grow_by_vote: bool = True
+    vote_shares: bool = False
 
     def __post_init__(self) -> None:
         for name in ("match_iou", "part_share", "cover_share", "merge_ratio"):

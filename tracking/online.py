@@ -97,6 +97,7 @@ class OnlineTracker:
         self.free_space = FreeSpaceVotes(config.free_space, lift.voxel_size, lift.depth_range)  # votes per map cell
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
+        self._provisional: set[int] = set()  # (object, its provisional growth) pair codes (grow_by_vote)
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
         self.track_links = TrackLinks(config.track_ids)
         self.frames_seen = 0
@@ -133,20 +134,30 @@ class OnlineTracker:
         ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
         covers = self._covers(scores)
         mapped = len(self.labels.index)
-        rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
+        labels = self._segment_labels(seg_rows, dominant, ids, covers)
+        grown, children = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if self.config.association.grow_by_vote:
+            labels, grown, children = self._provisional_growth(seg_rows, dominant, ids, new_ids, labels)
+        rows = self.labels.add(keys, labels, 1, rows)
         if self.config.keep_records and self.config.free_space.carve:
             self.free_space.add_voxels(self.labels.index.keys[mapped:])
-        self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
-                             np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
-        merged = self._merge_bridged(covers, scores)
+        seg_scores = np.array([s.score for s in segments], np.float64)
+        seg_points = np.array([s.num_points for s in segments], np.int64)
+        seg_boxes = np.stack([s.box for s in segments])
+        self.objects.observe(ids, frame.index, seg_scores, structure, seg_points, seg_boxes)
+        if children.size:
+            self.objects.observe(children, frame.index, seg_scores[grown], structure[grown], seg_points[grown],
+                                 seg_boxes[grown])
+        merged = self._merge_bridged(covers, scores, visible[0])
         if track_ids is not None:
             merged += self._merge_tracked(track_ids, ids)
-        ids = self.objects.resolve(ids)
+        assigned, ids = ids, self.objects.resolve(ids)
         if track_ids is not None:
             self.track_links.observe(track_ids, ids, segments)
-        if self.config.keep_records:
-            self.segments.append(segments, ids, structure)
-        return StepResult(ids, new_ids, merged, int(visible[0].size), FrameVoxels(rows[first], first, inverse))
+        if self.config.keep_records:  # the assigned ids: a provisional growth may become an object later
+            self.segments.append(segments, assigned, structure)
+        in_view = np.unique(self.objects.resolve(visible[0])).size  # provisional growths are their objects
+        return StepResult(ids, new_ids, merged, in_view, FrameVoxels(rows[first], first, inverse))
 
     def _observe_surface(self, frame: Frame, surface: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
@@ -154,6 +165,10 @@ class OnlineTracker:
         if surface is None:
             surface = surface_keys(frame, self.lift.voxel_size, self.lift.stride, self.lift.depth_range)
         visible_ids, visible_counts = self.labels.label_totals(surface)
+        if self.config.association.vote_shares:
+            visible = _visible_shares(self.labels, surface)
+        else:
+            visible = visible_ids, visible_counts
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
             if self.config.free_space.carve:
@@ -163,7 +178,7 @@ class OnlineTracker:
         self.frames_seen += 1
         enough = np.maximum(self.config.association.min_visible, 0.1 * self.labels.voxel_count(visible_ids))
         self.objects.saw(visible_ids[visible_counts >= enough])
-        return visible_ids, visible_counts
+        return visible
 
     def _overlaps(self, segments: list[Segment3D], visible) -> tuple:
         """(segment of each key, keys, their voxel rows in the label index (-1: new), each key's dominant
@@ -176,9 +191,14 @@ class OnlineTracker:
         slot_labels, slot_counts = np.take(unique_labels, inverse, axis=0), np.take(unique_counts, inverse, axis=0)
         dominant = slot_labels[np.arange(keys.size), slot_counts.argmax(1)].astype(np.int64)
         known = np.bincount(seg_rows, weights=dominant >= 0, minlength=len(segments)).astype(np.int64)
-        totals = np.bincount(unique_labels[unique_labels >= 0])
+        held = unique_labels >= 0
+        if self.config.association.vote_shares:
+            totals = np.bincount(unique_labels[held], weights=_vote_shares(unique_counts)[held])
+            slot_weights = np.take(_vote_shares(unique_counts), inverse, axis=0)
+        else:
+            totals, slot_weights = np.bincount(unique_labels[held]), None
         covered = np.flatnonzero(totals), totals[totals > 0]
-        scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible)
+        scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible, slot_weights)
         return seg_rows, keys, unique_rows[inverse], dominant, scores, (first, inverse)
 
     def resolve(self, ids: np.ndarray) -> np.ndarray:
@@ -242,12 +262,12 @@ class OnlineTracker:
                          obj.structure_votes[big] * 2 > obj.num_obs[big], self.voxel_size)
 
     # -- association ----------------------------------------------------------------------------------
-    def _score(self, seg_rows, slot_labels, sizes, known, covered, visible) -> _Scores:
+    def _score(self, seg_rows, slot_labels, sizes, known, covered, visible, slot_weights=None) -> _Scores:
         """Shares of an object count its voxels under this frame's segments (``covered``: masks never
         cover the whole surface, eroded borders and depth edges are dropped), IoU only the segment's voxels
         already in the map (``known``): a segment holding an object's visible part plus unmapped surface
         (the object coming into view) still matches it. ``visible`` (ids, counts) gates the evidence."""
-        seg, obj, inter = _pair_counts(seg_rows, slot_labels)
+        seg, obj, inter = _pair_counts(seg_rows, slot_labels, slot_weights)
         covered = np.maximum(_lookup_counts(*covered, obj), inter)
         visible = np.maximum(_lookup_counts(*visible, obj), covered)
         inter_f = inter.astype(np.float64)
@@ -308,10 +328,10 @@ class OnlineTracker:
         return s.seg[hit], s.obj[hit]
 
     # -- map update -----------------------------------------------------------------------------------
-    def _update_labels(self, seg_rows, keys, rows, dominant, ids, covers) -> np.ndarray:
-        """Add each segment's voxels to its object; voxels that already belong to another object the
-        segment covers stay with that object (a bridging segment does not smear one object over another).
-        Returns the keys' voxel rows."""
+    def _segment_labels(self, seg_rows, dominant, ids, covers) -> np.ndarray:
+        """The label each key adds: its segment's object, except voxels that already belong to another
+        object the segment covers, which stay with that object (a bridging segment does not smear one
+        object over another)."""
         labels = ids[seg_rows]
         cover_seg, cover_obj = covers
         if cover_seg.size:
@@ -319,7 +339,28 @@ class OnlineTracker:
             probe = seg_rows * _PAIR_BASE + np.maximum(dominant, 0)
             routed = (dominant >= 0) & (dominant != labels) & np.isin(probe, code)
             labels = np.where(routed, dominant, labels)
-        return self.labels.add(keys, labels, 1, rows)
+        return labels
+
+    def _provisional_growth(self, seg_rows, dominant, ids, new_ids, labels) -> tuple:
+        """``AssociationConfig.grow_by_vote``: the voxels not yet in the map that a segment matched to an
+        existing object adds (at least ``min_visible``) go to a new provisional object, counted as bridged
+        with that object once (this frame); later frames vote as for any pair (``_merge_bridged``).
+        Returns (labels, segments that grew, their provisional ids)."""
+        fresh = dominant < 0
+        added = np.bincount(seg_rows[fresh], minlength=ids.size)
+        grown = np.flatnonzero((added >= max(self.config.association.min_visible, 1)) & ~np.isin(ids, new_ids))
+        if grown.size == 0:
+            return labels, grown, np.zeros(0, np.int64)
+        children = self.objects.create(grown.size)
+        self.objects.attach(children, ids[grown])  # shown as part of the object until views separate them
+        child_of_segment = np.full(ids.size, -1, np.int64)
+        child_of_segment[grown] = children
+        child = child_of_segment[seg_rows]
+        labels = np.where(fresh & (child >= 0), child, labels)
+        for code in (ids[grown] * _PAIR_BASE + children).tolist():  # parents are older: smaller ids
+            self._bridged[code] = self._bridged.get(code, 0) + 1
+            self._provisional.add(code)
+        return labels, grown, children
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
@@ -328,22 +369,50 @@ class OnlineTracker:
         self._seen.view[rows] += 1
 
     # -- merging --------------------------------------------------------------------------------------
-    def _merge_bridged(self, covers, s: _Scores) -> list[tuple[int, int]]:
+    def _merge_bridged(self, covers, s: _Scores, visible_ids: np.ndarray | None = None) -> list[tuple[int, int]]:
         cfg = self.config.association
         bridged = _bridged_pairs(*covers)
-        self._separated.add(_separated_pairs(s, cfg.min_visible))
+        separated = _separated_pairs(s, cfg.min_visible)
+        if self._provisional:
+            bridged = np.union1d(bridged, self._unseparated_growth(s, separated, visible_ids))
+        self._separated.add(separated)
         merged = []
         for code in bridged.tolist():
             count = self._bridged.get(code, 0) + 1
             self._bridged[code] = count
             apart = self._separated.count(code)
             if count >= cfg.merge_frames and count / (count + apart) >= cfg.merge_ratio:
+                if code in self._provisional:  # a growth joins its object for good (it never showed apart)
+                    self._merge(*divmod(code, int(_PAIR_BASE)))
+                    continue
                 a, b = self.objects.resolve(np.array(divmod(code, int(_PAIR_BASE))))
                 if a != b:
                     keep, retire = int(min(a, b)), int(max(a, b))
                     self._merge(keep, retire)
                     merged.append((keep, retire))
+        if self._provisional:
+            self._detach_separated_growth(separated)
         return merged
+
+    def _detach_separated_growth(self, separated: np.ndarray) -> None:
+        """Provisional growths that frames showed apart from their object more often than together
+        (bridged / (bridged + separated) below ``merge_ratio``) become objects of their own."""
+        ratio = self.config.association.merge_ratio
+        for code in separated[np.isin(separated, np.fromiter(self._provisional, np.int64, len(self._provisional)))].tolist():
+            count, apart = self._bridged.get(code, 0), self._separated.count(code)
+            if count / max(count + apart, 1) < ratio:
+                self._provisional.discard(code)
+                self.objects.detach(code & (int(_PAIR_BASE) - 1))
+
+    def _unseparated_growth(self, s: _Scores, separated: np.ndarray, visible_ids: np.ndarray) -> np.ndarray:
+        """Codes of the provisional (object, growth) pairs with both on this frame's surface, whose object a
+        segment holds while no other segment holds the growth: they count as together (nothing showed
+        them apart: e.g. depth noise thickening the surface made the growth)."""
+        cfg = self.config.association
+        held = s.obj[(s.obj_share >= 0.5) & (s.visible >= cfg.min_visible) & (s.covered >= 0.5 * s.visible)]
+        codes = np.fromiter(self._provisional, np.int64, len(self._provisional))
+        parent, child = _split_codes(codes)
+        return codes[np.isin(parent, held) & np.isin(child, visible_ids) & ~np.isin(codes, separated)]
 
     def _merge_tracked(self, track_ids: np.ndarray, ids: np.ndarray) -> list[tuple[int, int]]:
         """Merge the object pairs that track ids name as one (``TrackLinks.merge_candidates``)."""
@@ -362,6 +431,7 @@ class OnlineTracker:
         self.labels.merge(np.array([retire]), keep)
         self.objects.merge(keep, retire)
         self._separated.rename(retire, keep)
+        self._provisional = _renamed_codes(self._provisional, retire, keep)
         moved = {}
         for code in _codes_naming(self._bridged, retire):
             a, b = divmod(code, int(_PAIR_BASE))
@@ -426,6 +496,17 @@ class _PairCounts:
         self.add(distinct, np.bincount(inverse, weights=moved[apart], minlength=distinct.size).astype(np.int64))
 
 
+def _renamed_codes(codes: set[int], old: int, new: int) -> set[int]:
+    """``codes`` with object ``old`` renamed ``new`` (a pair that becomes (new, new) disappears)."""
+    if not codes:
+        return codes
+    array = np.fromiter(codes, np.int64, len(codes))
+    a, b = _split_codes(array)
+    a, b = np.where(a == old, new, a), np.where(b == old, new, b)
+    keep = a != b
+    return set((np.minimum(a, b) * _PAIR_BASE + np.maximum(a, b))[keep].tolist())
+
+
 def _codes_naming(table: dict[int, int], obj: int) -> list[int]:
     """The pair codes of ``table`` with ``obj`` on either side (one vectorised scan of the keys)."""
     codes = np.fromiter(table, np.int64, len(table))
@@ -443,20 +524,39 @@ def _concat_keys(segments: list[Segment3D]) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(segments), dtype=np.int64), sizes), np.concatenate([s.voxel_keys for s in segments])
 
 
-def _pair_counts(seg_rows: np.ndarray, slot_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(segment, object, shared voxels) from each key's segment and its voxel's labels (keys x slots)."""
+def _pair_counts(seg_rows: np.ndarray, slot_labels: np.ndarray, slot_weights: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment, object, shared voxels) from each key's segment and its voxel's labels (keys x slots);
+    ``slot_weights``: what each (voxel, label) counts for (None: 1, a whole voxel)."""
     hit = slot_labels >= 0
     seg = np.broadcast_to(seg_rows[:, None], slot_labels.shape)[hit]
     obj = slot_labels[hit].astype(np.int64)
     base = int(obj.max(initial=0)) + 1
-    codes, _, _, counts = group_int64(seg * base + obj)
+    codes, _, inverse, counts = group_int64(seg * base + obj)
     seg, obj = np.divmod(codes, base)
+    if slot_weights is not None:
+        return seg, obj, np.bincount(inverse, weights=slot_weights[hit], minlength=codes.size)
     return seg, obj, counts.astype(np.int64)
+
+
+def _visible_shares(labels: LabelStore, surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, visible voxels) of the objects on ``surface``, each voxel counted by its votes' shares."""
+    rows = labels.index.lookup(np.asarray(surface, np.int64).reshape(-1))
+    slot_labels, slot_counts = labels.labels_of_rows(rows[rows >= 0])
+    held = slot_labels >= 0
+    totals = np.bincount(slot_labels[held], weights=_vote_shares(slot_counts)[held])
+    ids = np.flatnonzero(totals)
+    return ids, totals[ids]
+
+
+def _vote_shares(counts: np.ndarray) -> np.ndarray:
+    """Per (voxel, slot): the slot's share of the voxel's votes (rows x slots)."""
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
 def _lookup_counts(ids: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
     """counts[ids == q] for each q of ``query`` (0 where absent); ``ids`` sorted."""
-    out = np.zeros(query.size, np.int64)
+    out = np.zeros(query.size, counts.dtype)
     if ids.size:
         at = np.minimum(np.searchsorted(ids, query), ids.size - 1)
         found = ids[at] == query
