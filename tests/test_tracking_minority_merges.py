@@ -1,20 +1,23 @@
-"""Minority merges lose: a 2D mask that merges two objects in a few of the views that see both (and the
-first time one of them is seen) leaves them apart, online and refined; a pair one mask holds in most
-views joins. Exact ray-cast boxes with ground-truth masks (``test_tracking_online``)."""
+"""``AssociationConfig.grow_by_vote`` (an option): a 2D mask that merges two objects in a few of the views
+that see both, the first time one of them is seen among them, leaves them apart, online and refined; a
+pair one mask holds in most views joins; growth never seen apart from its object adds no object. Exact
+ray-cast boxes with ground-truth masks (``test_tracking_online``)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from test_tracking_online import Boxes, camera_at, frame_at, gt_masks, track
 from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConfig, refine
 
 SMALL = RefineConfig(min_area=0.008, min_observers=2)
+GROW = TrackerConfig(association=AssociationConfig(grow_by_vote=True))
 # The camera pans right along the row: box 2 enters the view at frame 3 (x = -0.7 m), after box 1.
 PANS = [camera_at(-1.0 + 0.1 * i, 0.02 * np.sin(i)) for i in range(15)]
 BOX_2_ENTERS = 3
 
 
-def _map(merged_frames: set, config: TrackerConfig = TrackerConfig()):
+def _map(merged_frames: set, config: TrackerConfig = GROW):
     """Two boxes 2 cm apart before a wall, GT masks; boxes 1 and 2 share one mask in ``merged_frames``.
     Returns (tracker, {instance: ids the segments got, per frame}, last frame)."""
     scene, tracker = Boxes.row(2, spacing=0.42, size=0.4), OnlineTracker(config)
@@ -66,9 +69,8 @@ def test_a_merge_in_a_minority_of_views_and_at_first_sight_leaves_the_pair_apart
 
 
 def test_without_grow_by_vote_the_first_sight_merge_sticks():
-    # the same views with the old rule: the new surface goes to the object its mask matched, for good
-    config = TrackerConfig(association=AssociationConfig(grow_by_vote=False))
-    tracker, ids, frame = _map({BOX_2_ENTERS, 9}, config)
+    # the same views with the default rule: the new surface goes to the object its mask matched, for good
+    tracker, ids, frame = _map({BOX_2_ENTERS, 9}, TrackerConfig())
     assert set(ids[1]) == set(ids[2])
     one, two = _box_owner(tracker.object_map(), frame, 1)[0], _box_owner(tracker.object_map(), frame, 2)[0]
     assert one == two
@@ -89,3 +91,8 @@ def test_depth_noise_growth_joins_its_object_without_new_ids():
     tracker, ids, frame = _map(set())
     assert len(set(ids[1])) == 1 and len(set(ids[2])) == 1 and ids[1][0] != ids[2][0]
     assert len(np.unique(tracker.object_map().object)) == 3
+
+
+def test_parts_by_vote_needs_grow_by_vote():
+    with pytest.raises(ValueError, match="grow_by_vote"):
+        AssociationConfig(parts_by_vote=True)

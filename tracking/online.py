@@ -9,7 +9,11 @@ Per frame (cost follows the voxels and objects in view, never the number of fram
   4. a segment covering most of the visible part of several objects bridges them; two objects merge
      after ``merge_frames`` bridging frames, unless frames that showed them under different segments
      outweigh them (a single under-segmenting mask never merges objects on its own);
-  5. voxel label counts, per-voxel surface counts and object statistics are updated.
+  5. voxel label counts, per-voxel surface counts and object statistics are updated. Option
+     ``grow_by_vote``: surface a segment adds to an existing object (not yet in the map) is a
+     provisional growth of it, shown as the object, that becomes an object of its own when later views
+     separate it from the object more often than they hold them together (a mask that merged a new
+     object into its neighbour the first time it was seen then loses to the views that separate them).
 Ids are dense ints that never change meaning; a merge keeps the older (smaller) id.
 """
 from __future__ import annotations
@@ -131,13 +135,15 @@ class OnlineTracker:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
         seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
         hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
-        ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
+        mask_of = np.array([s.mask_index for s in segments], np.int64)
+        ids, new_ids = self._assign(scores, mask_of, hints)
         covers = self._covers(scores)
         mapped = len(self.labels.index)
         labels = self._segment_labels(seg_rows, dominant, ids, covers)
         grown, children = np.zeros(0, np.int64), np.zeros(0, np.int64)
         if self.config.association.grow_by_vote:
-            labels, grown, children = self._provisional_growth(seg_rows, dominant, ids, new_ids, labels)
+            split = self._split_parts(scores, ids, mask_of) if self.config.association.parts_by_vote else None
+            labels, grown, children = self._provisional_growth(seg_rows, rows, dominant, ids, new_ids, labels, split)
         rows = self.labels.add(keys, labels, 1, rows)
         if self.config.keep_records and self.config.free_space.carve:
             self.free_space.add_voxels(self.labels.index.keys[mapped:])
@@ -154,8 +160,8 @@ class OnlineTracker:
         assigned, ids = ids, self.objects.resolve(ids)
         if track_ids is not None:
             self.track_links.observe(track_ids, ids, segments)
-        if self.config.keep_records:  # the assigned ids: a provisional growth may become an object later
-            self.segments.append(segments, assigned, structure)
+        if self.config.keep_records:  # with growths, the assigned ids: a growth may become an object later
+            self.segments.append(segments, assigned if self.config.association.grow_by_vote else ids, structure)
         in_view = np.unique(self.objects.resolve(visible[0])).size  # provisional growths are their objects
         return StepResult(ids, new_ids, merged, in_view, FrameVoxels(rows[first], first, inverse))
 
@@ -165,10 +171,6 @@ class OnlineTracker:
         if surface is None:
             surface = surface_keys(frame, self.lift.voxel_size, self.lift.stride, self.lift.depth_range)
         visible_ids, visible_counts = self.labels.label_totals(surface)
-        if self.config.association.vote_shares:
-            visible = _visible_shares(self.labels, surface)
-        else:
-            visible = visible_ids, visible_counts
         if self.config.keep_records:
             self.surfaces.append(frame.index, surface)
             if self.config.free_space.carve:
@@ -178,7 +180,7 @@ class OnlineTracker:
         self.frames_seen += 1
         enough = np.maximum(self.config.association.min_visible, 0.1 * self.labels.voxel_count(visible_ids))
         self.objects.saw(visible_ids[visible_counts >= enough])
-        return visible
+        return visible_ids, visible_counts
 
     def _overlaps(self, segments: list[Segment3D], visible) -> tuple:
         """(segment of each key, keys, their voxel rows in the label index (-1: new), each key's dominant
@@ -191,14 +193,9 @@ class OnlineTracker:
         slot_labels, slot_counts = np.take(unique_labels, inverse, axis=0), np.take(unique_counts, inverse, axis=0)
         dominant = slot_labels[np.arange(keys.size), slot_counts.argmax(1)].astype(np.int64)
         known = np.bincount(seg_rows, weights=dominant >= 0, minlength=len(segments)).astype(np.int64)
-        held = unique_labels >= 0
-        if self.config.association.vote_shares:
-            totals = np.bincount(unique_labels[held], weights=_vote_shares(unique_counts)[held])
-            slot_weights = np.take(_vote_shares(unique_counts), inverse, axis=0)
-        else:
-            totals, slot_weights = np.bincount(unique_labels[held]), None
+        totals = np.bincount(unique_labels[unique_labels >= 0])
         covered = np.flatnonzero(totals), totals[totals > 0]
-        scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible, slot_weights)
+        scores = self._score(seg_rows, slot_labels, sizes, known, covered, visible)
         return seg_rows, keys, unique_rows[inverse], dominant, scores, (first, inverse)
 
     def resolve(self, ids: np.ndarray) -> np.ndarray:
@@ -262,12 +259,12 @@ class OnlineTracker:
                          obj.structure_votes[big] * 2 > obj.num_obs[big], self.voxel_size)
 
     # -- association ----------------------------------------------------------------------------------
-    def _score(self, seg_rows, slot_labels, sizes, known, covered, visible, slot_weights=None) -> _Scores:
+    def _score(self, seg_rows, slot_labels, sizes, known, covered, visible) -> _Scores:
         """Shares of an object count its voxels under this frame's segments (``covered``: masks never
         cover the whole surface, eroded borders and depth edges are dropped), IoU only the segment's voxels
         already in the map (``known``): a segment holding an object's visible part plus unmapped surface
         (the object coming into view) still matches it. ``visible`` (ids, counts) gates the evidence."""
-        seg, obj, inter = _pair_counts(seg_rows, slot_labels, slot_weights)
+        seg, obj, inter = _pair_counts(seg_rows, slot_labels)
         covered = np.maximum(_lookup_counts(*covered, obj), inter)
         visible = np.maximum(_lookup_counts(*visible, obj), covered)
         inter_f = inter.astype(np.float64)
@@ -341,13 +338,17 @@ class OnlineTracker:
             labels = np.where(routed, dominant, labels)
         return labels
 
-    def _provisional_growth(self, seg_rows, dominant, ids, new_ids, labels) -> tuple:
+    def _provisional_growth(self, seg_rows, rows, dominant, ids, new_ids, labels, split=None) -> tuple:
         """``AssociationConfig.grow_by_vote``: the voxels not yet in the map that a segment matched to an
         existing object adds (at least ``min_visible``) go to a new provisional object, counted as bridged
         with that object once (this frame); later frames vote as for any pair (``_merge_bridged``).
-        Returns (labels, segments that grew, their provisional ids)."""
+        ``split`` (``parts_by_vote``): per segment, a part this frame separated from its object; all of
+        its voxels held by the object go to the provisional object too, bridged as often as the object
+        held them (their mean vote count) and separated once. Returns (labels, segments that grew,
+        their provisional ids)."""
         fresh = dominant < 0
-        added = np.bincount(seg_rows[fresh], minlength=ids.size)
+        own = fresh if split is None else fresh | (dominant == ids[seg_rows]) & split[seg_rows]
+        added = np.bincount(seg_rows[own], minlength=ids.size)
         grown = np.flatnonzero((added >= max(self.config.association.min_visible, 1)) & ~np.isin(ids, new_ids))
         if grown.size == 0:
             return labels, grown, np.zeros(0, np.int64)
@@ -356,11 +357,38 @@ class OnlineTracker:
         child_of_segment = np.full(ids.size, -1, np.int64)
         child_of_segment[grown] = children
         child = child_of_segment[seg_rows]
-        labels = np.where(fresh & (child >= 0), child, labels)
-        for code in (ids[grown] * _PAIR_BASE + children).tolist():  # parents are older: smaller ids
-            self._bridged[code] = self._bridged.get(code, 0) + 1
+        moved = own & (child >= 0)
+        votes = np.ones(ids.size)
+        if split is not None and split[grown].any():
+            held = moved & ~fresh
+            slot_labels, slot_counts = self.labels.labels_of_rows(rows[held])
+            count = (slot_counts * (slot_labels == ids[seg_rows[held]][:, None])).sum(1)
+            total = np.bincount(seg_rows[held], weights=count, minlength=ids.size)
+            number = np.bincount(seg_rows[held], minlength=ids.size)
+            votes = np.where(split & (number > 0), np.round(total / np.maximum(number, 1)), votes)
+        labels = np.where(moved, child, labels)
+        codes = ids[grown] * _PAIR_BASE + children  # parents are older: smaller ids
+        for code, together in zip(codes.tolist(), votes[grown].astype(np.int64).tolist()):
+            self._bridged[code] = self._bridged.get(code, 0) + together
             self._provisional.add(code)
+        if split is not None and split[grown].any():
+            apart = codes[split[grown]]
+            self._separated.add(np.sort(apart))
+            self._detach_separated_growth(apart)
         return labels, grown, children
+
+    def _split_parts(self, s: _Scores, ids: np.ndarray, mask_of: np.ndarray) -> np.ndarray:
+        """Per segment: another segment of this frame (another mask) took the same object and matches it
+        better (IoU): the frame shows this one apart from the object's main part."""
+        own = s.obj == ids[s.seg]
+        iou = np.zeros(ids.size)
+        iou[s.seg[own]] = s.iou[own]
+        order = np.lexsort((-iou, ids))
+        first = np.r_[True, ids[order][1:] != ids[order][:-1]]
+        best = order[first][np.cumsum(first) - 1]  # per position in ``order``: its object's best segment
+        split = np.zeros(ids.size, bool)
+        split[order] = ~first & (mask_of[order] != mask_of[best])
+        return split
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
@@ -524,39 +552,20 @@ def _concat_keys(segments: list[Segment3D]) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(segments), dtype=np.int64), sizes), np.concatenate([s.voxel_keys for s in segments])
 
 
-def _pair_counts(seg_rows: np.ndarray, slot_labels: np.ndarray, slot_weights: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(segment, object, shared voxels) from each key's segment and its voxel's labels (keys x slots);
-    ``slot_weights``: what each (voxel, label) counts for (None: 1, a whole voxel)."""
+def _pair_counts(seg_rows: np.ndarray, slot_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment, object, shared voxels) from each key's segment and its voxel's labels (keys x slots)."""
     hit = slot_labels >= 0
     seg = np.broadcast_to(seg_rows[:, None], slot_labels.shape)[hit]
     obj = slot_labels[hit].astype(np.int64)
     base = int(obj.max(initial=0)) + 1
-    codes, _, inverse, counts = group_int64(seg * base + obj)
+    codes, _, _, counts = group_int64(seg * base + obj)
     seg, obj = np.divmod(codes, base)
-    if slot_weights is not None:
-        return seg, obj, np.bincount(inverse, weights=slot_weights[hit], minlength=codes.size)
     return seg, obj, counts.astype(np.int64)
-
-
-def _visible_shares(labels: LabelStore, surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, visible voxels) of the objects on ``surface``, each voxel counted by its votes' shares."""
-    rows = labels.index.lookup(np.asarray(surface, np.int64).reshape(-1))
-    slot_labels, slot_counts = labels.labels_of_rows(rows[rows >= 0])
-    held = slot_labels >= 0
-    totals = np.bincount(slot_labels[held], weights=_vote_shares(slot_counts)[held])
-    ids = np.flatnonzero(totals)
-    return ids, totals[ids]
-
-
-def _vote_shares(counts: np.ndarray) -> np.ndarray:
-    """Per (voxel, slot): the slot's share of the voxel's votes (rows x slots)."""
-    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
 def _lookup_counts(ids: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
     """counts[ids == q] for each q of ``query`` (0 where absent); ``ids`` sorted."""
-    out = np.zeros(query.size, counts.dtype)
+    out = np.zeros(query.size, np.int64)
     if ids.size:
         at = np.minimum(np.searchsorted(ids, query), ids.size - 1)
         found = ids[at] == query
