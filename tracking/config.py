@@ -40,18 +40,20 @@ class AssociationConfig:
       a new object first seen inside its neighbour's mask, which the default joins for good, comes
       apart. Measured 2026-12-04 (quick harness, 48 frames, AP "all", default -> option): GT masks +
       merges, room seed 0 online 0.783 -> 0.830, refined 0.756 -> 0.823 (clean 0.954); seed 1 0.689 ->
-      0.701, 0.596 -> 0.639; held-out seed 2 -> 0.777 / 0.764 (clean 0.909 / 0.894); cluttered seed 0
-      0.512 -> 0.578, 0.512 -> 0.678 (clean 0.913); clean GT room seed 0 0.961 -> 0.954 online, 0.954
-      refined either way. It loses with the weight-free masks, whose over-segmented pieces the first
-      view's join glued: ScanNet scene0448_01 box AP25/AP50 online 0.674/0.042 -> 0.470/0.027, refined
-      0.731/0.070 -> 0.613/0.068; noisy room seed 0 online AP 0.725 -> 0.691, refined 0.745 -> 0.739. So
-      it is off.
+      0.701, 0.596 -> 0.639; held-out seed 2 0.669 -> 0.777, 0.617 -> 0.764 (clean 0.909 / 0.894);
+      cluttered seed 0 0.512 -> 0.578, 0.512 -> 0.678 (clean 0.913); all four errors, room seed 0
+      0.831 -> 0.871, 0.802 -> 0.857; clean GT room seed 0 0.961 -> 0.954 online, 0.954 refined either
+      way. It loses with the weight-free masks, whose over-segmented pieces the first view's join glued
+      (and a growth not yet joined competes with its object for the next frames' masks): ScanNet box
+      AP25/AP50 refined scene0448_01 0.731/0.070 -> 0.613/0.068 (online 0.674/0.042 -> 0.470/0.027),
+      scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.745/0.233 -> 0.637/0.299; noisy room seed 0
+      online AP 0.725 -> 0.691, refined 0.745 -> 0.739. So it is off.
     - ``parts_by_vote`` (with ``grow_by_vote``): a segment that a frame shows apart from its object's
       best-matching segment (another mask) moves the object's voxels it holds to a provisional growth,
       counted together as often as the object held them (their mean vote) and apart once. Measured
-      as above: GT merges room seed 0 refined 0.864 (AP50 0.947), cluttered seed 0 online 0.799,
-      refined 0.805 (AP50 0.966); weight-free noisy room seed 0 online 0.643, refined 0.689 (AP50 0.881
-      against 0.926): off.
+      as above: GT merges room seed 0 refined 0.864 (AP50 0.947), seed 2 0.764, cluttered seed 0 online
+      0.799, refined 0.805 (AP50 0.966); weight-free noisy room seed 0 online 0.643, refined 0.689 (AP50
+      0.881 against 0.926): off.
     """
 
     match_iou: float = 0.25
