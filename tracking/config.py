@@ -46,8 +46,9 @@ class AssociationConfig:
       way. It loses with the weight-free masks, whose over-segmented pieces the first view's join glued
       (and a growth not yet joined competes with its object for the next frames' masks): ScanNet box
       AP25/AP50 refined scene0448_01 0.731/0.070 -> 0.613/0.068 (online 0.674/0.042 -> 0.470/0.027),
-      scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.745/0.233 -> 0.637/0.299; noisy room seed 0
-      online AP 0.725 -> 0.691, refined 0.745 -> 0.739. So it is off.
+      scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.745/0.233 -> 0.637/0.299; noisy room AP online
+      / refined, seed 0 0.725 -> 0.691 / 0.745 -> 0.739, held-out seed 2 0.563 -> 0.585 / 0.602 ->
+      0.611. It loses scene0448_01's AP25, so it is off.
     - ``parts_by_vote`` (with ``grow_by_vote``): a segment that a frame shows apart from its object's
       best-matching segment (another mask) moves the object's voxels it holds to a provisional growth,
       counted together as often as the object held them (their mean vote) and apart once. Measured
