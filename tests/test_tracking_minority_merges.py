@@ -40,7 +40,8 @@ def _box_owner(object_map, frame, inst: int) -> tuple[int, float]:
     v, u = np.divmod(pixels, frame.width)
     z = frame.depth.reshape(-1)[pixels]
     K = frame.K
-    xyz = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], 1) @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+    camera = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], 1)
+    xyz = camera @ frame.pose[:3, :3].T + frame.pose[:3, 3]
     labels = object_map.label_points(xyz)
     values, counts = np.unique(labels, return_counts=True)
     return int(values[counts.argmax()]), counts.max() / labels.size

@@ -40,15 +40,16 @@ class AssociationConfig:
       a new object first seen inside its neighbour's mask, which the default joins for good, comes
       apart. Measured 2026-12-04 (quick harness, 48 frames, AP "all", default -> option): GT masks +
       merges, room seed 0 online 0.783 -> 0.830, refined 0.756 -> 0.823 (clean 0.954); seed 1 0.689 ->
-      0.701, 0.596 -> 0.639; held-out seed 2 0.669 -> 0.777, 0.617 -> 0.764 (clean 0.909 / 0.894);
-      cluttered seed 0 0.512 -> 0.578, 0.512 -> 0.678 (clean 0.913); all four errors, room seed 0
-      0.831 -> 0.871, 0.802 -> 0.857; clean GT room seed 0 0.961 -> 0.954 online, 0.954 refined either
-      way. It loses with the weight-free masks, whose over-segmented pieces the first view's join glued
-      (and a growth not yet joined competes with its object for the next frames' masks): ScanNet box
-      AP25/AP50 refined scene0448_01 0.731/0.070 -> 0.613/0.068 (online 0.674/0.042 -> 0.470/0.027),
-      scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.745/0.233 -> 0.637/0.299; noisy room AP online
-      / refined, seed 0 0.725 -> 0.691 / 0.745 -> 0.739, held-out seed 2 0.563 -> 0.585 / 0.602 ->
-      0.611. It loses scene0448_01's AP25, so it is off.
+      0.701, 0.596 -> 0.639; held-out seed 2 0.669 -> 0.777, 0.617 -> 0.764 (clean, with the option:
+      0.909 / 0.894); cluttered seed 0 0.512 -> 0.578, 0.512 -> 0.678 (clean, with the option: refined
+      0.913), held-out seed 2 0.484 -> 0.481, 0.472 -> 0.649 (clean, default: 0.884 / 0.885); all four
+      errors, room seed 0 0.831 -> 0.871, 0.802 -> 0.857; clean GT room seed 0 0.961 -> 0.954 online,
+      0.954 refined either way. It loses with the weight-free masks, whose over-segmented pieces the
+      first view's join glued (and a growth not yet joined competes with its object for the next
+      frames' masks): ScanNet box AP25/AP50 refined scene0448_01 0.731/0.070 -> 0.613/0.068 (online
+      0.674/0.042 -> 0.470/0.027), scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.745/0.233 ->
+      0.637/0.299; noisy room AP online / refined, seed 0 0.725 -> 0.691 / 0.745 -> 0.739, held-out
+      seed 2 0.563 -> 0.585 / 0.602 -> 0.611. It loses scene0448_01's AP25, so it is off.
     - ``parts_by_vote`` (with ``grow_by_vote``): a segment that a frame shows apart from its object's
       best-matching segment (another mask) moves the object's voxels it holds to a provisional growth,
       counted together as often as the object held them (their mean vote) and apart once. Measured

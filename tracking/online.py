@@ -426,7 +426,8 @@ class OnlineTracker:
         """Provisional growths that frames showed apart from their object more often than together
         (bridged / (bridged + separated) below ``merge_ratio``) become objects of their own."""
         ratio = self.config.association.merge_ratio
-        for code in separated[np.isin(separated, np.fromiter(self._provisional, np.int64, len(self._provisional)))].tolist():
+        growth = np.fromiter(self._provisional, np.int64, len(self._provisional))
+        for code in separated[np.isin(separated, growth)].tolist():
             count, apart = self._bridged.get(code, 0), self._separated.count(code)
             if count / max(count + apart, 1) < ratio:
                 self._provisional.discard(code)
