@@ -17,6 +17,7 @@ _FIELDS = {
     "best_frame": (np.int64, -1),  # frame of the largest observation
     "best_points": (np.int64, 0),  # its number of lifted points
     "parent": (np.int64, -1),  # -1 while alive, else the id it was merged into
+    "growth": (np.bool_, False),  # a provisional growth of its parent, never an object of its own (yet)
 }
 
 
@@ -84,6 +85,19 @@ class ObjectTable:
             self.best_box[keep] = self.best_box[retire]
         d["parent"][retire] = keep
 
+    def attach(self, ids: np.ndarray, parents: np.ndarray) -> None:
+        """Resolve the new ``ids`` to ``parents`` without folding their statistics: provisional growths,
+        left out of ``remap_table`` until ``detach`` makes them objects of their own (``merge`` makes the
+        link final)."""
+        ids = np.asarray(ids, np.int64)
+        self._data["parent"][ids] = np.asarray(parents, np.int64)
+        self._data["growth"][ids] = True
+
+    def detach(self, obj: int) -> None:
+        """Undo ``attach``: ``obj`` becomes an object of its own, resolving to itself."""
+        self._data["parent"][obj] = -1
+        self._data["growth"][obj] = False
+
     def resolve(self, ids: np.ndarray) -> np.ndarray:
         """The surviving id of each of ``ids`` (follows merge chains; -1 stays -1)."""
         ids = np.asarray(ids, np.int64).copy()
@@ -106,8 +120,8 @@ class ObjectTable:
         return d["score_sum"][ids] / np.maximum(d["num_obs"][ids], 1)
 
     def remap_table(self) -> dict[int, int]:
-        """Retired id -> surviving id."""
-        retired = np.flatnonzero(self._data["parent"][: self.size] >= 0)
+        """Retired id -> surviving id (provisional growths, never shown as objects, left out)."""
+        retired = np.flatnonzero((self._data["parent"][: self.size] >= 0) & ~self._data["growth"][: self.size])
         return dict(zip(retired.tolist(), self.resolve(retired).tolist()))
 
     def _reserve(self, n: int) -> None:

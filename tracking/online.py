@@ -9,7 +9,11 @@ Per frame (cost follows the voxels and objects in view, never the number of fram
   4. a segment covering most of the visible part of several objects bridges them; two objects merge
      after ``merge_frames`` bridging frames, unless frames that showed them under different segments
      outweigh them (a single under-segmenting mask never merges objects on its own);
-  5. voxel label counts, per-voxel surface counts and object statistics are updated.
+  5. voxel label counts, per-voxel surface counts and object statistics are updated. Option
+     ``grow_by_vote``: surface a segment adds to an existing object (not yet in the map) is a
+     provisional growth of it, shown as the object, that becomes an object of its own when later views
+     separate it from the object more often than they hold them together (a mask that merged a new
+     object into its neighbour the first time it was seen then loses to the views that separate them).
 Ids are dense ints that never change meaning; a merge keeps the older (smaller) id.
 """
 from __future__ import annotations
@@ -97,6 +101,7 @@ class OnlineTracker:
         self.free_space = FreeSpaceVotes(config.free_space, lift.voxel_size, lift.depth_range)  # votes per map cell
         self._seen = GrowableArray(np.int32)  # per voxel row: frames whose surface held the voxel
         self._bridged: dict[int, int] = {}
+        self._provisional: set[int] = set()  # (object, its provisional growth) pair codes (grow_by_vote)
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
         self.track_links = TrackLinks(config.track_ids)
         self.frames_seen = 0
@@ -130,23 +135,35 @@ class OnlineTracker:
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
         seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
         hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
-        ids, new_ids = self._assign(scores, np.array([s.mask_index for s in segments], np.int64), hints)
+        mask_of = np.array([s.mask_index for s in segments], np.int64)
+        ids, new_ids = self._assign(scores, mask_of, hints)
         covers = self._covers(scores)
         mapped = len(self.labels.index)
-        rows = self._update_labels(seg_rows, keys, rows, dominant, ids, covers)
+        labels = self._segment_labels(seg_rows, dominant, ids, covers)
+        grown, children = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if self.config.association.grow_by_vote:
+            split = self._split_parts(scores, ids, mask_of) if self.config.association.parts_by_vote else None
+            labels, grown, children = self._provisional_growth(seg_rows, rows, dominant, ids, new_ids, labels, split)
+        rows = self.labels.add(keys, labels, 1, rows)
         if self.config.keep_records and self.config.free_space.carve:
             self.free_space.add_voxels(self.labels.index.keys[mapped:])
-        self.objects.observe(ids, frame.index, np.array([s.score for s in segments], np.float64), structure,
-                             np.array([s.num_points for s in segments], np.int64), np.stack([s.box for s in segments]))
-        merged = self._merge_bridged(covers, scores)
+        seg_scores = np.array([s.score for s in segments], np.float64)
+        seg_points = np.array([s.num_points for s in segments], np.int64)
+        seg_boxes = np.stack([s.box for s in segments])
+        self.objects.observe(ids, frame.index, seg_scores, structure, seg_points, seg_boxes)
+        if children.size:
+            self.objects.observe(children, frame.index, seg_scores[grown], structure[grown], seg_points[grown],
+                                 seg_boxes[grown])
+        merged = self._merge_bridged(covers, scores, visible[0])
         if track_ids is not None:
             merged += self._merge_tracked(track_ids, ids)
-        ids = self.objects.resolve(ids)
+        assigned, ids = ids, self.objects.resolve(ids)
         if track_ids is not None:
             self.track_links.observe(track_ids, ids, segments)
-        if self.config.keep_records:
-            self.segments.append(segments, ids, structure)
-        return StepResult(ids, new_ids, merged, int(visible[0].size), FrameVoxels(rows[first], first, inverse))
+        if self.config.keep_records:  # with growths, the assigned ids: a growth may become an object later
+            self.segments.append(segments, assigned if self.config.association.grow_by_vote else ids, structure)
+        in_view = np.unique(self.objects.resolve(visible[0])).size  # provisional growths are their objects
+        return StepResult(ids, new_ids, merged, in_view, FrameVoxels(rows[first], first, inverse))
 
     def _observe_surface(self, frame: Frame, surface: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
@@ -308,10 +325,10 @@ class OnlineTracker:
         return s.seg[hit], s.obj[hit]
 
     # -- map update -----------------------------------------------------------------------------------
-    def _update_labels(self, seg_rows, keys, rows, dominant, ids, covers) -> np.ndarray:
-        """Add each segment's voxels to its object; voxels that already belong to another object the
-        segment covers stay with that object (a bridging segment does not smear one object over another).
-        Returns the keys' voxel rows."""
+    def _segment_labels(self, seg_rows, dominant, ids, covers) -> np.ndarray:
+        """The label each key adds: its segment's object, except voxels that already belong to another
+        object the segment covers, which stay with that object (a bridging segment does not smear one
+        object over another)."""
         labels = ids[seg_rows]
         cover_seg, cover_obj = covers
         if cover_seg.size:
@@ -319,7 +336,59 @@ class OnlineTracker:
             probe = seg_rows * _PAIR_BASE + np.maximum(dominant, 0)
             routed = (dominant >= 0) & (dominant != labels) & np.isin(probe, code)
             labels = np.where(routed, dominant, labels)
-        return self.labels.add(keys, labels, 1, rows)
+        return labels
+
+    def _provisional_growth(self, seg_rows, rows, dominant, ids, new_ids, labels, split=None) -> tuple:
+        """``AssociationConfig.grow_by_vote``: the voxels not yet in the map that a segment matched to an
+        existing object adds (at least ``min_visible``) go to a new provisional object, counted as bridged
+        with that object once (this frame); later frames vote as for any pair (``_merge_bridged``).
+        ``split`` (``parts_by_vote``): per segment, a part this frame separated from its object; all of
+        its voxels held by the object go to the provisional object too, bridged as often as the object
+        held them (their mean vote count) and separated once. Returns (labels, segments that grew,
+        their provisional ids)."""
+        fresh = dominant < 0
+        own = fresh if split is None else fresh | (dominant == ids[seg_rows]) & split[seg_rows]
+        added = np.bincount(seg_rows[own], minlength=ids.size)
+        grown = np.flatnonzero((added >= max(self.config.association.min_visible, 1)) & ~np.isin(ids, new_ids))
+        if grown.size == 0:
+            return labels, grown, np.zeros(0, np.int64)
+        children = self.objects.create(grown.size)
+        self.objects.attach(children, ids[grown])  # shown as part of the object until views separate them
+        child_of_segment = np.full(ids.size, -1, np.int64)
+        child_of_segment[grown] = children
+        child = child_of_segment[seg_rows]
+        moved = own & (child >= 0)
+        votes = np.ones(ids.size)
+        if split is not None and split[grown].any():
+            held = moved & ~fresh
+            slot_labels, slot_counts = self.labels.labels_of_rows(rows[held])
+            count = (slot_counts * (slot_labels == ids[seg_rows[held]][:, None])).sum(1)
+            total = np.bincount(seg_rows[held], weights=count, minlength=ids.size)
+            number = np.bincount(seg_rows[held], minlength=ids.size)
+            votes = np.where(split & (number > 0), np.round(total / np.maximum(number, 1)), votes)
+        labels = np.where(moved, child, labels)
+        codes = ids[grown] * _PAIR_BASE + children  # parents are older: smaller ids
+        for code, together in zip(codes.tolist(), votes[grown].astype(np.int64).tolist()):
+            self._bridged[code] = self._bridged.get(code, 0) + together
+            self._provisional.add(code)
+        if split is not None and split[grown].any():
+            apart = codes[split[grown]]
+            self._separated.add(np.sort(apart))
+            self._detach_separated_growth(apart)
+        return labels, grown, children
+
+    def _split_parts(self, s: _Scores, ids: np.ndarray, mask_of: np.ndarray) -> np.ndarray:
+        """Per segment: another segment of this frame (another mask) took the same object and matches it
+        better (IoU): the frame shows this one apart from the object's main part."""
+        own = s.obj == ids[s.seg]
+        iou = np.zeros(ids.size)
+        iou[s.seg[own]] = s.iou[own]
+        order = np.lexsort((-iou, ids))
+        first = np.r_[True, ids[order][1:] != ids[order][:-1]]
+        best = order[first][np.cumsum(first) - 1]  # per position in ``order``: its object's best segment
+        split = np.zeros(ids.size, bool)
+        split[order] = ~first & (mask_of[order] != mask_of[best])
+        return split
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
@@ -328,22 +397,51 @@ class OnlineTracker:
         self._seen.view[rows] += 1
 
     # -- merging --------------------------------------------------------------------------------------
-    def _merge_bridged(self, covers, s: _Scores) -> list[tuple[int, int]]:
+    def _merge_bridged(self, covers, s: _Scores, visible_ids: np.ndarray | None = None) -> list[tuple[int, int]]:
         cfg = self.config.association
         bridged = _bridged_pairs(*covers)
-        self._separated.add(_separated_pairs(s, cfg.min_visible))
+        separated = _separated_pairs(s, cfg.min_visible)
+        if self._provisional:
+            bridged = np.union1d(bridged, self._unseparated_growth(s, separated, visible_ids))
+        self._separated.add(separated)
         merged = []
         for code in bridged.tolist():
             count = self._bridged.get(code, 0) + 1
             self._bridged[code] = count
             apart = self._separated.count(code)
             if count >= cfg.merge_frames and count / (count + apart) >= cfg.merge_ratio:
+                if code in self._provisional:  # a growth joins its object for good (it never showed apart)
+                    self._merge(*divmod(code, int(_PAIR_BASE)))
+                    continue
                 a, b = self.objects.resolve(np.array(divmod(code, int(_PAIR_BASE))))
                 if a != b:
                     keep, retire = int(min(a, b)), int(max(a, b))
                     self._merge(keep, retire)
                     merged.append((keep, retire))
+        if self._provisional:
+            self._detach_separated_growth(separated)
         return merged
+
+    def _detach_separated_growth(self, separated: np.ndarray) -> None:
+        """Provisional growths that frames showed apart from their object more often than together
+        (bridged / (bridged + separated) below ``merge_ratio``) become objects of their own."""
+        ratio = self.config.association.merge_ratio
+        growth = np.fromiter(self._provisional, np.int64, len(self._provisional))
+        for code in separated[np.isin(separated, growth)].tolist():
+            count, apart = self._bridged.get(code, 0), self._separated.count(code)
+            if count / max(count + apart, 1) < ratio:
+                self._provisional.discard(code)
+                self.objects.detach(code & (int(_PAIR_BASE) - 1))
+
+    def _unseparated_growth(self, s: _Scores, separated: np.ndarray, visible_ids: np.ndarray) -> np.ndarray:
+        """Codes of the provisional (object, growth) pairs with both on this frame's surface, whose object a
+        segment holds while no other segment holds the growth: they count as together (nothing showed
+        them apart: e.g. depth noise thickening the surface made the growth)."""
+        cfg = self.config.association
+        held = s.obj[(s.obj_share >= 0.5) & (s.visible >= cfg.min_visible) & (s.covered >= 0.5 * s.visible)]
+        codes = np.fromiter(self._provisional, np.int64, len(self._provisional))
+        parent, child = _split_codes(codes)
+        return codes[np.isin(parent, held) & np.isin(child, visible_ids) & ~np.isin(codes, separated)]
 
     def _merge_tracked(self, track_ids: np.ndarray, ids: np.ndarray) -> list[tuple[int, int]]:
         """Merge the object pairs that track ids name as one (``TrackLinks.merge_candidates``)."""
@@ -362,6 +460,7 @@ class OnlineTracker:
         self.labels.merge(np.array([retire]), keep)
         self.objects.merge(keep, retire)
         self._separated.rename(retire, keep)
+        self._provisional = _renamed_codes(self._provisional, retire, keep)
         moved = {}
         for code in _codes_naming(self._bridged, retire):
             a, b = divmod(code, int(_PAIR_BASE))
@@ -424,6 +523,17 @@ class _PairCounts:
         codes = np.minimum(a[apart], b[apart]) * _PAIR_BASE + np.maximum(a[apart], b[apart])
         distinct, _, inverse, _ = group_int64(codes)
         self.add(distinct, np.bincount(inverse, weights=moved[apart], minlength=distinct.size).astype(np.int64))
+
+
+def _renamed_codes(codes: set[int], old: int, new: int) -> set[int]:
+    """``codes`` with object ``old`` renamed ``new`` (a pair that becomes (new, new) disappears)."""
+    if not codes:
+        return codes
+    array = np.fromiter(codes, np.int64, len(codes))
+    a, b = _split_codes(array)
+    a, b = np.where(a == old, new, a), np.where(b == old, new, b)
+    keep = a != b
+    return set((np.minimum(a, b) * _PAIR_BASE + np.maximum(a, b))[keep].tolist())
 
 
 def _codes_naming(table: dict[int, int], obj: int) -> list[int]:
