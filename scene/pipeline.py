@@ -63,7 +63,7 @@ from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
-from tracking.pipeline import track_frame
+from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
 from tracking.refine import refine, refine_graph
 from tracking.voxel_graph import VoxelGraph
 
@@ -346,10 +346,12 @@ class Mapper:
 
     # ---- per frame --------------------------------------------------------------------------
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> FrameResult:
+    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted: LiftedFrame | None = None) -> FrameResult:
         """Segment, lift and associate one frame, update the map's touched objects, save every N frames.
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
-        frame on a worker thread while this one is integrated); None: segment here."""
+        frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
+        masks already partitioned and lifted by ``frame_lifter()`` (``run``'s segmenter process does it
+        when the mapping thread is the slower side); None: lift here. The result is the same either way."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
@@ -364,7 +366,7 @@ class Mapper:
             timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph, lifted)
         segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
@@ -389,6 +391,10 @@ class Mapper:
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
                            timings, saved, tracked.owner)
+
+    def frame_lifter(self) -> FrameLifter:
+        """The lift ``integrate`` would run on a frame's masks, as a picklable callable (``lifted``)."""
+        return FrameLifter(self.tracker.lift, self.config.partition)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
@@ -828,11 +834,14 @@ def _make_generator(config: MapperConfig):
 # of balanced stages with 25% jitter: -7% throughput, -25% latency p95 on an idle machine).
 SEGMENT_AHEAD = 2
 
-# Who reads a frame when the segmenter process can (``SegmenterProcess.reads``): decoding costs 6-25 ms a
-# frame (a 1296 x 968 ScanNet JPEG resized: the most), and it goes to the process with time to spare. The
-# segmenter process reads unless the mapping thread has lately waited for frames longer than ready frames
-# waited for it (running means, READ_BALANCE_SMOOTHING per frame): then the segmenter is the slower side
-# and the frame is read here. Frames are the same either way; only where the work runs changes.
+# How the work of a frame is shared between the segmenter process and the mapping process. Besides
+# segmenting, the segmenter process can take, in this order, reading the frame (``SegmenterProcess.reads``:
+# decoding costs 6-25 ms a frame, a 1296 x 968 ScanNet JPEG resized the most) and partitioning and lifting
+# its masks (``Mapper.frame_lifter``: ~15-20 ms a frame on 7-Scenes). It takes one more of them at the
+# next frame while ready frames have lately waited for the mapping thread at least as long as the mapping
+# thread waited for frames (running means, READ_BALANCE_SMOOTHING per frame), and gives one back while the
+# mapping thread waits longer: then the segmenter is the slower side. Frames, masks and lifted segments are
+# the same either way; only where the work runs changes.
 READ_BALANCE_SMOOTHING = 0.2
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
@@ -852,7 +861,9 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
-    of its integration: with ``pipelined``, time waiting behind the previous frame included).
+    of its integration: with ``pipelined``, time waiting behind the previous frame included) and
+    "lifted_apart" (1.0 when the segmenter process lifted the frame's masks, its "segment" then includes
+    that lift and "lift_associate" does not; else 0.0).
 
     ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
@@ -875,9 +886,9 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.save_in_background()
         frames = _SegmentAhead(mapper, source, total, read_ahead) if pipelined else _segment_inline(mapper, source, total)
         for done, frame, masks, timings in frames:
-            started = timings.pop("started")
-            result = mapper.integrate(frame, masks)
-            result.timings.update(timings, latency=time.perf_counter() - started)
+            started, lifted = timings.pop("started"), timings.pop("lifted", None)
+            result = mapper.integrate(frame, masks, lifted)
+            result.timings.update(timings, latency=time.perf_counter() - started, lifted_apart=float(lifted is not None))
             if progress is not None:
                 progress(result, done, total)
         return mapper.finalize()
@@ -920,31 +931,35 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
 
 
 def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
-                     read_here: Callable[[], bool]):
-    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``), or here when
-    ``read_here()`` says so at that frame (then sent over to be segmented), with the frame's "segment"
-    seconds and its "masks" in the timings; a generator failure raises ``SegmentationError`` naming the
-    frame, a reading error is raised as the reader raised it."""
+                     offloaded: Callable[[], tuple[str, ...]]):
+    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``) when
+    ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented, with the
+    frame's "segment" seconds and its "masks" in the timings, and its "lifted" masks when ``offloaded()``
+    names "lift" too (``_SegmentAhead``); a generator failure raises ``SegmentationError`` naming the frame,
+    a reading error is raised as the reader raised it."""
     for k in range(total):
         started = time.perf_counter()
-        if read_here():
+        offload = offloaded()
+        lift = "lift" in offload
+        if "read" not in offload:
             frame = source[k]
             if frame.index <= after:
                 continue
             read = time.perf_counter() - started
             try:
-                masks = process.generate(frame)
+                masks, lifted = process.generate_finished(frame, lift)
             except Exception as error:
                 raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
             yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
-                                 "masks": masks}
+                                 "masks": masks, "lifted": lifted}
             continue
-        done = process.read_and_generate(k, after)
+        done = process.read_and_generate(k, after, lift)
         if done.error:
             raise _segmentation_error(done.frame, generator, done.error)
         if not done.skipped:
             segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
-            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks}
+            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks,
+                                      "lifted": done.finished}
 
 
 class _segment_inline:
@@ -987,12 +1002,16 @@ class _SegmentAhead:
         self._stop = threading.Event()
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
         reads = in_process and SegmenterProcess.reads(source)
-        self._process = SegmenterProcess(mapper.generator, source if reads else None) if in_process else None
+        lifter = mapper.frame_lifter() if in_process and hasattr(mapper, "frame_lifter") else None
+        self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
+        # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
+        self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
+        self._offload = len(self._offloadable)  # how many of them it takes now: all, while it starts
         self._waited = 0.0  # running means (seconds) of the consumer's wait for a frame, and of
         self._sat = 0.0  # the time a ready frame waited for the consumer
         self._taken = 0
         self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
-                                        self._consumer_waits) if reads else _frames(source, total, mapper.last_frame)
+                                        self._offloaded) if reads else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
@@ -1004,6 +1023,7 @@ class _SegmentAhead:
             if self._taken:  # not the first frame, awaited while the segmenter process started
                 self._waited += READ_BALANCE_SMOOTHING * (taken - start - self._waited)
                 self._sat += READ_BALANCE_SMOOTHING * (max(start - ready, 0.0) - self._sat)
+                self._rebalance()
             self._taken += 1
             if item is self._END:
                 return
@@ -1035,7 +1055,10 @@ class _SegmentAhead:
                 if masks is None:
                     start = time.perf_counter()
                     try:
-                        masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
+                        if self._process is None:
+                            masks = self._generator.generate(frame)
+                        else:
+                            masks, timings["lifted"] = self._process.generate_finished(frame, "lift" in self._offloaded())
                     except Exception as error:
                         raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
                     timings["segment"] = time.perf_counter() - start
@@ -1047,10 +1070,16 @@ class _SegmentAhead:
         finally:
             self._frames.close()
 
-    def _consumer_waits(self) -> bool:
-        """Whether the mapping thread has lately waited for frames longer than ready frames waited for it:
-        then the segmenter process is the slower side, and this process reads the next frame itself."""
-        return self._waited > self._sat
+    def _rebalance(self) -> None:
+        """One more kind of work for the segmenter process while frames wait for the mapping thread at
+        least as long as it waits for them, one less while it waits longer (READ_BALANCE_SMOOTHING)."""
+        step = -1 if self._waited > self._sat else 1
+        self._offload = min(max(self._offload + step, 0), len(self._offloadable))
+
+    def _offloaded(self) -> tuple[str, ...]:
+        """The work besides segmenting that the segmenter process does for the next frame ("read", "lift";
+        READ_BALANCE_SMOOTHING says how it is chosen)."""
+        return self._offloadable[:self._offload]
 
     def _take_slot(self) -> bool:
         """Wait until a frame may be read ahead; False once ``close`` was called."""

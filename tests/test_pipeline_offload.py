@@ -1,0 +1,151 @@
+"""Work moved between the segmenter process and the mapping process (reading, partitioning and lifting a
+frame's masks): the same map whatever each frame's split, the lift made apart refused when it is not this
+tracker's, and Ctrl-C keeping every integrated frame while the segmenter process lifts."""
+from __future__ import annotations
+
+import pickle
+import random
+import threading
+
+import numpy as np
+import pytest
+
+from scene.config import MapperConfig
+from scene.datasets import open_dataset
+from scene.datasets.synthetic import make_scene, write_scene
+from scene.map import map_fingerprint
+from scene.pipeline import Mapper, _SegmentAhead, run
+from scene.storage import MapStore
+from segment2d.factory import make_generator
+from segment2d.worker import _finished
+from tracking import OnlineTracker, track_frame
+from tracking.pipeline import FrameLifter, lift_frame_masks
+
+NUM_FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene("room", seed=1, noisy=True, num_frames=60, width=320, height=240)
+
+
+@pytest.fixture(scope="module")
+def frames(scene):
+    return list(scene.source(stop=NUM_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def written(scene, tmp_path_factory):
+    return write_scene(scene, tmp_path_factory.mktemp("offload") / "data", frames=scene.source(stop=NUM_FRAMES))
+
+
+def _threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name in ("scene-segmenter", "scene-map-writer")]
+
+
+def test_masks_lifted_apart_step_the_tracker_as_lifted_here(frames):
+    """A ``FrameLifter`` (pickled, as the segmenter process gets it) gives each frame the segments and
+    surface the tracker makes itself: every step's ids and merges, and the final map, are the same."""
+    generator, config = make_generator("geometric"), MapperConfig()
+    here, apart = (OnlineTracker(config.tracking, config.lift) for _ in range(2))
+    lifter = pickle.loads(pickle.dumps(Mapper(config).frame_lifter()))
+    for frame in frames:
+        masks = generator.generate(frame)
+        mine = track_frame(here, frame, masks, config.partition)
+        theirs = track_frame(apart, frame, masks, config.partition, lifted=lifter(frame, masks))
+        assert (mine.object_ids == theirs.object_ids).all() and mine.step.merged == theirs.step.merged
+        assert (mine.owner == theirs.owner).all() and (mine.mask_rows == theirs.mask_rows).all()
+    a, b = here.object_map(), apart.object_map()
+    assert a.keys.size > 1000 and (a.keys == b.keys).all() and (a.object == b.object).all()
+
+
+def test_a_lift_of_another_frame_or_configuration_is_refused(frames):
+    config = MapperConfig()
+    generator = make_generator("geometric")
+    tracker = OnlineTracker(config.tracking, config.lift)
+    masks = generator.generate(frames[1])
+    with pytest.raises(ValueError, match=rf"frame {frames[1].index}\): the lifted masks are of frame {frames[0].index}$"):
+        track_frame(tracker, frames[1], masks, config.partition,
+                    lifted=lift_frame_masks(frames[0], generator.generate(frames[0]), config.lift, config.partition))
+    coarse = FrameLifter(type(config.lift)(voxel_size=0.05), config.partition)
+    with pytest.raises(ValueError, match="another lift or partition configuration"):
+        track_frame(tracker, frames[1], masks, config.partition, lifted=coarse(frames[1], masks))
+    assert tracker.frames_seen == 0  # refused before anything was counted
+
+
+def test_a_failing_finish_in_the_segmenter_process_leaves_the_work_to_the_caller(frames):
+    """The worker's ``finish`` failing gives None (the mapping process then lifts, and meets the error
+    itself, naming the frame); without a finish there is nothing to do."""
+    masks = make_generator("geometric").generate(frames[0])
+
+    def broken(frame, masks):
+        raise MemoryError("no room")
+
+    assert _finished(broken, frames[0], masks) is None and _finished(None, frames[0], masks) is None
+    assert _finished(FrameLifter(MapperConfig().lift), frames[0], masks).frame_index == frames[0].index
+
+
+def _forced(monkeypatch, choose):
+    """Make ``_SegmentAhead`` hand the segmenter process the work ``choose(offloadable)`` names per frame."""
+    monkeypatch.setattr(_SegmentAhead, "_offloaded", lambda self: choose(self._offloadable))
+
+
+@pytest.mark.parametrize("source_kind", ["files", "list"])
+def test_the_map_is_the_same_whoever_reads_and_lifts_each_frame(source_kind, written, frames, tmp_path, monkeypatch):
+    """Sequential, and pipelined with the segmenter process taking nothing, everything, or a random split
+    per frame (reading only offered for file sources): the same map byte for byte, stored and returned."""
+    config = MapperConfig(save_every=3)
+    source = (lambda: open_dataset(written)) if source_kind == "files" else (lambda: frames)
+    rng = random.Random(7)
+    schedules = {"none": lambda work: (), "all": lambda work: work,
+                 "random": lambda work: work[:rng.randint(0, len(work))]}
+    maps, lifted_apart = {}, {}
+    for name in ("sequential", *schedules):
+        if name != "sequential":
+            _forced(monkeypatch, schedules[name])
+        out, timings = tmp_path / f"{name}.sqlite", []
+        returned = run(source(), config, out=out, pipelined=name != "sequential",
+                       progress=lambda r, d, t: timings.append(r.timings))
+        with MapStore(out, read_only=True) as store:
+            maps[name] = (map_fingerprint(returned), map_fingerprint(store.load()))
+        lifted_apart[name] = sum(t.get("lifted_apart", 0.0) for t in timings)
+    assert maps["sequential"][0]["objects"] >= 3
+    assert all(m == maps["sequential"] for m in maps.values()), {k: v[0]["digest"] for k, v in maps.items()}
+    assert lifted_apart["none"] == 0 and lifted_apart["all"] == NUM_FRAMES and lifted_apart["sequential"] == 0
+    assert not _threads()
+
+
+def test_ctrl_c_while_the_segmenter_process_lifts_keeps_every_integrated_frame(written, tmp_path, monkeypatch):
+    _forced(monkeypatch, lambda work: work)
+    out, seen = tmp_path / "map.sqlite", []
+
+    def progress(result, done, total):
+        assert result.timings["lifted_apart"] == 1.0
+        seen.append(result.frame_index)
+        if done == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(open_dataset(written), MapperConfig(save_every=4), out=out, progress=progress)
+    with MapStore(out, read_only=True) as store:
+        kept = store.load()
+    assert kept.num_frames == 6 and kept.trajectory[0].tolist() == seen
+    assert not _threads()
+
+
+def test_the_segmenter_process_takes_work_while_the_mapping_thread_is_idle_and_gives_it_back(written):
+    """The split follows the waits: frames waiting ready for the mapping thread make the segmenter
+    process take one more kind of work per frame (up to reading and lifting), the mapping thread waiting
+    for frames makes it give one back (down to segmenting alone)."""
+    frames = _SegmentAhead(Mapper(MapperConfig()), open_dataset(written), NUM_FRAMES)
+    try:
+        assert frames._offloadable == ("read", "lift") and frames._offloaded() == ("read", "lift")
+        levels = []
+        for waited, sat in [(0.05, 0.0)] * 3 + [(0.0, 0.05)] * 3:
+            frames._waited, frames._sat = waited, sat
+            frames._rebalance()
+            levels.append(frames._offloaded())
+        assert levels == [("read",), (), (), ("read",), ("read", "lift"), ("read", "lift")]
+    finally:
+        frames.close()
+    assert np.isfinite(frames._waited)
