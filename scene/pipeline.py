@@ -838,10 +838,11 @@ SEGMENT_AHEAD = 2
 # segmenting, the segmenter process can take, in this order, reading the frame (``SegmenterProcess.reads``:
 # decoding costs 6-25 ms a frame, a 1296 x 968 ScanNet JPEG resized the most) and partitioning and lifting
 # its masks (``Mapper.frame_lifter``: ~15-20 ms a frame on 7-Scenes). It takes one more of them at the
-# next frame while ready frames have lately waited for the mapping thread at least as long as the mapping
-# thread waited for frames (running means, READ_BALANCE_SMOOTHING per frame), and gives one back while the
-# mapping thread waits longer: then the segmenter is the slower side. Frames, masks and lifted segments are
-# the same either way; only where the work runs changes.
+# next frame while it has lately spent less CPU per frame than the mapping process (all its threads:
+# mapping, reading, saving; running means, READ_BALANCE_SMOOTHING per frame), and gives one back while it
+# spends more. CPU, not waits: a frame read here makes the mapping thread wait for it, which a wait-based
+# rule took for a slow segmenter and answered by reading still more here. Frames, masks and lifted
+# segments are the same either way; only where the work runs changes.
 READ_BALANCE_SMOOTHING = 0.2
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
@@ -947,11 +948,11 @@ def _read_in_process(process: SegmenterProcess, generator, source, total: int, a
                 continue
             read = time.perf_counter() - started
             try:
-                masks, lifted = process.generate_finished(frame, lift)
+                masks, lifted, cpu_apart = process.generate_finished(frame, lift)
             except Exception as error:
                 raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
             yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
-                                 "masks": masks, "lifted": lifted}
+                                 "masks": masks, "lifted": lifted, "cpu_apart": cpu_apart}
             continue
         done = process.read_and_generate(k, after, lift)
         if done.error:
@@ -959,7 +960,7 @@ def _read_in_process(process: SegmenterProcess, generator, source, total: int, a
         if not done.skipped:
             segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
             yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks,
-                                      "lifted": done.finished}
+                                      "lifted": done.finished, "cpu_apart": done.cpu_s}
 
 
 class _segment_inline:
@@ -1007,9 +1008,9 @@ class _SegmentAhead:
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
         self._offload = len(self._offloadable)  # how many of them it takes now: all, while it starts
-        self._waited = 0.0  # running means (seconds) of the consumer's wait for a frame, and of
-        self._sat = 0.0  # the time a ready frame waited for the consumer
-        self._taken = 0
+        self._cpu_here = 0.0  # running means of this process's CPU seconds per frame taken, and of
+        self._cpu_apart = 0.0  # the segmenter process's CPU seconds per frame
+        self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken
         self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
                                         self._offloaded) if reads else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
@@ -1017,20 +1018,24 @@ class _SegmentAhead:
 
     def __iter__(self):
         while True:
-            start = time.perf_counter()
-            item, ready = self._ready.get()
-            taken = time.perf_counter()
-            if self._taken:  # not the first frame, awaited while the segmenter process started
-                self._waited += READ_BALANCE_SMOOTHING * (taken - start - self._waited)
-                self._sat += READ_BALANCE_SMOOTHING * (max(start - ready, 0.0) - self._sat)
-                self._rebalance()
-            self._taken += 1
+            item = self._ready.get()
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self._measure(item[3].pop("cpu_apart", None))
             self._slots.release()  # the consumer is on this frame: the next one may be read
             yield item
+
+    def _measure(self, cpu_apart: float | None) -> None:
+        """Update the running means of both processes' CPU seconds per frame with the frame just taken
+        (``cpu_apart``: the segmenter process's on it; None without one) and rebalance."""
+        clock = time.process_time()  # every thread of this process: mapping, reading here, the writer
+        if self._cpu_clock is not None and cpu_apart is not None:  # the first frame waited for start-up
+            self._cpu_here += READ_BALANCE_SMOOTHING * (clock - self._cpu_clock - self._cpu_here)
+            self._cpu_apart += READ_BALANCE_SMOOTHING * (cpu_apart - self._cpu_apart)
+            self._rebalance()
+        self._cpu_clock = clock
 
     def close(self) -> None:
         """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""
@@ -1058,7 +1063,8 @@ class _SegmentAhead:
                         if self._process is None:
                             masks = self._generator.generate(frame)
                         else:
-                            masks, timings["lifted"] = self._process.generate_finished(frame, "lift" in self._offloaded())
+                            masks, timings["lifted"], timings["cpu_apart"] = self._process.generate_finished(
+                                frame, "lift" in self._offloaded())
                     except Exception as error:
                         raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
                     timings["segment"] = time.perf_counter() - start
@@ -1071,9 +1077,9 @@ class _SegmentAhead:
             self._frames.close()
 
     def _rebalance(self) -> None:
-        """One more kind of work for the segmenter process while frames wait for the mapping thread at
-        least as long as it waits for them, one less while it waits longer (READ_BALANCE_SMOOTHING)."""
-        step = -1 if self._waited > self._sat else 1
+        """One more kind of work for the segmenter process while it spends less CPU per frame than this
+        process, one less while it spends more (READ_BALANCE_SMOOTHING)."""
+        step = -1 if self._cpu_apart > self._cpu_here else 1
         self._offload = min(max(self._offload + step, 0), len(self._offloadable))
 
     def _offloaded(self) -> tuple[str, ...]:
@@ -1091,7 +1097,7 @@ class _SegmentAhead:
     def _put(self, item) -> bool:
         if self._stop.is_set():
             return False
-        self._ready.put((item, time.perf_counter()))
+        self._ready.put(item)
         return True
 
 

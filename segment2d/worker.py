@@ -27,7 +27,8 @@ class ReadFrame:
     its ``masks`` (None when the generator failed: ``error`` holds its message; or when the frame was not
     after ``after``: ``skipped``), the worker's seconds reading it (``read_s``) and segmenting it
     (``segment_s``, its ``finish`` included), and ``finished``: ``finish(frame, masks)`` when asked for
-    (None when not asked, or when it failed: the caller then does that work itself and meets the error)."""
+    (None when not asked, or when it failed: the caller then does that work itself and meets the error);
+    ``cpu_s``: the worker's CPU seconds on this request (reading, segmenting, finishing, packing)."""
 
     frame: Frame
     masks: MaskSet | None
@@ -36,6 +37,7 @@ class ReadFrame:
     error: str = ""
     skipped: bool = False
     finished: object = None
+    cpu_s: float = 0.0
 
 
 class SegmenterProcess:
@@ -81,14 +83,15 @@ class SegmenterProcess:
     def generate(self, frame: Frame) -> MaskSet:
         return self.generate_finished(frame)[0]
 
-    def generate_finished(self, frame: Frame, finish: bool = False) -> tuple[MaskSet, object]:
-        """(masks, ``finish(frame, masks)`` when ``finish`` and it succeeded, else None) of ``frame``."""
+    def generate_finished(self, frame: Frame, finish: bool = False) -> tuple[MaskSet, object, float]:
+        """(masks, ``finish(frame, masks)`` when ``finish`` and it succeeded, else None, the worker's CPU
+        seconds on it) of ``frame``."""
         self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose, finish)))
         status, payload = self._reply()
         if status == "error":
             raise RuntimeError(payload)
-        packed, finished = payload
-        return unpack_masks(packed), finished
+        packed, finished, cpu_s = payload
+        return unpack_masks(packed), finished, cpu_s
 
     def read_and_generate(self, position: int, after: int | None = None, finish: bool = False) -> ReadFrame:
         """Frame ``position`` of the source given at start, read and segmented by the worker (only read when
@@ -100,9 +103,9 @@ class SegmenterProcess:
         status, payload = self._reply()
         if status == "read_error":
             raise payload
-        frame, packed, read_s, segment_s, error, skipped, finished = payload
+        frame, packed, read_s, segment_s, error, skipped, finished, cpu_s = payload
         return ReadFrame(frame, None if packed is None else unpack_masks(packed), read_s, segment_s, error, skipped,
-                         finished)
+                         finished, cpu_s)
 
     def _reply(self):
         try:
@@ -146,7 +149,10 @@ def _serve() -> None:
     generator, source, finish = pickle.load(requests)
     while (message := pickle.load(requests)) is not None:
         kind, body = message
+        cpu = time.process_time()
         reply = _read_and_segment(generator, source, finish, body) if kind == "read" else _segment(generator, finish, body)
+        if reply[0] in ("ok", "read"):  # the worker's CPU seconds on the request, for the caller's balance
+            reply = reply[0], (*reply[1], time.process_time() - cpu)
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 

@@ -354,9 +354,9 @@ def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch)
     # Most frames, not all: on a loaded machine the segmenter process may stall for longer than the sleep,
     # and then the mapping thread rightly reads a frame or two itself.
     assert len(here) <= NUM_FRAMES // 2, here
-    frames._offload, frames._waited, frames._sat = 1, 0.0, 0.05
+    frames._offload, frames._cpu_apart, frames._cpu_here = 1, 0.0, 0.05
     frames._rebalance()
     assert "read" in frames._offloaded()
-    frames._offload, frames._waited, frames._sat = 1, 0.05, 0.0
+    frames._offload, frames._cpu_apart, frames._cpu_here = 1, 0.05, 0.0
     frames._rebalance()
     assert "read" not in frames._offloaded()

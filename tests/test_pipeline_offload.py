@@ -133,19 +133,38 @@ def test_ctrl_c_while_the_segmenter_process_lifts_keeps_every_integrated_frame(w
     assert not _threads()
 
 
-def test_the_segmenter_process_takes_work_while_the_mapping_thread_is_idle_and_gives_it_back(written):
-    """The split follows the waits: frames waiting ready for the mapping thread make the segmenter
-    process take one more kind of work per frame (up to reading and lifting), the mapping thread waiting
-    for frames makes it give one back (down to segmenting alone)."""
+def test_the_segmenter_process_takes_work_while_it_spends_less_cpu_and_gives_it_back(written):
+    """The split follows both processes' CPU per frame: the segmenter process spending less than this
+    one takes one more kind of work per frame (up to reading and lifting), spending more gives one back
+    (down to segmenting alone); the means are measured per frame taken, the first (start-up) left out."""
     frames = _SegmentAhead(Mapper(MapperConfig()), open_dataset(written), NUM_FRAMES)
     try:
         assert frames._offloadable == ("read", "lift") and frames._offloaded() == ("read", "lift")
         levels = []
-        for waited, sat in [(0.05, 0.0)] * 3 + [(0.0, 0.05)] * 3:
-            frames._waited, frames._sat = waited, sat
+        for apart, here in [(0.05, 0.0)] * 3 + [(0.0, 0.05)] * 3:
+            frames._cpu_apart, frames._cpu_here = apart, here
             frames._rebalance()
             levels.append(frames._offloaded())
         assert levels == [("read",), (), (), ("read",), ("read", "lift"), ("read", "lift")]
+        taken = list(frames)
+        assert len(taken) == NUM_FRAMES and all("cpu_apart" not in t for *_, t in taken)
+        assert frames._cpu_apart > 0 and frames._cpu_here > 0  # measured from the frames
     finally:
         frames.close()
-    assert np.isfinite(frames._waited)
+
+
+def test_a_slow_mapping_thread_gets_its_frames_read_and_lifted_apart(written):
+    """A mapping thread spending CPU on each frame (here: a busy loop of 0.15 s) leaves the reading and
+    lifting to the segmenter process for the frames after the first few."""
+    import time
+
+    timings = []
+
+    def busy(result, done, total):
+        timings.append(result.timings)
+        end = time.process_time() + 0.15
+        while time.process_time() < end:
+            pass
+
+    run(open_dataset(written), MapperConfig(online_only=True), progress=busy)
+    assert sum(t["lifted_apart"] for t in timings[3:]) >= len(timings[3:]) - 1, [t["lifted_apart"] for t in timings]
