@@ -333,8 +333,8 @@ def test_masks_packed_from_crops_are_the_masks_packed_whole(frames):
 
 
 def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch):
-    """The segmenter process reads a file source's frames while the mapping thread is the slower side
-    (frames wait ready for it); once the mapping thread waits for frames, this process reads them."""
+    """The segmenter process reads a file source's frames while the mapping process spends more CPU per
+    frame than it does; once it spends less, this process reads them."""
     import time
 
     from scene.datasets import open_dataset
@@ -347,8 +347,10 @@ def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch)
     source = open_dataset(written)
     frames = _SegmentAhead(Mapper(MapperConfig()), source, len(source))
     try:
-        for _ in frames:
-            time.sleep(0.3)  # a slow mapping thread: frames wait for it
+        for _ in frames:  # a slow mapping thread, busy on the CPU: frames wait for it
+            end = time.process_time() + 0.3
+            while time.process_time() < end:
+                pass
     finally:
         frames.close()
     # Most frames, not all: on a loaded machine the segmenter process may stall for longer than the sleep,
