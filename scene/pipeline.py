@@ -1007,7 +1007,8 @@ class _SegmentAhead:
         self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
-        self._offload = len(self._offloadable)  # how many of them it takes now: all, while it starts
+        self._offload = int(reads)  # how many of them it takes now: the reading, while it starts (lifting
+        # there imports the tracking modules, which would delay its first frame)
         self._cpu_here = 0.0  # running means of this process's CPU seconds per frame taken, and of
         self._cpu_apart = 0.0  # the segmenter process's CPU seconds per frame
         self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken

@@ -64,7 +64,9 @@ class SegmenterProcess:
         path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
-        self._send((generator, source, finish))
+        # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
+        # first asks for it, not before its first frame
+        self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
 
     @staticmethod
     def reads(source) -> bool:
@@ -149,6 +151,8 @@ def _serve() -> None:
     generator, source, finish = pickle.load(requests)
     while (message := pickle.load(requests)) is not None:
         kind, body = message
+        if isinstance(finish, bytes) and body[-1]:  # the first frame asking for it
+            finish = _loaded(finish)
         cpu = time.process_time()
         reply = _read_and_segment(generator, source, finish, body) if kind == "read" else _segment(generator, finish, body)
         if reply[0] in ("ok", "read"):  # the worker's CPU seconds on the request, for the caller's balance
@@ -195,6 +199,14 @@ def _finished(finish, frame: Frame, masks) -> object:
         return None
     try:
         return finish(frame, masks.to_maskset() if isinstance(masks, MaskCrops) else masks)
+    except Exception:
+        return None
+
+
+def _loaded(finish: bytes):
+    """The pickled ``finish``, or None when it does not load here (the caller then does that work)."""
+    try:
+        return pickle.loads(finish)
     except Exception:
         return None
 
