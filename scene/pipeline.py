@@ -10,8 +10,10 @@ frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera a
 
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
-second CPU is there, else on a thread; a file source's frames are read by whichever of the two processes
-has time to spare (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
+file source's frames are read, and every frame's masks partitioned and lifted, by whichever of the two
+processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
+(``Mapper.save_in_background``). Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
 and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
@@ -934,7 +936,8 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
 def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
                      offloaded: Callable[[], tuple[str, ...]]):
     """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``) when
-    ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented, with the
+    ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented (or segmented
+    here by ``generator``, the same as the process's, while the process is still starting), with the
     frame's "segment" seconds and its "masks" in the timings, and its "lifted" masks when ``offloaded()``
     names "lift" too (``_SegmentAhead``); a generator failure raises ``SegmentationError`` naming the frame,
     a reading error is raised as the reader raised it."""
@@ -942,13 +945,17 @@ def _read_in_process(process: SegmenterProcess, generator, source, total: int, a
         started = time.perf_counter()
         offload = offloaded()
         lift = "lift" in offload
-        if "read" not in offload:
+        starting = not process.started()  # meanwhile, frames are read and segmented here
+        if starting or "read" not in offload:
             frame = source[k]
             if frame.index <= after:
                 continue
             read = time.perf_counter() - started
             try:
-                masks, lifted, cpu_apart = process.generate_finished(frame, lift)
+                if starting:
+                    masks, lifted, cpu_apart = generator.generate(frame), None, None
+                else:
+                    masks, lifted, cpu_apart = process.generate_finished(frame, lift)
             except Exception as error:
                 raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
             yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
@@ -1061,7 +1068,7 @@ class _SegmentAhead:
                 if masks is None:
                     start = time.perf_counter()
                     try:
-                        if self._process is None:
+                        if self._process is None or not self._process.started():
                             masks = self._generator.generate(frame)
                         else:
                             masks, timings["lifted"], timings["cpu_apart"] = self._process.generate_finished(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -67,6 +68,18 @@ class SegmenterProcess:
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
         self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._started = False
+
+    def started(self) -> bool:
+        """Whether the worker has started (interpreter, imports, generator loaded): until then a caller
+        with its own copy of the generator may segment frames itself. Does not wait."""
+        if not self._started and select.select([self._process.stdout], [], [], 0)[0]:
+            try:
+                pickle.load(self._process.stdout)  # its first message says it started
+            except (EOFError, OSError, pickle.UnpicklingError):
+                pass  # it died: the next request reports it
+            self._started = True
+        return self._started
 
     @staticmethod
     def reads(source) -> bool:
@@ -111,7 +124,9 @@ class SegmenterProcess:
 
     def _reply(self):
         try:
-            return pickle.load(self._process.stdout)
+            while (reply := pickle.load(self._process.stdout))[0] == "started":  # not yet taken by ``started``
+                self._started = True
+            return reply
         except (EOFError, OSError, pickle.UnpicklingError):
             raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
 
@@ -149,6 +164,8 @@ def _serve() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
     generator, source, finish = pickle.load(requests)
+    pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
+    replies.flush()
     while (message := pickle.load(requests)) is not None:
         kind, body = message
         if isinstance(finish, bytes) and body[-1]:  # the first frame asking for it

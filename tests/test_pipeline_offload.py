@@ -85,9 +85,25 @@ def test_a_failing_finish_in_the_segmenter_process_leaves_the_work_to_the_caller
     assert _finished(FrameLifter(MapperConfig().lift), frames[0], masks).frame_index == frames[0].index
 
 
+def _wait_for_start(monkeypatch):
+    """Make the pipeline wait for the segmenter process to start instead of segmenting frames meanwhile."""
+    from segment2d.worker import SegmenterProcess
+
+    started = SegmenterProcess.started
+
+    def wait_started(self):
+        while not started(self):
+            threading.Event().wait(0.02)
+        return True
+
+    monkeypatch.setattr(SegmenterProcess, "started", wait_started)
+
+
 def _forced(monkeypatch, choose):
-    """Make ``_SegmentAhead`` hand the segmenter process the work ``choose(offloadable)`` names per frame."""
+    """Make ``_SegmentAhead`` hand the segmenter process the work ``choose(offloadable)`` names per frame,
+    from the first frame on."""
     monkeypatch.setattr(_SegmentAhead, "_offloaded", lambda self: choose(self._offloadable))
+    _wait_for_start(monkeypatch)
 
 
 @pytest.mark.parametrize("source_kind", ["files", "list"])
@@ -155,7 +171,7 @@ def test_the_segmenter_process_takes_work_while_it_spends_less_cpu_and_gives_it_
         frames.close()
 
 
-def test_a_slow_mapping_thread_gets_its_frames_read_and_lifted_apart(written):
+def test_a_slow_mapping_thread_gets_its_frames_read_and_lifted_apart(written, monkeypatch):
     """A mapping thread spending CPU on each frame (here: a busy loop of 0.15 s) leaves the reading and
     lifting to the segmenter process for the frames after the first few."""
     import time
@@ -168,5 +184,31 @@ def test_a_slow_mapping_thread_gets_its_frames_read_and_lifted_apart(written):
         while time.process_time() < end:
             pass
 
+    _wait_for_start(monkeypatch)
     run(open_dataset(written), MapperConfig(online_only=True), progress=busy)
     assert sum(t["lifted_apart"] for t in timings[3:]) >= len(timings[3:]) - 1, [t["lifted_apart"] for t in timings]
+
+
+def test_frames_are_segmented_here_while_the_segmenter_process_starts(written, frames, tmp_path, monkeypatch):
+    """Until the segmenter process says it started, frames are read and segmented on the mapping process's
+    worker thread (no wait for its start-up): the same map; it does say so."""
+    from segment2d.worker import SegmenterProcess
+
+    worker = SegmenterProcess(make_generator("geometric"))
+    try:
+        for _ in range(600):  # up to 60 s on a loaded machine
+            if worker.started():
+                break
+            threading.Event().wait(0.1)
+        assert worker.started() and len(worker.generate(frames[0])) > 0
+    finally:
+        worker.close()
+    calls = []
+    original = SegmenterProcess.started
+    monkeypatch.setattr(SegmenterProcess, "started", lambda self: len(calls) >= 4 and original(self) or calls.append(1) and False)
+    config = MapperConfig(save_every=3)
+    for name, source in (("files", lambda: open_dataset(written)), ("list", lambda: frames)):
+        calls.clear()
+        pipelined = map_fingerprint(run(source(), config, out=tmp_path / f"{name}.sqlite"))
+        assert len(calls) >= 4, name
+        assert pipelined == map_fingerprint(run(source(), config, pipelined=False)), name
