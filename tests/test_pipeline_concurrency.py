@@ -148,13 +148,15 @@ def test_scene_run_timings_and_the_speed_section_reading_them(tmp_path):
     assert summary["fps_end_to_end"] == 2.0 and summary["cpu_utilisation"] == 0.75
     assert summary["fps_online"] > summary["frames"] / report["run_s"]
     assert summary["stages"]["latency"]["n"] == 4 and summary["stages"]["save"]["n"] == 0
+    assert summary["lifted_apart_share"] == 0.0  # sequential: every frame lifted on the mapping thread
     runs = {label: summary for label, _, _ in speed.RUNS}
     data = {"protocol": "p", "load_average": [1.0], "skipped": {},
             "sequences": {"tiny": {"runs": runs, "identical": True, "concurrency_gain": 1.5, "pipelining_gain": 1.25,
                                    "objects": fingerprint["objects"], "points": fingerprint["points"]}}}
     text = speed.markdown(data)
     for expected in ("maps identical across the runs: yes", "concurrency gain (1 core / 2 cores wall) 1.50x",
-                     "| pipelined, 1 core | 4 | 2.000 | 2.000 |", fingerprint["digest"][:10]):
+                     "| pipelined, 1 core | 4 | 2.000 | 2.000 |", "frames lifted in the segmenter process",
+                     fingerprint["digest"][:10]):
         assert expected in text, expected
 
 
