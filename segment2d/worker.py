@@ -166,16 +166,19 @@ def _serve() -> None:
     generator, source, finish = pickle.load(requests)
     pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
+    sending = 0.0  # CPU seconds the last reply took to send, counted with the next one
     while (message := pickle.load(requests)) is not None:
         kind, body = message
         if isinstance(finish, bytes) and body[-1]:  # the first frame asking for it
             finish = _loaded(finish)
         cpu = time.process_time()
         reply = _read_and_segment(generator, source, finish, body) if kind == "read" else _segment(generator, finish, body)
-        if reply[0] in ("ok", "read"):  # the worker's CPU seconds on the request, for the caller's balance
-            reply = reply[0], (*reply[1], time.process_time() - cpu)
+        if reply[0] in ("ok", "read"):  # the worker's CPU seconds per request, for the caller's balance
+            reply = reply[0], (*reply[1], time.process_time() - cpu + sending)
+        cpu = time.process_time()
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
+        sending = time.process_time() - cpu
 
 
 def _segment(generator, finish, body: tuple) -> tuple:

@@ -212,3 +212,28 @@ def test_frames_are_segmented_here_while_the_segmenter_process_starts(written, f
         pipelined = map_fingerprint(run(source(), config, out=tmp_path / f"{name}.sqlite"))
         assert len(calls) >= 4, name
         assert pipelined == map_fingerprint(run(source(), config, pipelined=False)), name
+
+
+@pytest.mark.parametrize("keep_points", [True, False])
+def test_lifted_frames_pickle_their_segments_packed_and_come_back_equal(frames, keep_points):
+    """A ``LiftedFrame`` crosses the process boundary with its segments packed into a few arrays
+    (``lift3d.lift.pack_segments``): every field of every segment comes back equal, of the same type."""
+    import dataclasses
+
+    from lift3d.lift import LiftConfig
+
+    masks = make_generator("geometric").generate(frames[2])
+    lifted = FrameLifter(LiftConfig(keep_points=keep_points))(frames[2], masks)
+    back = pickle.loads(pickle.dumps(lifted, protocol=pickle.HIGHEST_PROTOCOL))
+    assert len(back.segments) == len(lifted.segments) > 5
+    for mine, theirs in zip(lifted.segments, back.segments):
+        for field in dataclasses.fields(mine):
+            a, b = getattr(mine, field.name), getattr(theirs, field.name)
+            assert type(a) is type(b), field.name
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all(), field.name
+            else:
+                assert a == b, field.name
+    assert (back.owner == lifted.owner).all() and (back.surface == lifted.surface).all()
+    assert pickle.loads(pickle.dumps(lift_frame_masks(frames[2], masks.subset(np.zeros(len(masks), bool)),
+                                                      LiftConfig()))).segments == []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lift3d.lift import LiftConfig, lift_partition
+from lift3d.lift import LiftConfig, lift_partition, pack_segments, unpack_segments
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskSet
@@ -188,6 +188,12 @@ class LiftedFrame:
     segments: list
     lift: LiftConfig
     partition: PartitionConfig
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "segments": pack_segments(self.segments)}  # a few arrays, not ~7 per segment
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, segments=unpack_segments(state["segments"]))
 
 
 def lift_frame_masks(frame: Frame, masks: MaskSet, lift: LiftConfig,
