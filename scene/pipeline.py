@@ -353,7 +353,8 @@ class Mapper:
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
         frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
         masks already partitioned and lifted by ``frame_lifter()`` (``run``'s segmenter process does it
-        when the mapping thread is the slower side); None: lift here. The result is the same either way."""
+        while it spends less CPU per frame than this process); None: lift here. The result is the same
+        either way."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
