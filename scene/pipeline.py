@@ -891,7 +891,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
         frames = _SegmentAhead(mapper, source, total, read_ahead) if pipelined else _segment_inline(mapper, source, total)
         for done, frame, masks, timings in frames:
             started, lifted = timings.pop("started"), timings.pop("lifted", None)
-            result = mapper.integrate(frame, masks, lifted)
+            result = mapper.integrate(frame, masks, lifted=lifted)
             result.timings.update(timings, latency=time.perf_counter() - started, lifted_apart=float(lifted is not None))
             if progress is not None:
                 progress(result, done, total)
