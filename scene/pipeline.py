@@ -11,8 +11,8 @@ frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera a
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
 second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
-file source's frames are read, and every frame's masks partitioned and lifted, by whichever of the two
-processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
+file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
 (``Mapper.save_in_background``). Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
@@ -840,7 +840,8 @@ SEGMENT_AHEAD = 2
 # How the work of a frame is shared between the segmenter process and the mapping process. Besides
 # segmenting, the segmenter process can take, in this order, reading the frame (``SegmenterProcess.reads``:
 # decoding costs 6-25 ms a frame, a 1296 x 968 ScanNet JPEG resized the most) and partitioning and lifting
-# its masks (``Mapper.frame_lifter``: ~15-20 ms a frame on 7-Scenes). It takes one more of them at the
+# its masks (``Mapper.frame_lifter``: ~15-20 ms a frame on 7-Scenes; only with ``run(lift_apart=True)``,
+# which costs more CPU than it balances, see ``run``). It takes one more of them at the
 # next frame while it has lately spent less CPU per frame than the mapping process (all its threads:
 # mapping, reading, saving; running means, READ_BALANCE_SMOOTHING per frame), and gives one back while it
 # spends more. CPU, not waits: a frame read here makes the mapping thread wait for it, which a wait-based
@@ -853,7 +854,7 @@ ProgressCallback = Callable[[FrameResult, int, int], None]
 
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
         out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
-        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD) -> InstanceMap:
+        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
@@ -867,7 +868,11 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
     of its integration: with ``pipelined``, time waiting behind the previous frame included) and
     "lifted_apart" (1.0 when the segmenter process lifted the frame's masks, its "segment" then includes
-    that lift and "lift_associate" does not; else 0.0).
+    that lift and "lift_associate" does not; else 0.0). ``lift_apart``: offer the segmenter process the
+    partition and lift of the frames' masks too (``READ_BALANCE_SMOOTHING``); off by default: measured on
+    2 cores at load 2-5, three alternated pairs, it cost ScanNet scene0448_01 ~7% of end-to-end wall
+    (shipping the lifted segments and building the mask stack there cost more CPU than the balance
+    gained) and left 7-Scenes unchanged.
 
     ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
@@ -888,7 +893,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.check_sequence(source)
         if pipelined:
             mapper.save_in_background()
-        frames = _SegmentAhead(mapper, source, total, read_ahead) if pipelined else _segment_inline(mapper, source, total)
+        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart) if pipelined
+                  else _segment_inline(mapper, source, total))
         for done, frame, masks, timings in frames:
             started, lifted = timings.pop("started"), timings.pop("lifted", None)
             result = mapper.integrate(frame, masks, lifted=lifted)
@@ -1002,7 +1008,7 @@ class _SegmentAhead:
 
     _END = object()
 
-    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD) -> None:
+    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> None:
         if int(ahead) < 1:
             raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
@@ -1011,7 +1017,7 @@ class _SegmentAhead:
         self._stop = threading.Event()
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
         reads = in_process and SegmenterProcess.reads(source)
-        lifter = mapper.frame_lifter() if in_process and hasattr(mapper, "frame_lifter") else None
+        lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
         self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
