@@ -248,3 +248,34 @@ def _point_stats(point_seg: np.ndarray, points: np.ndarray, point_row: np.ndarra
         lo[:, axis] = np.minimum.reduceat(column, starts)
         hi[:, axis] = np.maximum.reduceat(column, starts)
     return centroid, lo, hi  # every segment has points: reduceat's empty-slice rule never applies
+
+
+def pack_segments(segments: list[Segment3D]) -> tuple:
+    """One frame's segments as a few flat arrays (their per-voxel arrays concatenated, their scalars
+    stacked): a process boundary then pickles ~10 arrays instead of ~7 per segment (``unpack_segments``)."""
+    if not segments:
+        return ()
+    ints = np.array([(s.frame_index, s.mask_index, s.part, s.num_points) for s in segments], np.int64)
+    stats = np.stack([np.concatenate([s.centroid, s.aabb_min, s.aabb_max]) for s in segments])
+    offsets = np.cumsum([0] + [s.num_voxels for s in segments])
+    points = None if segments[0].points is None else np.concatenate([s.points for s in segments])
+    colors = None if segments[0].colors is None else np.concatenate([s.colors for s in segments])
+    return (ints, stats, np.array([s.score for s in segments]), np.stack([s.box for s in segments]),
+            float(segments[0].voxel_size), offsets, np.concatenate([s.voxel_keys for s in segments]),
+            np.concatenate([s.voxel_counts for s in segments]), points, colors)
+
+
+def unpack_segments(packed: tuple) -> list[Segment3D]:
+    """The segments ``pack_segments`` packed, equal field by field (arrays as views into the flat ones)."""
+    if not packed:
+        return []
+    ints, stats, scores, boxes, voxel_size, offsets, keys, counts, points, colors = packed
+    segments = []
+    for s, (frame, mask, part, num_points) in enumerate(ints.tolist()):
+        rows = slice(offsets[s], offsets[s + 1])
+        segments.append(Segment3D(
+            frame_index=frame, mask_index=mask, part=part, voxel_keys=keys[rows], voxel_counts=counts[rows],
+            num_points=num_points, centroid=stats[s, 0:3], aabb_min=stats[s, 3:6], aabb_max=stats[s, 6:9],
+            score=float(scores[s]), box=boxes[s], voxel_size=voxel_size,
+            points=None if points is None else points[rows], colors=None if colors is None else colors[rows]))
+    return segments

@@ -10,8 +10,10 @@ frame source. Units: metres, world frame; poses camera-to-world, OpenCV camera a
 
 Concurrency (``run``, ``pipelined=True``, the default): the next frame is read and segmented while the
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
-second CPU is there, else on a thread; a file source's frames are read by whichever of the two processes
-has time to spare (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread (``Mapper.save_in_background``). Per frame, the mapping thread
+second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
+file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
+(``Mapper.save_in_background``). Per frame, the mapping thread
 only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
 objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
 and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
@@ -64,7 +66,7 @@ from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
-from tracking.pipeline import track_frame
+from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
 from tracking.refine import refine, refine_graph
 from tracking.voxel_graph import VoxelGraph
 
@@ -347,10 +349,13 @@ class Mapper:
 
     # ---- per frame --------------------------------------------------------------------------
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> FrameResult:
+    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted: LiftedFrame | None = None) -> FrameResult:
         """Segment, lift and associate one frame, update the map's touched objects, save every N frames.
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
-        frame on a worker thread while this one is integrated); None: segment here."""
+        frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
+        masks already partitioned and lifted by ``frame_lifter()`` (``run``'s segmenter process does it
+        while it spends less CPU per frame than this process); None: lift here. The result is the same
+        either way."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
@@ -365,7 +370,7 @@ class Mapper:
             timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph, lifted)
         segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
@@ -390,6 +395,10 @@ class Mapper:
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
                            timings, saved, tracked.owner)
+
+    def frame_lifter(self) -> FrameLifter:
+        """The lift ``integrate`` would run on a frame's masks, as a picklable callable (``lifted``)."""
+        return FrameLifter(self.tracker.lift, self.config.partition)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when
@@ -831,11 +840,16 @@ def _make_generator(config: MapperConfig):
 # of balanced stages with 25% jitter: -7% throughput, -25% latency p95 on an idle machine).
 SEGMENT_AHEAD = 2
 
-# Who reads a frame when the segmenter process can (``SegmenterProcess.reads``): decoding costs 6-25 ms a
-# frame (a 1296 x 968 ScanNet JPEG resized: the most), and it goes to the process with time to spare. The
-# segmenter process reads unless the mapping thread has lately waited for frames longer than ready frames
-# waited for it (running means, READ_BALANCE_SMOOTHING per frame): then the segmenter is the slower side
-# and the frame is read here. Frames are the same either way; only where the work runs changes.
+# How the work of a frame is shared between the segmenter process and the mapping process. Besides
+# segmenting, the segmenter process can take, in this order, reading the frame (``SegmenterProcess.reads``:
+# decoding costs 6-25 ms a frame, a 1296 x 968 ScanNet JPEG resized the most) and partitioning and lifting
+# its masks (``Mapper.frame_lifter``: ~15-20 ms a frame on 7-Scenes; only with ``run(lift_apart=True)``,
+# which costs more CPU than it balances, see ``run``). It takes one more of them at the
+# next frame while it has lately spent less CPU per frame than the mapping process (all its threads:
+# mapping, reading, saving; running means, READ_BALANCE_SMOOTHING per frame), and gives one back while it
+# spends more. CPU, not waits: a frame read here makes the mapping thread wait for it, which a wait-based
+# rule took for a slow segmenter and answered by reading still more here. Frames, masks and lifted
+# segments are the same either way; only where the work runs changes.
 READ_BALANCE_SMOOTHING = 0.2
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
@@ -843,7 +857,7 @@ ProgressCallback = Callable[[FrameResult, int, int], None]
 
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
         out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
-        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD) -> InstanceMap:
+        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
@@ -855,7 +869,13 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
-    of its integration: with ``pipelined``, time waiting behind the previous frame included).
+    of its integration: with ``pipelined``, time waiting behind the previous frame included) and
+    "lifted_apart" (1.0 when the segmenter process lifted the frame's masks, its "segment" then includes
+    that lift and "lift_associate" does not; else 0.0). ``lift_apart``: offer the segmenter process the
+    partition and lift of the frames' masks too (``READ_BALANCE_SMOOTHING``); off by default: measured on
+    2 cores at load 2-5, three alternated pairs, it cost ScanNet scene0448_01 ~7% of end-to-end wall
+    (shipping the lifted segments and building the mask stack there cost more CPU than the balance
+    gained) and left 7-Scenes unchanged.
 
     ``progress(result, done, total)`` is called after each frame. ``out``: map file for incremental and
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
@@ -876,11 +896,12 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.check_sequence(source)
         if pipelined:
             mapper.save_in_background()
-        frames = _SegmentAhead(mapper, source, total, read_ahead) if pipelined else _segment_inline(mapper, source, total)
+        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart) if pipelined
+                  else _segment_inline(mapper, source, total))
         for done, frame, masks, timings in frames:
-            started = timings.pop("started")
-            result = mapper.integrate(frame, masks)
-            result.timings.update(timings, latency=time.perf_counter() - started)
+            started, lifted = timings.pop("started"), timings.pop("lifted", None)
+            result = mapper.integrate(frame, masks, lifted=lifted)
+            result.timings.update(timings, latency=time.perf_counter() - started, lifted_apart=float(lifted is not None))
             if progress is not None:
                 progress(result, done, total)
         return mapper.finalize()
@@ -923,31 +944,40 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
 
 
 def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
-                     read_here: Callable[[], bool]):
-    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``), or here when
-    ``read_here()`` says so at that frame (then sent over to be segmented), with the frame's "segment"
-    seconds and its "masks" in the timings; a generator failure raises ``SegmentationError`` naming the
-    frame, a reading error is raised as the reader raised it."""
+                     offloaded: Callable[[], tuple[str, ...]]):
+    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``) when
+    ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented (or segmented
+    here by ``generator``, the same as the process's, while the process is still starting), with the
+    frame's "segment" seconds and its "masks" in the timings, and its "lifted" masks when ``offloaded()``
+    names "lift" too (``_SegmentAhead``); a generator failure raises ``SegmentationError`` naming the frame,
+    a reading error is raised as the reader raised it."""
     for k in range(total):
         started = time.perf_counter()
-        if read_here():
+        offload = offloaded()
+        lift = "lift" in offload
+        starting = not process.started()  # meanwhile, frames are read and segmented here
+        if starting or "read" not in offload:
             frame = source[k]
             if frame.index <= after:
                 continue
             read = time.perf_counter() - started
             try:
-                masks = process.generate(frame)
+                if starting:
+                    masks, lifted, cpu_apart = generator.generate(frame), None, None
+                else:
+                    masks, lifted, cpu_apart = process.generate_finished(frame, lift)
             except Exception as error:
                 raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
             yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
-                                 "masks": masks}
+                                 "masks": masks, "lifted": lifted, "cpu_apart": cpu_apart}
             continue
-        done = process.read_and_generate(k, after)
+        done = process.read_and_generate(k, after, lift)
         if done.error:
             raise _segmentation_error(done.frame, generator, done.error)
         if not done.skipped:
             segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
-            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks}
+            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks,
+                                      "lifted": done.finished, "cpu_apart": done.cpu_s}
 
 
 class _segment_inline:
@@ -981,7 +1011,7 @@ class _SegmentAhead:
 
     _END = object()
 
-    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD) -> None:
+    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> None:
         if int(ahead) < 1:
             raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
@@ -990,30 +1020,40 @@ class _SegmentAhead:
         self._stop = threading.Event()
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
         reads = in_process and SegmenterProcess.reads(source)
-        self._process = SegmenterProcess(mapper.generator, source if reads else None) if in_process else None
-        self._waited = 0.0  # running means (seconds) of the consumer's wait for a frame, and of
-        self._sat = 0.0  # the time a ready frame waited for the consumer
-        self._taken = 0
+        lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
+        self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
+        # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
+        self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
+        self._offload = int(reads)  # how many of them it takes now: the reading, while it starts (lifting
+        # there imports the tracking modules, which would delay its first frame)
+        self._cpu_here = 0.0  # running means of this process's CPU seconds per frame taken, and of
+        self._cpu_apart = 0.0  # the segmenter process's CPU seconds per frame
+        self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken
         self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
-                                        self._consumer_waits) if reads else _frames(source, total, mapper.last_frame)
+                                        self._offloaded) if reads else _frames(source, total, mapper.last_frame)
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
     def __iter__(self):
         while True:
-            start = time.perf_counter()
-            item, ready = self._ready.get()
-            taken = time.perf_counter()
-            if self._taken:  # not the first frame, awaited while the segmenter process started
-                self._waited += READ_BALANCE_SMOOTHING * (taken - start - self._waited)
-                self._sat += READ_BALANCE_SMOOTHING * (max(start - ready, 0.0) - self._sat)
-            self._taken += 1
+            item = self._ready.get()
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self._measure(item[3].pop("cpu_apart", None))
             self._slots.release()  # the consumer is on this frame: the next one may be read
             yield item
+
+    def _measure(self, cpu_apart: float | None) -> None:
+        """Update the running means of both processes' CPU seconds per frame with the frame just taken
+        (``cpu_apart``: the segmenter process's on it; None without one) and rebalance."""
+        clock = time.process_time()  # every thread of this process: mapping, reading here, the writer
+        if self._cpu_clock is not None and cpu_apart is not None:  # the first frame waited for start-up
+            self._cpu_here += READ_BALANCE_SMOOTHING * (clock - self._cpu_clock - self._cpu_here)
+            self._cpu_apart += READ_BALANCE_SMOOTHING * (cpu_apart - self._cpu_apart)
+            self._rebalance()
+        self._cpu_clock = clock
 
     def close(self) -> None:
         """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""
@@ -1038,7 +1078,11 @@ class _SegmentAhead:
                 if masks is None:
                     start = time.perf_counter()
                     try:
-                        masks = self._generator.generate(frame) if self._process is None else self._process.generate(frame)
+                        if self._process is None or not self._process.started():
+                            masks = self._generator.generate(frame)
+                        else:
+                            masks, timings["lifted"], timings["cpu_apart"] = self._process.generate_finished(
+                                frame, "lift" in self._offloaded())
                     except Exception as error:
                         raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
                     timings["segment"] = time.perf_counter() - start
@@ -1050,10 +1094,16 @@ class _SegmentAhead:
         finally:
             self._frames.close()
 
-    def _consumer_waits(self) -> bool:
-        """Whether the mapping thread has lately waited for frames longer than ready frames waited for it:
-        then the segmenter process is the slower side, and this process reads the next frame itself."""
-        return self._waited > self._sat
+    def _rebalance(self) -> None:
+        """One more kind of work for the segmenter process while it spends less CPU per frame than this
+        process, one less while it spends more (READ_BALANCE_SMOOTHING)."""
+        step = -1 if self._cpu_apart > self._cpu_here else 1
+        self._offload = min(max(self._offload + step, 0), len(self._offloadable))
+
+    def _offloaded(self) -> tuple[str, ...]:
+        """The work besides segmenting that the segmenter process does for the next frame ("read", "lift";
+        READ_BALANCE_SMOOTHING says how it is chosen)."""
+        return self._offloadable[:self._offload]
 
     def _take_slot(self) -> bool:
         """Wait until a frame may be read ahead; False once ``close`` was called."""
@@ -1065,7 +1115,7 @@ class _SegmentAhead:
     def _put(self, item) -> bool:
         if self._stop.is_set():
             return False
-        self._ready.put((item, time.perf_counter()))
+        self._ready.put(item)
         return True
 
 

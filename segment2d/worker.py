@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -25,8 +26,10 @@ from .types import MaskCrops, MaskSet
 class ReadFrame:
     """One frame read and segmented by the worker (``SegmenterProcess.read_and_generate``): the ``frame``,
     its ``masks`` (None when the generator failed: ``error`` holds its message; or when the frame was not
-    after ``after``: ``skipped``), and the worker's seconds reading it (``read_s``) and segmenting it
-    (``segment_s``)."""
+    after ``after``: ``skipped``), the worker's seconds reading it (``read_s``) and segmenting it
+    (``segment_s``, its ``finish`` included), and ``finished``: ``finish(frame, masks)`` when asked for
+    (None when not asked, or when it failed: the caller then does that work itself and meets the error);
+    ``cpu_s``: the worker's CPU seconds on this request (reading, segmenting, finishing, packing)."""
 
     frame: Frame
     masks: MaskSet | None
@@ -34,6 +37,8 @@ class ReadFrame:
     segment_s: float
     error: str = ""
     skipped: bool = False
+    finished: object = None
+    cpu_s: float = 0.0
 
 
 class SegmenterProcess:
@@ -48,14 +53,33 @@ class SegmenterProcess:
     ``source``: a frame source (``source[k]`` gives a ``Frame``) copied to the worker, which then reads the
     frames itself (``read_and_generate``): the mapping process receives the decoded frame with its masks
     instead of decoding it (a JPEG and a 16-bit PNG per frame) and sending it over. Only sources that
-    ``reads`` accepts."""
+    ``reads`` accepts.
 
-    def __init__(self, generator, source=None) -> None:
+    ``finish``: a picklable callable ``(frame, masks) -> result`` that the worker applies to a frame's
+    masks when a request asks for it (``finish=True``), e.g. the lift of a mapping pipeline
+    (``tracking.pipeline.FrameLifter``): work that depends on the frame and its masks alone moves to this
+    process. A failure there is not reported: the result is None and the caller does the work itself."""
+
+    def __init__(self, generator, source=None, finish=None) -> None:
         # The caller's import path, so that the worker finds this package (and the generator's) as it does.
         path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
-        self._send((generator, source))
+        # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
+        # first asks for it, not before its first frame
+        self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._started = False
+
+    def started(self) -> bool:
+        """Whether the worker has started (interpreter, imports, generator loaded): until then a caller
+        with its own copy of the generator may segment frames itself. Does not wait."""
+        if not self._started and select.select([self._process.stdout], [], [], 0)[0]:
+            try:
+                pickle.load(self._process.stdout)  # its first message says it started
+            except (EOFError, OSError, pickle.UnpicklingError):
+                pass  # it died: the next request reports it
+            self._started = True
+        return self._started
 
     @staticmethod
     def reads(source) -> bool:
@@ -72,27 +96,37 @@ class SegmenterProcess:
             return False
 
     def generate(self, frame: Frame) -> MaskSet:
-        self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose)))
+        return self.generate_finished(frame)[0]
+
+    def generate_finished(self, frame: Frame, finish: bool = False) -> tuple[MaskSet, object, float]:
+        """(masks, ``finish(frame, masks)`` when ``finish`` and it succeeded, else None, the worker's CPU
+        seconds on it) of ``frame``."""
+        self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose, finish)))
         status, payload = self._reply()
         if status == "error":
             raise RuntimeError(payload)
-        return unpack_masks(payload)
+        packed, finished, cpu_s = payload
+        return unpack_masks(packed), finished, cpu_s
 
-    def read_and_generate(self, position: int, after: int | None = None) -> ReadFrame:
+    def read_and_generate(self, position: int, after: int | None = None, finish: bool = False) -> ReadFrame:
         """Frame ``position`` of the source given at start, read and segmented by the worker (only read when
         its index is not above ``after``: a resumed map skips the frames it holds). An error reading it is
         raised here as the reader raised it (a ``DatasetError`` naming the file); a generator failure comes
-        back in ``ReadFrame.error`` (with the frame, so the caller can name it)."""
-        self._send(("read", (int(position), after)))
+        back in ``ReadFrame.error`` (with the frame, so the caller can name it). ``finish``: apply the
+        process's ``finish`` to the frame and its masks (``ReadFrame.finished``)."""
+        self._send(("read", (int(position), after, finish)))
         status, payload = self._reply()
         if status == "read_error":
             raise payload
-        frame, packed, read_s, segment_s, error, skipped = payload
-        return ReadFrame(frame, None if packed is None else unpack_masks(packed), read_s, segment_s, error, skipped)
+        frame, packed, read_s, segment_s, error, skipped, finished, cpu_s = payload
+        return ReadFrame(frame, None if packed is None else unpack_masks(packed), read_s, segment_s, error, skipped,
+                         finished, cpu_s)
 
     def _reply(self):
         try:
-            return pickle.load(self._process.stdout)
+            while (reply := pickle.load(self._process.stdout))[0] == "started":  # not yet taken by ``started``
+                self._started = True
+            return reply
         except (EOFError, OSError, pickle.UnpicklingError):
             raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
 
@@ -122,31 +156,43 @@ _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, 
 
 
 def _serve() -> None:
-    """The worker: a generator and a frame source (or None), then requests, from stdin: a frame to segment
-    or the position of one to read and segment; replies to stdout, until None arrives. Anything else
-    printing to stdout is sent to stderr instead."""
+    """The worker: a generator, a frame source (or None) and a finish (or None), then requests, from stdin: a
+    frame to segment or the position of one to read and segment (each saying whether to finish it);
+    replies to stdout, until None arrives. Anything else printing to stdout is sent to stderr instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    generator, source = pickle.load(requests)
+    generator, source, finish = pickle.load(requests)
+    pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
+    replies.flush()
+    sending = 0.0  # CPU seconds the last reply took to send, counted with the next one
     while (message := pickle.load(requests)) is not None:
         kind, body = message
-        reply = _read_and_segment(generator, source, body) if kind == "read" else _segment(generator, body)
+        if isinstance(finish, bytes) and body[-1]:  # the first frame asking for it
+            finish = _loaded(finish)
+        cpu = time.process_time()
+        reply = _read_and_segment(generator, source, finish, body) if kind == "read" else _segment(generator, finish, body)
+        if reply[0] in ("ok", "read"):  # the worker's CPU seconds per request, for the caller's balance
+            reply = reply[0], (*reply[1], time.process_time() - cpu + sending)
+        cpu = time.process_time()
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
+        sending = time.process_time() - cpu
 
 
-def _segment(generator, body: tuple) -> tuple:
-    index, where, color, depth, K, pose = body
+def _segment(generator, finish, body: tuple) -> tuple:
+    index, where, color, depth, K, pose, finishing = body
+    frame = Frame(index, 0.0, color, depth, K, pose, source=where)
     try:
-        return "ok", _generated_packed(generator, Frame(index, 0.0, color, depth, K, pose, source=where))
+        packed, masks = _generated(generator, frame)
     except Exception as error:  # the mapping process raises it, naming the frame
         return "error", f"{type(error).__name__}: {error}"
+    return "ok", (packed, _finished(finish, frame, masks) if finishing else None)
 
 
-def _read_and_segment(generator, source, body: tuple) -> tuple:
-    position, after = body
+def _read_and_segment(generator, source, finish, body: tuple) -> tuple:
+    position, after, finishing = body
     start = time.perf_counter()
     try:
         frame = source[position]
@@ -154,12 +200,35 @@ def _read_and_segment(generator, source, body: tuple) -> tuple:
         return "read_error", _picklable(error)
     read_s, start = time.perf_counter() - start, time.perf_counter()
     if after is not None and frame.index <= after:
-        return "read", (frame, None, read_s, 0.0, "", True)
+        return "read", (frame, None, read_s, 0.0, "", True, None)
+    finished = None
     try:
-        packed, error = _generated_packed(generator, frame), ""
+        (packed, masks), error = _generated(generator, frame), ""
     except Exception as failure:
         packed, error = None, f"{type(failure).__name__}: {failure}"
-    return "read", (frame, packed, read_s, time.perf_counter() - start, error, False)
+    else:
+        if finishing:
+            finished = _finished(finish, frame, masks)
+    return "read", (frame, packed, read_s, time.perf_counter() - start, error, False, finished)
+
+
+def _finished(finish, frame: Frame, masks) -> object:
+    """``finish(frame, masks)`` (masks: a MaskSet, or the generator's MaskCrops), None without a finish or
+    when it failed (the mapping process then does that work itself, and reports its error)."""
+    if finish is None:
+        return None
+    try:
+        return finish(frame, masks.to_maskset() if isinstance(masks, MaskCrops) else masks)
+    except Exception:
+        return None
+
+
+def _loaded(finish: bytes):
+    """The pickled ``finish``, or None when it does not load here (the caller then does that work)."""
+    try:
+        return pickle.loads(finish)
+    except Exception:
+        return None
 
 
 def _picklable(error: Exception) -> Exception:
@@ -171,11 +240,14 @@ def _picklable(error: Exception) -> Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def _generated_packed(generator, frame: Frame) -> tuple:
-    """The generator's masks for ``frame``, packed: from its crops when it makes them (``generate_crops``)."""
+def _generated(generator, frame: Frame) -> tuple:
+    """(the generator's masks for ``frame`` packed, the masks): from its crops when it makes them
+    (``generate_crops``; the masks are then the ``MaskCrops``)."""
     if hasattr(generator, "generate_crops"):
-        return pack_crops(generator.generate_crops(frame))
-    return pack_masks(generator.generate(frame))
+        crops = generator.generate_crops(frame)
+        return pack_crops(crops), crops
+    masks = generator.generate(frame)
+    return pack_masks(masks), masks
 
 
 def pack_crops(masks: MaskCrops) -> tuple:

@@ -177,11 +177,11 @@ def test_ctrl_c_saves_the_frames_so_far_and_resume_completes(synthetic, tmp_path
 
     integrate, done = Mapper.integrate, []
 
-    def interrupted_after_four(self, frame, masks=None):
+    def interrupted_after_four(self, frame, masks=None, lifted=None):
         if len(done) == 4:
             raise KeyboardInterrupt
         done.append(frame.index)
-        return integrate(self, frame, masks)
+        return integrate(self, frame, masks, lifted)
 
     monkeypatch.setattr(Mapper, "integrate", interrupted_after_four)
     out = tmp_path / "m.sqlite"

@@ -311,7 +311,7 @@ def test_interrupt_counts_frames_not_file_numbers(tmp_path, shared_set, capfd, m
     assert main(["run", str(data), "--out", str(out), "--quiet", "--max-frames", "2"]) == 0
     before = _digest(out)
 
-    def interrupt(self, frame, masks=None):
+    def interrupt(self, frame, masks=None, lifted=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Mapper, "integrate", interrupt)

@@ -148,13 +148,15 @@ def test_scene_run_timings_and_the_speed_section_reading_them(tmp_path):
     assert summary["fps_end_to_end"] == 2.0 and summary["cpu_utilisation"] == 0.75
     assert summary["fps_online"] > summary["frames"] / report["run_s"]
     assert summary["stages"]["latency"]["n"] == 4 and summary["stages"]["save"]["n"] == 0
+    assert summary["lifted_apart_share"] == 0.0  # sequential: every frame lifted on the mapping thread
     runs = {label: summary for label, _, _ in speed.RUNS}
     data = {"protocol": "p", "load_average": [1.0], "skipped": {},
             "sequences": {"tiny": {"runs": runs, "identical": True, "concurrency_gain": 1.5, "pipelining_gain": 1.25,
                                    "objects": fingerprint["objects"], "points": fingerprint["points"]}}}
     text = speed.markdown(data)
     for expected in ("maps identical across the runs: yes", "concurrency gain (1 core / 2 cores wall) 1.50x",
-                     "| pipelined, 1 core | 4 | 2.000 | 2.000 |", fingerprint["digest"][:10]):
+                     "| pipelined, 1 core | 4 | 2.000 | 2.000 |", "frames lifted in the segmenter process",
+                     fingerprint["digest"][:10]):
         assert expected in text, expected
 
 
@@ -333,8 +335,8 @@ def test_masks_packed_from_crops_are_the_masks_packed_whole(frames):
 
 
 def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch):
-    """The segmenter process reads a file source's frames while the mapping thread is the slower side
-    (frames wait ready for it); once the mapping thread waits for frames, this process reads them."""
+    """The segmenter process reads a file source's frames while the mapping process spends more CPU per
+    frame than it does; once it spends less, this process reads them."""
     import time
 
     from scene.datasets import open_dataset
@@ -347,14 +349,18 @@ def test_frames_are_read_by_the_process_with_time_to_spare(written, monkeypatch)
     source = open_dataset(written)
     frames = _SegmentAhead(Mapper(MapperConfig()), source, len(source))
     try:
-        for _ in frames:
-            time.sleep(0.3)  # a slow mapping thread: frames wait for it
+        for _ in frames:  # a slow mapping thread, busy on the CPU: frames wait for it
+            end = time.process_time() + 0.3
+            while time.process_time() < end:
+                pass
     finally:
         frames.close()
     # Most frames, not all: on a loaded machine the segmenter process may stall for longer than the sleep,
     # and then the mapping thread rightly reads a frame or two itself.
     assert len(here) <= NUM_FRAMES // 2, here
-    frames._waited, frames._sat = 0.0, 0.05
-    assert not frames._consumer_waits()
-    frames._waited, frames._sat = 0.05, 0.0
-    assert frames._consumer_waits()
+    frames._offload, frames._cpu_apart, frames._cpu_here = 1, 0.0, 0.05
+    frames._rebalance()
+    assert "read" in frames._offloaded()
+    frames._offload, frames._cpu_apart, frames._cpu_here = 1, 0.05, 0.0
+    frames._rebalance()
+    assert "read" not in frames._offloaded()

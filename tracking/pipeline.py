@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lift3d.lift import lift_partition
+from lift3d.lift import LiftConfig, lift_partition, pack_segments, unpack_segments
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskSet
@@ -172,28 +172,84 @@ class TrackedFrame:
         return self.step.object_ids
 
 
-def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
-                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None) -> TrackedFrame:
-    """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
-    associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
+@dataclass
+class LiftedFrame:
+    """A frame's partitioned and lifted masks, before association (``lift_frame_masks``): what depends on
+    the frame, its masks and the lift alone, so that it can be computed anywhere (``FrameLifter`` in the
+    segmenter process) and handed to ``track_frame``. ``surface``: sorted keys of the observed surface
+    (``surface_keys``); ``selected`` / ``owner``: ``exclusive_partition``'s kept masks and owner image;
+    ``segments``: the lifted ``Segment3D``s; ``frame_index``: the frame it was made from; ``lift`` /
+    ``partition``: the configurations it was made with (``track_frame`` refuses another tracker's)."""
 
-    The frame's observed surface is back-projected once and serves both the tracker's visibility test and
-    the lift (same voxel size, stride and depth range: ``tracker.lift``). ``graph``: a multi-view evidence
-    graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before partitioning)."""
-    lift = tracker.lift
+    frame_index: int
+    surface: np.ndarray
+    selected: np.ndarray
+    owner: np.ndarray
+    segments: list
+    lift: LiftConfig
+    partition: PartitionConfig
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "segments": pack_segments(self.segments)}  # a few arrays, not ~7 per segment
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, segments=unpack_segments(state["segments"]))
+
+
+def lift_frame_masks(frame: Frame, masks: MaskSet, lift: LiftConfig,
+                     partition: PartitionConfig = PartitionConfig()) -> LiftedFrame:
+    """Partition ``masks`` (computed on ``frame``) and lift them with ``lift``: the frame's observed surface
+    is back-projected once and serves both the tracker's visibility test and the lift (same voxel size,
+    stride and depth range)."""
     pixels, points = surface_points(frame, lift.stride, lift.depth_range)
-    if graph is not None:
-        graph.add_frame(pixels, points, frame.width, masks.masks)
     surface = surface_keys(frame, lift.voxel_size, lift.stride, lift.depth_range, points)
     selected, boxes, owner = exclusive_partition(masks, partition)
     segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, (pixels, points))
+    return LiftedFrame(int(frame.index), surface, selected, owner, segments, lift, partition)
+
+
+@dataclass(frozen=True)
+class FrameLifter:
+    """``lift_frame_masks`` with fixed configurations, as a picklable callable ``(frame, masks) ->
+    LiftedFrame``: a segmenter process given one (``segment2d.worker.SegmenterProcess``'s ``finish``) lifts
+    the frames it segments, off the mapping process."""
+
+    lift: LiftConfig
+    partition: PartitionConfig = PartitionConfig()
+
+    def __call__(self, frame: Frame, masks: MaskSet) -> LiftedFrame:
+        return lift_frame_masks(frame, masks, self.lift, self.partition)
+
+
+def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
+                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None,
+                lifted: LiftedFrame | None = None) -> TrackedFrame:
+    """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
+    associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
+
+    ``lifted``: this frame's ``lift_frame_masks`` with the tracker's lift and ``partition``, already made
+    (e.g. in the segmenter process); the result is the same as lifting here. ``graph``: a multi-view
+    evidence graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before
+    partitioning)."""
+    lift = tracker.lift
+    if graph is not None:
+        pixels, points = surface_points(frame, lift.stride, lift.depth_range)
+        graph.add_frame(pixels, points, frame.width, masks.masks)
+    if lifted is None:
+        lifted = lift_frame_masks(frame, masks, lift, partition)
+    elif lifted.frame_index != frame.index:
+        raise ValueError(f"track_frame (frame {frame.index}): the lifted masks are of frame {lifted.frame_index}")
+    elif lifted.lift != lift or lifted.partition != partition:
+        raise ValueError(f"track_frame (frame {frame.index}): the masks were lifted with another lift or partition "
+                         f"configuration than this tracker's")
+    segments, selected = lifted.segments, lifted.selected
     mask_rows = selected[np.array([s.mask_index for s in segments], np.int64)]
     structure = masks.extra.get("is_structure")
     flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
     tracks = masks.extra.get("track_id")
     tracks = None if tracks is None else np.asarray(tracks, np.int64)[mask_rows]
-    step = tracker.step(frame, segments, flags, surface, tracks)
-    return TrackedFrame(segments, step, mask_rows, partition_owner(selected, owner))
+    step = tracker.step(frame, segments, flags, lifted.surface, tracks)
+    return TrackedFrame(segments, step, mask_rows, partition_owner(selected, lifted.owner))
 
 
 def partition_owner(selected: np.ndarray, owner: np.ndarray) -> np.ndarray:

@@ -17,9 +17,10 @@ import numpy as np
 
 from lift3d.area import projected_areas
 from lift3d.split import grouped_cell_components
-from lift3d.voxels import group_int64, unpack_keys
+from lift3d.voxels import unpack_keys
 
 from .config import RefineConfig
+from .consensus import distinct_counts
 from .export import dominant_per_voxel
 
 
@@ -58,12 +59,20 @@ def _detections(cluster_rows, keys, seen, ratio, voxel_rows=None):
         order = np.lexsort((keys, cluster_rows))
         c, k = cluster_rows[order], keys[order]
         start = np.r_[True, (c[1:] != c[:-1]) | (k[1:] != k[:-1])]
-        count = np.bincount(np.cumsum(start) - 1).astype(np.float64)
+        count = np.bincount(np.cumsum(start) - 1)
         first = order[start]
+        c, k, s = cluster_rows[first], keys[first], seen[first]
     else:
-        _, first, _, count = group_int64(cluster_rows * (int(voxel_rows.max()) + 1) + voxel_rows)
-        count = count.astype(np.float64)
-    c, k, s = cluster_rows[first], keys[first], np.maximum(seen[first], 1)
+        # The rows come segment by segment, each a sorted run of voxels of one cluster: a stable sort of
+        # the codes takes the runs whole (no argsort, no inverse), and each distinct code's key and
+        # count of frames seeing it are read per voxel (scene0113_00: 5M rows, 0.5 CPU-s less)
+        voxels = int(voxel_rows.max()) + 1
+        codes, count = distinct_counts(cluster_rows * voxels + voxel_rows)
+        key_of, seen_of = np.zeros(voxels, np.int64), np.zeros(voxels, seen.dtype)
+        key_of[voxel_rows], seen_of[voxel_rows] = keys, seen
+        c, voxel = np.divmod(codes, voxels)
+        k, s = key_of[voxel], seen_of[voxel]
+    count, s = count.astype(np.float64), np.maximum(s, 1)
     keep = np.minimum(count, s) > ratio * s
     return c[keep], k[keep], count[keep]
 

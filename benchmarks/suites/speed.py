@@ -11,7 +11,10 @@ segment, lift + associate, map update and save hand-over, without the wait; "sav
 and with the writer thread it is the hand-over, the save itself runs beside the next frames); CPU
 seconds (user + system of the subprocess and its segmenter process) per frame, CPU utilisation = CPU
 seconds / wall / cores; peak RSS of the ``scene run`` process and, apart, of its segmenter process (the
-pipelined run with the geometric generator segments in a worker process; their sum bounds the total). Cores are limited with ``sched_setaffinity`` and, on 1 core, the thread
+pipelined run with the geometric generator segments in a worker process; their sum bounds the total);
+the share of frames whose masks the segmenter process also partitioned and lifted ("lifted_apart": the
+pipeline gives it that work while it spends less CPU per frame than the mapping process; their
+"segment" then includes the lift, and "lift_associate" does not). Cores are limited with ``sched_setaffinity`` and, on 1 core, the thread
 counts of OpenMP / BLAS / PyTorch / OpenCV set to 1 too. ``concurrency_gain`` = wall on 1 core / wall on
 2 cores (pipelined both); ``pipelining_gain`` = sequential wall / pipelined wall on 2 cores. Maps are
 fingerprinted (``scene.map.map_fingerprint``: ids, point counts and a SHA-1 over every object's
@@ -135,6 +138,7 @@ def summarize_run(report: dict, wall: float, usage: dict, cores: int, fingerprin
         "cpu_utilisation": usage["cpu_s"] / wall / cores if wall > 0 else float("nan"),
         "peak_rss_bytes": int(report.get("peak_rss_bytes") or usage["peak_rss_bytes"]),
         "worker_peak_rss_bytes": int(report.get("worker_peak_rss_bytes") or 0), "fingerprint": fingerprint,
+        "lifted_apart_share": sum(float(f.get("lifted_apart", 0.0)) for f in frames) / max(n, 1),
     }
 
 
@@ -173,17 +177,19 @@ def markdown(data: dict) -> str:
                          "processing_p95": 1e3 * r["stages"]["processing"]["p95"], "global": r["global_pass_s"],
                          "cpu_ms": 1e3 * r["cpu_s_per_frame"], "util": r["cpu_utilisation"],
                          "rss": r["peak_rss_bytes"] / _MIB, "worker_rss": r["worker_peak_rss_bytes"] / _MIB,
-                         "digest": r["fingerprint"]["digest"][:10]})
+                         "lifted_apart": r.get("lifted_apart_share", 0.0), "digest": r["fingerprint"]["digest"][:10]})
         parts.append(
             f"**{name}**: {seq['objects']} objects, {seq['points']} points; maps identical across the runs: "
             f"{'yes' if seq['identical'] else 'NO'}; concurrency gain (1 core / 2 cores wall) "
             f"{seq['concurrency_gain']:.2f}x, pipelining gain (sequential / pipelined wall, 2 cores) "
             f"{seq['pipelining_gain']:.2f}x.\n\n"
             + markdown_table(rows, ["run", "frames", "wall_s", "fps_e2e", "fps_online", "latency", "latency_p95",
-                                    "processing_p95", "global", "cpu_ms", "util", "rss", "worker_rss", "digest"],
+                                    "processing_p95", "global", "cpu_ms", "util", "rss", "worker_rss", "lifted_apart",
+                                    "digest"],
                              ["run", "frames", "wall s", "frames/s end to end", "frames/s online", "latency median ms",
                               "latency p95 ms", "own work p95 ms", "global pass s", "CPU ms/frame", "CPU use", "peak RSS MiB",
-                              "segmenter process peak RSS MiB", "map digest"]))
+                              "segmenter process peak RSS MiB", "frames lifted in the segmenter process",
+                              "map digest"]))
         stage_rows = []
         for label, r in seq["runs"].items():
             row = {"run": label}
