@@ -63,7 +63,7 @@ from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
-from tracking.pipeline import track_frame
+from tracking.pipeline import LiftedFrame, lift_frame, track_frame
 from tracking.refine import refine, refine_graph
 from tracking.voxel_graph import VoxelGraph
 
@@ -346,10 +346,11 @@ class Mapper:
 
     # ---- per frame --------------------------------------------------------------------------
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> FrameResult:
+    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted: LiftedFrame | None = None) -> FrameResult:
         """Segment, lift and associate one frame, update the map's touched objects, save every N frames.
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
-        frame on a worker thread while this one is integrated); None: segment here."""
+        frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
+        masks already lifted (``lift_ahead``, e.g. on a worker thread); None: lifted here."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
@@ -364,7 +365,7 @@ class Mapper:
             timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph, lifted)
         segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
@@ -389,6 +390,12 @@ class Mapper:
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
                            timings, saved, tracked.owner)
+
+    def lift_ahead(self, frame: Frame, masks: MaskSet) -> LiftedFrame:
+        """The tracker-independent part of ``integrate`` (partition and lift, ``tracking.lift_frame``) with
+        this mapper's settings; it reads no mapper state, so a worker thread may run it for the next frame
+        while ``integrate`` runs for this one (then pass it as ``integrate(frame, masks, lifted)``)."""
+        return lift_frame(frame, masks, self.tracker.lift, self.config.partition)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when

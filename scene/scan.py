@@ -16,6 +16,8 @@ instance id per vertex, in the user's vertex order. Units: metres, the poses' wo
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -35,7 +37,7 @@ from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluste
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
 LABEL_MODES = ("map", "graph", "consensus")
-SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "fusion", "clustering", "objects")
+SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "lift", "fusion", "clustering", "objects")
 
 
 @dataclass
@@ -192,12 +194,13 @@ class ScanMapper:
             config = replace(config, min_object_voxels=NO_ONLINE_OBJECTS)
         return Mapper(config, None, generator=self.generator, metadata=replace(self.metadata, voxel_size=config.voxel_size))
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> PrimitiveView:
+    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted=None) -> PrimitiveView:
         """Record the vertices the frame sees and which mask each seen superpoint falls in (returned; None
         unless ``config.keep_views``), and with ``labels="map"`` fuse the frame into the voxel map.
         ``masks``: the masks ``self.generator`` made of ``frame``, which is then already the frame
         ``with_depth`` or ``prepare`` returned (``integrate_frames`` prepares and segments the next frame
-        while this one is integrated); None: depth and masks are made here."""
+        while this one is integrated); None: depth and masks are made here. ``lifted``: ``lift_ahead`` of
+        that frame and masks (made on a worker while the previous frame was fused); None: lifted here."""
         if masks is None:
             frame = self.with_depth(frame)
             start = time.perf_counter()
@@ -206,7 +209,7 @@ class ScanMapper:
 
         start = time.perf_counter()
         if self.voxel_mapper is not None:  # its partition is the one the superpoints read (made once)
-            owner = self.voxel_mapper.integrate(frame, masks).owner
+            owner = self.voxel_mapper.integrate(frame, masks, lifted).owner
             self.timings["fusion"] += time.perf_counter() - start
         else:
             selected, _, partition = exclusive_partition(masks, self.config.partition)
@@ -328,6 +331,18 @@ class ScanMapper:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
         return labels.astype(np.int64), confidence, structure
 
+    def lift_ahead(self, frame: Frame, masks: MaskSet):
+        """The voxel map's partition and lift of a prepared frame's masks (``Mapper.lift_ahead``: no
+        mapper state is read, so ``integrate_frames`` runs it on a worker for the next frame while this
+        one is fused); None when no voxel map is made."""
+        if self.voxel_mapper is None:
+            return None
+        start = time.perf_counter()
+        try:
+            return self.voxel_mapper.lift_ahead(frame, masks)
+        finally:
+            self.timings["lift"] += time.perf_counter() - start
+
     def prepare(self, frame: Frame) -> Frame:
         """``with_depth``, and the vertices the frame sees projected now (``integrate`` takes them): what
         ``integrate_frames`` does for the next frame on its worker thread while this one is fused."""
@@ -447,20 +462,83 @@ def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipe
     """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
     each. ``pipelined``: the next frame is read, given its depth, projected and segmented on a worker thread (the
     weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
-    worker) while this one is projected and fused, in order, so the result is the one of
-    ``pipelined=False``. A KeyboardInterrupt stops the worker before it propagates; the frames
-    integrated so far stay in ``mapper``."""
+    worker), and its masks partitioned and lifted on a second thread (``ScanMapper.lift_ahead``), while
+    this one is associated and fused, in order, so the result is the one of ``pipelined=False``. A
+    KeyboardInterrupt stops the workers before it propagates; the frames integrated so far stay in
+    ``mapper``."""
     from scene.pipeline import _SegmentAhead, _segment_inline
 
+    if not pipelined:
+        frames = _segment_inline(mapper, source, total)
+        try:
+            for done, frame, masks, _ in frames:
+                mapper.integrate(frame, masks)
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            frames.close()
+        return
     prepared = (mapper.prepare(frame) for frame in source)
-    frames = _SegmentAhead(mapper, prepared, total) if pipelined else _segment_inline(mapper, source, total)
+    frames = _LiftAhead(mapper, _SegmentAhead(mapper, prepared, total))
     try:
-        for done, frame, masks, _ in frames:
-            mapper.integrate(frame, masks)
+        for done, frame, masks, lifted in frames:
+            mapper.integrate(frame, masks, lifted)
             if progress is not None:
                 progress(done, total)
     finally:
         frames.close()
+
+
+class _LiftAhead:
+    """Partitions and lifts each segmented frame (``ScanMapper.lift_ahead``) on a thread, one frame ahead
+    of the consumer, and yields (done, frame, masks, lifted) in order. An error on the thread is raised by
+    the consumer; ``close()`` stops the thread (after the frame in hand) and then the frames' worker."""
+
+    _END = object()
+
+    def __init__(self, mapper: ScanMapper, frames) -> None:
+        self._mapper, self._frames = mapper, frames
+        self._ready: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="scan-lift", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        while True:
+            item = self._ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock the thread waiting to hand over a frame
+                self._ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+        self._frames.close()
+
+    def _work(self) -> None:
+        try:
+            for done, frame, masks, _ in self._frames:
+                if self._stop.is_set() or not self._put((done, frame, masks, self._mapper.lift_ahead(frame, masks))):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # raised on the consuming thread
+            self._put(error)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
 
 
 def write_scan_outputs(result: ScanResult, out_dir: str | Path, scene_name: str,

@@ -196,3 +196,29 @@ def test_a_point_cloud_labelled_from_the_map_computes_no_superpoints(tabletop):
     result = mapper.finalize()
     assert result.superpoints is None and (result.vertex_ids >= 0).mean() > 0.5 * result.seen_vertices > 0.1
     assert mapper.superpoints.count > 0  # still there on request
+
+
+@pytest.mark.parametrize("fusion", ["consensus", "graph"])
+def test_masks_lifted_ahead_give_the_same_map(tabletop, fusion):
+    """``Mapper.lift_ahead`` (partition and lift, what the scan mode runs on a worker for the next frame)
+    handed to ``integrate`` makes the map ``integrate`` alone makes, byte for byte; a frame lifted with
+    other settings is refused."""
+    from scene.config import MapperConfig
+    from scene.map import map_fingerprint
+    from scene.pipeline import Mapper
+
+    scene = tabletop[0]
+    digests = []
+    for ahead in (False, True):
+        mapper = Mapper(MapperConfig(global_fusion=fusion))
+        for frame in scene.frames():
+            masks = mapper.generator.generate(frame)
+            mapper.integrate(frame, masks, mapper.lift_ahead(frame, masks) if ahead else None)
+        digests.append(map_fingerprint(mapper.finalize()))
+        mapper.close()
+    assert digests[0]["objects"] > 0 and digests[0] == digests[1]
+    frame = scene.frame(0)
+    masks = mapper.generator.generate(frame)
+    other = Mapper(MapperConfig(lift=replace(MapperConfig().lift, voxel_size=0.03)))
+    with pytest.raises(ValueError, match="lifted with other settings"):
+        Mapper(MapperConfig()).integrate(frame, masks, other.lift_ahead(frame, masks))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lift3d.lift import lift_partition
+from lift3d.lift import LiftConfig, lift_partition
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskSet
@@ -172,28 +172,61 @@ class TrackedFrame:
         return self.step.object_ids
 
 
-def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
-                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None) -> TrackedFrame:
-    """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
-    associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
+@dataclass
+class LiftedFrame:
+    """What ``track_frame`` computes from the frame and its masks alone, before the tracker is touched
+    (``lift_frame``): the frame's surface (``pixels`` sorted flat indices, ``points`` N x 3 float32 world
+    metres, ``surface`` sorted voxel keys), the partition (``selected`` mask indices, ``owner`` H x W row in
+    ``selected``), the lifted ``segments`` and ``mask_rows``; ``lift`` / ``partition``: the settings it was
+    made with. A worker thread can make the next frame's while the tracker steps through this one."""
 
-    The frame's observed surface is back-projected once and serves both the tracker's visibility test and
-    the lift (same voxel size, stride and depth range: ``tracker.lift``). ``graph``: a multi-view evidence
-    graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before partitioning)."""
-    lift = tracker.lift
+    pixels: np.ndarray
+    points: np.ndarray
+    surface: np.ndarray
+    selected: np.ndarray
+    owner: np.ndarray
+    segments: list
+    mask_rows: np.ndarray
+    lift: LiftConfig
+    partition: PartitionConfig
+
+
+def lift_frame(frame: Frame, masks: MaskSet, lift: LiftConfig,
+               partition: PartitionConfig = PartitionConfig()) -> LiftedFrame:
+    """Partition ``masks`` (computed on ``frame``) and lift them with ``lift``: the tracker-independent
+    half of ``track_frame``. The frame's observed surface is back-projected once and serves both the
+    tracker's visibility test and the lift."""
     pixels, points = surface_points(frame, lift.stride, lift.depth_range)
-    if graph is not None:
-        graph.add_frame(pixels, points, frame.width, masks.masks)
     surface = surface_keys(frame, lift.voxel_size, lift.stride, lift.depth_range, points)
     selected, boxes, owner = exclusive_partition(masks, partition)
     segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, (pixels, points))
     mask_rows = selected[np.array([s.mask_index for s in segments], np.int64)]
+    return LiftedFrame(pixels, points, surface, selected, owner, segments, mask_rows, lift, partition)
+
+
+def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
+                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None,
+                lifted: LiftedFrame | None = None) -> TrackedFrame:
+    """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
+    associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
+
+    ``graph``: a multi-view evidence graph (``tracking.voxel_graph``) that counts this frame's masks (all
+    of them, before partitioning). ``lifted``: ``lift_frame(frame, masks, tracker.lift, partition)`` made
+    beforehand (e.g. on a worker thread); None: made here."""
+    if lifted is None:
+        lifted = lift_frame(frame, masks, tracker.lift, partition)
+    elif lifted.lift != tracker.lift or lifted.partition != partition:
+        raise ValueError(f"track_frame (frame {frame.index}): the frame was lifted with other settings than the "
+                         f"tracker's lift and this partition")
+    if graph is not None:
+        graph.add_frame(lifted.pixels, lifted.points, frame.width, masks.masks)
+    segments, mask_rows = lifted.segments, lifted.mask_rows
     structure = masks.extra.get("is_structure")
     flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
     tracks = masks.extra.get("track_id")
     tracks = None if tracks is None else np.asarray(tracks, np.int64)[mask_rows]
-    step = tracker.step(frame, segments, flags, surface, tracks)
-    return TrackedFrame(segments, step, mask_rows, partition_owner(selected, owner))
+    step = tracker.step(frame, segments, flags, lifted.surface, tracks)
+    return TrackedFrame(segments, step, mask_rows, partition_owner(lifted.selected, lifted.owner))
 
 
 def partition_owner(selected: np.ndarray, owner: np.ndarray) -> np.ndarray:

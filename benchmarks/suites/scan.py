@@ -338,7 +338,7 @@ def markdown(data: dict) -> str:
     st_cols = ["comparison", "frames", "frames_with_partner", "median_abs_m", "median_rel", "within_5pct",
                "within_10pct", "coverage", "map_ap_sensor", "map_ap_stereo", "map_ap50_sensor", "map_ap50_stereo",
                "box_ap25_sensor", "box_ap25_stereo", "box_ap50_sensor", "box_ap50_stereo"]
-    t_cols = ["run", "vertices", "num_superpoints", "frames", "superpoints", "depth", "projection", "graph", "fusion",
+    t_cols = ["run", "vertices", "num_superpoints", "frames", "superpoints", "depth", "projection", "graph", "lift", "fusion",
               "clustering", "graph_clustering", "consensus_clustering", "objects", "segment", "scan_only_without_masks",
               "total_without_masks", "command_wall_without_masks", "command_cpu_without_masks", "same_labels"]
     return "\n\n".join([
