@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from lift3d.scan_io import ScanError, ScanGeometry, read_scan
-from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, VertexProjector
+from lift3d.scan_projection import (MeshDepthRenderer, ProjectionConfig, RenderedDepthConfig, VertexProjector,
+                                    sensor_like_depth)
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
@@ -47,6 +48,9 @@ class ScanConfig:
     - ``depth``: the depth each frame is projected with: "sensor" (the frame's own), "mesh" (rendered
       from the scan's mesh at the frame's pose; needs faces) or "auto" (sensor depth when the frame has
       any valid pixel, else rendered from the mesh).
+    - ``rendered``: the sensor statistics depth rendered from the mesh is given before it is segmented
+      and fused (``lift3d.scan_projection.RenderedDepthConfig``; the vertices are projected against the
+      exact rendered depth).
     - ``segmenter`` / ``segmenter_options``: the mask generator (``segment2d.factory``).
     - ``min_instance_vertices``: smallest instance kept (ScanNet's evaluation ignores < 100 vertices).
     - ``min_agreement``: the share of the vertices projecting into the frames whose depth must agree
@@ -75,6 +79,7 @@ class ScanConfig:
     segmenter: str = "geometric"
     segmenter_options: dict = field(default_factory=dict)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    rendered: RenderedDepthConfig = field(default_factory=RenderedDepthConfig)
     superpoints: SuperpointConfig = field(default_factory=SuperpointConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
@@ -202,7 +207,7 @@ class ScanMapper:
         while this one is integrated); None: depth and masks are made here. ``lifted``: ``lift_ahead`` of
         that frame and masks (made on a worker while the previous frame was fused); None: lifted here."""
         if masks is None:
-            frame = self.with_depth(frame)
+            frame = self.prepare(frame)
             start = time.perf_counter()
             masks = self.generator.generate(frame)
             self.timings["segment"] += time.perf_counter() - start
@@ -346,37 +351,43 @@ class ScanMapper:
     def prepare(self, frame: Frame) -> Frame:
         """``with_depth``, and the vertices the frame sees projected now (``integrate`` takes them): what
         ``integrate_frames`` does for the next frame on its worker thread while this one is fused."""
-        frame = self.with_depth(frame)
-        self._prepared[int(frame.index)] = self._project(frame)
+        frame, exact = self._depths(frame)
+        self._prepared[int(frame.index)] = self._project(frame, exact)
         return frame
 
-    def _project(self, frame: Frame):
+    def _project(self, frame: Frame, depth: np.ndarray | None = None):
         start = time.perf_counter()
         try:
-            return self._projector.project(frame.depth, frame.K, frame.pose)
+            return self._projector.project(frame.depth if depth is None else depth, frame.K, frame.pose)
         finally:
             self.timings["projection"] += time.perf_counter() - start
 
     def with_depth(self, frame: Frame) -> Frame:
-        """``frame`` with the depth it is projected with (``ScanConfig.depth``): its own, or rendered from
-        the mesh at its pose."""
+        """``frame`` with the depth it is fused with (``ScanConfig.depth``): its own, or rendered from the
+        mesh at its pose and given a sensor's statistics (``ScanConfig.rendered``)."""
+        return self._depths(frame)[0]
+
+    def _depths(self, frame: Frame) -> tuple[Frame, np.ndarray]:
+        """(``with_depth``'s frame, the depth its vertices are projected against: the frame's own, or the
+        exact depth rendered from the mesh)."""
         start = time.perf_counter()
         try:
             return self._with_depth(frame)
         finally:
             self.timings["depth"] += time.perf_counter() - start
 
-    def _with_depth(self, frame: Frame) -> Frame:
+    def _with_depth(self, frame: Frame) -> tuple[Frame, np.ndarray]:
         has_depth = frame.depth is not None and frame.depth.size and bool(np.any(frame.depth > 0))
         if self.config.depth == "sensor" or (self.config.depth == "auto" and has_depth):
             if not has_depth:
                 raise ScanError(f"{frame.source or f'frame {frame.index}'}: no valid depth; use depth from the mesh")
-            return frame
+            return frame, frame.depth
         if self._renderer is None:
             raise ScanError(f"{frame.source or f'frame {frame.index}'}: the frame has no depth and the scan "
                             f"{self.scan.path} has no faces to render depth from")
         h, w = frame.color.shape[:2]
-        return replace(frame, depth=self._renderer.render(frame.K, frame.pose, w, h))
+        exact = self._renderer.render(frame.K, frame.pose, w, h)
+        return replace(frame, depth=sensor_like_depth(exact, self.config.rendered, int(frame.index))), exact
 
     def _instance_map(self, vertex_ids: np.ndarray, ids: np.ndarray, confidences: np.ndarray,
                       structure: np.ndarray) -> InstanceMap:
