@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -97,3 +98,55 @@ class MeshDepthRenderer:
         # Rays have z = 1 in the camera frame, so the hit distance is already planar depth.
         t_hit = self._scene.cast_rays(rays)["t_hit"].numpy()
         return np.where(np.isfinite(t_hit), t_hit, 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RenderedDepthConfig:
+    """How depth rendered from the mesh is given a depth sensor's statistics before it is fused.
+
+    The pipeline's tests (the geometric generator's depth edges and normals, the lift's cleaning, the
+    tracker's voxel overlaps) are calibrated on sensor depth. Exact depth puts a surface in a single voxel
+    layer, so a pose error of millimetres moves whole surfaces across voxel boundaries between views, and
+    mask pixels at an object's silhouette take the background's exact depth. Rendered depth therefore
+    gets Gaussian noise with sigma = ``noise_a + noise_b * z^2`` metres (Kinect-like) and no depth within
+    a pixel of a depth discontinuity (relative jump > ``edge_threshold``), where a sensor returns none or
+    mixed depth. Seeded by the frame index: the same frame gets the same depth every run. The scan's
+    vertices are still projected against the exact rendered depth. ``enabled=False``: the exact depth.
+
+    Measured (scan mode, noisy room, 48 frames 640 x 480, geometric masks made on the depth fused, AP /
+    AP50 on the scan's vertices, means over seeds; 2026-12-04): seeds 0-1 (looked at while building it)
+    sensor depth 0.442 / 0.662, rendered exact 0.347 / 0.534, rendered with this model 0.426 / 0.673;
+    held-out seeds 2-5 sensor 0.458 / 0.660, exact 0.404 / 0.571, this model 0.454 / 0.639. Each effect
+    alone on seed 0 (prototype): noise 0.444, edges 0.426, both 0.491, exact 0.403, sensor 0.497."""
+
+    enabled: bool = True
+    noise_a: float = 0.0012
+    noise_b: float = 0.0019
+    edge_threshold: float = 0.04
+
+    def __post_init__(self) -> None:
+        if self.noise_a < 0 or self.noise_b < 0 or self.edge_threshold <= 0:
+            raise ValueError(f"RenderedDepthConfig: noise_a, noise_b must be >= 0 and edge_threshold > 0, got {self}")
+
+
+def sensor_like_depth(depth: np.ndarray, config: RenderedDepthConfig, seed: int) -> np.ndarray:
+    """``depth`` (H x W float32 metres, 0 = none) with ``config``'s noise and without the pixels at depth
+    discontinuities (see ``RenderedDepthConfig``); ``seed``: the frame's index."""
+    if not config.enabled:
+        return depth
+    valid = depth > 0
+    rng = np.random.default_rng([0x5CA9, int(seed) & 0xFFFFFFFF])
+    sigma = config.noise_a + config.noise_b * np.square(depth, dtype=np.float32)
+    noisy = depth + rng.standard_normal(depth.shape, dtype=np.float32) * sigma
+    keep = valid & (noisy > 0) & ~_depth_edges(depth, config.edge_threshold)
+    return np.where(keep, noisy, 0.0).astype(np.float32)
+
+
+def _depth_edges(depth: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels whose 3 x 3 neighbourhood spans a relative depth jump over ``threshold`` or holds no depth."""
+    d = np.ascontiguousarray(depth, np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+    big = cv2.dilate(d, kernel)
+    small = cv2.erode(np.where(d > 0, d, np.float32(np.inf)), kernel)
+    edges = (big - small) > threshold * np.maximum(small, 1e-6)
+    return (d > 0) & (edges | (cv2.dilate((d <= 0).astype(np.uint8), kernel) > 0))

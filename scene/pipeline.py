@@ -354,8 +354,8 @@ class Mapper:
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
         frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
         masks already partitioned and lifted by ``frame_lifter()`` (``run``'s segmenter process does it
-        while it spends less CPU per frame than this process); None: lift here. The result is the same
-        either way."""
+        while it spends less CPU per frame than this process; the scan mode on a worker thread,
+        ``lift_ahead``); None: lift here. The result is the same either way."""
         if not isinstance(frame, Frame):
             raise TypeError(f"Mapper.integrate takes a scene.datasets.Frame, got {type(frame).__name__}")
         if self._finalized:
@@ -399,6 +399,12 @@ class Mapper:
     def frame_lifter(self) -> FrameLifter:
         """The lift ``integrate`` would run on a frame's masks, as a picklable callable (``lifted``)."""
         return FrameLifter(self.tracker.lift, self.config.partition)
+
+    def lift_ahead(self, frame: Frame, masks: MaskSet) -> LiftedFrame:
+        """The tracker-independent part of ``integrate`` (``frame_lifter()``): it reads no mapper state, so
+        a worker thread may run it for the next frame while ``integrate`` runs for this one (then pass it
+        as ``integrate(frame, masks, lifted)``)."""
+        return self.frame_lifter()(frame, masks)
 
     def save(self) -> None:
         """Write what changed since the last save (the whole map the first time) to ``out``; nothing when

@@ -16,6 +16,8 @@ instance id per vertex, in the user's vertex order. Units: metres, the poses' wo
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -24,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from lift3d.scan_io import ScanError, ScanGeometry, read_scan
-from lift3d.scan_projection import MeshDepthRenderer, ProjectionConfig, VertexProjector
+from lift3d.scan_projection import (MeshDepthRenderer, ProjectionConfig, RenderedDepthConfig, VertexProjector,
+                                    sensor_like_depth)
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
@@ -35,7 +38,7 @@ from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluste
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
 LABEL_MODES = ("map", "graph", "consensus")
-SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "fusion", "clustering", "objects")
+SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "lift", "fusion", "clustering", "objects")
 
 
 @dataclass
@@ -45,6 +48,9 @@ class ScanConfig:
     - ``depth``: the depth each frame is projected with: "sensor" (the frame's own), "mesh" (rendered
       from the scan's mesh at the frame's pose; needs faces) or "auto" (sensor depth when the frame has
       any valid pixel, else rendered from the mesh).
+    - ``rendered``: the sensor statistics depth rendered from the mesh is given before it is segmented
+      and fused (``lift3d.scan_projection.RenderedDepthConfig``; the vertices are projected against the
+      exact rendered depth).
     - ``segmenter`` / ``segmenter_options``: the mask generator (``segment2d.factory``).
     - ``min_instance_vertices``: smallest instance kept (ScanNet's evaluation ignores < 100 vertices).
     - ``min_agreement``: the share of the vertices projecting into the frames whose depth must agree
@@ -73,6 +79,7 @@ class ScanConfig:
     segmenter: str = "geometric"
     segmenter_options: dict = field(default_factory=dict)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    rendered: RenderedDepthConfig = field(default_factory=RenderedDepthConfig)
     superpoints: SuperpointConfig = field(default_factory=SuperpointConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
@@ -192,21 +199,22 @@ class ScanMapper:
             config = replace(config, min_object_voxels=NO_ONLINE_OBJECTS)
         return Mapper(config, None, generator=self.generator, metadata=replace(self.metadata, voxel_size=config.voxel_size))
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None) -> PrimitiveView:
+    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted=None) -> PrimitiveView:
         """Record the vertices the frame sees and which mask each seen superpoint falls in (returned; None
         unless ``config.keep_views``), and with ``labels="map"`` fuse the frame into the voxel map.
         ``masks``: the masks ``self.generator`` made of ``frame``, which is then already the frame
         ``with_depth`` or ``prepare`` returned (``integrate_frames`` prepares and segments the next frame
-        while this one is integrated); None: depth and masks are made here."""
+        while this one is integrated); None: depth and masks are made here. ``lifted``: ``lift_ahead`` of
+        that frame and masks (made on a worker while the previous frame was fused); None: lifted here."""
         if masks is None:
-            frame = self.with_depth(frame)
+            frame = self.prepare(frame)
             start = time.perf_counter()
             masks = self.generator.generate(frame)
             self.timings["segment"] += time.perf_counter() - start
 
         start = time.perf_counter()
         if self.voxel_mapper is not None:  # its partition is the one the superpoints read (made once)
-            owner = self.voxel_mapper.integrate(frame, masks).owner
+            owner = self.voxel_mapper.integrate(frame, masks, lifted).owner
             self.timings["fusion"] += time.perf_counter() - start
         else:
             selected, _, partition = exclusive_partition(masks, self.config.partition)
@@ -328,40 +336,58 @@ class ScanMapper:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
         return labels.astype(np.int64), confidence, structure
 
+    def lift_ahead(self, frame: Frame, masks: MaskSet):
+        """The voxel map's partition and lift of a prepared frame's masks (``Mapper.lift_ahead``: no
+        mapper state is read, so ``integrate_frames`` runs it on a worker for the next frame while this
+        one is fused); None when no voxel map is made."""
+        if self.voxel_mapper is None:
+            return None
+        start = time.perf_counter()
+        try:
+            return self.voxel_mapper.lift_ahead(frame, masks)
+        finally:
+            self.timings["lift"] += time.perf_counter() - start
+
     def prepare(self, frame: Frame) -> Frame:
         """``with_depth``, and the vertices the frame sees projected now (``integrate`` takes them): what
         ``integrate_frames`` does for the next frame on its worker thread while this one is fused."""
-        frame = self.with_depth(frame)
-        self._prepared[int(frame.index)] = self._project(frame)
+        frame, exact = self._depths(frame)
+        self._prepared[int(frame.index)] = self._project(frame, exact)
         return frame
 
-    def _project(self, frame: Frame):
+    def _project(self, frame: Frame, depth: np.ndarray | None = None):
         start = time.perf_counter()
         try:
-            return self._projector.project(frame.depth, frame.K, frame.pose)
+            return self._projector.project(frame.depth if depth is None else depth, frame.K, frame.pose)
         finally:
             self.timings["projection"] += time.perf_counter() - start
 
     def with_depth(self, frame: Frame) -> Frame:
-        """``frame`` with the depth it is projected with (``ScanConfig.depth``): its own, or rendered from
-        the mesh at its pose."""
+        """``frame`` with the depth it is fused with (``ScanConfig.depth``): its own, or rendered from the
+        mesh at its pose and given a sensor's statistics (``ScanConfig.rendered``)."""
+        return self._depths(frame)[0]
+
+    def _depths(self, frame: Frame) -> tuple[Frame, np.ndarray]:
+        """(``with_depth``'s frame, the depth its vertices are projected against: the frame's own, or the
+        exact depth rendered from the mesh)."""
         start = time.perf_counter()
         try:
             return self._with_depth(frame)
         finally:
             self.timings["depth"] += time.perf_counter() - start
 
-    def _with_depth(self, frame: Frame) -> Frame:
+    def _with_depth(self, frame: Frame) -> tuple[Frame, np.ndarray]:
         has_depth = frame.depth is not None and frame.depth.size and bool(np.any(frame.depth > 0))
         if self.config.depth == "sensor" or (self.config.depth == "auto" and has_depth):
             if not has_depth:
                 raise ScanError(f"{frame.source or f'frame {frame.index}'}: no valid depth; use depth from the mesh")
-            return frame
+            return frame, frame.depth
         if self._renderer is None:
             raise ScanError(f"{frame.source or f'frame {frame.index}'}: the frame has no depth and the scan "
                             f"{self.scan.path} has no faces to render depth from")
         h, w = frame.color.shape[:2]
-        return replace(frame, depth=self._renderer.render(frame.K, frame.pose, w, h))
+        exact = self._renderer.render(frame.K, frame.pose, w, h)
+        return replace(frame, depth=sensor_like_depth(exact, self.config.rendered, int(frame.index))), exact
 
     def _instance_map(self, vertex_ids: np.ndarray, ids: np.ndarray, confidences: np.ndarray,
                       structure: np.ndarray) -> InstanceMap:
@@ -447,20 +473,83 @@ def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipe
     """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
     each. ``pipelined``: the next frame is read, given its depth, projected and segmented on a worker thread (the
     weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
-    worker) while this one is projected and fused, in order, so the result is the one of
-    ``pipelined=False``. A KeyboardInterrupt stops the worker before it propagates; the frames
-    integrated so far stay in ``mapper``."""
+    worker), and its masks partitioned and lifted on a second thread (``ScanMapper.lift_ahead``), while
+    this one is associated and fused, in order, so the result is the one of ``pipelined=False``. A
+    KeyboardInterrupt stops the workers before it propagates; the frames integrated so far stay in
+    ``mapper``."""
     from scene.pipeline import _SegmentAhead, _segment_inline
 
+    if not pipelined:
+        frames = _segment_inline(mapper, source, total)
+        try:
+            for done, frame, masks, _ in frames:
+                mapper.integrate(frame, masks)
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            frames.close()
+        return
     prepared = (mapper.prepare(frame) for frame in source)
-    frames = _SegmentAhead(mapper, prepared, total) if pipelined else _segment_inline(mapper, source, total)
+    frames = _LiftAhead(mapper, _SegmentAhead(mapper, prepared, total))
     try:
-        for done, frame, masks, _ in frames:
-            mapper.integrate(frame, masks)
+        for done, frame, masks, lifted in frames:
+            mapper.integrate(frame, masks, lifted)
             if progress is not None:
                 progress(done, total)
     finally:
         frames.close()
+
+
+class _LiftAhead:
+    """Partitions and lifts each segmented frame (``ScanMapper.lift_ahead``) on a thread, one frame ahead
+    of the consumer, and yields (done, frame, masks, lifted) in order. An error on the thread is raised by
+    the consumer; ``close()`` stops the thread (after the frame in hand) and then the frames' worker."""
+
+    _END = object()
+
+    def __init__(self, mapper: ScanMapper, frames) -> None:
+        self._mapper, self._frames = mapper, frames
+        self._ready: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="scan-lift", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        while True:
+            item = self._ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock the thread waiting to hand over a frame
+                self._ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+        self._frames.close()
+
+    def _work(self) -> None:
+        try:
+            for done, frame, masks, _ in self._frames:
+                if self._stop.is_set() or not self._put((done, frame, masks, self._mapper.lift_ahead(frame, masks))):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # raised on the consuming thread
+            self._put(error)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
 
 
 def write_scan_outputs(result: ScanResult, out_dir: str | Path, scene_name: str,

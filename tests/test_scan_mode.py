@@ -196,3 +196,62 @@ def test_a_point_cloud_labelled_from_the_map_computes_no_superpoints(tabletop):
     result = mapper.finalize()
     assert result.superpoints is None and (result.vertex_ids >= 0).mean() > 0.5 * result.seen_vertices > 0.1
     assert mapper.superpoints.count > 0  # still there on request
+
+
+@pytest.mark.parametrize("fusion", ["consensus", "graph"])
+def test_masks_lifted_ahead_give_the_same_map(tabletop, fusion):
+    """``Mapper.lift_ahead`` (partition and lift, what the scan mode runs on a worker for the next frame)
+    handed to ``integrate`` makes the map ``integrate`` alone makes, byte for byte; a frame lifted with
+    other settings is refused."""
+    from scene.config import MapperConfig
+    from scene.map import map_fingerprint
+    from scene.pipeline import Mapper
+
+    scene = tabletop[0]
+    digests = []
+    for ahead in (False, True):
+        mapper = Mapper(MapperConfig(global_fusion=fusion))
+        for frame in scene.frames():
+            masks = mapper.generator.generate(frame)
+            mapper.integrate(frame, masks, mapper.lift_ahead(frame, masks) if ahead else None)
+        digests.append(map_fingerprint(mapper.finalize()))
+        mapper.close()
+    assert digests[0]["objects"] > 0 and digests[0] == digests[1]
+    frame = scene.frame(0)
+    masks = mapper.generator.generate(frame)
+    other = Mapper(MapperConfig(lift=replace(MapperConfig().lift, voxel_size=0.03)))
+    with pytest.raises(ValueError, match="lifted with other settings"):
+        Mapper(MapperConfig()).integrate(frame, masks, other.lift_ahead(frame, masks))
+
+
+def test_rendered_depth_gets_a_sensors_noise_and_loses_its_edges(tabletop):
+    """Depth rendered from the mesh is fused with Kinect-like noise and without the pixels at depth
+    discontinuities (``RenderedDepthConfig``), the same every run for a frame; the vertices are still
+    projected against the exact rendered depth."""
+    from lift3d.scan_projection import RenderedDepthConfig, sensor_like_depth
+
+    scene, mesh, scan = tabletop
+    frame = scene.frame(3)
+    exact = MeshDepthRenderer(mesh.vertices, mesh.triangles).render(frame.K, frame.pose, frame.width, frame.height)
+    config = RenderedDepthConfig()
+    noisy = sensor_like_depth(exact, config, 3)
+    np.testing.assert_array_equal(noisy, sensor_like_depth(exact, config, 3))
+    assert not np.array_equal(noisy, sensor_like_depth(exact, config, 4))
+    both = (noisy > 0) & (exact > 0)
+    expected = config.noise_a + config.noise_b * exact[both] ** 2
+    ratio = np.std((noisy[both] - exact[both]) / expected)
+    assert 0.9 < ratio < 1.1
+    jump = np.zeros_like(exact, bool)  # pixels beside a > 10 % depth jump keep no depth
+    jump[:, 1:] |= np.abs(np.diff(exact, axis=1)) > 0.1 * exact[:, 1:]
+    assert jump.any() and not np.any(noisy[jump] > 0)
+    assert (noisy > 0).mean() > 0.8 * (exact > 0).mean()
+    np.testing.assert_array_equal(sensor_like_depth(exact, RenderedDepthConfig(enabled=False), 3), exact)
+
+    without_depth = replace(frame, depth=np.zeros_like(frame.depth))
+    views = []
+    for enabled in (False, True):
+        mapper = ScanMapper(scan, ScanConfig(depth="mesh", rendered=RenderedDepthConfig(enabled=enabled)))
+        prepared = mapper.prepare(without_depth)
+        views.append(mapper._prepared[int(frame.index)])
+        assert np.array_equal(prepared.depth, exact) != enabled
+    np.testing.assert_array_equal(views[0].vertices, views[1].vertices)

@@ -13,13 +13,14 @@ from .consensus import ConsensusInput, ConsensusResult, view_consensus
 from .export import ObjectMap, observation_confidence
 from .objects import ObjectTable
 from .online import OnlineTracker, StepResult
-from .pipeline import PartitionConfig, TrackedFrame, exclusive_masks, track_frame
+from .pipeline import (FrameLifter, LiftedFrame, PartitionConfig, TrackedFrame, exclusive_masks, lift_frame_masks,
+                       track_frame)
 from .records import SegmentRecords, SurfaceRecords
 from .refine import RefineResult, refine
 
 __all__ = [
-    "AssociationConfig", "ConsensusInput", "ConsensusResult", "ObjectMap", "ObjectTable",
-    "OnlineTracker", "PartitionConfig", "RefineConfig", "RefineResult", "SegmentRecords", "StepResult",
-    "SurfaceRecords", "TrackedFrame", "TrackerConfig", "exclusive_masks", "observation_confidence", "refine", "track_frame",
-    "view_consensus",
+    "AssociationConfig", "ConsensusInput", "ConsensusResult", "FrameLifter", "LiftedFrame", "ObjectMap",
+    "ObjectTable", "OnlineTracker", "PartitionConfig", "RefineConfig", "RefineResult", "SegmentRecords",
+    "StepResult", "SurfaceRecords", "TrackedFrame", "TrackerConfig", "exclusive_masks", "lift_frame_masks",
+    "observation_confidence", "refine", "track_frame", "view_consensus",
 ]

@@ -9,14 +9,17 @@ its reach take their superpoint's majority object); "scan (consensus)": superpoi
 
 Synthetic: the scene's surfaces as a welded mesh (``scan_mesh``, 5 cm edges) with the instance of every
 vertex. Instance AP (ScanNet protocol, ``scene.eval``) on the vertices some true pose observes, for the
-scan mode with the sensor's depth and with depth rendered from the mesh (the frames' depth removed),
+scan mode with the sensor's depth and with depth rendered from the mesh (the frames' depth removed; the
+rendered depth given a sensor's statistics, ``ScanConfig.rendered``),
 beside the voxel map (each vertex takes the map point within two voxels) of the same run.
 
 Stereo: depth from ``lift3d.stereo`` (SGBM + left-right check with two partners chosen by pose, fused
 with a multi-view check, planar segments filled) against ScanNet's sensor depth (every 3rd frame, 20
 of them) and the synthetic scene's true depth: median absolute and relative error, share of pixels
 within 5 % / 10 %, coverage; the voxel map's non-structure box AP on both ScanNet scenes (every 3rd
-frame) and its AP on the synthetic scene, with stereo depth beside sensor depth. Stage times are sums over the run (seconds); "clustering" is the map labels' transfer and snapping,
+frame) and its AP on the synthetic scene, with stereo depth beside sensor depth. Stage times are sums over the run (seconds; these rows integrate frame by frame, so the masks'
+partition and lift are inside "fusion": "lift" is that stage on a worker thread in the pipelined command
+only); "clustering" is the map labels' transfer and snapping,
 "graph_clustering" / "consensus_clustering" the other two labellings; "scan_only_without_masks" leaves
 out the masks and the voxel map's fusion (what the graph and consensus modes cost).
 "command_wall_without_masks" / "command_cpu_without_masks" (ScanNet rows): what ``scene run DATA --scan
@@ -338,7 +341,7 @@ def markdown(data: dict) -> str:
     st_cols = ["comparison", "frames", "frames_with_partner", "median_abs_m", "median_rel", "within_5pct",
                "within_10pct", "coverage", "map_ap_sensor", "map_ap_stereo", "map_ap50_sensor", "map_ap50_stereo",
                "box_ap25_sensor", "box_ap25_stereo", "box_ap50_sensor", "box_ap50_stereo"]
-    t_cols = ["run", "vertices", "num_superpoints", "frames", "superpoints", "depth", "projection", "graph", "fusion",
+    t_cols = ["run", "vertices", "num_superpoints", "frames", "superpoints", "depth", "projection", "graph", "lift", "fusion",
               "clustering", "graph_clustering", "consensus_clustering", "objects", "segment", "scan_only_without_masks",
               "total_without_masks", "command_wall_without_masks", "command_cpu_without_masks", "same_labels"]
     return "\n\n".join([
