@@ -220,7 +220,7 @@ def test_masks_lifted_ahead_give_the_same_map(tabletop, fusion):
     frame = scene.frame(0)
     masks = mapper.generator.generate(frame)
     other = Mapper(MapperConfig(lift=replace(MapperConfig().lift, voxel_size=0.03)))
-    with pytest.raises(ValueError, match="lifted with other settings"):
+    with pytest.raises(ValueError, match="lifted with another lift or partition"):
         Mapper(MapperConfig()).integrate(frame, masks, other.lift_ahead(frame, masks))
 
 
