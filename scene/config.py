@@ -11,7 +11,8 @@ lists every field); keys left out keep their defaults, unknown keys are an error
 file; the string "none" sets an optional field to None (TOML has no null). Keys of older files are still
 read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_stride`` and
 ``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), and geometric options under
-``[segmenter_options]`` (now ``[geometric]``).
+``[segmenter_options]`` (now ``[geometric]``). Settings of rules that were retired (``scene.parts.RETIRED_FIELDS``)
+are an error naming the key and why it went.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lift3d.lift import LiftConfig
-from scene.parts import PartConfig
+from scene.parts import RETIRED_FIELDS, PartConfig
 from scene.structure import StructureConfig
 from segment2d.geometric import GeometricConfig
 from tracking.config import RefineConfig, TrackerConfig
@@ -152,6 +153,11 @@ def _moved_keys(data: dict, where: str) -> dict:
         source = _table(data, table)
         if isinstance(source, dict) and key in source:
             raise ConfigError(f"{where}: '{'.'.join(table + (key,))}' was replaced: set {instead}")
+    parts = data.get("parts")
+    retired = sorted(set(parts) & set(RETIRED_FIELDS)) if isinstance(parts, dict) else []
+    if retired:
+        raise ConfigError(f"{where}: 'parts.{retired[0]}' was removed ({RETIRED_FIELDS[retired[0]]}); "
+                          f"delete it from the file")
     moves = dict(_MOVED)
     options = data.get("segmenter_options")
     if isinstance(options, dict) and str(data.get("segmenter", "geometric")).lower() == "geometric":

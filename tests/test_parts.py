@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, PartConfig, PartRanker, detection_confidence,
-                         coplanar_parts, hanging_parts, inplane_parts, join_objects, overlapping_parts, rank_parts)
+from scene.parts import (ATTACHED_SHARE, DETECTION_CONFIDENCE, RETIRED_FIELDS, PartConfig, PartRanker,
+                         detection_confidence, coplanar_parts, hanging_parts, inplane_parts, join_objects, overlapping_parts, rank_parts)
 
 UP = np.array([0.0, 0.0, 1.0])
 VOXEL = 0.02
@@ -74,33 +74,6 @@ def test_unknown_up_or_penalty_zero_change_nothing():
         imap = _table_scene()
         assert rank_parts(imap, up, config) == {}
         assert all(obj.confidence == pytest.approx(0.8) and DETECTION_CONFIDENCE not in obj.attributes for obj in imap)
-
-
-def _duplicate_scene() -> InstanceMap:
-    """A cabinet (id 0, confidence 0.9), a second detection inside it, its inner shelves 10 cm in from its
-    faces (1, 0.8: touching nothing, box IoU 0.225 with the cabinet), a bin beside it (2, 0.7) and the
-    floor (3, structure, 0.6) under all of them."""
-    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
-    scene = {0: ((0.0, 0.0, 0.0), (1.0, 0.5, 0.8), 0.9, False), 1: ((0.1, 0.1, 0.1), (0.6, 0.4, 0.7), 0.8, False),
-             2: ((1.5, 0.0, 0.0), (1.8, 0.3, 0.4), 0.7, False), 3: ((-1.0, -1.0, -0.1), (3.0, 3.0, -0.08), 0.6, True)}
-    for obj_id, (lo, hi, confidence, structure) in scene.items():
-        imap.add(MapObject.from_points(obj_id, _box_surface(lo, hi), up=UP, confidence=confidence,
-                                       is_structure=structure))
-    return imap
-
-
-def test_decay_overlaps_ranks_a_duplicate_below_an_object_that_overlaps_nothing():
-    plain, decayed = _duplicate_scene(), _duplicate_scene()
-    assert rank_parts(plain, UP)[1] == 0.0  # no contact: the discount leaves the inner detection alone
-    rank_parts(decayed, UP, PartConfig(decay_overlaps=True))
-    assert plain.get(1).confidence == pytest.approx(0.8) and plain.get(1).confidence > plain.get(2).confidence
-    assert decayed.get(1).confidence == pytest.approx(0.8 * (1 - 0.5 * 0.3 * 0.6 / (1.0 * 0.5 * 0.8)), rel=1e-3)
-    assert decayed.get(1).confidence < decayed.get(2).confidence
-    for obj_id in (0, 2, 3):  # the best-ranked, one overlapping no other box, and structure keep theirs
-        assert decayed.get(obj_id).confidence == pytest.approx(plain.get(obj_id).confidence)
-    once = decayed.get(1).confidence
-    rank_parts(decayed, UP, PartConfig(decay_overlaps=True))  # ranking again starts from the detection confidence
-    assert decayed.get(1).confidence == pytest.approx(once)
 
 
 def test_invalid_config_is_refused():
@@ -358,3 +331,15 @@ def test_a_leg_seen_below_the_tops_front_edge_hangs_and_things_under_the_table_d
     assert hanging_parts(imap, UP, floor=0.0) == [(1, 0)]
     assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_thickness=0)) == []
     assert sorted(hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_reach=0.3))) == [(1, 0), (3, 0)]
+
+
+def test_a_config_naming_a_retired_setting_is_refused_with_the_reason(tmp_path):
+    from scene.config import ConfigError, load_config
+
+    path = tmp_path / "old.toml"
+    for key in RETIRED_FIELDS:
+        path.write_text(f"[parts]\n{key} = 1\n")
+        with pytest.raises(ConfigError, match=rf"old.toml: 'parts.{key}' was removed \(.+\); delete it"):
+            load_config(path)
+    path.write_text("[parts]\npenalty = 1.5\n")  # the settings that stay still load
+    assert load_config(path).parts.penalty == 1.5
