@@ -311,7 +311,7 @@ def test_joins_are_looked_for_again_on_the_joined_map():
     sizes = {i: imap.get(i).num_points for i in parts}
     assert sizes[2] * 5 > max(sizes[0], sizes[1]) and sizes[2] * 5 <= sizes[0] + sizes[1]
     once = imap.copy()
-    assert PartRanker(PartConfig(join_rounds=1)).join(once, UP, 0.0) == {1: 0}  # the strips only
+    assert join_objects(once, PartRanker().joins(once, UP, 0.0), UP) == {1: 0}  # one round: the strips only
     twice = imap.copy()
     assert PartRanker().join(twice, UP, 0.0) == {1: 0, 2: 0}  # then the patch joins the whole wall
     assert [obj.id for obj in twice] == [0] and twice.get(0).num_points == sum(sizes.values())
