@@ -112,11 +112,7 @@ class PartConfig:
     ``PartRanker.join`` looks for joins again on the joined map, for at most ``join_rounds`` rounds.
 
     ``decay_overlaps``: after the discount, soft non-maximum suppression of the non-structure objects'
-    confidences by box IoU (see the module docstring; off by default).
-
-    ``trim_share``: the refined map's objects drop the voxels hit less than this share of their median
-    voxel that lie more than ``contact_voxels`` outside the box of the others (``scene.trim``, with its
-    measurements; 0, the default: off)."""
+    confidences by box IoU (see the module docstring; off by default)."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -144,7 +140,6 @@ class PartConfig:
     inside_share: float = 0.9
     join_rounds: int = 3
     decay_overlaps: bool = False
-    trim_share: float = 0.0
 
     @property
     def joins_any(self) -> bool:
@@ -162,8 +157,6 @@ class PartConfig:
         lengths = (self.hang_gap, self.hang_above, self.tolerance, self.post_min_height,
                    self.post_elongation, self.leg_thickness, self.leg_reach, self.plane_thickness,
                    self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
-        if not 0 <= self.trim_share <= 1:
-            raise ValueError(f"PartConfig: trim_share must lie in [0, 1]: {self}")
         fractions = (self.inside_share, self.overlap_iou)
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "
