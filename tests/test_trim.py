@@ -82,25 +82,41 @@ def test_trimming_a_map_keeps_ids_confidences_and_flags_and_fits_the_box_to_the_
     assert trim_strays(imap, keys, ~np.isin(keys, unowned), 2.0) == {}  # nothing left to trim
 
 
-def test_the_refined_map_drops_only_unowned_voxels_outside_the_body_and_only_when_asked():
+def test_the_refined_map_drops_a_neighbours_surface_that_merged_masks_spilled_and_only_when_asked():
+    """Ground-truth masks with 30% of adjacent pairs merged per frame: an object's merged masks spill
+    onto its neighbour; what the trim drops is that neighbour's surface, and nothing else changes."""
     from dataclasses import replace
+
+    from scipy.spatial import cKDTree
 
     from scene.config import MapperConfig
     from scene.datasets.synthetic import make_scene
     from scene.pipeline import Mapper
+    from segment2d.degrade import DegradeConfig, DegradedMaskGenerator
+    from segment2d.factory import make_generator
 
     scene = make_scene("tabletop", seed=0, noisy=True, num_frames=8, width=320, height=240)
     maps = []
     for trim in (False, True):
-        mapper = Mapper(replace(MapperConfig(), trim_unowned=trim))
+        masks = DegradedMaskGenerator(make_generator("ground-truth"), DegradeConfig(merge_rate=0.3), seed=0)
+        mapper = Mapper(replace(MapperConfig(), trim_unowned=trim), generator=masks)
         for frame in scene.frames():
             mapper.integrate(frame)
         maps.append(mapper.finalize())
         mapper.close()
     plain, trimmed = maps
+    gt = scene.gt_points()
+    nearest = cKDTree(gt.xyz)
     assert sorted(o.id for o in plain) == sorted(o.id for o in trimmed)
+    dropped = 0
     for obj in plain:
         kept = trimmed.get(obj.id)
         assert kept.confidence == obj.confidence and kept.is_structure == obj.is_structure
-        assert kept.num_points <= obj.num_points
-        assert np.isin(kept.points.view("V12"), obj.points.view("V12")).all()  # a subset of the points
+        gone = ~np.isin(obj.points.view("V12"), kept.points.view("V12")).ravel()
+        assert kept.num_points == obj.num_points - gone.sum()  # a subset of the points
+        if gone.any():
+            gt_ids = gt.ids[nearest.query(obj.points)[1]]
+            own = np.bincount(gt_ids[~gone]).argmax()  # the GT object the kept points lie on
+            assert (gt_ids[gone] != own).mean() > 0.9
+            dropped += gone.sum()
+    assert dropped > 0
