@@ -48,6 +48,8 @@ class MapperConfig:
     - ``min_object_voxels``: online objects with fewer voxels stay out of the ``InstanceMap``.
     - ``min_hit_share``: an object's voxels lifted fewer times than this share of its median voxel's hit
       count are left out of its points (stray and flying points that stretch boxes); 0 keeps all.
+    - ``trim_unowned``: the refined map's objects drop the voxels they do not own (held only by masks
+      whose bulk lies on another object) lying outside the box of those they own (``scene.trim``).
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).
     - ``lift``: masks to 3D segments; its ``voxel_size`` (metres), ``stride`` and ``depth_range`` are the one
       voxel grid and pixel sampling of lifting, the tracker's visibility test and the map
@@ -68,6 +70,7 @@ class MapperConfig:
     online_only: bool = False
     min_object_voxels: int = 10
     min_hit_share: float = 0.2
+    trim_unowned: bool = True
     up: tuple[float, float, float] | None = None
     lift: LiftConfig = field(default_factory=LiftConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)

@@ -86,6 +86,8 @@ RETIRED_FIELDS = {
                       "(0.740 -> 0.727) and was never on by default",
     "join_rounds": "joins are looked for again until none is found (3 rounds at most gave the same maps on "
                    "both ScanNet scenes and every synthetic seed measured)",
+    "trim_share": "the refined map's objects trim the voxels they do not own instead (mapper.trim_unowned, "
+                  "scene.trim); a hit-share trim lost scene0448_01 AP25 (0.740 -> 0.669 at 0.5)",
 }
 
 
@@ -128,11 +130,7 @@ class PartConfig:
     the map's frame) have an IoU of at least ``overlap_iou``, with at least ``plane_min_touch`` points of
     one within ``contact_voxels`` of the other, are joined.
 
-    ``PartRanker.join`` looks for joins again on the joined map until it finds none.
-
-    ``trim_share``: the refined map's objects drop the voxels hit less than this share of their median
-    voxel that lie more than ``contact_voxels`` outside the box of the others (``scene.trim``, with its
-    measurements; 0, the default: off)."""
+    ``PartRanker.join`` looks for joins again on the joined map until it finds none."""
 
     contact_voxels: float = 2.0
     penalty: float = 2.0
@@ -158,7 +156,6 @@ class PartConfig:
     join_overlapping: bool = True
     overlap_iou: float = 0.5
     inside_share: float = 0.9
-    trim_share: float = 0.0
 
     @property
     def joins_any(self) -> bool:
@@ -176,8 +173,6 @@ class PartConfig:
         lengths = (self.hang_gap, self.hang_above, self.tolerance, self.post_min_height,
                    self.post_elongation, self.leg_thickness, self.leg_reach, self.plane_thickness,
                    self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
-        if not 0 <= self.trim_share <= 1:
-            raise ValueError(f"PartConfig: trim_share must lie in [0, 1]: {self}")
         fractions = (self.inside_share, self.overlap_iou)
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "

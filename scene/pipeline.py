@@ -61,7 +61,7 @@ from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
-from scene.trim import trim_strays
+from scene.trim import owned_voxels, trim_strays
 from segment2d.types import MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
@@ -641,8 +641,10 @@ class Mapper:
         ranker.rank(imap, up)
         if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
             mark_walls(imap, self.config.structure, up)
-        if self.config.parts.trim_share > 0:
-            trim_strays(imap, self.config.parts.trim_share, self.config.parts.contact_voxels)
+        if self.config.trim_unowned:
+            segment_rows, segment_keys = self.tracker.segments.all_keys()
+            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object)
+            trim_strays(imap, keys, owned, self.config.parts.contact_voxels)
         return imap
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:

@@ -1,74 +1,112 @@
-"""Few-observation voxels sticking out of an object's body: the stray points that stretch its box.
+"""Voxels an object does not own: the stray points that stretch its box.
 
-A refined object's voxels carry their hit counts (how many lifted pixels fell in them). The voxels of
-its surface are hit in most of the frames that see it; a stray voxel (a flying pixel at a depth edge,
-a reflection, a piece of a neighbour that one frame's mask held) is hit in few. The map already leaves
-out voxels hit less than ``MapperConfig.min_hit_share`` of the object's median (0.2); what remains
-still holds, far from the object, a few voxels seen a handful of times, and one of them is enough to
-stretch a box. The *body* of an object is its voxels hit at least ``share`` times its median voxel's
-count; ``trim_strays`` drops the voxels hit less that lie outside the body's box (along the body's
-principal axes, grown by ``margin`` voxels), and keeps the less-seen voxels within that box (an
-object's rims and edges are seen less often than its middle, and they are real surface).
+The global pass gives each voxel to the cluster that detected it most (``tracking.postfilter``), so a
+refined object holds some voxels only through masks whose bulk lies on *another* object: a chair's masks
+spilling onto the floor around its legs, a door's onto the wall above it. Such a voxel is not *owned*
+by the object: no recorded segment the refinement assigned to that object (``RefineResult.
+segment_object``: the object holding most of the segment's voxels) holds it. Its *body* is the voxels it
+owns; ``trim_strays`` drops the voxels it does not own that lie outside the body's box (along the body's
+principal axes, grown by ``margin`` voxels: ``PartConfig.contact_voxels``, where points touch), and keeps
+those within it (a spill inside the body's box changes no box). A rim or a back side seen in few frames
+is owned (the object's own masks hold it, however rarely) and stays, which the hit-count trims below
+could not tell apart from a stray. No threshold: ownership is a yes / no of the records.
 
-Measured (2026-12-04, refined maps, share 0.5, margin 2 voxels; ScanNet non-structure box AP25 / AP50):
-scene0113_00 1.000 / 0.750 -> 1.000 / 1.000 (a chair whose box was 1.73 m wide through 57 voxels hit
-3 times against 15 inside, 1 m off the chair: 0.80 m after, IoU 0.29 -> 0.69), scene0448_01
-0.740 / 0.075 -> 0.669 / 0.127 (a door's box 0.19 -> 0.10 m thick, IoU 0.33 -> 0.55; a bathtub piece
-whose box reached the tub only through stray voxels loses its IoU 0.42 match), pooled 0.748 / 0.235 ->
-0.710 / 0.343; synthetic noisy room, objects AP / AP50, seeds 2-5 (held out) 0.367 / 0.634 ->
-0.368 / 0.634, seeds 0-1 0.465 / 0.803 -> 0.470 / 0.778, cluttered noisy seeds 2-5 0.276 / 0.483 ->
-0.274 / 0.481. It loses AP25 on scene0448_01: off by default (``PartConfig.trim_share`` 0).
+Measured (2026-12-04, refined maps of the default pipeline, same masks replayed for every variant;
+ScanNet non-structure box AP25 / AP50, per scene and pooled; synthetic noisy preset "all" AP / AP50 and
+"objects" AP / AP50 with seeds pooled, 0-1 tuned on, 2-5 held out):
 
-The global filter instead, ``MapperConfig.min_hit_share`` 0.2 -> 0.3 (every object's voxels hit less
-than 0.3 x its median go, wherever they lie; measured on maps made with it): ScanNet scene0448_01
-0.740 / 0.075 -> 0.740 / 0.127, scene0113_00 1.000 / 0.750 -> 1.000 / 1.000, pooled 0.748 / 0.235 ->
-0.761 / 0.346 (online pooled 0.622 / 0.202 -> 0.599 / 0.260); noisy room seeds 2-5, all instances
-AP / AP50 0.558 / 0.748 -> 0.554 / 0.743, objects 0.367 / 0.634 -> 0.361 / 0.620; cluttered noisy
-seeds 2-5, all 0.406 / 0.590 -> 0.398 / 0.577, objects 0.276 / 0.483 -> 0.266 / 0.469. It loses on
-the held-out synthetic seeds (rims seen in few frames are real surface there): not the default either.
-At 0.25 it is no better: ScanNet pooled 0.706 / 0.268 (scene0448_01 0.670 / 0.131, scene0113_00's chair
-still stretched: 1.000 / 0.750), noisy room seeds 2-5 all 0.553 / 0.742, cluttered 0.407 / 0.585.
+- off: scene0113_00 1.000 / 0.750, scene0448_01 0.740 / 0.075, pooled 0.748 / 0.235; room 0-1 0.619 /
+  0.853, 0.465 / 0.803; room 2-5 0.558 / 0.748, 0.367 / 0.634; cluttered 2-5 0.406 / 0.590, 0.276 / 0.483.
+- on (this module, the default): scene0113_00 1.000 / 1.000 (the chair whose box the floor spill around
+  its legs stretched 1 m: IoU 0.29 -> 0.63; 445 voxels dropped there, 12 on scene0448_01), scene0448_01
+  0.740 / 0.075, pooled 0.748 / 0.308; room 0-1 and 2-5 identical; cluttered 2-5 0.407 / 0.590, 0.277 /
+  0.483. Ground-truth 2D masks (the robustness section's conditions), "all" AP / AP50 unchanged: room
+  seed 0 with 5% merges 0.756 / 0.842, seed 2 with merges 0.617 / 0.771, seed 3 with all four errors
+  0.912 / 0.984, cluttered seed 2 with merges 0.472 / 0.604. The online map is not trimmed (its
+  objects are rebuilt every flush, and a hit-share trim there lost scene0448_01 AP25 0.674 -> 0.630).
+  Cost: building scene0113_00's refined map 1.70 -> 2.31 CPU-s (median of 3, machine loaded ~26 on 2
+  cores; 0.2-0.4 s of it ``owned_voxels`` over its 5.0 M segment rows), scene0448_01 0.37 -> 0.48.
+
+Tried before and not kept: drop the voxels hit (lifted) less than a share of the object's median hit
+count. Globally (``MapperConfig.min_hit_share`` 0.2 -> 0.3): pooled 0.761 / 0.346, but held-out room
+0.554 / 0.743 and cluttered 0.398 / 0.577, and online pooled AP25 0.622 -> 0.599: what it loses are real
+surfaces seen less often than the object's front (cluttered seed 2 shelf IoU 0.70 -> 0.53, seed 3 shelf
+0.47 -> 0.24, room seed 3 sofa 0.93 -> 0.90, balls and lamps). Only outside the box of the voxels hit
+at least that share (the previous ``PartConfig.trim_share``): at 0.5 scene0448_01 AP25 0.740 -> 0.669
+(pooled 0.710 / 0.343); at 0.3 pooled 0.748 / 0.308 but cluttered 2-5 0.401 / 0.583 (a ball's back
+side, seen in few frames, lies outside its front's box: 102 -> 97 labelled points, under the
+evaluation's 100-point floor); on the online map at 0.3 scene0448_01 AP25 0.674 -> 0.630. Dropping every
+voxel not owned, wherever it lies (no body box): scene0448_01 AP25 0.740 -> 0.712.
 Units: metres; the margin in voxels of the map's voxel size.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from lift3d.voxels import keys_of_points
+
 from .map import InstanceMap, MapObject
 
 
-def stray_voxels(points: np.ndarray, weights: np.ndarray, voxel_size: float, share: float,
-                 margin: float) -> np.ndarray:
-    """N bools: the points (N x 3 metres) hit less than ``share`` x the median of ``weights`` (N hit
-    counts) that lie outside the box of the others (the body; along its principal axes) grown by
-    ``margin`` voxels of ``voxel_size`` metres. None drops when the body has fewer than 3 points."""
+def owned_voxels(segment_rows: np.ndarray, segment_keys: np.ndarray, segment_object: np.ndarray,
+                 object_keys: np.ndarray, object_of_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct voxel keys of the refined objects, per key whether it is owned): a recorded
+    segment the refinement assigned to the key's object holds it. ``segment_rows`` / ``segment_keys``:
+    the (segment, voxel key) rows of the recorded segments (``SegmentRecords.all_keys``);
+    ``segment_object``: per segment its refined object id (-1: none); ``object_keys`` /
+    ``object_of_key``: the refined voxels and their object ids (``ObjectMap.keys`` / ``.object``)."""
+    order = np.argsort(object_keys, kind="stable")
+    keys, owner = np.asarray(object_keys, np.int64)[order], np.asarray(object_of_key, np.int64)[order]
+    owned = np.zeros(keys.size, bool)
+    if keys.size == 0 or len(segment_keys) == 0:
+        return keys, owned
+    at = np.minimum(np.searchsorted(keys, segment_keys), keys.size - 1)
+    mine = (keys[at] == segment_keys) & (np.asarray(segment_object)[segment_rows] == owner[at])
+    owned[at[mine]] = True
+    return keys, owned
+
+
+def stray_voxels(points: np.ndarray, owned: np.ndarray, voxel_size: float, margin: float) -> np.ndarray:
+    """N bools: the points (N x 3 metres) not ``owned`` (N bools) that lie outside the box of the owned
+    ones (the body; along its principal axes) grown by ``margin`` voxels of ``voxel_size`` metres. None
+    drops when the body has fewer than 3 points."""
+    body = np.asarray(owned, bool).reshape(-1)
+    if body.all() or body.sum() < 3:
+        return np.zeros(body.size, bool)
     points = np.asarray(points, np.float64).reshape(-1, 3)
-    weights = np.asarray(weights, np.float64).reshape(-1)
-    body = weights >= share * np.median(weights) if weights.size else np.zeros(0, bool)
-    if body.sum() < 3:
-        return np.zeros(len(points), bool)
     centre = points[body].mean(0)
-    _, _, axes = np.linalg.svd(points[body] - centre, full_matrices=False)
-    local = (points - centre) @ axes.T
+    offsets = points - centre
+    _, axes = np.linalg.eigh(offsets[body].T @ offsets[body])  # the body's principal axes, as columns
+    local = offsets @ axes
     grow = margin * voxel_size
     low, high = local[body].min(0) - grow, local[body].max(0) + grow
     return ~body & ~np.all((local >= low) & (local <= high), axis=1)
 
 
-def trim_strays(imap: InstanceMap, share: float, margin: float) -> dict[int, int]:
-    """Drop every object's ``stray_voxels`` (in place; objects without hit counts are left alone);
-    returns {object id: points dropped} for the objects that lost any. Ids, confidences, flags and
-    statistics stay; the boxes are recomputed from the points kept."""
+def trim_strays(imap: InstanceMap, keys: np.ndarray, owned: np.ndarray, margin: float) -> dict[int, int]:
+    """Drop every object's ``stray_voxels`` (in place), ownership read per point from ``keys`` (sorted)
+    / ``owned`` (``owned_voxels``; a point whose voxel is not among ``keys`` counts as owned). Returns
+    {object id: points dropped} for the objects that lost any. Ids, confidences, flags and statistics
+    stay; the boxes are recomputed from the points kept."""
     dropped = {}
+    if len(keys) == 0:
+        return dropped
+    voxel = imap.metadata.voxel_size
     for obj in list(imap):
-        if obj.weights is None or obj.num_points < 4:
+        if obj.num_points < 4:
             continue
-        stray = stray_voxels(obj.points, obj.weights, imap.metadata.voxel_size, share, margin)
+        point_keys = keys_of_points(obj.points, voxel)
+        at = np.minimum(np.searchsorted(keys, point_keys), len(keys) - 1)
+        point_owned = (keys[at] != point_keys) | owned[at]
+        if point_owned.all():
+            continue
+        stray = stray_voxels(obj.points, point_owned, voxel, margin)
         if not stray.any():
             continue
         keep = ~stray
+        weights = None if obj.weights is None else obj.weights[keep]
         imap.update(MapObject.from_points(
-            obj.id, obj.points[keep], obj.colors[keep], obj.weights[keep], up=imap.metadata.up,
+            obj.id, obj.points[keep], obj.colors[keep], weights, up=imap.metadata.up,
             num_observations=obj.num_observations, first_frame=obj.first_frame, last_frame=obj.last_frame,
             confidence=obj.confidence, best_view_frame=obj.best_view_frame, best_view_box=obj.best_view_box,
             is_structure=obj.is_structure, attributes=dict(obj.attributes)))
