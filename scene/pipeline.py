@@ -1028,6 +1028,7 @@ class _SegmentAhead:
         reads = in_process and SegmenterProcess.reads(source)
         lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
         self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
+        self._threads = _OneThreadPerCore() if in_process else None  # undone by close()
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
         self._offload = int(reads)  # how many of them it takes now: the reading, while it starts (lifting
@@ -1072,6 +1073,9 @@ class _SegmentAhead:
         self._thread.join()
         if self._process is not None:
             self._process.close()
+        if self._threads is not None:
+            self._threads.restore()
+            self._threads = None
 
     def _work(self) -> None:
         try:
@@ -1123,6 +1127,24 @@ class _SegmentAhead:
             return False
         self._ready.put(item)
         return True
+
+
+class _OneThreadPerCore:
+    """OpenCV's thread pool of this process cut to one thread while a segmenter process runs beside it (its
+    own pools are cut to one too, ``segment2d.worker.worker_environment``): with one process per core, a
+    pool's extra threads only contend with the other process and spin while they wait (7-Scenes, 200
+    frames, loaded machine: see ``run``). ``restore`` gives the pool its size back; OpenCV keeps one pool
+    per process, so the last pipeline to restore it decides (pipelines in threads of one process are not
+    expected)."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        self._cv2, self._opencv = cv2, cv2.getNumThreads()
+        cv2.setNumThreads(1)
+
+    def restore(self) -> None:
+        self._cv2.setNumThreads(self._opencv)
 
 
 def _source_metadata(source, config: MapperConfig) -> MapMetadata:

@@ -58,13 +58,16 @@ class SegmenterProcess:
     ``finish``: a picklable callable ``(frame, masks) -> result`` that the worker applies to a frame's
     masks when a request asks for it (``finish=True``), e.g. the lift of a mapping pipeline
     (``tracking.pipeline.FrameLifter``): work that depends on the frame and its masks alone moves to this
-    process. A failure there is not reported: the result is None and the caller does the work itself."""
+    process. A failure there is not reported: the result is None and the caller does the work itself.
 
-    def __init__(self, generator, source=None, finish=None) -> None:
+    ``threads``: the size of the worker's library thread pools (``worker_environment``; None: the
+    libraries' defaults)."""
+
+    def __init__(self, generator, source=None, finish=None, threads: int | None = 1) -> None:
         # The caller's import path, so that the worker finds this package (and the generator's) as it does.
         path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+                                         stdout=subprocess.PIPE, env=worker_environment(path, threads))
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
         self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
@@ -153,6 +156,21 @@ class SegmenterProcess:
 
 
 _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
+
+# The thread pools of the libraries the generators use (OpenMP, BLAS, OpenCV), read once at their import.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+
+
+def worker_environment(path: str, threads: int | None = 1) -> dict[str, str]:
+    """The worker's environment: this one, with ``path`` as its import path and, unless ``threads`` is
+    None, its libraries' thread pools sized ``threads`` where the caller's environment does not size them.
+    One by default: the worker is there to use a second core while the mapping process uses the first, and
+    the extra threads of a pool only contend with that process (and spin while they wait)."""
+    env = {**os.environ, "PYTHONPATH": path}
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, str(int(threads)))
+    return env
 
 
 def _serve() -> None:
