@@ -234,12 +234,14 @@ def _read_and_segment(generator, source, finish, body: tuple) -> tuple:
 
 
 def _finished(finish, frame: Frame, masks) -> object:
-    """``finish(frame, masks)`` (masks: a MaskSet, or the generator's MaskCrops), None without a finish or
-    when it failed (the mapping process then does that work itself, and reports its error)."""
+    """``finish(frame, masks)`` (masks: a MaskSet, or the generator's MaskCrops, given as they are to a finish
+    whose ``takes_crops`` is True, else as their MaskSet), None without a finish or when it failed (the
+    mapping process then does that work itself, and reports its error)."""
     if finish is None:
         return None
     try:
-        return finish(frame, masks.to_maskset() if isinstance(masks, MaskCrops) else masks)
+        as_crops = isinstance(masks, MaskCrops) and getattr(finish, "takes_crops", False)
+        return finish(frame, masks if as_crops or not isinstance(masks, MaskCrops) else masks.to_maskset())
     except Exception:
         return None
 

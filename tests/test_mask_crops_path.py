@@ -86,3 +86,19 @@ def test_integrating_crops_makes_the_same_map_and_results_as_the_stack(frames, g
         _same_masks(a.masks, b.masks)
         assert b.masks is b.masks  # made once, on first read
     assert map_fingerprint(stacked.finalize()) == map_fingerprint(cropped.finalize())
+
+
+def test_the_segmenter_process_lifts_crops_as_it_would_lift_the_stack(frames, generated):
+    """A finish that ``takes_crops`` (the pipeline's ``FrameLifter``) gets the generator's crops, any other
+    finish their MaskSet; the lift is the same either way."""
+    from segment2d.worker import _finished
+    from tracking.pipeline import FrameLifter, lift_frame_masks
+
+    lifter = FrameLifter(MapperConfig().lift)
+    got = _finished(lifter, frames[0], generated[0])
+    expected = lift_frame_masks(frames[0], generated[0].to_maskset(), lifter.lift, lifter.partition)
+    assert np.array_equal(got.owner, expected.owner) and np.array_equal(got.surface, expected.surface)
+    assert np.array_equal(got.selected, expected.selected) and len(got.segments) == len(expected.segments)
+    for a, b in zip(got.segments, expected.segments):
+        assert np.array_equal(a.voxel_keys, b.voxel_keys) and np.array_equal(a.points, b.points)
+    assert _finished(lambda frame, masks: type(masks), frames[0], generated[0]) is MaskSet

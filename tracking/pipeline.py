@@ -7,6 +7,7 @@ masks) are made exclusive here, smaller masks winning, before lifting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -243,8 +244,9 @@ class FrameLifter:
 
     lift: LiftConfig
     partition: PartitionConfig = PartitionConfig()
+    takes_crops: ClassVar[bool] = True  # the segmenter process may hand it MaskCrops (no N x H x W stack)
 
-    def __call__(self, frame: Frame, masks: MaskSet) -> LiftedFrame:
+    def __call__(self, frame: Frame, masks: MaskSet | MaskCrops) -> LiftedFrame:
         return lift_frame_masks(frame, masks, self.lift, self.partition)
 
 
