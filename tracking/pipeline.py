@@ -69,15 +69,14 @@ def exclusive_partition(masks: MaskSet | MaskCrops, config: PartitionConfig = Pa
         masks, index = _subset(masks, keep), index[keep]
     if len(masks) == 0:
         return index, np.zeros((0, 4), np.float32), np.full(masks.image_size, -1, np.int32)
-    crops = _crops(masks.boxes, masks.image_size).tolist()
     # Areas and boxes come from the crops: the whole N x H x W stack is many times larger than the crops,
     # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
-    regions = [_region(masks, i, *crop) for i, crop in enumerate(crops)]
-    areas = np.array([np.count_nonzero(region) for region in regions])
+    placed = _placed_crops(masks)
+    areas = np.array([np.count_nonzero(region) for _, _, region in placed])
     owner = np.full(masks.image_size, -1, np.int32)
     for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
-        x0, y0, x1, y1 = crops[i]
-        np.copyto(owner[y0:y1, x0:x1], np.int32(i), where=regions[i])
+        x0, y0, region = placed[i]
+        np.copyto(owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]], np.int32(i), where=region)
     label, row, first, end = _runs(owner)
     kept_area = np.bincount(label + 1, weights=end - first, minlength=len(masks) + 1)[1:]
     keep = np.flatnonzero(kept_area >= config.min_kept * np.maximum(areas, 1))
@@ -134,33 +133,27 @@ def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarra
     if parents.size == 0 or children.size == 0:
         return inside
     owner = np.full(masks.image_size, -1, np.int64)
-    crops = _crops(masks.boxes, masks.image_size)
+    placed = _placed_crops(masks)
     for i in parents:
-        x0, y0, x1, y1 = crops[i]
-        owner[y0:y1, x0:x1][_region(masks, i, x0, y0, x1, y1)] = i
+        x0, y0, region = placed[i]
+        owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]][region] = i
     for i in children:
-        x0, y0, x1, y1 = crops[i]
-        under = owner[y0:y1, x0:x1][_region(masks, i, x0, y0, x1, y1)]
+        x0, y0, region = placed[i]
+        under = owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]][region]
         if under.size:
             counts = np.bincount(under + 1)
             inside[i] = counts[1:].max(initial=0) >= config.parent_share * under.size
     return inside
 
 
-def _region(masks: MaskSet | MaskCrops, i: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """Mask ``i``'s pixels in columns x0:x1, rows y0:y1 (a view into a MaskSet's stack; from a MaskCrops
-    crop, False where the crop does not reach)."""
+def _placed_crops(masks: MaskSet | MaskCrops) -> list[tuple[int, int, np.ndarray]]:
+    """Per mask (x0, y0, h x w bool) holding every pixel of it, placed at column x0, row y0: views of a
+    MaskSet's stack cut to the boxes, or a MaskCrops' own crops (clipped to the image)."""
     if isinstance(masks, MaskSet):
-        return masks.masks[i, y0:y1, x0:x1]
-    cx, cy, crop = masks.crops[i]
-    if cx == x0 and cy == y0 and crop.shape == (y1 - y0, x1 - x0):
-        return crop
-    region = np.zeros((y1 - y0, x1 - x0), bool)
-    top, left = max(y0, cy), max(x0, cx)
-    bottom, right = min(y1, cy + crop.shape[0]), min(x1, cx + crop.shape[1])
-    if bottom > top and right > left:
-        region[top - y0:bottom - y0, left - x0:right - x0] = crop[top - cy:bottom - cy, left - cx:right - cx]
-    return region
+        crops = _crops(masks.boxes, masks.image_size).tolist()
+        return [(x0, y0, masks.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(crops)]
+    height, width = masks.image_size
+    return [(x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]) for x0, y0, crop in masks.crops]
 
 
 def _subset(masks: MaskSet | MaskCrops, keep: np.ndarray) -> MaskSet | MaskCrops:
