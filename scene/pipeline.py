@@ -62,7 +62,7 @@ from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from scene.trim import owned_voxels, trim_strays
-from segment2d.types import MaskSet
+from segment2d.types import MaskCrops, MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
@@ -76,7 +76,8 @@ FINGERPRINT_FRAMES = 3  # frames whose digests identify a map's sequence
 
 @dataclass
 class FrameResult:
-    """One integrated frame: ``masks`` (the generator's MaskSet), ``object_ids`` (one persistent id per
+    """One integrated frame: ``masks`` (the generator's MaskSet; made when first read where the frame came
+    with ``MaskCrops``, see ``Mapper.integrate``), ``object_ids`` (one persistent id per
     mask, int64, -1 where the mask was dropped by partitioning or lifting; an id may name an object still
     below ``min_object_voxels``, hence not yet in the map), ``new_ids`` / ``merged``
     ((kept, retired) pairs) from the tracker, ``num_objects`` in the map afterwards, ``timings`` seconds
@@ -94,6 +95,22 @@ class FrameResult:
     timings: dict
     saved: bool = False
     owner: np.ndarray | None = None
+
+
+def _frame_masks(result: FrameResult) -> MaskSet:
+    masks = result.__dict__["_masks"]
+    if isinstance(masks, MaskCrops):  # made on first read: the pipeline itself never needs the stack
+        masks = result.__dict__["_masks"] = masks.to_maskset()
+    return masks
+
+
+def _set_frame_masks(result: FrameResult, masks: MaskSet | MaskCrops) -> None:
+    result.__dict__["_masks"] = masks
+
+
+# Set after the class is made (a property in its body would be taken for the field's default): a result
+# built from the segmenter process's MaskCrops makes its MaskSet only when ``masks`` is read.
+FrameResult.masks = property(_frame_masks, _set_frame_masks, doc="The frame's MaskSet.")
 
 
 class _VoxelGeometry:
@@ -349,10 +366,12 @@ class Mapper:
 
     # ---- per frame --------------------------------------------------------------------------
 
-    def integrate(self, frame: Frame, masks: MaskSet | None = None, lifted: LiftedFrame | None = None) -> FrameResult:
+    def integrate(self, frame: Frame, masks: MaskSet | MaskCrops | None = None,
+                  lifted: LiftedFrame | None = None) -> FrameResult:
         """Segment, lift and associate one frame, update the map's touched objects, save every N frames.
         ``masks``: the frame's masks, already made by this mapper's generator (``run`` segments the next
-        frame on a worker thread while this one is integrated); None: segment here. ``lifted``: those
+        frame on a worker thread while this one is integrated), a MaskSet or the same masks as ``MaskCrops``
+        (the result's MaskSet is then made when first read); None: segment here. ``lifted``: those
         masks already partitioned and lifted by ``frame_lifter()`` (``run``'s segmenter process does it
         while it spends less CPU per frame than this process; the scan mode on a worker thread,
         ``lift_ahead``); None: lift here. The result is the same either way."""
@@ -904,7 +923,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.check_sequence(source)
         if pipelined:
             mapper.save_in_background()
-        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart) if pipelined
+        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart, crops=True) if pipelined
                   else _segment_inline(mapper, source, total))
         for done, frame, masks, timings in frames:
             started, lifted = timings.pop("started"), timings.pop("lifted", None)
@@ -952,7 +971,7 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
 
 
 def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
-                     offloaded: Callable[[], tuple[str, ...]]):
+                     offloaded: Callable[[], tuple[str, ...]], crops: bool = False):
     """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``) when
     ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented (or segmented
     here by ``generator``, the same as the process's, while the process is still starting), with the
@@ -973,13 +992,13 @@ def _read_in_process(process: SegmenterProcess, generator, source, total: int, a
                 if starting:
                     masks, lifted, cpu_apart = generator.generate(frame), None, None
                 else:
-                    masks, lifted, cpu_apart = process.generate_finished(frame, lift)
+                    masks, lifted, cpu_apart = process.generate_finished(frame, lift, crops)
             except Exception as error:
                 raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
             yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
                                  "masks": masks, "lifted": lifted, "cpu_apart": cpu_apart}
             continue
-        done = process.read_and_generate(k, after, lift)
+        done = process.read_and_generate(k, after, lift, crops)
         if done.error:
             raise _segmentation_error(done.frame, generator, done.error)
         if not done.skipped:
@@ -1015,11 +1034,14 @@ class _SegmentAhead:
     is on (a frame is read once the consumer took the one ``ahead`` before it; ``SEGMENT_AHEAD``), and yields
     them in order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
     a segmenter's as ``SegmentationError`` naming the frame. ``close()`` stops the worker and waits for it
-    (a frame being segmented is finished first)."""
+    (a frame being segmented is finished first). ``crops``: masks from the segmenter process come as
+    ``MaskCrops`` (``Mapper.integrate`` takes them; the N x H x W stack is made only if read), else every
+    frame's masks are a MaskSet."""
 
     _END = object()
 
-    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> None:
+    def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD, lift_apart: bool = False,
+                 crops: bool = False) -> None:
         if int(ahead) < 1:
             raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
@@ -1030,6 +1052,7 @@ class _SegmentAhead:
         reads = in_process and SegmenterProcess.reads(source)
         lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
         self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
+        self._threads = _OneThreadPerCore() if in_process else None  # undone by close()
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
         self._offload = int(reads)  # how many of them it takes now: the reading, while it starts (lifting
@@ -1038,7 +1061,8 @@ class _SegmentAhead:
         self._cpu_apart = 0.0  # the segmenter process's CPU seconds per frame
         self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken
         self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
-                                        self._offloaded) if reads else _frames(source, total, mapper.last_frame)
+                                        self._offloaded, crops) if reads else _frames(source, total, mapper.last_frame)
+        self._crops = crops
         self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
         self._thread.start()
 
@@ -1074,6 +1098,9 @@ class _SegmentAhead:
         self._thread.join()
         if self._process is not None:
             self._process.close()
+        if self._threads is not None:
+            self._threads.restore()
+            self._threads = None
 
     def _work(self) -> None:
         try:
@@ -1090,7 +1117,7 @@ class _SegmentAhead:
                             masks = self._generator.generate(frame)
                         else:
                             masks, timings["lifted"], timings["cpu_apart"] = self._process.generate_finished(
-                                frame, "lift" in self._offloaded())
+                                frame, "lift" in self._offloaded(), self._crops)
                     except Exception as error:
                         raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
                     timings["segment"] = time.perf_counter() - start
@@ -1125,6 +1152,24 @@ class _SegmentAhead:
             return False
         self._ready.put(item)
         return True
+
+
+class _OneThreadPerCore:
+    """OpenCV's thread pool of this process cut to one thread while a segmenter process runs beside it (its
+    own pools are cut to one too, ``segment2d.worker.worker_environment``): with one process per core, a
+    pool's extra threads only contend with the other process and spin while they wait (7-Scenes, 200
+    frames, loaded machine: see ``run``). ``restore`` gives the pool its size back; OpenCV keeps one pool
+    per process, so the last pipeline to restore it decides (pipelines in threads of one process are not
+    expected)."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        self._cv2, self._opencv = cv2, cv2.getNumThreads()
+        cv2.setNumThreads(1)
+
+    def restore(self) -> None:
+        self._cv2.setNumThreads(self._opencv)
 
 
 def _source_metadata(source, config: MapperConfig) -> MapMetadata:

@@ -58,13 +58,16 @@ class SegmenterProcess:
     ``finish``: a picklable callable ``(frame, masks) -> result`` that the worker applies to a frame's
     masks when a request asks for it (``finish=True``), e.g. the lift of a mapping pipeline
     (``tracking.pipeline.FrameLifter``): work that depends on the frame and its masks alone moves to this
-    process. A failure there is not reported: the result is None and the caller does the work itself."""
+    process. A failure there is not reported: the result is None and the caller does the work itself.
 
-    def __init__(self, generator, source=None, finish=None) -> None:
+    ``threads``: the size of the worker's library thread pools (``worker_environment``; None: the
+    libraries' defaults)."""
+
+    def __init__(self, generator, source=None, finish=None, threads: int | None = 1) -> None:
         # The caller's import path, so that the worker finds this package (and the generator's) as it does.
         path = os.pathsep.join(p for p in sys.path if p)
         self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+                                         stdout=subprocess.PIPE, env=worker_environment(path, threads))
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
         self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
@@ -98,28 +101,31 @@ class SegmenterProcess:
     def generate(self, frame: Frame) -> MaskSet:
         return self.generate_finished(frame)[0]
 
-    def generate_finished(self, frame: Frame, finish: bool = False) -> tuple[MaskSet, object, float]:
+    def generate_finished(self, frame: Frame, finish: bool = False, crops: bool = False
+                          ) -> tuple[MaskSet | MaskCrops, object, float]:
         """(masks, ``finish(frame, masks)`` when ``finish`` and it succeeded, else None, the worker's CPU
-        seconds on it) of ``frame``."""
+        seconds on it) of ``frame``; ``crops``: the masks as ``MaskCrops`` (``unpack_crops``), else a MaskSet."""
         self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose, finish)))
         status, payload = self._reply()
         if status == "error":
             raise RuntimeError(payload)
         packed, finished, cpu_s = payload
-        return unpack_masks(packed), finished, cpu_s
+        return _unpacked(packed, crops), finished, cpu_s
 
-    def read_and_generate(self, position: int, after: int | None = None, finish: bool = False) -> ReadFrame:
+    def read_and_generate(self, position: int, after: int | None = None, finish: bool = False,
+                          crops: bool = False) -> ReadFrame:
         """Frame ``position`` of the source given at start, read and segmented by the worker (only read when
         its index is not above ``after``: a resumed map skips the frames it holds). An error reading it is
         raised here as the reader raised it (a ``DatasetError`` naming the file); a generator failure comes
         back in ``ReadFrame.error`` (with the frame, so the caller can name it). ``finish``: apply the
-        process's ``finish`` to the frame and its masks (``ReadFrame.finished``)."""
+        process's ``finish`` to the frame and its masks (``ReadFrame.finished``). ``crops``: the masks as
+        ``MaskCrops`` (``unpack_crops``), else a MaskSet."""
         self._send(("read", (int(position), after, finish)))
         status, payload = self._reply()
         if status == "read_error":
             raise payload
         frame, packed, read_s, segment_s, error, skipped, finished, cpu_s = payload
-        return ReadFrame(frame, None if packed is None else unpack_masks(packed), read_s, segment_s, error, skipped,
+        return ReadFrame(frame, None if packed is None else _unpacked(packed, crops), read_s, segment_s, error, skipped,
                          finished, cpu_s)
 
     def _reply(self):
@@ -153,6 +159,21 @@ class SegmenterProcess:
 
 
 _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
+
+# The thread pools of the libraries the generators use (OpenMP, BLAS, OpenCV), read once at their import.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+
+
+def worker_environment(path: str, threads: int | None = 1) -> dict[str, str]:
+    """The worker's environment: this one, with ``path`` as its import path and, unless ``threads`` is
+    None, its libraries' thread pools sized ``threads`` where the caller's environment does not size them.
+    One by default: the worker is there to use a second core while the mapping process uses the first, and
+    the extra threads of a pool only contend with that process (and spin while they wait)."""
+    env = {**os.environ, "PYTHONPATH": path}
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, str(int(threads)))
+    return env
 
 
 def _serve() -> None:
@@ -213,12 +234,14 @@ def _read_and_segment(generator, source, finish, body: tuple) -> tuple:
 
 
 def _finished(finish, frame: Frame, masks) -> object:
-    """``finish(frame, masks)`` (masks: a MaskSet, or the generator's MaskCrops), None without a finish or
-    when it failed (the mapping process then does that work itself, and reports its error)."""
+    """``finish(frame, masks)`` (masks: a MaskSet, or the generator's MaskCrops, given as they are to a finish
+    whose ``takes_crops`` is True, else as their MaskSet), None without a finish or when it failed (the
+    mapping process then does that work itself, and reports its error)."""
     if finish is None:
         return None
     try:
-        return finish(frame, masks.to_maskset() if isinstance(masks, MaskCrops) else masks)
+        as_crops = isinstance(masks, MaskCrops) and getattr(finish, "takes_crops", False)
+        return finish(frame, masks if as_crops or not isinstance(masks, MaskCrops) else masks.to_maskset())
     except Exception:
         return None
 
@@ -281,6 +304,28 @@ def pack_masks(masks: MaskSet) -> tuple:
     cuts = [packed[i, y0:y1, x0:x1].ravel() for i, ((y0, y1), (x0, x1)) in enumerate(zip(crops.tolist(), pieces.tolist()))]
     bits = np.concatenate(cuts) if cuts else np.zeros(0, np.uint8)
     return (bits, np.concatenate([crops, pieces], axis=1), masks.masks.shape, masks.scores, masks.boxes, masks.extra)
+
+
+def unpack_crops(payload: tuple) -> MaskCrops:
+    """The masks ``pack_masks`` (or ``pack_crops``) packed, as crops: each mask's packed rows and bytes
+    unpacked where they lie, without the N x H x W stack (``to_maskset()`` gives ``unpack_masks``'s MaskSet).
+    A mapping process that only partitions the masks never needs the stack, whose fresh pages cost ~5 ms
+    a frame (7-Scenes, ~70 masks of 640 x 480)."""
+    bits, extents, shape, scores, boxes, extra = payload
+    width, start, crops = shape[-1], 0, []
+    for y0, y1, x0, x1 in extents.tolist():
+        size = (y1 - y0) * (x1 - x0)
+        if size == 0:
+            crops.append((0, 0, np.zeros((0, 0), bool)))
+            continue
+        crop = np.unpackbits(bits[start:start + size].reshape(y1 - y0, x1 - x0), axis=-1).view(bool)
+        crops.append((8 * x0, y0, crop[:, :min(8 * x1, width) - 8 * x0]))
+        start += size
+    return MaskCrops(crops, tuple(shape[1:]), scores, boxes, extra)
+
+
+def _unpacked(payload: tuple, crops: bool) -> MaskSet | MaskCrops:
+    return unpack_crops(payload) if crops else unpack_masks(payload)
 
 
 def unpack_masks(payload: tuple) -> MaskSet:

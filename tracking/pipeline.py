@@ -7,13 +7,14 @@ masks) are made exclusive here, smaller masks winning, before lifting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from lift3d.lift import LiftConfig, lift_partition, pack_segments, unpack_segments
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
-from segment2d.types import MaskSet
+from segment2d.types import MaskCrops, MaskSet
 
 from .online import OnlineTracker, StepResult
 from .surface import surface_keys, surface_points
@@ -50,31 +51,32 @@ def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig())
     return MaskSet(exclusive, masks.scores[selected], boxes, extra)
 
 
-def exclusive_partition(masks: MaskSet, config: PartitionConfig = PartitionConfig()
+def exclusive_partition(masks: MaskSet | MaskCrops, config: PartitionConfig = PartitionConfig()
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``exclusive_masks`` as an owner image, without the N x H x W stack: (selected: indices in ``masks``
     of the kept masks, their N x 4 float32 XYXY boxes after the partition, owner: H x W int32 row in
-    ``selected`` of the mask holding each pixel, -1 where none does)."""
+    ``selected`` of the mask holding each pixel, -1 where none does). ``masks`` may be ``MaskCrops``
+    (the same masks as crops: the same result)."""
     index = np.arange(len(masks))
     if not config.colour_splits_objects:
         offered = ~_colour_inside_objects(masks, config)
-        masks, index = masks.subset(offered), index[offered]
+        masks, index = _subset(masks, offered), index[offered]
     rank = np.zeros(len(masks), np.int64)
     if config.levels is not None and "level" in masks.extra:
         level = np.asarray(masks.extra["level"])
         keep = np.isin(level, config.levels)
         rank = np.argmax(level[keep][:, None] == np.asarray(config.levels)[None, :], axis=1)
-        masks, index = masks.subset(keep), index[keep]
+        masks, index = _subset(masks, keep), index[keep]
     if len(masks) == 0:
         return index, np.zeros((0, 4), np.float32), np.full(masks.image_size, -1, np.int32)
-    crops = _crops(masks.boxes, masks.image_size).tolist()
     # Areas and boxes come from the crops: the whole N x H x W stack is many times larger than the crops,
     # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
-    areas = np.array([np.count_nonzero(masks.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(crops)])
+    placed = _placed_crops(masks)
+    areas = np.array([np.count_nonzero(region) for _, _, region in placed])
     owner = np.full(masks.image_size, -1, np.int32)
     for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
-        x0, y0, x1, y1 = crops[i]
-        np.copyto(owner[y0:y1, x0:x1], np.int32(i), where=masks.masks[i, y0:y1, x0:x1])
+        x0, y0, region = placed[i]
+        np.copyto(owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]], np.int32(i), where=region)
     label, row, first, end = _runs(owner)
     kept_area = np.bincount(label + 1, weights=end - first, minlength=len(masks) + 1)[1:]
     keep = np.flatnonzero(kept_area >= config.min_kept * np.maximum(areas, 1))
@@ -131,17 +133,36 @@ def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarra
     if parents.size == 0 or children.size == 0:
         return inside
     owner = np.full(masks.image_size, -1, np.int64)
-    crops = _crops(masks.boxes, masks.image_size)
+    placed = _placed_crops(masks)
     for i in parents:
-        x0, y0, x1, y1 = crops[i]
-        owner[y0:y1, x0:x1][masks.masks[i, y0:y1, x0:x1]] = i
+        x0, y0, region = placed[i]
+        owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]][region] = i
     for i in children:
-        x0, y0, x1, y1 = crops[i]
-        under = owner[y0:y1, x0:x1][masks.masks[i, y0:y1, x0:x1]]
+        x0, y0, region = placed[i]
+        under = owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]][region]
         if under.size:
             counts = np.bincount(under + 1)
             inside[i] = counts[1:].max(initial=0) >= config.parent_share * under.size
     return inside
+
+
+def _placed_crops(masks: MaskSet | MaskCrops) -> list[tuple[int, int, np.ndarray]]:
+    """Per mask (x0, y0, h x w bool) holding every pixel of it, placed at column x0, row y0: views of a
+    MaskSet's stack cut to the boxes, or a MaskCrops' own crops (clipped to the image)."""
+    if isinstance(masks, MaskSet):
+        crops = _crops(masks.boxes, masks.image_size).tolist()
+        return [(x0, y0, masks.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(crops)]
+    height, width = masks.image_size
+    return [(x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]) for x0, y0, crop in masks.crops]
+
+
+def _subset(masks: MaskSet | MaskCrops, keep: np.ndarray) -> MaskSet | MaskCrops:
+    """``MaskSet.subset`` for either kind of masks (``keep``: a bool array)."""
+    if isinstance(masks, MaskSet):
+        return masks.subset(keep)
+    rows = np.flatnonzero(keep)
+    return MaskCrops([masks.crops[i] for i in rows.tolist()], masks.image_size, masks.scores[rows],
+                     masks.boxes[rows], {k: np.asarray(v)[rows] for k, v in masks.extra.items()})
 
 
 def _crops(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
@@ -196,7 +217,7 @@ class LiftedFrame:
         self.__dict__.update(state, segments=unpack_segments(state["segments"]))
 
 
-def lift_frame_masks(frame: Frame, masks: MaskSet, lift: LiftConfig,
+def lift_frame_masks(frame: Frame, masks: MaskSet | MaskCrops, lift: LiftConfig,
                      partition: PartitionConfig = PartitionConfig()) -> LiftedFrame:
     """Partition ``masks`` (computed on ``frame``) and lift them with ``lift``: the frame's observed surface
     is back-projected once and serves both the tracker's visibility test and the lift (same voxel size,
@@ -216,25 +237,28 @@ class FrameLifter:
 
     lift: LiftConfig
     partition: PartitionConfig = PartitionConfig()
+    takes_crops: ClassVar[bool] = True  # the segmenter process may hand it MaskCrops (no N x H x W stack)
 
-    def __call__(self, frame: Frame, masks: MaskSet) -> LiftedFrame:
+    def __call__(self, frame: Frame, masks: MaskSet | MaskCrops) -> LiftedFrame:
         return lift_frame_masks(frame, masks, self.lift, self.partition)
 
 
-def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet,
+def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet | MaskCrops,
                 partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None,
                 lifted: LiftedFrame | None = None) -> TrackedFrame:
     """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
     associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
 
     ``lifted``: this frame's ``lift_frame_masks`` with the tracker's lift and ``partition``, already made
-    (e.g. in the segmenter process); the result is the same as lifting here. ``graph``: a multi-view
+    (e.g. in the segmenter process); the result is the same as lifting here. ``masks`` may be ``MaskCrops``
+    (the same result; no N x H x W stack is made unless ``graph`` needs it). ``graph``: a multi-view
     evidence graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before
     partitioning)."""
     lift = tracker.lift
     if graph is not None:
         pixels, points = surface_points(frame, lift.stride, lift.depth_range)
-        graph.add_frame(pixels, points, frame.width, masks.masks)
+        stack = masks.to_maskset() if isinstance(masks, MaskCrops) else masks
+        graph.add_frame(pixels, points, frame.width, stack.masks)
     if lifted is None:
         lifted = lift_frame_masks(frame, masks, lift, partition)
     elif lifted.frame_index != frame.index:
