@@ -67,6 +67,7 @@ class AssociationConfig:
     parts_follow_mask: bool = True
     grow_by_vote: bool = False
     parts_by_vote: bool = False
+    coarse_masks_hold: bool = True
 
     def __post_init__(self) -> None:
         for name in ("match_iou", "part_share", "cover_share", "merge_ratio"):
