@@ -13,7 +13,9 @@ Per frame (cost follows the voxels and objects in view, never the number of fram
      ``grow_by_vote``: surface a segment adds to an existing object (not yet in the map) is a
      provisional growth of it, shown as the object, that becomes an object of its own when later views
      separate it from the object more often than they hold them together (a mask that merged a new
-     object into its neighbour the first time it was seen then loses to the views that separate them).
+     object into its neighbour the first time it was seen then loses to the views that separate them);
+     a frame whose coarser mask holds both (``coarse_masks_hold``, ``tracking.mask_groups``) did not
+     separate them: an over-segmenting generator's parts of one object are no vote apart.
 Ids are dense ints that never change meaning; a merge keeps the older (smaller) id.
 """
 from __future__ import annotations
