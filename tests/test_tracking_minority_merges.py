@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_tracking_online import Boxes, camera_at, frame_at, gt_masks, track
+from segment2d.types import MaskSet
+from test_tracking_online import LIFT, Boxes, camera_at, frame_at, gt_masks, track
 from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConfig, refine
+from tracking.pipeline import track_frame
 
 SMALL = RefineConfig(min_area=0.008, min_observers=2)
 GROW = TrackerConfig(association=AssociationConfig(grow_by_vote=True))
@@ -97,3 +99,43 @@ def test_depth_noise_growth_joins_its_object_without_new_ids():
 def test_parts_by_vote_needs_grow_by_vote():
     with pytest.raises(ValueError, match="grow_by_vote"):
         AssociationConfig(parts_by_vote=True)
+
+
+def _parts_map(coarse: bool, config: TrackerConfig = GROW):
+    """Box 2 of the row is first seen whole (one mask), then in every later view as two masks, the top and
+    the bottom half of its face (surfaces that touch: an over-segmenting generator's parts); ``coarse``:
+    each of those views also offers the whole box as one coarser mask, as a multi-level generator does.
+    Returns (tracker, last frame, ids box 2's segments got after its first view)."""
+    scene, tracker = Boxes.row(2, spacing=0.42, size=0.4), OnlineTracker(config, LIFT)
+    ids, first = [], None
+    for i, pose in enumerate(PANS):
+        frame = frame_at(scene, i, pose)
+        seen = (frame.instance_ids == 2).sum() >= 30
+        first = i if seen and first is None else first
+        masks, owners = gt_masks(frame, split={2: "rows"} if seen and i > first else None)
+        if coarse and seen and i > first:
+            whole = frame.instance_ids == 2
+            masks = MaskSet.from_masks(np.concatenate([masks.masks, whole[None]]))
+            owners = np.append(owners, 2)
+        tracked = track_frame(tracker, frame, masks)
+        if seen and i > first:
+            ids += [int(o) for row, o in zip(tracked.mask_rows, tracked.object_ids) if owners[row] == 2]
+    return tracker, frame, ids
+
+
+def test_parts_a_coarser_mask_holds_together_stay_one_object():
+    # every view after the first shows box 2 as two masks; the growth its halves add is seen apart from
+    # the box at the finest level in every view, but one coarser mask holds both: never apart, so it joins
+    tracker, frame, ids = _parts_map(coarse=True)
+    assert ids and len(set(ids)) == 1, ids
+    one, share = _box_owner(tracker.object_map(), frame, 2)
+    assert share > 0.9
+    refined = refine(tracker, SMALL).object_map
+    assert _box_owner(refined, frame, 2)[1] > 0.9
+
+
+def test_parts_without_a_coarser_mask_are_voted_apart():
+    # the same views without the coarser mask: nothing says the halves are one, the growth comes apart
+    tracker, frame, ids = _parts_map(coarse=False)
+    assert len(set(ids)) >= 2, ids
+    assert _box_owner(tracker.object_map(), frame, 2)[1] < 0.9

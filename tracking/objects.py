@@ -85,6 +85,18 @@ class ObjectTable:
             self.best_box[keep] = self.best_box[retire]
         d["parent"][retire] = keep
 
+    def confirm(self, keep: int, growth: int) -> None:
+        """Make the provisional ``growth`` of ``keep`` part of it for good. Unlike ``merge``, the
+        observation counts are not added: a growth is seen in the frames that see its object, so a sum
+        would count those frames twice; the one observed more often gives them."""
+        d = self._data
+        if d["num_obs"][growth] > d["num_obs"][keep]:
+            for name in ("num_obs", "num_visible", "score_sum", "structure_votes"):
+                d[name][keep] = d[name][growth]
+        for name in ("num_obs", "num_visible", "score_sum", "structure_votes"):
+            d[name][growth] = 0
+        self.merge(keep, growth)  # stays flagged a growth: never shown, left out of ``remap_table``
+
     def attach(self, ids: np.ndarray, parents: np.ndarray) -> None:
         """Resolve the new ``ids`` to ``parents`` without folding their statistics: provisional growths,
         left out of ``remap_table`` until ``detach`` makes them objects of their own (``merge`` makes the

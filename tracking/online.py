@@ -13,7 +13,9 @@ Per frame (cost follows the voxels and objects in view, never the number of fram
      ``grow_by_vote``: surface a segment adds to an existing object (not yet in the map) is a
      provisional growth of it, shown as the object, that becomes an object of its own when later views
      separate it from the object more often than they hold them together (a mask that merged a new
-     object into its neighbour the first time it was seen then loses to the views that separate them).
+     object into its neighbour the first time it was seen then loses to the views that separate them);
+     a frame whose coarser mask holds both (``coarse_masks_hold``, ``tracking.mask_groups``) did not
+     separate them: an over-segmenting generator's parts of one object are no vote apart.
 Ids are dense ints that never change meaning; a merge keeps the older (smaller) id.
 """
 from __future__ import annotations
@@ -114,16 +116,22 @@ class OnlineTracker:
         return self.lift.voxel_size
 
     def step(self, frame: Frame, segments: list[Segment3D], structure: np.ndarray | None = None,
-             surface: np.ndarray | None = None, track_ids: np.ndarray | None = None) -> StepResult:
+             surface: np.ndarray | None = None, track_ids: np.ndarray | None = None,
+             together: np.ndarray | None = None) -> StepResult:
         """Associate one frame's segments (from ``lift3d.lift_frame``) and update the map.
 
         ``structure``: optional bool per segment (floor, walls: e.g. the MaskSet's ``is_structure`` at
         each segment's ``mask_index``). ``surface``: the frame's ``surface_keys`` with this tracker's
         lift's voxel size, stride and depth range, when the caller computed them. ``track_ids``: optional
         int64 per segment, a video segmenter's track of its mask (negative: none): evidence that segments
-        of one id show one object (``tracking.track_ids``).
+        of one id show one object (``tracking.track_ids``). ``together``: optional S x S bool, segments
+        a coarser mask of the frame holds both of (``tracking.mask_groups``): with ``grow_by_vote`` such a
+        pair never separates a provisional growth from its object.
         """
         self._check(frame, segments, structure)
+        if together is not None and np.shape(together) != (len(segments), len(segments)):
+            raise ValueError(f"OnlineTracker.step (frame {frame.index}): together must be S x S for the "
+                             f"{len(segments)} segments, got shape {np.shape(together)}")
         if track_ids is not None and np.shape(track_ids) != (len(segments),):
             raise ValueError(f"OnlineTracker.step (frame {frame.index}): track_ids must have one id per segment "
                              f"({len(segments)}), got shape {np.shape(track_ids)}")
@@ -154,7 +162,7 @@ class OnlineTracker:
         if children.size:
             self.objects.observe(children, frame.index, seg_scores[grown], structure[grown], seg_points[grown],
                                  seg_boxes[grown])
-        merged = self._merge_bridged(covers, scores, visible[0])
+        merged = self._merge_bridged(covers, scores, visible[0], together)
         if track_ids is not None:
             merged += self._merge_tracked(track_ids, ids)
         assigned, ids = ids, self.objects.resolve(ids)
@@ -397,10 +405,15 @@ class OnlineTracker:
         self._seen.view[rows] += 1
 
     # -- merging --------------------------------------------------------------------------------------
-    def _merge_bridged(self, covers, s: _Scores, visible_ids: np.ndarray | None = None) -> list[tuple[int, int]]:
+    def _merge_bridged(self, covers, s: _Scores, visible_ids: np.ndarray | None = None,
+                       together: np.ndarray | None = None) -> list[tuple[int, int]]:
         cfg = self.config.association
         bridged = _bridged_pairs(*covers)
         separated = _separated_pairs(s, cfg.min_visible)
+        if together is not None and self._provisional:  # a growth is apart only where every level separates it
+            growth = np.fromiter(self._provisional, np.int64, len(self._provisional))
+            coarse = _separated_pairs(s, cfg.min_visible, together)
+            separated = separated[~np.isin(separated, growth) | np.isin(separated, coarse)]
         if self._provisional:
             bridged = np.union1d(bridged, self._unseparated_growth(s, separated, visible_ids))
         self._separated.add(separated)
@@ -411,7 +424,7 @@ class OnlineTracker:
             apart = self._separated.count(code)
             if count >= cfg.merge_frames and count / (count + apart) >= cfg.merge_ratio:
                 if code in self._provisional:  # a growth joins its object for good (it never showed apart)
-                    self._merge(*divmod(code, int(_PAIR_BASE)))
+                    self._merge(*divmod(code, int(_PAIR_BASE)), growth=True)
                     continue
                 a, b = self.objects.resolve(np.array(divmod(code, int(_PAIR_BASE))))
                 if a != b:
@@ -455,10 +468,13 @@ class OnlineTracker:
                 merged.append((keep, retire))
         return merged
 
-    def _merge(self, keep: int, retire: int) -> None:
+    def _merge(self, keep: int, retire: int, growth: bool = False) -> None:
         self.track_links.merged(keep, retire)
         self.labels.merge(np.array([retire]), keep)
-        self.objects.merge(keep, retire)
+        if growth:  # a provisional growth confirmed: its frames are its object's, counted once
+            self.objects.confirm(keep, retire)
+        else:
+            self.objects.merge(keep, retire)
         self._separated.rename(retire, keep)
         self._provisional = _renamed_codes(self._provisional, retire, keep)
         moved = {}
@@ -585,13 +601,17 @@ def _bridged_pairs(cover_seg: np.ndarray, cover_obj: np.ndarray) -> np.ndarray:
     return np.unique(np.minimum(obj[a], obj[b]) * _PAIR_BASE + np.maximum(obj[a], obj[b]))
 
 
-def _separated_pairs(s: _Scores, min_visible: int) -> np.ndarray:
-    """Codes of object pairs both visible and each mostly held by a different segment this frame."""
+def _separated_pairs(s: _Scores, min_visible: int, together: np.ndarray | None = None) -> np.ndarray:
+    """Codes of object pairs both visible and each mostly held by a different segment this frame (and,
+    given ``together``, segments no coarser mask holds both of)."""
     held = (s.obj_share >= 0.5) & (s.visible >= min_visible) & (s.covered >= 0.5 * s.visible)
     seg, obj = s.seg[held], s.obj[held]
     if obj.size < 2:
         return np.zeros(0, np.int64)
-    a, b = np.nonzero(np.triu(seg[:, None] != seg[None, :], 1))
+    apart = seg[:, None] != seg[None, :]
+    if together is not None:
+        apart &= ~together[np.ix_(seg, seg)]
+    a, b = np.nonzero(np.triu(apart, 1))
     a, b = obj[a], obj[b]
     keep = a != b
     return np.unique(np.minimum(a[keep], b[keep]) * _PAIR_BASE + np.maximum(a[keep], b[keep]))

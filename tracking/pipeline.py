@@ -16,6 +16,7 @@ from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
 from segment2d.types import MaskCrops, MaskSet
 
+from .mask_groups import coarse_together
 from .online import OnlineTracker, StepResult
 from .surface import surface_keys, surface_points
 from .voxel_graph import VoxelGraph
@@ -272,7 +273,8 @@ def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet | MaskCrops
     flags = None if structure is None else np.asarray(structure, bool)[mask_rows]
     tracks = masks.extra.get("track_id")
     tracks = None if tracks is None else np.asarray(tracks, np.int64)[mask_rows]
-    step = tracker.step(frame, segments, flags, lifted.surface, tracks)
+    together = coarse_together(tracker.config.association, masks, selected, lifted.owner, segments)
+    step = tracker.step(frame, segments, flags, lifted.surface, tracks, together)
     return TrackedFrame(segments, step, mask_rows, partition_owner(selected, lifted.owner))
 
 
