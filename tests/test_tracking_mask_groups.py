@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segment2d.types import MaskSet
+from segment2d.types import MaskCrops, MaskSet
 from tracking import AssociationConfig
 from tracking.mask_groups import coarse_together, held_together, mask_groups
 from tracking.pipeline import exclusive_partition
@@ -59,3 +59,15 @@ def test_only_grow_by_vote_asks_for_it():
                            parts) is None
     together = coarse_together(AssociationConfig(grow_by_vote=True), masks, selected, owner, parts)
     assert together.shape == (3, 3) and together.sum() == 3 + 2
+
+
+def test_masks_as_crops_give_the_same_groups():
+    masks = _masks()
+    selected, _, owner = exclusive_partition(masks)
+    crops = [(int(x0), int(y0), masks.masks[i, int(y0):int(y1), int(x0):int(x1)])
+             for i, (x0, y0, x1, y1) in enumerate(masks.boxes.astype(int).tolist())]
+    as_crops = MaskCrops(crops, masks.image_size, masks.scores, masks.boxes, masks.extra)
+    expected = mask_groups(masks, selected, owner, 0.8)
+    found = mask_groups(as_crops, selected, owner, 0.8)
+    assert expected[0].size > 0
+    assert all(np.array_equal(a, b) for a, b in zip(expected, found))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from segment2d.types import MaskSet
+from segment2d.types import MaskCrops, MaskSet
 
 from .config import AssociationConfig
 
 
-def mask_groups(masks: MaskSet, selected: np.ndarray, owner: np.ndarray, hold_share: float) -> tuple[np.ndarray, np.ndarray]:
+def mask_groups(masks: MaskSet | MaskCrops, selected: np.ndarray, owner: np.ndarray, hold_share: float) -> tuple[np.ndarray, np.ndarray]:
     """(kept row, holder) pairs: for each row of the partition (``selected``: its rows' indices in
     ``masks``; ``owner``: H x W row of each pixel, -1 none), the other masks of ``masks`` holding at least
     ``hold_share`` of the row's pixels, by their index in ``masks``. Structure masks (``is_structure``:
@@ -33,8 +33,8 @@ def mask_groups(masks: MaskSet, selected: np.ndarray, owner: np.ndarray, hold_sh
     height, width = owner.shape
     found_rows, found_holders = [], []
     for m in np.flatnonzero(~structure).tolist():
-        x0, y0, x1, y1 = _crop(masks.boxes[m], width, height)
-        under = owner[y0:y1, x0:x1][masks.masks[m, y0:y1, x0:x1]]
+        x0, y0, window = _window(masks, m, width, height)
+        under = owner[y0:y0 + window.shape[0], x0:x0 + window.shape[1]][window]
         counts = np.bincount(under[under >= 0], minlength=rows)
         held = np.flatnonzero((counts >= hold_share * np.maximum(area, 1)) & (area > 0) & (selected != m))
         found_rows.append(held)
@@ -60,13 +60,19 @@ def held_together(segment_rows: np.ndarray, groups: tuple[np.ndarray, np.ndarray
     return together | ((member @ member.T) > 0)
 
 
-def _crop(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
-    x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
-    x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+def _window(masks: MaskSet | MaskCrops, m: int, width: int, height: int) -> tuple[int, int, np.ndarray]:
+    """(x0, y0, h x w bool): mask ``m`` within a window of the image at column x0, row y0 that holds all
+    of it (its crop, or its box's pixels)."""
+    if isinstance(masks, MaskCrops):
+        x0, y0, crop = masks.crops[m]
+        return x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]
+    box = masks.boxes[m]
+    x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+    x1, y1 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    return x0, y0, masks.masks[m, y0:y1, x0:x1]
 
 
-def coarse_together(config: AssociationConfig, masks: MaskSet, selected: np.ndarray, owner: np.ndarray,
+def coarse_together(config: AssociationConfig, masks: MaskSet | MaskCrops, selected: np.ndarray, owner: np.ndarray,
                     segments: list) -> np.ndarray | None:
     """``held_together`` for a frame's lifted ``segments`` (each one's ``mask_index`` is its partition row)
     when ``config.grow_by_vote`` and ``config.coarse_masks_hold`` ask for it; None otherwise. A mask
