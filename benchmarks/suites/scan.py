@@ -122,9 +122,11 @@ class _RecordingGenerator:
 
 
 class _ReplayGenerator:
-    """Hands out the masks a ``_RecordingGenerator`` kept (unpacking them is all it costs)."""
+    """Hands out the masks a ``_RecordingGenerator`` kept (unpacking them is all it costs). Process-safe
+    like the weight-free generator it replays, so the command runs the segmenter process as it would."""
 
     name = "replay"
+    process_safe = True
 
     def __init__(self, packed: dict) -> None:
         self._packed = packed
