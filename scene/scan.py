@@ -38,6 +38,7 @@ from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluste
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
 LABEL_MODES = ("map", "graph", "consensus")
+SNAP_MODES = ("auto", "fill", "superpoint", "all", "none")
 SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "lift", "fusion", "clustering", "objects")
 
 
@@ -62,7 +63,8 @@ class ScanConfig:
       map object labelling its vertices (a vertex takes the map point within two voxels): the map's
       association, parts joins and confidences. ``snap``: "fill" (vertices the map does not reach take
       the object holding ``snap_share`` of their superpoint's vertices), "all" (every vertex takes its
-      superpoint's object: boundaries follow the superpoints), "none", or "auto": "fill" on a mesh, "none"
+      superpoint's object: boundaries follow the superpoints), "superpoint" (every vertex of a superpoint
+      one object holds ``snap_share`` of takes that object, the others keep their own), "none", or "auto": "fill" on a mesh, "none"
       on a point cloud (its kNN superpoints bridge touching objects, and a few far vertices stretch an
       object's box; measured on ScanNet). "all" scored a little higher on a fully observed synthetic
       mesh but drops every vertex of a superpoint mostly out of the map's reach (few frames).
@@ -95,8 +97,8 @@ class ScanConfig:
     keep_views: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.snap not in ("auto", "fill", "all", "none"):
-            raise ValueError(f"ScanConfig.snap must be auto, fill, all or none, got {self.snap!r}")
+        if self.snap not in SNAP_MODES:
+            raise ValueError(f"ScanConfig.snap must be one of {', '.join(SNAP_MODES)}, got {self.snap!r}")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"ScanConfig.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
         if self.graph is None:
@@ -360,11 +362,7 @@ class ScanMapper:
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
         snap = self._snap()
         if snap != "none":
-            snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
-            cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
-            cluster[snapped.primitives] = snapped.labels
-            by_superpoint = cluster[self.superpoints.labels]
-            labels = by_superpoint if snap == "all" else np.where(labels >= 0, labels, by_superpoint)
+            labels = snap_to_superpoints(labels, self.superpoints, snap, self.config.snap_share)
         size = int(max(voxel_map.ids.max(initial=-1), 0)) + 1
         confidence, structure = np.zeros(size), np.zeros(size, bool)
         for obj in voxel_map:
@@ -504,6 +502,20 @@ def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float
     pairs = np.stack([pair_superpoint, pair_mask])
     label = np.where(masked[first] & (counts[first] >= dominance * seen), pairs[1][first], -1)
     return PrimitiveView(primitives.astype(np.int64), label.astype(np.int64), seen, counts[first] / np.maximum(seen, 1))
+
+
+def snap_to_superpoints(labels: np.ndarray, superpoints: Superpoints, snap: str, share: float) -> np.ndarray:
+    """Vertex labels (-1 none) snapped to the superpoints (``ScanConfig.snap``: "fill", "superpoint" or
+    "all"): a superpoint's object is the label holding ``share`` of all its vertices (else none)."""
+    snapped = superpoint_labels(superpoints.labels, labels, share)
+    cluster = np.full(superpoints.count, NO_OBJECT, np.int64)
+    cluster[snapped.primitives] = snapped.labels
+    by_superpoint = cluster[superpoints.labels]
+    if snap == "all":
+        return by_superpoint
+    if snap == "superpoint":
+        return np.where(by_superpoint >= 0, by_superpoint, labels)
+    return np.where(labels >= 0, labels, by_superpoint)
 
 
 def _instances(vertex_cluster: np.ndarray, confidence: np.ndarray, min_vertices: int):

@@ -310,3 +310,21 @@ def test_frames_read_and_lifted_in_the_segmenter_process_give_the_same_labels(ta
     np.testing.assert_array_equal(results[0].vertex_ids, results[1].vertex_ids)
     assert (results[0].vertex_ids >= 0).mean() > 0.3 and results[0].seen_vertices == results[1].seen_vertices
     assert apart[0] == 0 and apart[1] > 0
+
+
+@pytest.mark.parametrize("snap, expected", [
+    ("fill", [3, 3, 7, 3, 5, 5, -1, -1, -1, 2]),
+    ("superpoint", [3, 3, 3, 3, 5, 5, -1, -1, -1, 2]),
+    ("all", [3, 3, 3, 3, 5, 5, -1, -1, -1, -1]),
+])
+def test_snapping_map_labels_to_superpoints(snap, expected):
+    """Superpoint 0 is held by object 3 (3 of 4 vertices: "fill" labels its unlabelled vertex, "superpoint"
+    and "all" also relabel the odd vertex); superpoint 1 by 5 (2 of 2); superpoint 2 (4 vertices, one
+    labelled 2) has no object holding 40 %: "all" drops its labelled vertex, the others keep it."""
+    from lift3d.superpoints import Superpoints
+    from scene.scan import snap_to_superpoints
+
+    superpoints = Superpoints(np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2]), np.zeros((0, 2), np.int64),
+                              np.array([4, 2, 4]), np.zeros((3, 3)), np.zeros((3, 3)))
+    labels = np.array([3, 3, 7, -1, 5, 5, -1, -1, -1, 2])
+    np.testing.assert_array_equal(snap_to_superpoints(labels, superpoints, snap, 0.4), expected)
