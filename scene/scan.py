@@ -550,15 +550,19 @@ def map_scan(source, scan: ScanGeometry | str | Path, config: ScanConfig | None 
     return mapper.finalize()
 
 
-def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True) -> None:
+def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True,
+                     lift_apart: bool = False) -> None:
     """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
     each. ``pipelined``: the next frame is read, given its depth, projected and segmented on a worker thread (the
     weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
     worker), and its masks partitioned and lifted on a second thread (``ScanMapper.lift_ahead``), while
-    this one is associated and fused, in order, so the result is the one of ``pipelined=False``. Frames
-    fused with their own depth (``ScanMapper.reads_apart``) may instead be read, projected and lifted in
-    that worker process too (``ScanLifter``; the process takes as much of it as leaves it no busier than
-    this one: ``scene.pipeline``'s ``lift_apart``), off this process's interpreter lock. A
+    this one is associated and fused, in order, so the result is the one of ``pipelined=False``.
+    ``lift_apart``: frames fused with their own depth (``ScanMapper.reads_apart``) may instead be read,
+    projected and lifted in that worker process too (``ScanLifter``; the process takes as much of it as
+    leaves it no busier than this one: ``scene.pipeline``'s ``lift_apart``), off this process's
+    interpreter lock. Off: the same labels, no faster on 2 cores (scene0113_00 without masks, load 1.5-3.7,
+    wall 15.3 / 22.3 / 15.0 s against 15.3 / 19.8 / 19.0 s on threads; scene0448_01 10.3 against 8.3 s)
+    and ~1 CPU-s more (frames pickled back). A
     KeyboardInterrupt stops the workers before it propagates; the frames integrated so far stay in
     ``mapper``."""
     from scene.pipeline import _SegmentAhead, _segment_inline
@@ -573,7 +577,7 @@ def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipe
         finally:
             frames.close()
         return
-    apart = mapper.reads_apart() and _first_frame_has_depth(source, mapper.config.depth)
+    apart = lift_apart and mapper.reads_apart() and _first_frame_has_depth(source, mapper.config.depth)
     frames_in = source if apart else (mapper.prepare(frame) for frame in source)
     frames = _LiftAhead(mapper, _SegmentAhead(mapper, frames_in, total, lift_apart=apart))
     try:

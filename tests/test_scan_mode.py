@@ -290,8 +290,8 @@ def test_the_segmenter_process_projects_and_lifts_frames_with_depth_as_this_proc
 
 
 def test_frames_read_and_lifted_in_the_segmenter_process_give_the_same_labels(tabletop, tmp_path, monkeypatch):
-    """With the frames' own depth, ``integrate_frames`` lets the segmenter process read, project and lift
-    frames: the labels equal one thread's. The process is waited for and given every frame's reading and
+    """With the frames' own depth, ``integrate_frames(lift_apart=True)`` lets the segmenter process read,
+    project and lift frames: the labels equal one thread's. The process is waited for and given every frame's reading and
     lifting here (its start-up and the balance depend on the machine's load)."""
     import time
 
@@ -315,7 +315,7 @@ def test_frames_read_and_lifted_in_the_segmenter_process_give_the_same_labels(ta
     results, apart = [], []
     for pipelined in (False, True):
         mapper = ScanMapper(scan, ScanConfig(depth="sensor"))
-        integrate_frames(mapper, source, len(source), pipelined=pipelined)
+        integrate_frames(mapper, source, len(source), pipelined=pipelined, lift_apart=True)
         results.append(mapper.finalize())
         apart.append(mapper.frames_lifted_apart)
     np.testing.assert_array_equal(results[0].vertex_ids, results[1].vertex_ids)

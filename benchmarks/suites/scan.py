@@ -145,11 +145,9 @@ class _RecordingGenerator:
 
 
 class _ReplayGenerator:
-    """Hands out the masks a ``_RecordingGenerator`` kept (unpacking them is all it costs). Process-safe
-    like the weight-free generator it replays, so the command runs the segmenter process as it would."""
+    """Hands out the masks a ``_RecordingGenerator`` kept (unpacking them is all it costs)."""
 
     name = "replay"
-    process_safe = True
 
     def __init__(self, packed: dict) -> None:
         self._packed = packed
