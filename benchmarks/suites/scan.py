@@ -5,7 +5,7 @@ geometric generator. Box AP25 / AP50 of the vertex instances against ``gt_boxes.
 protocol of the "boxes" section (vertices moved by ``axis_align_matrix``, AABB per instance, score =
 confidence), beside the voxel map of the same run (the same masks). "scan (map)": the voxel map's
 objects on the vertices (a vertex takes the map point within two voxels; on a mesh, vertices out of
-its reach take their superpoint's majority object); "scan (consensus)": superpoints clustered by multi-view mask consensus alone.
+every vertex of a superpoint one object holds 40 % of takes that object); "scan (consensus)": superpoints clustered by multi-view mask consensus alone.
 
 Synthetic (the noisy room, tabletop and cluttered presets and the clean room; the graph and
 consensus labellings on the room only): the scene's surfaces as a welded mesh (``scan_mesh``, 5 cm
