@@ -4,7 +4,7 @@ ScanNet (both scenes): the scan is ``points/*.bin`` (the mesh's vertices, no fac
 geometric generator. Box AP25 / AP50 of the vertex instances against ``gt_boxes.json``, with the
 protocol of the "boxes" section (vertices moved by ``axis_align_matrix``, AABB per instance, score =
 confidence), beside the voxel map of the same run (the same masks). "scan (map)": the voxel map's
-objects on the vertices (a vertex takes the map point within two voxels; on a mesh, vertices out of
+objects on the vertices (a vertex takes the map point within two voxels; on a mesh,
 every vertex of a superpoint one object holds 40 % of takes that object); "scan (consensus)": superpoints clustered by multi-view mask consensus alone.
 
 Synthetic (the noisy room, tabletop and cluttered presets and the clean room; the graph and
