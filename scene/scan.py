@@ -27,7 +27,7 @@ import numpy as np
 
 from lift3d.scan_io import ScanError, ScanGeometry, read_scan
 from lift3d.scan_projection import (MeshDepthRenderer, ProjectionConfig, RenderedDepthConfig, VertexProjector,
-                                    sensor_like_depth)
+                                    VertexView, sensor_like_depth)
 from lift3d.superpoints import SuperpointConfig, Superpoints, compute_superpoints
 from scene.datasets import Frame
 from scene.map import NO_OBJECT, InstanceMap, MapMetadata, MapObject
@@ -38,6 +38,7 @@ from tracking.superpoint_consensus import ConsensusConfig, PrimitiveView, cluste
 
 DEPTH_MODES = ("auto", "sensor", "mesh")
 LABEL_MODES = ("map", "graph", "consensus")
+SNAP_MODES = ("auto", "fill", "superpoint", "all", "none")
 SCAN_STAGES = ("superpoints", "segment", "depth", "projection", "graph", "lift", "fusion", "clustering", "objects")
 
 
@@ -62,10 +63,13 @@ class ScanConfig:
       map object labelling its vertices (a vertex takes the map point within two voxels): the map's
       association, parts joins and confidences. ``snap``: "fill" (vertices the map does not reach take
       the object holding ``snap_share`` of their superpoint's vertices), "all" (every vertex takes its
-      superpoint's object: boundaries follow the superpoints), "none", or "auto": "fill" on a mesh, "none"
-      on a point cloud (its kNN superpoints bridge touching objects, and a few far vertices stretch an
-      object's box; measured on ScanNet). "all" scored a little higher on a fully observed synthetic
-      mesh but drops every vertex of a superpoint mostly out of the map's reach (few frames).
+      superpoint's object: boundaries follow the superpoints; a superpoint no object holds loses all its
+      labels), "superpoint" (every vertex of a superpoint one object holds ``snap_share`` of takes that
+      object, the others keep their own), "none", or "auto": "superpoint" on a mesh, "none" on a point
+      cloud (its kNN superpoints bridge touching objects, and a few far vertices stretch an object's box;
+      measured on ScanNet). On the synthetic meshes (noisy room, tabletop, cluttered; sensor depth and
+      depth from the mesh) "superpoint" scored above the voxel map's own labels on every run measured,
+      "fill" (the default before) below it on two tabletop seeds (the numbers: the scan benchmark).
       "graph": superpoints clustered on the multi-view evidence graph (``tracking.graph``: together /
       apart counts per view, reciprocal-best agglomeration, junction convexity on meshes).
       "consensus": superpoints clustered by view-consensus rounds (``tracking.superpoint_consensus``).
@@ -95,8 +99,8 @@ class ScanConfig:
     keep_views: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.snap not in ("auto", "fill", "all", "none"):
-            raise ValueError(f"ScanConfig.snap must be auto, fill, all or none, got {self.snap!r}")
+        if self.snap not in SNAP_MODES:
+            raise ValueError(f"ScanConfig.snap must be one of {', '.join(SNAP_MODES)}, got {self.snap!r}")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"ScanConfig.labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
         if self.graph is None:
@@ -135,6 +139,37 @@ class _FrameEvidence:
     agreeing: int = 0
 
 
+@dataclass
+class ScanLifted:
+    """What a frame gives the scan mode besides its masks, made apart from the mapping thread
+    (``ScanMapper.lift_ahead`` on a thread, or ``ScanLifter`` in the segmenter process): ``view`` the scan
+    vertices it sees, ``lifted`` the voxel map's partition and lift of its masks (None: no voxel map)."""
+
+    view: VertexView
+    lifted: object = None  # tracking.pipeline.LiftedFrame
+
+
+@dataclass(frozen=True)
+class ScanLifter:
+    """``(frame, masks) -> ScanLifted`` as a picklable callable for the segmenter process
+    (``segment2d.worker.SegmenterProcess``'s ``finish``): the vertices projected against the frame's own
+    depth and the voxel map's lift (``tracking.pipeline.FrameLifter``). None for a frame without valid
+    depth: its depth is rendered from the mesh on the mapping side (and its masks made again there)."""
+
+    projector: VertexProjector
+    lifter: object = None  # tracking.pipeline.FrameLifter, None without a voxel map
+
+    def __call__(self, frame: Frame, masks: MaskSet) -> ScanLifted | None:
+        if not _has_depth(frame):
+            return None
+        view = self.projector.project(frame.depth, frame.K, frame.pose)
+        return ScanLifted(view, None if self.lifter is None else self.lifter(frame, masks))
+
+
+def _has_depth(frame: Frame) -> bool:
+    return frame.depth is not None and frame.depth.size > 0 and bool(np.any(frame.depth > 0))
+
+
 class ScanMapper:
     """Accumulates per-view superpoint labels over frames; ``finalize`` clusters them into instances."""
 
@@ -160,6 +195,7 @@ class ScanMapper:
         self._seen = np.zeros(self.scan.num_vertices, bool)
         self._evidence = _FrameEvidence()
         self._last_frame = -1
+        self.frames_lifted_apart = 0  # frames projected and lifted in the segmenter process (``ScanLifter``)
         self.voxel_map: InstanceMap | None = None
         self.voxel_mapper = self._voxel_mapper() if self.config.labels == "map" else None
 
@@ -187,8 +223,8 @@ class ScanMapper:
         return self._superpoints.result()
 
     def _snap(self) -> str:
-        """``ScanConfig.snap`` with "auto" resolved: "fill" on a mesh, "none" on a point cloud."""
-        return self.config.snap if self.config.snap != "auto" else ("fill" if self.scan.is_mesh else "none")
+        """``ScanConfig.snap`` with "auto" resolved: "superpoint" on a mesh, "none" on a point cloud."""
+        return self.config.snap if self.config.snap != "auto" else ("superpoint" if self.scan.is_mesh else "none")
 
     def _voxel_mapper(self):
         from scene.config import MapperConfig
@@ -205,13 +241,17 @@ class ScanMapper:
         ``masks``: the masks ``self.generator`` made of ``frame``, which is then already the frame
         ``with_depth`` or ``prepare`` returned (``integrate_frames`` prepares and segments the next frame
         while this one is integrated); None: depth and masks are made here. ``lifted``: ``lift_ahead`` of
-        that frame and masks (made on a worker while the previous frame was fused); None: lifted here."""
+        that frame and masks (``ScanLifted``, made on a worker while the previous frame was fused; a
+        ``LiftedFrame`` is the voxel map's part alone); None: lifted here."""
         if masks is None:
             frame = self.prepare(frame)
             start = time.perf_counter()
             masks = self.generator.generate(frame)
             self.timings["segment"] += time.perf_counter() - start
 
+        view = None
+        if isinstance(lifted, ScanLifted):
+            view, lifted = lifted.view, lifted.lifted
         start = time.perf_counter()
         if self.voxel_mapper is not None:  # its partition is the one the superpoints read (made once)
             owner = self.voxel_mapper.integrate(frame, masks, lifted).owner
@@ -221,9 +261,8 @@ class ScanMapper:
             owner = partition_owner(selected, partition)
             self.timings["segment"] += time.perf_counter() - start
 
-        view = self._prepared.pop(int(frame.index), None)
-        if view is None:
-            view = self._project(frame)
+        prepared = self._prepared.pop(int(frame.index), None)
+        view = view if view is not None else prepared if prepared is not None else self._project(frame)
         start = time.perf_counter()
         self._seen[view.vertices] = True
         self._evidence.projected += view.in_frustum
@@ -325,28 +364,56 @@ class ScanMapper:
         labels = voxel_map.label_points(self.scan.vertices.astype(np.float64), 2.0 * voxel_map.metadata.voxel_size)
         snap = self._snap()
         if snap != "none":
-            snapped = superpoint_labels(self.superpoints.labels, labels, self.config.snap_share)
-            cluster = np.full(self.superpoints.count, NO_OBJECT, np.int64)
-            cluster[snapped.primitives] = snapped.labels
-            by_superpoint = cluster[self.superpoints.labels]
-            labels = by_superpoint if snap == "all" else np.where(labels >= 0, labels, by_superpoint)
+            labels = snap_to_superpoints(labels, self.superpoints, snap, self.config.snap_share)
         size = int(max(voxel_map.ids.max(initial=-1), 0)) + 1
         confidence, structure = np.zeros(size), np.zeros(size, bool)
         for obj in voxel_map:
             confidence[obj.id], structure[obj.id] = obj.confidence, obj.is_structure
         return labels.astype(np.int64), confidence, structure
 
-    def lift_ahead(self, frame: Frame, masks: MaskSet):
-        """The voxel map's partition and lift of a prepared frame's masks (``Mapper.lift_ahead``: no
-        mapper state is read, so ``integrate_frames`` runs it on a worker for the next frame while this
-        one is fused); None when no voxel map is made."""
+    def lift_ahead(self, frame: Frame, masks: MaskSet, done: ScanLifted | None = None) -> tuple[Frame, MaskSet, ScanLifted]:
+        """(frame, masks, ``ScanLifted``) of a segmented frame, for ``integrate``: the vertices it sees (taken
+        from ``prepare``, else projected here) and the voxel map's partition and lift of its masks
+        (``Mapper.lift_ahead``). No mapper state is read, so ``integrate_frames`` runs it on a worker for
+        the next frame while this one is fused. ``done``: what the segmenter process made of it already
+        (``ScanLifter``), returned as is. A frame read without its depth prepared (``integrate_frames``
+        with frames read in the segmenter process) that needs depth from the mesh is prepared and
+        segmented again here, so its masks are those of the depth it is fused with."""
+        if done is not None:
+            self.frames_lifted_apart += 1
+            return frame, masks, done
+        if int(frame.index) not in self._prepared:
+            prepared = self.prepare(frame)
+            if prepared is not frame:  # depth rendered from the mesh: masks of the frame as it is fused
+                frame, masks = prepared, self._segment(prepared)
+        view = self._prepared.pop(int(frame.index))
         if self.voxel_mapper is None:
-            return None
+            return frame, masks, ScanLifted(view)
         start = time.perf_counter()
         try:
-            return self.voxel_mapper.lift_ahead(frame, masks)
+            return frame, masks, ScanLifted(view, self.voxel_mapper.lift_ahead(frame, masks))
         finally:
             self.timings["lift"] += time.perf_counter() - start
+
+    def frame_lifter(self) -> ScanLifter:
+        """``lift_ahead``'s work on a frame with its own depth, as a picklable callable for the segmenter
+        process (``scene.pipeline``'s ``lift_apart``)."""
+        lifter = None if self.voxel_mapper is None else self.voxel_mapper.frame_lifter()
+        return ScanLifter(self._projector, lifter)
+
+    def reads_apart(self) -> bool:
+        """Whether frames may be read, segmented, projected and lifted in the segmenter process before
+        this mapper sees them: only when they are fused with their own depth (``ScanConfig.depth``
+        "sensor" or "auto"); a frame without depth is then prepared and segmented again in
+        ``lift_ahead``."""
+        return self.config.depth in ("sensor", "auto")
+
+    def _segment(self, frame: Frame) -> MaskSet:
+        start = time.perf_counter()
+        try:
+            return self.generator.generate(frame)
+        finally:
+            self.timings["segment"] += time.perf_counter() - start
 
     def prepare(self, frame: Frame) -> Frame:
         """``with_depth``, and the vertices the frame sees projected now (``integrate`` takes them): what
@@ -377,7 +444,7 @@ class ScanMapper:
             self.timings["depth"] += time.perf_counter() - start
 
     def _with_depth(self, frame: Frame) -> tuple[Frame, np.ndarray]:
-        has_depth = frame.depth is not None and frame.depth.size and bool(np.any(frame.depth > 0))
+        has_depth = _has_depth(frame)
         if self.config.depth == "sensor" or (self.config.depth == "auto" and has_depth):
             if not has_depth:
                 raise ScanError(f"{frame.source or f'frame {frame.index}'}: no valid depth; use depth from the mesh")
@@ -439,6 +506,20 @@ def superpoint_labels(superpoint: np.ndarray, mask: np.ndarray, dominance: float
     return PrimitiveView(primitives.astype(np.int64), label.astype(np.int64), seen, counts[first] / np.maximum(seen, 1))
 
 
+def snap_to_superpoints(labels: np.ndarray, superpoints: Superpoints, snap: str, share: float) -> np.ndarray:
+    """Vertex labels (-1 none) snapped to the superpoints (``ScanConfig.snap``: "fill", "superpoint" or
+    "all"): a superpoint's object is the label holding ``share`` of all its vertices (else none)."""
+    snapped = superpoint_labels(superpoints.labels, labels, share)
+    cluster = np.full(superpoints.count, NO_OBJECT, np.int64)
+    cluster[snapped.primitives] = snapped.labels
+    by_superpoint = cluster[superpoints.labels]
+    if snap == "all":
+        return by_superpoint
+    if snap == "superpoint":
+        return np.where(by_superpoint >= 0, by_superpoint, labels)
+    return np.where(labels >= 0, labels, by_superpoint)
+
+
 def _instances(vertex_cluster: np.ndarray, confidence: np.ndarray, min_vertices: int):
     """Dense instance ids 0.. for clusters with at least ``min_vertices`` seen vertices, by size:
     (vertex ids, ids, confidences, the cluster of each id)."""
@@ -469,12 +550,19 @@ def map_scan(source, scan: ScanGeometry | str | Path, config: ScanConfig | None 
     return mapper.finalize()
 
 
-def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True) -> None:
+def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipelined: bool = True,
+                     lift_apart: bool = False) -> None:
     """Integrate the first ``total`` frames of ``source`` into ``mapper``; ``progress(done, total)`` after
     each. ``pipelined``: the next frame is read, given its depth, projected and segmented on a worker thread (the
     weight-free generator in a worker process when a second CPU is there; ``scene.pipeline.run``'s
     worker), and its masks partitioned and lifted on a second thread (``ScanMapper.lift_ahead``), while
-    this one is associated and fused, in order, so the result is the one of ``pipelined=False``. A
+    this one is associated and fused, in order, so the result is the one of ``pipelined=False``.
+    ``lift_apart``: frames fused with their own depth (``ScanMapper.reads_apart``) may instead be read,
+    projected and lifted in that worker process too (``ScanLifter``; the process takes as much of it as
+    leaves it no busier than this one: ``scene.pipeline``'s ``lift_apart``), off this process's
+    interpreter lock. Off: the same labels, no faster on 2 cores (scene0113_00 without masks, load 1.5-3.7,
+    wall 15.3 / 22.3 / 15.0 s against 15.3 / 19.8 / 19.0 s on threads; scene0448_01 10.3 against 8.3 s)
+    and ~1 CPU-s more (frames pickled back). A
     KeyboardInterrupt stops the workers before it propagates; the frames integrated so far stay in
     ``mapper``."""
     from scene.pipeline import _SegmentAhead, _segment_inline
@@ -489,8 +577,9 @@ def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipe
         finally:
             frames.close()
         return
-    prepared = (mapper.prepare(frame) for frame in source)
-    frames = _LiftAhead(mapper, _SegmentAhead(mapper, prepared, total))
+    apart = lift_apart and mapper.reads_apart() and _first_frame_has_depth(source, mapper.config.depth)
+    frames_in = source if apart else (mapper.prepare(frame) for frame in source)
+    frames = _LiftAhead(mapper, _SegmentAhead(mapper, frames_in, total, lift_apart=apart))
     try:
         for done, frame, masks, lifted in frames:
             mapper.integrate(frame, masks, lifted)
@@ -500,9 +589,21 @@ def integrate_frames(mapper: ScanMapper, source, total: int, progress=None, pipe
         frames.close()
 
 
+def _first_frame_has_depth(source, depth_mode: str) -> bool:
+    """Whether the frames come with their own depth: always with ``depth="sensor"`` (a frame without is
+    an error), with "auto" when the source's first frame has any (a source that cannot be indexed is
+    taken as without: its frames are then prepared before they are segmented, as depth from the mesh needs)."""
+    if depth_mode == "sensor":
+        return True
+    try:
+        return len(source) > 0 and _has_depth(source[0])
+    except (TypeError, IndexError, KeyError):
+        return False
+
+
 class _LiftAhead:
-    """Partitions and lifts each segmented frame (``ScanMapper.lift_ahead``) on a thread, one frame ahead
-    of the consumer, and yields (done, frame, masks, lifted) in order. An error on the thread is raised by
+    """Partitions and lifts each segmented frame (``ScanMapper.lift_ahead``, unless the segmenter process
+    did) on a thread, one frame ahead of the consumer, and yields (done, frame, masks, lifted) in order. An error on the thread is raised by
     the consumer; ``close()`` stops the thread (after the frame in hand) and then the frames' worker."""
 
     _END = object()
@@ -535,8 +636,11 @@ class _LiftAhead:
 
     def _work(self) -> None:
         try:
-            for done, frame, masks, _ in self._frames:
-                if self._stop.is_set() or not self._put((done, frame, masks, self._mapper.lift_ahead(frame, masks))):
+            for done, frame, masks, timings in self._frames:
+                if self._stop.is_set():
+                    return
+                frame, masks, lifted = self._mapper.lift_ahead(frame, masks, timings.get("lifted"))
+                if not self._put((done, frame, masks, lifted)):
                     return
             self._put(self._END)
         except BaseException as error:  # raised on the consuming thread

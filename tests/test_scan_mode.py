@@ -255,3 +255,89 @@ def test_rendered_depth_gets_a_sensors_noise_and_loses_its_edges(tabletop):
         views.append(mapper._prepared[int(frame.index)])
         assert np.array_equal(prepared.depth, exact) != enabled
     np.testing.assert_array_equal(views[0].vertices, views[1].vertices)
+
+
+def test_the_segmenter_process_projects_and_lifts_frames_with_depth_as_this_process_does(tabletop, tmp_path):
+    """``ScanLifter`` (the scan mode's ``finish`` in the segmenter process) gives the view and lift
+    ``lift_ahead`` gives here, for a frame the process read from a file source; a frame without depth
+    gets None there and is prepared and segmented again here (``auto``: depth from the mesh)."""
+    from scene.datasets import open_dataset
+    from scene.datasets.synthetic import write_scene
+    from segment2d.worker import SegmenterProcess
+
+    scene, _, scan = tabletop
+    source = open_dataset(write_scene(scene, tmp_path / "data", frames=scene.source(stop=3)))
+    mapper = ScanMapper(scan, ScanConfig(depth="auto"))
+    worker = SegmenterProcess(mapper.generator, source, mapper.frame_lifter())
+    try:
+        done = worker.read_and_generate(2, finish=True)
+    finally:
+        worker.close()
+    frame, masks, mine = mapper.lift_ahead(source[2], mapper.generator.generate(source[2]))
+    assert (done.masks.masks == masks.masks).all() and done.finished is not None
+    np.testing.assert_array_equal(done.finished.view.vertices, mine.view.vertices)
+    np.testing.assert_array_equal(done.finished.view.pixels, mine.view.pixels)
+    for name in ("surface", "selected", "owner"):
+        np.testing.assert_array_equal(getattr(done.finished.lifted, name), getattr(mine.lifted, name))
+    assert len(done.finished.lifted.segments) == len(mine.lifted.segments) > 0
+    assert mapper.lift_ahead(frame, masks, done.finished)[2] is done.finished
+
+    without_depth = replace(source[1], depth=np.zeros_like(source[1].depth))
+    assert mapper.frame_lifter()(without_depth, masks) is None
+    frame, masks, lifted = mapper.lift_ahead(without_depth, masks)
+    assert frame.depth.any() and lifted.view.vertices.size > 0
+    np.testing.assert_array_equal(masks.masks, mapper.generator.generate(frame).masks)
+
+
+def test_frames_read_and_lifted_in_the_segmenter_process_give_the_same_labels(tabletop, tmp_path, monkeypatch):
+    """With the frames' own depth, ``integrate_frames(lift_apart=True)`` lets the segmenter process read,
+    project and lift frames: the labels equal one thread's. The process is waited for and given every frame's reading and
+    lifting here (its start-up and the balance depend on the machine's load)."""
+    import time
+
+    from scene import pipeline
+    from scene.datasets import open_dataset
+    from scene.datasets.synthetic import write_scene
+    from scene.scan import integrate_frames
+    from segment2d.worker import SegmenterProcess
+
+    started = SegmenterProcess.started
+
+    def wait_until_started(process):
+        while not started(process):
+            time.sleep(0.01)
+        return True
+
+    if pipeline._usable_cores() < 2:
+        pytest.skip("the segmenter process runs only with a second CPU")
+    monkeypatch.setattr(SegmenterProcess, "started", wait_until_started)
+    monkeypatch.setattr(pipeline._SegmentAhead, "_offloaded", lambda ahead: ahead._offloadable)
+    scene, _, scan = tabletop
+    source = open_dataset(write_scene(scene, tmp_path / "data"))
+    results, apart = [], []
+    for pipelined in (False, True):
+        mapper = ScanMapper(scan, ScanConfig(depth="sensor"))
+        integrate_frames(mapper, source, len(source), pipelined=pipelined, lift_apart=True)
+        results.append(mapper.finalize())
+        apart.append(mapper.frames_lifted_apart)
+    np.testing.assert_array_equal(results[0].vertex_ids, results[1].vertex_ids)
+    assert (results[0].vertex_ids >= 0).mean() > 0.3 and results[0].seen_vertices == results[1].seen_vertices
+    assert apart == [0, len(source)]
+
+
+@pytest.mark.parametrize("snap, expected", [
+    ("fill", [3, 3, 7, 3, 5, 5, -1, -1, -1, 2]),
+    ("superpoint", [3, 3, 3, 3, 5, 5, -1, -1, -1, 2]),
+    ("all", [3, 3, 3, 3, 5, 5, -1, -1, -1, -1]),
+])
+def test_snapping_map_labels_to_superpoints(snap, expected):
+    """Superpoint 0 is held by object 3 (3 of 4 vertices: "fill" labels its unlabelled vertex, "superpoint"
+    and "all" also relabel the odd vertex); superpoint 1 by 5 (2 of 2); superpoint 2 (4 vertices, one
+    labelled 2) has no object holding 40 %: "all" drops its labelled vertex, the others keep it."""
+    from lift3d.superpoints import Superpoints
+    from scene.scan import snap_to_superpoints
+
+    superpoints = Superpoints(np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2]), np.zeros((0, 2), np.int64),
+                              np.array([4, 2, 4]), np.zeros((3, 3)), np.zeros((3, 3)))
+    labels = np.array([3, 3, 7, -1, 5, 5, -1, -1, -1, 2])
+    np.testing.assert_array_equal(snap_to_superpoints(labels, superpoints, snap, 0.4), expected)
