@@ -5,6 +5,7 @@ Units and frames: metres, world frame; camera poses are 4 x 4 camera-to-world wi
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,9 @@ NO_OBJECT = -1
 
 
 DEFAULT_COLOR = 128
+# What ``MapObject.with_statistics`` shares with the object it copies rather than changes
+_GEOMETRY_FIELDS = frozenset({"id", "points", "colors", "weights", "obb_center", "obb_rotation", "obb_extents",
+                              "aabb_min", "aabb_max", "centroid"})
 
 
 def oriented_box(points: np.ndarray, up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,6 +188,24 @@ class MapObject:
             best_view_frame=self.best_view_frame, best_view_box=self.best_view_box.copy(),
             is_structure=self.is_structure, attributes=dict(self.attributes),
         )
+
+    def with_statistics(self, **changes) -> "MapObject":
+        """A copy with some statistics changed (``confidence``, ``attributes``, ``is_structure``, ...), checked
+        as the constructor checks them; the points, colours, weights and boxes are this object's own arrays,
+        not copied nor derived again (``dataclasses.replace`` redoes both, and the online map's ranking
+        replaces dozens of objects at every save). Geometry fields cannot be changed here."""
+        geometry = _GEOMETRY_FIELDS.intersection(changes)
+        if geometry:
+            raise ValueError(f"MapObject.with_statistics changes statistics only, not {sorted(geometry)}; "
+                             f"use with_points")
+        changed = copy.copy(self)
+        for name, value in changes.items():
+            setattr(changed, name, value)
+        where = f"MapObject {self.id!r}"
+        changed._check_statistics(where)
+        if "best_view_box" in changes:
+            changed.best_view_box = fixed_array(changed.best_view_box, (4,), np.float32, f"{where}: best_view_box")
+        return changed
 
     @property
     def num_points(self) -> int:

@@ -66,7 +66,7 @@ mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vec
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -219,7 +219,7 @@ class PartRanker:
             base = detection_confidence(obj)
             if abs(confidence - obj.confidence) > 1e-9 or obj.attributes.get(ATTACHED_SHARE) != share:
                 attributes = {**obj.attributes, DETECTION_CONFIDENCE: base, ATTACHED_SHARE: share}
-                imap.update(replace(obj, confidence=confidence, attributes=attributes))
+                imap.update(obj.with_statistics(confidence=confidence, attributes=attributes))
         return shares
 
     def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
@@ -228,9 +228,37 @@ class PartRanker:
         objects = [obj for obj in imap if not obj.is_structure]
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
-        for a, b in _touching_boxes(objects, reach):
+        pairs = _touching_boxes(objects, reach)
+        self._find_touches([(objects[a], objects[b]) for a, b in pairs], up, reach)
+        for a, b in pairs:
             shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
         return shares
+
+    def _find_touches(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float) -> None:
+        """Fill ``_touches`` for the pairs whose contact is not cached: one KD-tree query per neighbour for
+        the samples of all its pairs (what ``_touching`` does pair by pair, with the same results: each
+        sample point's nearest neighbour does not depend on the other points queried)."""
+        missing: dict[int, list] = {}  # neighbour id -> [(its shape, (piece id, piece shape)), ...]
+        for a, b in pairs:
+            first, second = self._geometry(a, up), self._geometry(b, up)
+            if (a.id, b.id) in self._pairs:
+                continue
+            cached = self._touches.get((a.id, b.id))
+            if cached is not None and cached[0] is first.shape and cached[1] is second.shape and cached[2] == reach:
+                continue
+            missing.setdefault(b.id, []).append((second.shape, a.id, first.shape))
+        for b, group in missing.items():
+            second = group[0][0]
+            points = np.concatenate([first.sample for _, _, first in group])
+            near = np.all((points >= second.low - reach) & (points <= second.high + reach), axis=1)
+            distance, index = np.zeros(0), np.zeros(0, np.int64)
+            if near.any():  # else no tree query (nor tree) needed
+                distance, index = second.tree.query(points[near], distance_upper_bound=reach)
+            starts = np.cumsum([0] + [len(first.sample) for _, _, first in group[:-1]])
+            ends = np.cumsum(np.add.reduceat(near.astype(np.int64), starts))  # near points up to each piece's end
+            for (_, a, first), start, end in zip(group, np.r_[0, ends[:-1]], ends):
+                found = index[start:end][distance[start:end] <= reach]
+                self._touches[(a, b)] = (first, second, reach, found)
 
     def join(self, imap: InstanceMap, up: np.ndarray, floor: float) -> dict[int, int]:
         """Join the pieces ``joins`` finds (in place), then look again on the joined map until no join is
@@ -507,7 +535,8 @@ class _Shape:
         _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
         in_plane = points @ axes[:2].T
-        return cls(obj.points, points, stride, points.min(0), points.max(0), sample, centroid, axes[-1], thickness,
+        low, high = obj.aabb_min.astype(np.float64), obj.aabb_max.astype(np.float64)  # the points' own box
+        return cls(obj.points, points, stride, low, high, sample, centroid, axes[-1], thickness,
                    axes[:2], in_plane.min(0), in_plane.max(0))
 
 

@@ -13,7 +13,7 @@ Units: metres, world frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = Structur
             continue
         near = [level for level in levels if abs(float(obj.centroid @ up) - level) <= reach]
         if any(is_flat_at(obj, up, level, config) for level in near):
-            imap.update(replace(obj, is_structure=True))
+            imap.update(obj.with_statistics(is_structure=True))
             flagged.append(obj.id)
     return flagged
 
@@ -184,7 +184,7 @@ def mark_walls(imap: InstanceMap, config: StructureConfig = StructureConfig(), u
     flagged = []
     for obj in list(imap):
         if not obj.is_structure and is_wall(obj, up, top, config):
-            imap.update(replace(obj, is_structure=True))
+            imap.update(obj.with_statistics(is_structure=True))
             flagged.append(obj.id)
     return flagged
 

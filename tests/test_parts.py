@@ -343,3 +343,57 @@ def test_a_config_naming_a_retired_setting_is_refused_with_the_reason(tmp_path):
             load_config(path)
     path.write_text("[parts]\npenalty = 1.5\n")  # the settings that stay still load
     assert load_config(path).parts.penalty == 1.5
+
+
+def _crowded_scene(seed: int) -> InstanceMap:
+    """Boxes of random sizes packed into a 1.5 m cube, many touching each other, a few apart."""
+    rng = np.random.default_rng(seed)
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    for obj_id in range(24):
+        lo = rng.uniform(0.0, 1.3, 3)
+        imap.add(MapObject.from_points(obj_id, _box_surface(lo, lo + rng.uniform(0.06, 0.5, 3)), up=UP,
+                                       confidence=0.8))
+    return imap
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contacts_found_for_many_pairs_at_once_are_the_ones_found_pair_by_pair(seed):
+    imap = _crowded_scene(seed)
+    reach = PartConfig().contact_voxels * VOXEL
+    batched = PartRanker()
+    batched.attached_shares(imap, UP)
+    one_by_one = PartRanker()
+    touching = 0
+    for (a, b), (_, _, _, found) in batched._touches.items():
+        first, second = one_by_one._geometry(imap.get(a), UP), one_by_one._geometry(imap.get(b), UP)
+        expected = one_by_one._touching(a, b, first.shape, second.shape, reach)
+        np.testing.assert_array_equal(found, expected)
+        touching += expected.size > 0
+    assert len(batched._touches) > 20 and touching > 5  # the scene has pairs of both kinds
+
+
+def test_reranking_a_grown_map_equals_ranking_it_afresh():
+    imap = _crowded_scene(3)
+    ranker = PartRanker(PartConfig(refresh_share=0.0))  # every grown object is measured again
+    ranker.rank(imap, UP)
+    grown = imap.get(5)
+    imap.update(grown.with_points(np.concatenate([grown.points, grown.points[:40] + 0.01]), up=UP))
+    shares = ranker.rank(imap, UP)
+    fresh = imap.copy()
+    assert shares == PartRanker(PartConfig(refresh_share=0.0)).rank(fresh, UP)
+    assert [o.confidence for o in imap] == [o.confidence for o in fresh]
+
+
+def test_with_statistics_equals_replace_and_shares_the_geometry():
+    from dataclasses import fields, replace
+
+    obj = _table_scene().get(1)
+    changed = obj.with_statistics(confidence=0.25, attributes={"a": 1}, is_structure=True)
+    expected = replace(obj, confidence=0.25, attributes={"a": 1}, is_structure=True)
+    for field in fields(obj):
+        np.testing.assert_array_equal(getattr(changed, field.name), getattr(expected, field.name))
+    assert changed.points is obj.points and obj.confidence == 0.8 and not obj.is_structure
+    with pytest.raises(ValueError, match="confidence"):
+        obj.with_statistics(confidence=1.5)
+    with pytest.raises(ValueError, match="points"):
+        obj.with_statistics(points=obj.points[:3])
