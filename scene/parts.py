@@ -76,6 +76,7 @@ from scipy.spatial import cKDTree
 
 from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
+from .objects import column_bounds
 
 DETECTION_CONFIDENCE = "detection_confidence"
 ATTACHED_SHARE = "attached_share"
@@ -537,7 +538,7 @@ class _Shape:
         in_plane = points @ axes[:2].T
         low, high = obj.aabb_min.astype(np.float64), obj.aabb_max.astype(np.float64)  # the points' own box
         return cls(obj.points, points, stride, low, high, sample, centroid, axes[-1], thickness,
-                   axes[:2], in_plane.min(0), in_plane.max(0))
+                   axes[:2], *column_bounds(in_plane))
 
 
 @dataclass(frozen=True, eq=False)
@@ -573,7 +574,7 @@ class _Geometry:
         plane = ground_axes(up)[:2].T if plane is None else plane
         flat = points @ plane
         return cls(len(points), shape, heights, float(base), float(top), heights[::stride], flat[::stride],
-                   flat.min(0), flat.max(0))
+                   *column_bounds(flat))
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
