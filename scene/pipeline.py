@@ -54,7 +54,7 @@ from typing import Callable
 
 import numpy as np
 
-from lift3d.voxels import VoxelIndex, group_int64, keys_of_points
+from lift3d.voxels import VoxelIndex, group_int64, keys_of_points, stable_argsort
 from scene.config import MapperConfig
 from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
@@ -186,7 +186,7 @@ class _VoxelGeometry:
     def rows_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Voxel rows of each object in ``ids`` (one pass over the owner array)."""
         rows = np.flatnonzero(np.isin(self.owner, np.asarray(ids, np.int64)))
-        order = np.argsort(self.owner[rows], kind="stable")
+        order = stable_argsort(self.owner[rows])
         rows, owners = rows[order], self.owner[rows[order]]
         cuts = np.searchsorted(owners, ids)
         ends = np.searchsorted(owners, ids, side="right")
@@ -200,8 +200,10 @@ class _VoxelGeometry:
         return mean_geometry(*self.sums(rows))
 
     def sums(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Copies of the point sums, colour sums and hit counts of voxel ``rows`` (``mean_geometry``)."""
-        return self.xyz_sum[rows], self.rgb_sum[rows], self.hits[rows]
+        """Copies of the point sums, colour sums and hit counts of voxel ``rows`` (``mean_geometry``);
+        ``np.take`` gathers the N x 3 rows ~3x faster than indexing (the mapping thread takes them at
+        every save)."""
+        return np.take(self.xyz_sum, rows, axis=0), np.take(self.rgb_sum, rows, axis=0), self.hits[rows]
 
     def _grow(self, n: int) -> None:
         have = len(self.hits)
