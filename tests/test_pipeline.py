@@ -324,3 +324,36 @@ def test_example_config_documents_every_field_at_its_default():
         if "=" in line and not line.lstrip().startswith("#"):
             assert "#" in line, f"{EXAMPLE_CONFIG.name}: undocumented setting: {line}"
     assert load_config(EXAMPLE_CONFIG).to_dict() == defaults
+
+
+def test_voxel_geometry_hands_over_each_objects_rows_and_copies_of_their_sums():
+    from scene.pipeline import _VoxelGeometry
+
+    rng = np.random.default_rng(0)
+    voxels = _VoxelGeometry()
+    keys = rng.integers(0, 5000, 3000)
+    points, colors = rng.random((3000, 3)), rng.integers(0, 255, (3000, 3)).astype(np.float64)
+    rows = voxels.accumulate(keys, points, colors, np.ones(3000, np.int64))
+    owners = rng.integers(0, 7, rows.size)
+    voxels.assign(rows, owners)
+    members = voxels.rows_of([6, 2, 9])
+    for obj in (6, 2):
+        np.testing.assert_array_equal(members[obj], np.sort(rows[owners == obj]))
+    assert members[9].size == 0
+    xyz, rgb, hits = voxels.sums(members[2])
+    np.testing.assert_array_equal(xyz, voxels.xyz_sum[members[2]])
+    np.testing.assert_array_equal(rgb, voxels.rgb_sum[members[2]])
+    xyz += 1.0  # the writer thread owns its copies: the voxels go on accumulating beside it
+    assert not np.shares_memory(xyz, voxels.xyz_sum) and np.all(voxels.xyz_sum[members[2]] != xyz)
+    assert hits.sum() == np.isin(keys, voxels.index.keys[members[2]]).sum()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_bounds_are_the_row_wise_min_and_max(dtype):
+    from scene.objects import column_bounds
+
+    rows = np.random.default_rng(1).normal(size=(5000, 3)).astype(dtype)
+    low, high = column_bounds(rows)
+    np.testing.assert_array_equal(low, rows.min(axis=0))
+    np.testing.assert_array_equal(high, rows.max(axis=0))
+    assert low.dtype == high.dtype == dtype
