@@ -642,7 +642,7 @@ class Mapper:
         """The map of the refinement's ``result``, on this map's trajectory, camera and id remap."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
-        stats = _refined_statistics(self.tracker, objects)
+        stats = _refined_statistics(self.tracker, objects, result.row_voxel)
         order = np.argsort(objects.object, kind="stable")
         cuts = np.searchsorted(objects.object[order], objects.ids)
         bounds = np.r_[cuts, objects.object.size]
@@ -662,7 +662,8 @@ class Mapper:
             mark_walls(imap, self.config.structure, up)
         if self.config.trim_unowned:
             segment_rows, segment_keys = self.tracker.segments.all_keys()
-            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object)
+            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object,
+                                       result.row_voxel)
             trim_strays(imap, keys, owned, self.config.parts.contact_voxels)
         return imap
 
@@ -798,21 +799,26 @@ def _well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, 
     return points[keep], colors[keep], weights[keep]
 
 
-def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap) -> dict:
+def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap, row_voxel: np.ndarray | None = None) -> dict:
     """Per refined object (aligned with ``objects.ids``), from every recorded segment sharing voxels with
-    it: first and last frame, and the frame and 2D box of the segment with most voxels inside it."""
+    it: first and last frame, and the frame and 2D box of the segment with most voxels inside it.
+    ``row_voxel``: ``RefineResult.row_voxel`` when known (saves searching every segment row's key)."""
     records = tracker.segments
     n = objects.ids.size
     stats = {"first": np.full(n, -1, np.int64), "last": np.full(n, -1, np.int64),
              "best_frame": np.full(n, -1, np.int64), "best_box": np.zeros((n, 4), np.float32)}
     seg_rows, keys = records.all_keys()
-    order = np.argsort(objects.keys, kind="stable")
-    sorted_keys = objects.keys[order]
     if n == 0 or keys.size == 0:
         return stats
-    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    hit = sorted_keys[at] == keys
-    row = np.searchsorted(objects.ids, objects.object[order][at[hit]])
+    if row_voxel is None:
+        order = np.argsort(objects.keys, kind="stable")
+        sorted_keys = objects.keys[order]
+        at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+        hit = sorted_keys[at] == keys
+        row = np.searchsorted(objects.ids, objects.object[order][at[hit]])
+    else:
+        hit = row_voxel >= 0
+        row = np.searchsorted(objects.ids, objects.object)[row_voxel[hit]]
     pairs, counts = _unique_counts(row * len(records) + seg_rows[hit], n * len(records))
     obj, seg = np.divmod(pairs, len(records))
     frames = records.frame.view[seg]
