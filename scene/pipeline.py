@@ -937,6 +937,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             result.timings.update(timings, latency=time.perf_counter() - started, lifted_apart=float(lifted is not None))
             if progress is not None:
                 progress(result, done, total)
+        frames.stop()  # the segmenter process winds down beside the global pass
         return mapper.finalize()
     except (KeyboardInterrupt, DatasetError, SegmentationError):
         if frames is not None:
@@ -1026,6 +1027,9 @@ class _segment_inline:
     def close(self) -> None:
         self._frames.close()
 
+    def stop(self) -> None:
+        """Nothing runs apart."""
+
 
 def _usable_cores() -> int:
     """CPUs this process may run on (a segmenter process only pays off with a second one)."""
@@ -1092,6 +1096,14 @@ class _SegmentAhead:
             self._cpu_apart += READ_BALANCE_SMOOTHING * (cpu_apart - self._cpu_apart)
             self._rebalance()
         self._cpu_clock = clock
+
+    def stop(self) -> None:
+        """Once every frame was taken: tell the segmenter process to end without waiting for it (``close``
+        waits), so it winds down on its core while this one goes on."""
+        self._stop.set()
+        if self._process is not None:
+            self._thread.join()  # it ended with the frames: no request is in flight
+            self._process.stop()
 
     def close(self) -> None:
         """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""
