@@ -105,13 +105,24 @@ def _carved_rows(tracker: OnlineTracker, table: VoxelTable) -> np.ndarray:
     return cut[table.of_seg]
 
 
+def unique_counts(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_counts=True)`` for int64 values in [0, ``bound``): one bincount, no sort,
+    when ``bound`` is at most a few times the number of values (the usual case: 2.7 M (segment, object)
+    rows over 0.9 M possible pairs on 7-Scenes, 0.14 -> 0.006 s), else a sort."""
+    if bound > 4 * values.size + 4096:
+        return distinct_counts(values)
+    counts = np.bincount(values, minlength=bound)
+    present = np.flatnonzero(counts)
+    return present, counts[present]
+
+
 def _majority(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Per row 0..n-1, its most frequent value (-1 for rows without any)."""
     out = np.full(n, -1, np.int64)
     if rows.size == 0:
         return out
     base = int(values.max()) + 1
-    codes, counts = distinct_counts(rows * base + values)  # rows come sorted: long runs
+    codes, counts = unique_counts(rows * base + values, n * base)
     row, value = np.divmod(codes, base)
     order = np.lexsort((-counts, row))
     first = np.r_[True, row[order][1:] != row[order][:-1]]
@@ -228,7 +239,7 @@ def _frames_seeing(voxels, tracker, table: VoxelTable, table_voxel: np.ndarray |
     row_object = _table_objects(table, voxels, table_voxel)[table.of_surf]
     hit = row_object >= 0
     n_frames = len(tracker.surfaces)
-    codes, counts = np.unique(row_object[hit] * n_frames + frame_rows[hit], return_counts=True)
+    codes, counts = unique_counts(row_object[hit] * n_frames + frame_rows[hit], n_obj * n_frames)
     obj = codes // n_frames
     size = np.bincount(voxels.object, minlength=n_obj)
     enough = counts >= np.maximum(tracker.config.association.min_visible, 0.1 * size[obj])
