@@ -350,12 +350,15 @@ class PartRanker:
         reach = cfg.contact_voxels * imap.metadata.voxel_size
         cos_angle = np.cos(np.deg2rad(cfg.plane_angle_deg))
         pairs = []
+        low = np.array([shapes[k].low for k in flat]).reshape(-1, 3)
+        high = np.array([shapes[k].high for k in flat]).reshape(-1, 3)
+        apart = np.any(low[:, None] > high[None] + reach, axis=2)  # the boxes' test of every pair at once
+        near = ~(apart | apart.T)
         for i, a in enumerate(flat):
             first = shapes[a]
-            for b in flat[i + 1:]:
+            for j in i + 1 + np.flatnonzero(near[i, i + 1:]):
+                b = flat[j]
                 second = shapes[b]
-                if np.any(first.low > second.high + reach) or np.any(second.low > first.high + reach):
-                    continue
                 if abs(first.normal @ second.normal) < cos_angle:
                     continue
                 gap = first.centroid - second.centroid
