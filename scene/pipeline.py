@@ -67,7 +67,7 @@ from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
-from tracking.refine import refine, refine_graph
+from tracking.refine import refine, refine_graph, unique_counts
 from tracking.voxel_graph import VoxelGraph
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
@@ -644,7 +644,7 @@ class Mapper:
         """The map of the refinement's ``result``, on this map's trajectory, camera and id remap."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
-        stats = _refined_statistics(self.tracker, objects)
+        stats = _refined_statistics(self.tracker, objects, result.row_voxel)
         order = np.argsort(objects.object, kind="stable")
         cuts = np.searchsorted(objects.object[order], objects.ids)
         bounds = np.r_[cuts, objects.object.size]
@@ -664,7 +664,8 @@ class Mapper:
             mark_walls(imap, self.config.structure, up)
         if self.config.trim_unowned:
             segment_rows, segment_keys = self.tracker.segments.all_keys()
-            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object)
+            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object,
+                                       result.row_voxel)
             trim_strays(imap, keys, owned, self.config.parts.contact_voxels)
         return imap
 
@@ -800,22 +801,27 @@ def _well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, 
     return points[keep], colors[keep], weights[keep]
 
 
-def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap) -> dict:
+def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap, row_voxel: np.ndarray | None = None) -> dict:
     """Per refined object (aligned with ``objects.ids``), from every recorded segment sharing voxels with
-    it: first and last frame, and the frame and 2D box of the segment with most voxels inside it."""
+    it: first and last frame, and the frame and 2D box of the segment with most voxels inside it.
+    ``row_voxel``: ``RefineResult.row_voxel`` when known (saves searching every segment row's key)."""
     records = tracker.segments
     n = objects.ids.size
     stats = {"first": np.full(n, -1, np.int64), "last": np.full(n, -1, np.int64),
              "best_frame": np.full(n, -1, np.int64), "best_box": np.zeros((n, 4), np.float32)}
     seg_rows, keys = records.all_keys()
-    order = np.argsort(objects.keys, kind="stable")
-    sorted_keys = objects.keys[order]
     if n == 0 or keys.size == 0:
         return stats
-    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    hit = sorted_keys[at] == keys
-    row = np.searchsorted(objects.ids, objects.object[order][at[hit]])
-    pairs, counts = _unique_counts(row * len(records) + seg_rows[hit], n * len(records))
+    if row_voxel is None:
+        order = np.argsort(objects.keys, kind="stable")
+        sorted_keys = objects.keys[order]
+        at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+        hit = sorted_keys[at] == keys
+        row = np.searchsorted(objects.ids, objects.object[order][at[hit]])
+    else:
+        hit = row_voxel >= 0
+        row = np.searchsorted(objects.ids, objects.object)[row_voxel[hit]]
+    pairs, counts = unique_counts(row * len(records) + seg_rows[hit], n * len(records))
     obj, seg = np.divmod(pairs, len(records))
     frames = records.frame.view[seg]
     first = np.full(n, np.iinfo(np.int64).max, np.int64)
@@ -827,17 +833,6 @@ def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap) -> dict:
     stats["best_frame"][obj[lead]] = frames[lead]
     stats["best_box"][obj[lead]] = records.box.view[seg[lead]]
     return stats
-
-
-def _unique_counts(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_counts=True)`` for int64 values in [0, ``bound``): one bincount, no sort,
-    when ``bound`` is at most a few times the number of values (the usual case: 2.7 M (segment, object)
-    rows over 0.9 M possible pairs on 7-Scenes, 0.14 -> 0.006 s), else np.unique."""
-    if bound > 4 * values.size + 4096:
-        return np.unique(values, return_counts=True)
-    counts = np.bincount(values, minlength=bound)
-    present = np.flatnonzero(counts)
-    return present, counts[present]
 
 
 def _segment_points(segment) -> np.ndarray:
@@ -933,6 +928,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             result.timings.update(timings, latency=time.perf_counter() - started, lifted_apart=float(lifted is not None))
             if progress is not None:
                 progress(result, done, total)
+        frames.stop()  # the segmenter process winds down beside the global pass
         return mapper.finalize()
     except (KeyboardInterrupt, DatasetError, SegmentationError):
         if frames is not None:
@@ -1022,6 +1018,9 @@ class _segment_inline:
     def close(self) -> None:
         self._frames.close()
 
+    def stop(self) -> None:
+        """Nothing runs apart."""
+
 
 def _usable_cores() -> int:
     """CPUs this process may run on (a segmenter process only pays off with a second one)."""
@@ -1088,6 +1087,14 @@ class _SegmentAhead:
             self._cpu_apart += READ_BALANCE_SMOOTHING * (cpu_apart - self._cpu_apart)
             self._rebalance()
         self._cpu_clock = clock
+
+    def stop(self) -> None:
+        """Once every frame was taken: tell the segmenter process to end without waiting for it (``close``
+        waits), so it winds down on its core while this one goes on."""
+        self._stop.set()
+        if self._process is not None:
+            self._thread.join()  # it ended with the frames: no request is in flight
+            self._process.stop()
 
     def close(self) -> None:
         """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""

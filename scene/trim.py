@@ -49,19 +49,27 @@ from .map import InstanceMap, MapObject
 
 
 def owned_voxels(segment_rows: np.ndarray, segment_keys: np.ndarray, segment_object: np.ndarray,
-                 object_keys: np.ndarray, object_of_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 object_keys: np.ndarray, object_of_key: np.ndarray, row_voxel: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct voxel keys of the refined objects, per key whether it is owned): a recorded
     segment the refinement assigned to the key's object holds it. ``segment_rows`` / ``segment_keys``:
     the (segment, voxel key) rows of the recorded segments (``SegmentRecords.all_keys``);
     ``segment_object``: per segment its refined object id (-1: none); ``object_keys`` /
-    ``object_of_key``: the refined voxels and their object ids (``ObjectMap.keys`` / ``.object``)."""
+    ``object_of_key``: the refined voxels and their object ids (``ObjectMap.keys`` / ``.object``).
+    ``row_voxel``: per row, the index of its key in ``object_keys`` (-1: not there), when the caller
+    knows it (``RefineResult.row_voxel``; ``object_keys`` then sorted): no search of every row."""
     order = np.argsort(object_keys, kind="stable")
     keys, owner = np.asarray(object_keys, np.int64)[order], np.asarray(object_of_key, np.int64)[order]
     owned = np.zeros(keys.size, bool)
     if keys.size == 0 or len(segment_keys) == 0:
         return keys, owned
-    at = np.minimum(np.searchsorted(keys, segment_keys), keys.size - 1)
-    mine = (keys[at] == segment_keys) & (np.asarray(segment_object)[segment_rows] == owner[at])
+    if row_voxel is None:
+        at = np.minimum(np.searchsorted(keys, segment_keys), keys.size - 1)
+        found = keys[at] == segment_keys
+    else:
+        found = row_voxel >= 0
+        at = np.maximum(row_voxel, 0)
+    mine = found & (np.asarray(segment_object)[segment_rows] == owner[at])
     owned[at[mine]] = True
     return keys, owned
 

@@ -138,17 +138,30 @@ class SegmenterProcess:
 
     def close(self) -> None:
         """End the worker and wait for it (killed when it does not end in 10 s); closing twice is fine."""
-        if self._process.stdin.closed:
+        if self._process.stdout.closed:
             return
         try:
-            self._send(None)
-            self._process.stdin.close()
+            self.stop()
             self._process.wait(timeout=10)
         except (RuntimeError, OSError, subprocess.TimeoutExpired):
             self._process.kill()
             self._process.wait()
         finally:
             self._process.stdout.close()
+
+    def stop(self) -> None:
+        """Tell the worker to end, without waiting for it (``close`` waits): it winds down on its core while
+        the caller goes on. No request may follow; stopping twice is fine."""
+        if self._process.stdin.closed:
+            return
+        try:
+            self._send(None)
+        except RuntimeError:
+            pass  # it died already: ``close`` reaps it
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
 
     def _send(self, message) -> None:
         try:

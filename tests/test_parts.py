@@ -397,3 +397,28 @@ def test_with_statistics_equals_replace_and_shares_the_geometry():
         obj.with_statistics(confidence=1.5)
     with pytest.raises(ValueError, match="points"):
         obj.with_statistics(points=obj.points[:3])
+
+
+def test_a_join_round_reuses_the_shapes_of_untouched_objects_and_joins_as_fresh_rankers_do():
+    wall = _wall_with_hole((1.0, 3.0), 1.0)
+    parts = {
+        0: wall[wall[:, 1] < 2.0],
+        1: wall[wall[:, 1] >= 2.02],
+        2: _box_surface((0.0, 1.2, 0.0), (0.01, 2.8, 0.8)),
+        3: _box_surface((2.0, 2.0, 0.0), (2.3, 2.3, 0.4)),  # a bin far away: no round touches it
+    }
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    for obj_id, points in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+    fresh = imap.copy()
+    while join_objects(fresh, PartRanker().joins(fresh, UP, 0.0), UP):  # every round measured afresh
+        pass
+    ranker, joined = PartRanker(), imap.copy()
+    assert ranker.join(joined, UP, 0.0) == {1: 0, 2: 0}
+    assert [(o.id, o.num_points) for o in joined] == [(o.id, o.num_points) for o in fresh]
+    for mine, theirs in zip(joined, fresh):
+        np.testing.assert_array_equal(mine.points, theirs.points)
+        np.testing.assert_array_equal(mine.obb_extents, theirs.obb_extents)
+    second = ranker._next
+    assert second._solids[3] is ranker._solids[3]  # the bin was measured once
+    assert second._solids[0].source is not ranker._solids[0].source  # the joined wall anew

@@ -184,6 +184,26 @@ def test_segmenter_process_gives_the_generators_own_masks_and_reports_failures(f
     assert worker._process.poll() is not None
 
 
+def test_a_stopped_segmenter_process_ends_on_its_own_and_close_reaps_it(frames):
+    import time
+
+    from segment2d.worker import SegmenterProcess
+
+    worker = SegmenterProcess(make_generator("geometric"))
+    try:
+        assert worker.generate(frames[0]).masks.shape[0] > 0
+        worker.stop()
+        worker.stop()
+        deadline = time.monotonic() + 60
+        while worker._process.poll() is None and time.monotonic() < deadline:  # nobody waits on it
+            time.sleep(0.05)
+        assert worker._process.returncode == 0
+    finally:
+        worker.close()
+    worker.close()
+    assert worker._process.stdout.closed
+
+
 def test_masks_cut_to_their_extents_come_back_whole():
     """The worker's reply (bit-packed crops): any width (not a multiple of 8), masks touching every
     border, empty masks and an empty set come back bit for bit, and the payload is the crops only."""

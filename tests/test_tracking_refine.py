@@ -177,3 +177,29 @@ def test_online_links_keep_a_join_most_views_support_and_drop_a_merge_few_views_
     assert not _parts_joined(rare, part_a, part_b, online_links=True)
     rare.initial = rare.links  # started from the online objects, the merge survives
     assert _parts_joined(rare, part_a, part_b)
+
+
+def test_each_segment_row_points_at_its_voxel_in_the_refined_map_and_the_readers_agree_with_a_search():
+    from scene.pipeline import _refined_statistics
+    from scene.trim import owned_voxels
+
+    scene = Boxes.row(2, spacing=0.5)
+    tracker = OnlineTracker()
+    for i, pose in enumerate(sweep(10, start=0.0, step=0.03)):
+        frame = frame_at(scene, i, pose)
+        track(tracker, frame, gt_masks(frame)[0])
+    result = refine(tracker, SMALL)
+    rows, keys = tracker.segments.all_keys()
+    objects = result.object_map
+    found = result.row_voxel >= 0
+    assert result.row_voxel.shape == keys.shape and 0 < found.sum() < keys.size  # the filters dropped some voxels
+    np.testing.assert_array_equal(objects.keys[result.row_voxel[found]], keys[found])
+    assert not np.isin(keys[~found], objects.keys).any()
+    searched, given = _refined_statistics(tracker, objects), _refined_statistics(tracker, objects, result.row_voxel)
+    for name in searched:
+        np.testing.assert_array_equal(searched[name], given[name])
+    by_search = owned_voxels(rows, keys, result.segment_object, objects.keys, objects.object)
+    by_rows = owned_voxels(rows, keys, result.segment_object, objects.keys, objects.object, result.row_voxel)
+    assert by_search[1].any()
+    for a, b in zip(by_search, by_rows):
+        np.testing.assert_array_equal(a, b)

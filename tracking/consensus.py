@@ -61,9 +61,10 @@ class VoxelTable:
     def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray) -> "VoxelTable":
         # Both row sets come in sorted runs (a segment's keys, a frame's keys): a stable sort of the values
         # takes the runs whole, then each row finds its voxel by binary search (1.7x faster than a grouping
-        # argsort with its inverse on scene0113_00's 10.5M rows)
-        ordered = np.sort(np.concatenate([seg_keys, surf_keys]), kind="stable")
-        keys = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
+        # argsort with its inverse on scene0113_00's 10.5M rows). Each row set is sorted apart and their
+        # distinct keys merged (two sorted runs: one more stable sort, linear): 7-Scenes 0.43 -> 0.28 CPU-s,
+        # scene0113_00 0.80 -> 0.64, than sorting both row sets together
+        keys = _sorted_distinct(np.concatenate([_sorted_distinct(seg_keys), _sorted_distinct(surf_keys)]))
         of_seg, of_surf = np.searchsorted(keys, seg_keys), np.searchsorted(keys, surf_keys)
         return cls(keys, of_seg, of_surf, np.bincount(of_surf, minlength=keys.size))
 
@@ -122,6 +123,12 @@ def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray,
     slot = slot[order]
     win = order[np.r_[True, slot[1:] != slot[:-1]]]
     return _binary(pair_unit[win], pair_cell[win], shape)
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of 1-D int64 ``values`` (a stable sort: see ``distinct_counts``)."""
+    ordered = np.sort(values, kind="stable")
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
 
 
 def distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
