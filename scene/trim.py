@@ -58,8 +58,10 @@ def owned_voxels(segment_rows: np.ndarray, segment_keys: np.ndarray, segment_obj
     ``object_of_key``: the refined voxels and their object ids (``ObjectMap.keys`` / ``.object``).
     ``row_voxel``: per row, the index of its key in ``object_keys`` (-1: not there), when the caller
     knows it (``RefineResult.row_voxel``; ``object_keys`` then sorted): no search of every row."""
-    order = np.argsort(object_keys, kind="stable")
-    keys, owner = np.asarray(object_keys, np.int64)[order], np.asarray(object_of_key, np.int64)[order]
+    keys, owner = np.asarray(object_keys, np.int64), np.asarray(object_of_key, np.int64)
+    if row_voxel is None:  # else ``object_keys`` come sorted
+        order = np.argsort(keys, kind="stable")
+        keys, owner = keys[order], owner[order]
     owned = np.zeros(keys.size, bool)
     if keys.size == 0 or len(segment_keys) == 0:
         return keys, owned

@@ -62,6 +62,12 @@ class MaskSet:
         keep = np.asarray(keep)
         return MaskSet(self.masks[keep], self.scores[keep], self.boxes[keep], {k: np.asarray(v)[keep] for k, v in self.extra.items()})
 
+    def placed_crops(self) -> list[tuple[int, int, np.ndarray]]:
+        """Per mask (x0, y0, h x w bool) holding every pixel of it, placed at column x0, row y0: views of
+        the stack cut to the boxes (``box_windows``)."""
+        windows = box_windows(self.boxes, self.image_size).tolist()
+        return [(x0, y0, self.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(windows)]
+
     def label_image(self) -> np.ndarray:
         """H x W int32: index of the highest-scoring mask covering each pixel, -1 where none does."""
         h, w = self.image_size
@@ -69,6 +75,16 @@ class MaskSet:
         for i in np.argsort(self.scores, kind="stable"):
             out[self.masks[i]] = i
         return out
+
+
+def box_windows(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Integer (x0, y0, x1, y1) windows of the image holding the XYXY ``boxes`` (MaskSet's contract: the
+    box holds the mask)."""
+    height, width = image_size
+    out = np.empty((len(boxes), 4), np.int64)
+    out[:, [0, 1]] = np.floor(boxes[:, [0, 1]])
+    out[:, [2, 3]] = np.ceil(boxes[:, [2, 3]])
+    return np.clip(out, 0, [width, height, width, height])
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
@@ -103,6 +119,17 @@ class MaskCrops:
 
     def __len__(self) -> int:
         return len(self.crops)
+
+    def subset(self, keep: np.ndarray) -> "MaskCrops":
+        """``MaskSet.subset`` of these masks (``keep``: a bool array)."""
+        rows = np.flatnonzero(keep)
+        return MaskCrops([self.crops[i] for i in rows.tolist()], self.image_size, self.scores[rows],
+                         self.boxes[rows], {k: np.asarray(v)[rows] for k, v in self.extra.items()})
+
+    def placed_crops(self) -> list[tuple[int, int, np.ndarray]]:
+        """``MaskSet.placed_crops``: the crops as they are, clipped to the image."""
+        height, width = self.image_size
+        return [(x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]) for x0, y0, crop in self.crops]
 
     def to_maskset(self) -> MaskSet:
         masks = np.zeros((len(self.crops),) + tuple(self.image_size), bool)

@@ -44,11 +44,7 @@ def test_global_refinement_reunites_a_split_object_under_the_longest_lived_id():
 
 
 def test_refinement_keeps_separate_objects_apart_and_wall_whole():
-    scene = Boxes.row(2, spacing=0.5)
-    tracker = OnlineTracker()
-    for i, pose in enumerate(sweep(10, start=0.0, step=0.03)):
-        frame = frame_at(scene, i, pose)
-        track(tracker, frame, gt_masks(frame)[0])
+    tracker, frame = _two_boxes_and_wall_tracked()
     result = refine(tracker, SMALL)
     depth_ids = frame.instance_ids
     points, truth = _surface_points(frame), depth_ids.reshape(-1)[_valid_pixels(frame)]
@@ -183,11 +179,7 @@ def test_each_segment_row_points_at_its_voxel_in_the_refined_map_and_the_readers
     from scene.pipeline import _refined_statistics
     from scene.trim import owned_voxels
 
-    scene = Boxes.row(2, spacing=0.5)
-    tracker = OnlineTracker()
-    for i, pose in enumerate(sweep(10, start=0.0, step=0.03)):
-        frame = frame_at(scene, i, pose)
-        track(tracker, frame, gt_masks(frame)[0])
+    tracker, _ = _two_boxes_and_wall_tracked()
     result = refine(tracker, SMALL)
     rows, keys = tracker.segments.all_keys()
     objects = result.object_map
@@ -203,3 +195,14 @@ def test_each_segment_row_points_at_its_voxel_in_the_refined_map_and_the_readers
     assert by_search[1].any()
     for a, b in zip(by_search, by_rows):
         np.testing.assert_array_equal(a, b)
+
+
+def _two_boxes_and_wall_tracked() -> tuple[OnlineTracker, object]:
+    """Two boxes before a wall, seen in 10 frames with their ground-truth masks: the tracker and the
+    last frame."""
+    scene = Boxes.row(2, spacing=0.5)
+    tracker = OnlineTracker()
+    for i, pose in enumerate(sweep(10, start=0.0, step=0.03)):
+        frame = frame_at(scene, i, pose)
+        track(tracker, frame, gt_masks(frame)[0])
+    return tracker, frame

@@ -30,10 +30,10 @@ def mask_groups(masks: MaskSet | MaskCrops, selected: np.ndarray, owner: np.ndar
     rows = selected.size
     area = np.bincount(owner[owner >= 0].ravel(), minlength=rows)
     structure = np.asarray(masks.extra.get("is_structure", np.zeros(len(masks), bool)), bool)
-    height, width = owner.shape
     found_rows, found_holders = [], []
+    placed = masks.placed_crops()
     for m in np.flatnonzero(~structure).tolist():
-        x0, y0, window = _window(masks, m, width, height)
+        x0, y0, window = placed[m]
         under = owner[y0:y0 + window.shape[0], x0:x0 + window.shape[1]][window]
         counts = np.bincount(under[under >= 0], minlength=rows)
         held = np.flatnonzero((counts >= hold_share * np.maximum(area, 1)) & (area > 0) & (selected != m))
@@ -58,18 +58,6 @@ def held_together(segment_rows: np.ndarray, groups: tuple[np.ndarray, np.ndarray
     by_row[row, column] = True
     member = by_row[segment_rows].astype(np.int32)
     return together | ((member @ member.T) > 0)
-
-
-def _window(masks: MaskSet | MaskCrops, m: int, width: int, height: int) -> tuple[int, int, np.ndarray]:
-    """(x0, y0, h x w bool): mask ``m`` within a window of the image at column x0, row y0 that holds all
-    of it (its crop, or its box's pixels)."""
-    if isinstance(masks, MaskCrops):
-        x0, y0, crop = masks.crops[m]
-        return x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]
-    box = masks.boxes[m]
-    x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
-    x1, y1 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
-    return x0, y0, masks.masks[m, y0:y1, x0:x1]
 
 
 def coarse_together(config: AssociationConfig, masks: MaskSet | MaskCrops, selected: np.ndarray, owner: np.ndarray,

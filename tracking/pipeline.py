@@ -14,7 +14,7 @@ import numpy as np
 from lift3d.lift import LiftConfig, lift_partition, pack_segments, unpack_segments
 from lift3d.voxels import stable_argsort
 from scene.datasets import Frame
-from segment2d.types import MaskCrops, MaskSet
+from segment2d.types import MaskCrops, MaskSet, box_windows
 
 from .mask_groups import coarse_together
 from .online import OnlineTracker, StepResult
@@ -46,7 +46,7 @@ def exclusive_masks(masks: MaskSet, config: PartitionConfig = PartitionConfig())
     preferred level, then the smallest)."""
     selected, boxes, owner = exclusive_partition(masks, config)
     exclusive = np.zeros((selected.size,) + masks.image_size, bool)
-    for row, (x0, y0, x1, y1) in enumerate(_crops(boxes, masks.image_size).tolist()):
+    for row, (x0, y0, x1, y1) in enumerate(box_windows(boxes, masks.image_size).tolist()):
         exclusive[row, y0:y1, x0:x1] = owner[y0:y1, x0:x1] == row
     extra = {k: np.asarray(v)[selected] for k, v in masks.extra.items()}
     return MaskSet(exclusive, masks.scores[selected], boxes, extra)
@@ -61,18 +61,18 @@ def exclusive_partition(masks: MaskSet | MaskCrops, config: PartitionConfig = Pa
     index = np.arange(len(masks))
     if not config.colour_splits_objects:
         offered = ~_colour_inside_objects(masks, config)
-        masks, index = _subset(masks, offered), index[offered]
+        masks, index = masks.subset(offered), index[offered]
     rank = np.zeros(len(masks), np.int64)
     if config.levels is not None and "level" in masks.extra:
         level = np.asarray(masks.extra["level"])
         keep = np.isin(level, config.levels)
         rank = np.argmax(level[keep][:, None] == np.asarray(config.levels)[None, :], axis=1)
-        masks, index = _subset(masks, keep), index[keep]
+        masks, index = masks.subset(keep), index[keep]
     if len(masks) == 0:
         return index, np.zeros((0, 4), np.float32), np.full(masks.image_size, -1, np.int32)
     # Areas and boxes come from the crops: the whole N x H x W stack is many times larger than the crops,
     # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
-    placed = _placed_crops(masks)
+    placed = masks.placed_crops()
     areas = np.array([np.count_nonzero(region) for _, _, region in placed])
     owner = np.full(masks.image_size, -1, np.int32)
     for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
@@ -134,7 +134,7 @@ def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarra
     if parents.size == 0 or children.size == 0:
         return inside
     owner = np.full(masks.image_size, -1, np.int64)
-    placed = _placed_crops(masks)
+    placed = masks.placed_crops()
     for i in parents:
         x0, y0, region = placed[i]
         owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]][region] = i
@@ -145,34 +145,6 @@ def _colour_inside_objects(masks: MaskSet, config: PartitionConfig) -> np.ndarra
             counts = np.bincount(under + 1)
             inside[i] = counts[1:].max(initial=0) >= config.parent_share * under.size
     return inside
-
-
-def _placed_crops(masks: MaskSet | MaskCrops) -> list[tuple[int, int, np.ndarray]]:
-    """Per mask (x0, y0, h x w bool) holding every pixel of it, placed at column x0, row y0: views of a
-    MaskSet's stack cut to the boxes, or a MaskCrops' own crops (clipped to the image)."""
-    if isinstance(masks, MaskSet):
-        crops = _crops(masks.boxes, masks.image_size).tolist()
-        return [(x0, y0, masks.masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in enumerate(crops)]
-    height, width = masks.image_size
-    return [(x0, y0, crop[:max(height - y0, 0), :max(width - x0, 0)]) for x0, y0, crop in masks.crops]
-
-
-def _subset(masks: MaskSet | MaskCrops, keep: np.ndarray) -> MaskSet | MaskCrops:
-    """``MaskSet.subset`` for either kind of masks (``keep``: a bool array)."""
-    if isinstance(masks, MaskSet):
-        return masks.subset(keep)
-    rows = np.flatnonzero(keep)
-    return MaskCrops([masks.crops[i] for i in rows.tolist()], masks.image_size, masks.scores[rows],
-                     masks.boxes[rows], {k: np.asarray(v)[rows] for k, v in masks.extra.items()})
-
-
-def _crops(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Integer (x0, y0, x1, y1) crops holding the XYXY boxes (MaskSet's contract: the box holds the mask)."""
-    height, width = image_size
-    out = np.empty((len(boxes), 4), np.int64)
-    out[:, [0, 1]] = np.floor(boxes[:, [0, 1]])
-    out[:, [2, 3]] = np.ceil(boxes[:, [2, 3]])
-    return np.clip(out, 0, [width, height, width, height])
 
 
 @dataclass
