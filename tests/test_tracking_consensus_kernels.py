@@ -1,0 +1,86 @@
+"""The global pass's rewritten kernels equal their straightforward versions on generated views."""
+from __future__ import annotations
+
+import numpy as np
+
+from lift3d.voxels import pack_keys
+from tracking import RefineConfig
+from tracking.consensus import ConsensusInput, _Graph, _join, _node_stats, _undersegmenting, view_consensus
+
+CONFIG = RefineConfig(cell_factor=1, min_observers=2, observe_cells=5)
+
+
+def _random_views(seed: int, n_frames: int = 24, n_objects: int = 12):
+    """Objects are runs of cells along x; each frame sees a window of them, its masks hold the visible
+    part of one object, now and then of two neighbours together (under-segmenting) or half of one."""
+    rng = np.random.default_rng(seed)
+    edges = np.r_[0, np.sort(rng.choice(np.arange(5, 300), n_objects - 1, replace=False)), 300]
+    seg_cells, seg_frame, seg_mask, online, surf_frame, surf_cells = [], [], [], [], [], []
+    for f in range(n_frames):
+        lo = int(rng.integers(0, 200))
+        window = np.arange(lo, lo + 100)
+        surf_cells.append(window)
+        surf_frame.append(np.full(window.size, f))
+        objects = [o for o in range(n_objects) if edges[o] < window[-1] and edges[o + 1] > window[0]]
+        o = 0
+        while o < len(objects):
+            obj = objects[o]
+            cells = window[(window >= edges[obj]) & (window < edges[obj + 1])]
+            if o + 1 < len(objects) and rng.random() < 0.15:  # merged with its neighbour
+                nxt = objects[o + 1]
+                cells = np.r_[cells, window[(window >= edges[nxt]) & (window < edges[nxt + 1])]]
+                o += 1
+            parts = np.array_split(cells, 2) if rng.random() < 0.2 and cells.size > 4 else [cells]
+            for part in parts:
+                seg_cells.append(part)
+                seg_frame.append(f)
+                seg_mask.append(len(seg_mask))
+                online.append(obj if rng.random() < 0.8 else int(rng.integers(n_objects)))
+            o += 1
+
+    def keys(cells):
+        return pack_keys(np.stack([cells, np.zeros_like(cells), np.zeros_like(cells)], 1))
+
+    rows = np.concatenate([np.full(c.size, i) for i, c in enumerate(seg_cells)])
+    data = ConsensusInput(rows, keys(np.concatenate(seg_cells)), np.array(seg_frame), np.concatenate(surf_frame),
+                          keys(np.concatenate(surf_cells)), n_frames, np.array(seg_mask), initial=np.array(online))
+    return data
+
+
+def _assert_same_stats(a, b):
+    assert a.n_nodes == b.n_nodes
+    np.testing.assert_array_equal(a.observes, b.observes)
+    np.testing.assert_array_equal(a.inside_underseg, b.inside_underseg)
+    assert (a.contained != b.contained).nnz == 0 and a.contained.shape == b.contained.shape
+
+
+def test_node_statistics_taken_over_from_the_previous_round_equal_those_computed_afresh():
+    for seed in range(4):
+        data = _random_views(seed)
+        graph = _Graph(data, 1)
+        underseg = _undersegmenting(graph, CONFIG)
+        members = np.arange(data.seg_frame.size)
+        assign = np.unique(data.initial, return_inverse=True)[1].reshape(-1)
+        first = _node_stats(graph, members, assign, underseg, CONFIG)
+        assert first.contained.nnz > 0 and first.observes.any() and first.inside_underseg.any()
+        rng = np.random.default_rng(seed)
+        edges = rng.choice(first.n_nodes, (3, 2), replace=False)  # three joins: most nodes stay as they were
+        joined = _join(assign, edges, first.n_nodes)
+        _assert_same_stats(_node_stats(graph, members, joined, underseg, CONFIG, previous=first),
+                           _node_stats(graph, members, joined, underseg, CONFIG))
+        renamed = (first.n_nodes - 1) - assign  # the same nodes under other numbers: every row copied
+        _assert_same_stats(_node_stats(graph, members, renamed, underseg, CONFIG, previous=first),
+                           _node_stats(graph, members, renamed, underseg, CONFIG))
+        split = assign.copy()  # a node split in two: both halves computed, not copied
+        big = np.bincount(assign).argmax()
+        mine = np.flatnonzero(assign == big)
+        split[mine[: mine.size // 2]] = first.n_nodes
+        _assert_same_stats(_node_stats(graph, members, split, underseg, CONFIG, previous=first),
+                           _node_stats(graph, members, split, underseg, CONFIG))
+
+
+def test_consensus_on_generated_views_joins_some_online_objects():
+    data = _random_views(0)
+    result = view_consensus(data, CONFIG)
+    assert result.rounds and result.underseg.any()
+    assert 1 < result.cluster.max() + 1 < np.unique(data.initial).size
