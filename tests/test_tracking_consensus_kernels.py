@@ -1,11 +1,15 @@
 """The global pass's rewritten kernels equal their straightforward versions on generated views."""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from lift3d.voxels import pack_keys
-from tracking import RefineConfig
-from tracking.consensus import ConsensusInput, _Graph, _join, _node_stats, _undersegmenting, view_consensus
+from tracking import RefineConfig, refine
+from tracking.consensus import ConsensusInput, VoxelTable, _Graph, _join, _node_stats, _undersegmenting, view_consensus
 
 CONFIG = RefineConfig(cell_factor=1, min_observers=2, observe_cells=5)
 
@@ -84,3 +88,48 @@ def test_consensus_on_generated_views_joins_some_online_objects():
     result = view_consensus(data, CONFIG)
     assert result.rounds and result.underseg.any()
     assert 1 < result.cluster.max() + 1 < np.unique(data.initial).size
+
+
+def test_side_by_side_returns_both_values_in_order_and_raises_either_error():
+    from tracking.overlap import side_by_side
+
+    for threads in (1, 2):
+        assert side_by_side(lambda: np.sort(np.arange(5)[::-1]).tolist(), lambda: "second", threads) == (
+            [0, 1, 2, 3, 4], "second")
+        with pytest.raises(ZeroDivisionError):
+            side_by_side(lambda: 1, lambda: 1 // 0, threads)
+        with pytest.raises(KeyError):
+            side_by_side(lambda: {}["missing"], lambda: 2, threads)
+
+
+def _same_matrix(a, b):
+    assert a.shape == b.shape and (a != b).nnz == 0
+
+
+def test_the_threaded_graph_and_consensus_equal_the_one_thread_ones():
+    data = _random_views(1)
+    one, two = _Graph(data, 1, threads=1), _Graph(data, 1, threads=2)
+    for name in ("M", "V", "covered", "U", "UT"):
+        _same_matrix(getattr(one, name), getattr(two, name))
+    table_one = VoxelTable.build(data.seg_keys, data.surf_keys, threads=1)
+    table_two = VoxelTable.build(data.seg_keys, data.surf_keys, threads=2)
+    for name in ("keys", "of_seg", "of_surf", "seen"):
+        np.testing.assert_array_equal(getattr(table_one, name), getattr(table_two, name))
+    results = [view_consensus(data, replace(CONFIG, threads=threads)) for threads in (1, 2)]
+    np.testing.assert_array_equal(results[0].cluster, results[1].cluster)
+    np.testing.assert_array_equal(results[0].underseg, results[1].underseg)
+    assert results[0].rounds == results[1].rounds
+
+
+def test_the_threaded_refinement_of_a_tracked_scene_equals_the_one_thread_one():
+    from test_tracking_refine import SMALL, _two_boxes_and_wall_tracked
+
+    tracker, _ = _two_boxes_and_wall_tracked()
+    one = refine(copy.deepcopy(tracker), replace(SMALL, threads=1))
+    two = refine(copy.deepcopy(tracker), replace(SMALL, threads=2))
+    assert one.object_map.ids.size >= 2
+    for name in ("keys", "object", "ids", "confidence", "num_obs"):
+        np.testing.assert_array_equal(getattr(one.object_map, name), getattr(two.object_map, name))
+    np.testing.assert_array_equal(one.segment_object, two.segment_object)
+    np.testing.assert_array_equal(one.row_voxel, two.row_voxel)
+    assert one.remap == two.remap and one.rounds == two.rounds

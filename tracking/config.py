@@ -162,6 +162,8 @@ class RefineConfig:
       0.804, 0.768, held-out seeds 2-5 0.759, 0.605, 0.698; GT masks with 5% merges, room, AP seed 0
       0.756, 0.900, 0.703 (objects 0.688, 0.854, 0.854), seeds 2-3 0.660, 0.895, 0.895. It loses to the
       default on the room and to single segments on tuned seeds, so it is off.
+    - ``threads``: threads of the global pass (independent sorts, searches and sparse products run
+      side by side, ``tracking.overlap``); 0: the usable cores, at most 2. The map is the same for any.
     """
 
     cell_factor: int = 2
@@ -185,10 +187,13 @@ class RefineConfig:
     from_online: bool = True
     online_links: bool = False
     link_share: float = 0.3
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
             raise ValueError(f"RefineConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
+        if self.threads < 0:
+            raise ValueError(f"RefineConfig.threads must be >= 0 (0: the usable cores), got {self.threads}")
         if self.cell_factor < 1 or self.min_observers < 1 or not self.min_area >= 0:
             raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_area >= 0 m^2: {self}")
         for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share",

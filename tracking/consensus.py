@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from lift3d.voxels import pack_keys, stable_argsort, unpack_keys
 
 from .config import RefineConfig
+from .overlap import pass_threads, side_by_side
 
 
 @dataclass
@@ -58,14 +59,17 @@ class VoxelTable:
     seen: np.ndarray
 
     @classmethod
-    def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray) -> "VoxelTable":
+    def build(cls, seg_keys: np.ndarray, surf_keys: np.ndarray, threads: int = 1) -> "VoxelTable":
         # Both row sets come in sorted runs (a segment's keys, a frame's keys): a stable sort of the values
         # takes the runs whole, then each row finds its voxel by binary search (1.7x faster than a grouping
         # argsort with its inverse on scene0113_00's 10.5M rows). Each row set is sorted apart and their
         # distinct keys merged (two sorted runs: one more stable sort, linear): 7-Scenes 0.43 -> 0.28 CPU-s,
-        # scene0113_00 0.80 -> 0.64, than sorting both row sets together
-        keys = _sorted_distinct(np.concatenate([_sorted_distinct(seg_keys), _sorted_distinct(surf_keys)]))
-        of_seg, of_surf = np.searchsorted(keys, seg_keys), np.searchsorted(keys, surf_keys)
+        # scene0113_00 0.80 -> 0.64, than sorting both row sets together; with ``threads`` >= 2 the two
+        # row sets are sorted and searched side by side
+        keys = _sorted_distinct(np.concatenate(side_by_side(lambda: _sorted_distinct(seg_keys),
+                                                            lambda: _sorted_distinct(surf_keys), threads)))
+        of_seg, of_surf = side_by_side(lambda: np.searchsorted(keys, seg_keys),
+                                       lambda: np.searchsorted(keys, surf_keys), threads)
         return cls(keys, of_seg, of_surf, np.bincount(of_surf, minlength=keys.size))
 
 
@@ -88,26 +92,34 @@ def coarse_keys(keys: np.ndarray, factor: int) -> np.ndarray:
 
 class _Graph:
     """The fixed matrices, all binary: M (segments x cells), V (cells x frames: on the frame's surface),
-    covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame)."""
+    covered (cells x frames: under some mask of the frame), U (masks x cells, exclusive per frame);
+    ``threads``: for the products that may run side by side."""
 
-    def __init__(self, data: ConsensusInput, factor: int):
-        voxels = data.voxels if data.voxels is not None else VoxelTable.build(data.seg_keys, data.surf_keys)
+    def __init__(self, data: ConsensusInput, factor: int, threads: int = 1):
+        voxels = data.voxels if data.voxels is not None else VoxelTable.build(data.seg_keys, data.surf_keys, threads)
         cells, cell_of_voxel = np.unique(coarse_keys(voxels.keys, factor), return_inverse=True)
         cell_of_voxel = cell_of_voxel.reshape(-1)  # coarse keys once per distinct voxel, not per row
         n_cells = cells.size
         n_seg = data.seg_frame.size
-        seg_cells, surf_cells = cell_of_voxel[voxels.of_seg], cell_of_voxel[voxels.of_surf]
-        self.M = _binary(data.seg_rows, seg_cells, (n_seg, n_cells))
-        self.V = _binary(surf_cells, data.surf_frame, (n_cells, data.num_frames))
-        self.covered = _binary(seg_cells, np.asarray(data.seg_frame)[data.seg_rows], (n_cells, data.num_frames))
+        self.threads = threads
         self.seg_frame = np.asarray(data.seg_frame, np.int64)
         self.num_frames = data.num_frames
+        seg_cells = cell_of_voxel[voxels.of_seg]
         mask = np.zeros(n_seg, np.int64) if data.seg_mask is None else np.asarray(data.seg_mask, np.int64)
         units, first, unit_of = np.unique(np.stack([self.seg_frame, mask], 1), axis=0, return_index=True, return_inverse=True)
         self.unit_of = unit_of.reshape(-1)  # the mask (container) of each segment
         self.unit_frame = self.seg_frame[first]
-        self.U = _exclusive_units(self.unit_of[data.seg_rows], seg_cells, self.unit_frame, (units.shape[0], n_cells))
-        self.UT = self.U.T.tocsr()  # every product takes it as CSR: converted once, not per round
+
+        def segment_side():
+            M = _binary(data.seg_rows, seg_cells, (n_seg, n_cells))
+            U = _exclusive_units(self.unit_of[data.seg_rows], seg_cells, self.unit_frame, (units.shape[0], n_cells))
+            return M, U, U.T.tocsr()  # every product takes U^T as CSR: converted once, not per round
+
+        def frame_side():
+            V = _binary(cell_of_voxel[voxels.of_surf], data.surf_frame, (n_cells, data.num_frames))
+            return V, _binary(seg_cells, self.seg_frame[data.seg_rows], (n_cells, data.num_frames))
+
+        (self.M, self.U, self.UT), (self.V, self.covered) = side_by_side(segment_side, frame_side, threads)
 
 
 def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
@@ -146,7 +158,7 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
     n_seg = data.seg_frame.size
     if n_seg == 0:
         return ConsensusResult(np.zeros(0, np.int64), np.zeros(0, bool), [])
-    graph = _Graph(data, config.cell_factor)
+    graph = _Graph(data, config.cell_factor, pass_threads(config.threads))
     underseg = _undersegmenting(graph, config)
     if data.initial is None:
         members = np.flatnonzero(~underseg)
@@ -254,8 +266,8 @@ def _visibility(graph: _Graph, N, size, config) -> tuple[np.ndarray, np.ndarray]
     (or ``observe_cells`` cells: a large node is never 30% in one view) are on the frame's surface and most of those lie under some mask of the frame (masks never cover
     the whole surface: eroded borders, depth edges); ``covered`` counts the cells under a mask, the
     base of every containment share."""
-    visible = (N @ graph.V).toarray()
-    covered = (N @ graph.covered).toarray()
+    visible, covered = side_by_side(lambda: (N @ graph.V).toarray(), lambda: (N @ graph.covered).toarray(),
+                                    graph.threads)
     enough = np.minimum(config.visible_share * size, config.observe_cells)[:, None]
     observes = (visible >= np.maximum(enough, 1)) & (covered >= 0.5 * visible)
     return observes, covered
@@ -312,8 +324,8 @@ def _undersegmenting(graph: _Graph, config: RefineConfig) -> np.ndarray:
     """Segments split across two or more masks (each holding >= split_share of their visible cells) in
     more than underseg_share of the frames they observe."""
     size = np.asarray(graph.M.sum(1)).reshape(-1)
-    observes, covered = _visibility(graph, graph.M, size, config)
-    inter = (graph.M @ graph.UT).tocoo()
+    (observes, covered), inter = side_by_side(lambda: _visibility(graph, graph.M, size, config),
+                                              lambda: (graph.M @ graph.UT).tocoo(), graph.threads)
     frame = graph.unit_frame[inter.col]
     cov = covered[inter.row, frame]
     share_ok = (cov > 0) & (inter.data >= np.maximum(config.split_share * cov, config.split_min_cells))

@@ -16,6 +16,7 @@ from .config import RefineConfig
 from .consensus import ConsensusInput, VoxelTable, distinct_counts, view_consensus
 from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
+from .overlap import pass_threads
 from .postfilter import filter_objects
 from .voxel_graph import VoxelGraph
 
@@ -46,7 +47,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     seg_rows, keys = records.all_keys()
     frames, surf_col = np.unique(tracker.surfaces.frame.view, return_inverse=True)
     surf_rows, surf_keys = tracker.surfaces.all_keys()
-    table = VoxelTable.build(keys, surf_keys)
+    table = VoxelTable.build(keys, surf_keys, pass_threads(config.threads))
     seg_frame = np.searchsorted(frames, records.frame.view)
     online = tracker.resolve(records.object.view)
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
