@@ -9,7 +9,7 @@ import pytest
 
 from lift3d.voxels import pack_keys
 from tracking import RefineConfig, refine
-from tracking.consensus import ConsensusInput, VoxelTable, _Graph, _join, _node_stats, _undersegmenting, view_consensus
+from tracking.consensus import ConsensusInput, VoxelTable, _exclusive_units, _Graph, _join, _node_stats, _undersegmenting, view_consensus
 
 CONFIG = RefineConfig(cell_factor=1, min_observers=2, observe_cells=5)
 
@@ -133,3 +133,18 @@ def test_the_threaded_refinement_of_a_tracked_scene_equals_the_one_thread_one():
     np.testing.assert_array_equal(one.segment_object, two.segment_object)
     np.testing.assert_array_equal(one.row_voxel, two.row_voxel)
     assert one.remap == two.remap and one.rounds == two.rounds
+
+
+def test_the_graph_masks_summed_from_segment_counts_equal_those_counted_over_every_row():
+    for seed in range(3):
+        data = _random_views(seed)
+        graph = _Graph(data, 2)
+        table = VoxelTable.build(data.seg_keys, data.surf_keys)
+        from tracking.consensus import coarse_keys
+
+        cell = np.unique(coarse_keys(table.keys, 2), return_inverse=True)[1].reshape(-1)[table.of_seg]
+        straight = _exclusive_units(graph.unit_of[data.seg_rows], cell, graph.unit_frame, graph.U.shape)
+        pairs = np.unique(graph.unit_of[data.seg_rows] * np.int64(graph.U.shape[1]) + cell).size
+        assert straight.nnz < pairs  # masks of one frame shared cells: the heaviest took them
+        _same_matrix(graph.U, straight)
+        _same_matrix(graph.UT, straight.T.tocsr())
