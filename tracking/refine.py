@@ -16,7 +16,7 @@ from .config import RefineConfig
 from .consensus import ConsensusInput, VoxelTable, distinct_counts, view_consensus
 from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
-from .overlap import pass_threads
+from .overlap import pass_threads, side_by_side
 from .postfilter import filter_objects
 from .voxel_graph import VoxelGraph
 
@@ -47,17 +47,21 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     seg_rows, keys = records.all_keys()
     frames, surf_col = np.unique(tracker.surfaces.frame.view, return_inverse=True)
     surf_rows, surf_keys = tracker.surfaces.all_keys()
-    table = VoxelTable.build(keys, surf_keys, pass_threads(config.threads))
+    threads = pass_threads(config.threads)
+    table = VoxelTable.build(keys, surf_keys, threads)
     seg_frame = np.searchsorted(frames, records.frame.view)
     online = tracker.resolve(records.object.view)
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
                           records.mask.view, online if config.from_online else None, table,
                           links=online)
-    clusters = view_consensus(data, config)
+    # the free-space votes do not depend on the clusters: read beside the clustering
+    clusters, carved = side_by_side(lambda: view_consensus(data, config), lambda: _carved_rows(tracker, table), threads)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
-    member = (clusters.cluster[seg_rows] >= 0) & ~_carved_rows(tracker, table)
-    voxels = filter_objects(clusters.cluster[seg_rows][member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config, table.of_seg[member])
+    row_cluster = clusters.cluster[seg_rows]
+    member = (row_cluster >= 0) & ~carved
+    member_voxel = table.of_seg[member]
+    voxels = filter_objects(row_cluster[member], keys[member], table.seen[member_voxel], tracker.voxel_size, config,
+                            member_voxel)
     table_voxel = _table_voxels(table, voxels)
     segment_object = _segment_objects(seg_rows, table, voxels, len(records), table_voxel)
     sizes = np.diff(records.offsets.view)
