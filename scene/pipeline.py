@@ -66,6 +66,7 @@ from segment2d.types import MaskCrops, MaskSet
 from segment2d.worker import SegmenterProcess
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
+from tracking.overlap import pass_threads, side_by_side
 from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
 from tracking.refine import refine, refine_graph, unique_counts
 from tracking.voxel_graph import VoxelGraph
@@ -641,7 +642,17 @@ class Mapper:
         return refine(self.tracker, self.config.refine)
 
     def _refined_map(self, result) -> InstanceMap:
-        """The map of the refinement's ``result``, on this map's trajectory, camera and id remap."""
+        """The map of the refinement's ``result``, on this map's trajectory, camera and id remap. The
+        voxels the refined segments own (for the trim) are found beside the objects' build."""
+        threads = pass_threads(self.config.refine.threads)
+        imap, owned = side_by_side(lambda: self._refined_objects(result),
+                                   lambda: self._owned_voxels(result) if self.config.trim_unowned else None, threads)
+        if owned is not None:
+            trim_strays(imap, *owned, self.config.parts.contact_voxels)
+        return imap
+
+    def _refined_objects(self, result) -> InstanceMap:
+        """The refined objects with their flags, joins and part ranks, not trimmed yet."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
         stats = _refined_statistics(self.tracker, objects, result.row_voxel)
@@ -662,12 +673,14 @@ class Mapper:
         ranker.rank(imap, up)
         if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
             mark_walls(imap, self.config.structure, up)
-        if self.config.trim_unowned:
-            segment_rows, segment_keys = self.tracker.segments.all_keys()
-            keys, owned = owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object,
-                                       result.row_voxel)
-            trim_strays(imap, keys, owned, self.config.parts.contact_voxels)
         return imap
+
+    def _owned_voxels(self, result) -> tuple[np.ndarray, np.ndarray]:
+        """``scene.trim.owned_voxels`` of the refined map: its voxel keys and whether a segment owns each."""
+        segment_rows, segment_keys = self.tracker.segments.all_keys()
+        objects = result.object_map
+        return owned_voxels(segment_rows, segment_keys, result.segment_object, objects.keys, objects.object,
+                            result.row_voxel)
 
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:
         rows = self._voxels.index.lookup(keys)
