@@ -9,7 +9,7 @@ import pytest
 
 from lift3d.voxels import pack_keys
 from tracking import RefineConfig, refine
-from tracking.consensus import ConsensusInput, VoxelTable, _exclusive_units, _Graph, _join, _node_stats, _undersegmenting, view_consensus
+from tracking.consensus import ConsensusInput, VoxelTable, _binary, _exclusive_units, _Graph, _join, _node_stats, _undersegmenting, view_consensus
 
 CONFIG = RefineConfig(cell_factor=1, min_observers=2, observe_cells=5)
 
@@ -135,7 +135,7 @@ def test_the_threaded_refinement_of_a_tracked_scene_equals_the_one_thread_one():
     assert one.remap == two.remap and one.rounds == two.rounds
 
 
-def test_the_graph_masks_summed_from_segment_counts_equal_those_counted_over_every_row():
+def test_the_graph_masks_and_covered_cells_from_segment_counts_equal_those_counted_over_every_row():
     for seed in range(3):
         data = _random_views(seed)
         graph = _Graph(data, 2)
@@ -148,3 +148,6 @@ def test_the_graph_masks_summed_from_segment_counts_equal_those_counted_over_eve
         assert straight.nnz < pairs  # masks of one frame shared cells: the heaviest took them
         _same_matrix(graph.U, straight)
         _same_matrix(graph.UT, straight.T.tocsr())
+        covered = _binary(cell, graph.seg_frame[data.seg_rows], graph.covered.shape)  # over every row
+        assert graph.covered.nnz == covered.nnz and (graph.covered != covered).nnz == 0
+        assert graph.covered.has_sorted_indices and set(graph.covered.data.tolist()) == {1.0}

@@ -118,13 +118,15 @@ class _Graph:
             U = _heaviest_units(by_unit, self.unit_frame)
             M = counts.copy()
             M.data[:] = 1.0
-            return M, U, U.T.tocsr()  # every product takes U^T as CSR: converted once, not per round
+            # the cells under some mask of each frame, from the segments' cells too
+            in_frame = _binary(self.seg_frame, np.arange(n_seg), (data.num_frames, n_seg))
+            covered = (in_frame @ M).T.tocsr()
+            covered.data[:] = 1.0
+            return M, U, U.T.tocsr(), covered  # every product takes U^T as CSR: converted once, not per round
 
-        def frame_side():
-            V = _binary(cell_of_voxel[voxels.of_surf], data.surf_frame, (n_cells, data.num_frames))
-            return V, _binary(seg_cells, self.seg_frame[data.seg_rows], (n_cells, data.num_frames))
-
-        (self.M, self.U, self.UT), (self.V, self.covered) = side_by_side(segment_side, frame_side, threads)
+        (self.M, self.U, self.UT, self.covered), self.V = side_by_side(
+            segment_side, lambda: _binary(cell_of_voxel[voxels.of_surf], data.surf_frame, (n_cells, data.num_frames)),
+            threads)
 
 
 def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
