@@ -643,19 +643,21 @@ class Mapper:
 
     def _refined_map(self, result) -> InstanceMap:
         """The map of the refinement's ``result``, on this map's trajectory, camera and id remap. The
-        voxels the refined segments own (for the trim) are found beside the objects' build."""
+        voxels the refined segments own (for the trim) are found beside the objects' build, after the
+        objects' statistics: both read every segment row, and side by side their peaks of memory added up."""
         threads = pass_threads(self.config.refine.threads)
-        imap, owned = side_by_side(lambda: self._refined_objects(result),
+        stats = _refined_statistics(self.tracker, result.object_map, result.row_voxel)
+        imap, owned = side_by_side(lambda: self._refined_objects(result, stats),
                                    lambda: self._owned_voxels(result) if self.config.trim_unowned else None, threads)
         if owned is not None:
             trim_strays(imap, *owned, self.config.parts.contact_voxels)
         return imap
 
-    def _refined_objects(self, result) -> InstanceMap:
-        """The refined objects with their flags, joins and part ranks, not trimmed yet."""
+    def _refined_objects(self, result, stats: dict) -> InstanceMap:
+        """The refined objects with their flags, joins and part ranks, not trimmed yet; ``stats``: their
+        ``_refined_statistics``."""
         objects = result.object_map
         imap = self._map.copy(with_objects=False)
-        stats = _refined_statistics(self.tracker, objects, result.row_voxel)
         order = np.argsort(objects.object, kind="stable")
         cuts = np.searchsorted(objects.object[order], objects.ids)
         bounds = np.r_[cuts, objects.object.size]
