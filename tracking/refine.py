@@ -86,7 +86,7 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     clusters = graph.cluster()
     cell = graph.cell_ids(keys)
     voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
-    table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1])
+    table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1], pass_threads(config.threads))
     member = (voxel_cluster >= 0) & ~_carved_rows(tracker, table)
     voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
                             tracker.voxel_size, config, table.of_seg[member])
