@@ -164,6 +164,12 @@ class RefineConfig:
       default on the room and to single segments on tuned seeds, so it is off.
     - ``threads``: threads of the global pass (independent sorts, searches and sparse products run
       side by side, ``tracking.overlap``); 0: the usable cores, at most 2. The map is the same for any.
+      Measured 2026-12-04 (finalize of pickled pre-finalize mappers, 1 vs 2 threads alternating, 3 pairs,
+      load average 3.7-4.3 on the 2 cores): wall per pair 2 / 1 threads, median, 7-Scenes 0.85, scene0448_01
+      0.90, scene0113_00 0.86; CPU of the one-thread run less what the second core can hide (the smaller
+      side of each pair of steps): 7-Scenes 1.55-1.90 -> 1.07-1.37 s, scene0113_00 3.78-4.34 -> 2.84-3.32 s.
+      The cost: peak RSS +57-72 MiB (7-Scenes), +60 (scene0448_01), +73-129 (scene0113_00), and system
+      CPU +0.05-0.17 s (both sides' temporaries at once, a second malloc arena).
     """
 
     cell_factor: int = 2
