@@ -199,14 +199,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _write_timings(path: Path, progress: "_Progress", mapper, imap, seconds: float, pipelined: bool) -> None:
     """``--timings``: per frame its stage seconds ("read", "segment", "lift_associate", "map_update", "save",
     "latency"), then finalize's ("global_pass", "final_save"), the run's seconds, the map's size, and the
-    peak resident memory (bytes) of this process and of its largest finished child (the segmenter
-    process of a pipelined run)."""
+    peak resident memory (bytes) of this process and of its largest finished child (the segmenter or
+    the writer process of a pipelined run), and the writer process's CPU seconds and peak resident memory
+    ("writer_process": "cpu_s", "peak_rss_bytes"; empty without one)."""
     import resource
 
     report = {"frames": progress.timings, "finalize": mapper.finalize_timings, "run_s": seconds,
               "pipelined": pipelined, "objects": len(imap), "points": int(imap.num_points),
               "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-              "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
+              "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+              "writer_process": getattr(mapper, "writer_process_stats", {})}
     try:
         path.write_text(json.dumps(report, indent=1))
     except OSError as exc:
