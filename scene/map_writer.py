@@ -342,9 +342,10 @@ class WriterProcess:
     def _died(self):
         self._awaited = 0
         try:
-            code = self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
+            code = self._process.wait(timeout=1)
+        except subprocess.TimeoutExpired:  # alive, but its replies broke off (a Ctrl-C while reading one)
+            self._process.kill()
+            code = self._process.wait()
         raise WriterProcessDied(f"{self.path}: the map writer process (pid {self._process.pid}) died (exit code "
                                 f"{code}); the saves it had not confirmed are lost") from None
 

@@ -12,13 +12,15 @@ Concurrency (``run``, ``pipelined=True``, the default): the next frame is read a
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
 second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
 file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
-of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
-(``Mapper.save_in_background``). Per frame, the mapping thread
-only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
-objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
-and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
-while a save runs, the mapping thread only after waiting for it (``map``, ``save``, ``finalize``,
-``close``), so each save is still one transaction and the map is the same as with everything inline.
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer
+thread, or in a writer process (``SAVE_IN_PROCESS``; ``Mapper.save_in_background``, ``scene.map_writer``).
+Per frame, the mapping thread only records the map edits (frames, merges, camera, fingerprint, as data)
+and, at a save, takes the touched objects' geometry from the voxels; the writer applies the edits in
+order, builds and ranks the objects and writes them. The ``InstanceMap`` and the SQLite store are used
+by one thread at a time: the writer while a save runs, the mapping thread only after waiting for it
+(``map``, ``save``, ``finalize``, ``close``), so each save is still one transaction and the map is the
+same as with everything inline. A writer process holds the objects; the mapping process keeps the map's
+trajectory, metadata and id remap (the refined map is built on them) and asks the process for the map.
 
 Object geometry: one point per voxel (``voxel_size`` metres), the mean of every lifted point that fell
 in that voxel, with its mean colour; each point's weight is the number of segment observations of its
@@ -396,6 +398,9 @@ class Mapper:
         if self._in_process():
             view = self._guarded(lambda: self._writer.view(self._send_map_ops(), self._touched_objects()))
             if view is not None:
+                # the same metadata as this process's map (the process's copy got the same edits), shared
+                # with the mapper as with the writer thread: what callers record there is kept
+                view.metadata = self._map.metadata
                 return view
         self._writer.drain()
         self._flush()
@@ -855,9 +860,19 @@ SEGMENT_AHEAD = 2
 # segments are the same either way; only where the work runs changes.
 READ_BALANCE_SMOOTHING = 0.2
 
-# ``run(pipelined=True)`` saves in a writer process (``Mapper.save_in_background(process=True)``) rather
-# than on a writer thread of the mapping process.
-SAVE_IN_PROCESS = True
+# Whether ``run(pipelined=True)`` saves in a writer process (``Mapper.save_in_background(process=True)``)
+# rather than on a writer thread of the mapping process (``scene run --save-writer``). Off: measured on the
+# shared 2 cores at load 2-6, pairs alternated against the writer thread (7-Scenes redkitchen 7 pairs,
+# ScanNet scene0448_01 3), the process took 2.5-3 s of CPU (~18%) off the mapping process and ~0.7 s off
+# its main thread per 7-Scenes run, and the frames right after a save waited less (7-Scenes frames 10-12 of
+# each 10: +57 ms latency over the others against +77 ms; latency median 184 ms against 208 ms), but under
+# that load wall and latency p95 did not come out better (7-Scenes: per-pair ratios process / thread of
+# wall median 0.95, of p95 1.03, the process ahead in 4 and 3 of 7 pairs; ScanNet 0.75 and 0.73, ahead in 2
+# of 3), and the writer process's peak RSS (~157 MiB on 7-Scenes; a fresh interpreter importing numpy,
+# scipy and OpenCV is ~120 MiB) takes the sum of the three processes' peaks to ~890 MiB (it ends before the
+# global pass, where the mapping process peaks: sampled together every 20 ms the three peaked at
+# 643-679 MiB, against 604-636 MiB with the thread).
+SAVE_IN_PROCESS = False
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
 
@@ -872,7 +887,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade), in a worker process for
     ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
     current one is lifted and associated, and the incremental
-    saves run on a writer thread (``Mapper.save_in_background``); frames are integrated in order, so the
+    saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
+    ``Mapper.save_in_background``); frames are integrated in order, so the
     map and its ids are the same as with ``pipelined=False``, which does everything on this thread. An
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"

@@ -15,7 +15,7 @@ import pytest
 from scene.config import MapperConfig
 from scene.datasets.synthetic import make_scene
 from scene.map import map_fingerprint
-from scene.map_writer import WriterProcess
+from scene.map_writer import MapWriter, WriterProcess
 from scene.pipeline import Mapper, run
 from scene.storage import MapStorageError, MapStore
 
@@ -137,9 +137,12 @@ def test_a_save_failing_in_the_writer_process_is_raised_here(frames, tmp_path):
     out = tmp_path / "map.sqlite"
     mapper = Mapper(MapperConfig(save_every=2), out)
     mapper._map.metadata.extra["unwritable"] = {1, 2}  # a set: pickles to the process, but is no JSON
+    pids = []
     with pytest.raises(ValueError, match="map metadata is not JSON-serialisable"):
-        run(frames, mapper.config, out=out, mapper=mapper, save_process=True)
-    assert isinstance(mapper._writer, Mapper(None)._writer.__class__)  # the process was stopped
+        run(frames, mapper.config, out=out, mapper=mapper, save_process=True,
+            progress=lambda result, done, total: pids.append(mapper._writer.pid))
+    pid = pids[0]
+    assert isinstance(mapper._writer, MapWriter) and _gone(pid)  # the process was stopped
     assert not out.exists()  # nothing was ever saved: close() dropped the new file
 
 
