@@ -862,16 +862,16 @@ READ_BALANCE_SMOOTHING = 0.2
 
 # Whether ``run(pipelined=True)`` saves in a writer process (``Mapper.save_in_background(process=True)``)
 # rather than on a writer thread of the mapping process (``scene run --save-writer``). Off: measured on the
-# shared 2 cores at load 2-6, pairs alternated against the writer thread (7-Scenes redkitchen 7 pairs,
-# ScanNet scene0448_01 3), the process took 2.5-3 s of CPU (~18%) off the mapping process and ~0.7 s off
-# its main thread per 7-Scenes run, and the frames right after a save waited less (7-Scenes frames 10-12 of
-# each 10: +57 ms latency over the others against +77 ms; latency median 184 ms against 208 ms), but under
-# that load wall and latency p95 did not come out better (7-Scenes: per-pair ratios process / thread of
-# wall median 0.95, of p95 1.03, the process ahead in 4 and 3 of 7 pairs; ScanNet 0.75 and 0.73, ahead in 2
-# of 3), and the writer process's peak RSS (~157 MiB on 7-Scenes; a fresh interpreter importing numpy,
-# scipy and OpenCV is ~120 MiB) takes the sum of the three processes' peaks to ~890 MiB (it ends before the
-# global pass, where the mapping process peaks: sampled together every 20 ms the three peaked at
-# 643-679 MiB, against 604-636 MiB with the thread).
+# shared 2 cores at load 2-7, pairs alternated against the writer thread (7-Scenes redkitchen 10 pairs,
+# ScanNet scene0448_01 3), the process took ~2.8 s of CPU (19%) off the mapping process and ~0.9 s off its
+# main thread per 7-Scenes run (medians 11.9 s against 14.8 s, 8.4 s against 9.3 s), and the frames right
+# after a save waited less (7-Scenes frames 10-12 of each 10: +63 ms latency over the others against
+# +85 ms; latency median 195 ms against 225 ms), but under that load neither wall nor latency p95 came out
+# better (7-Scenes: per-pair ratios process / thread with median 1.00 for both, the process ahead in 5 of
+# 10 pairs for each; ScanNet 0.75 and 0.73, ahead in 2 of 3), and the writer process's peak RSS
+# (~158 MiB on 7-Scenes; a fresh interpreter importing numpy, scipy and OpenCV is ~120 MiB) takes the sum
+# of the three processes' peaks to ~890 MiB (it ends before the global pass, where the mapping process
+# peaks: sampled together every 20 ms the three peaked at 643-679 MiB, against 604-636 MiB).
 SAVE_IN_PROCESS = False
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
