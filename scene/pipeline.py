@@ -12,13 +12,15 @@ Concurrency (``run``, ``pipelined=True``, the default): the next frame is read a
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
 second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
 file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
-of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer thread
-(``Mapper.save_in_background``). Per frame, the mapping thread
-only records the map edits (frames, merges, camera, fingerprint) and, at a save, takes the touched
-objects' geometry from the voxels; the writer applies the edits in order, builds and ranks the objects
-and writes them. The ``InstanceMap`` and the SQLite store are used by one thread at a time: the writer
-while a save runs, the mapping thread only after waiting for it (``map``, ``save``, ``finalize``,
-``close``), so each save is still one transaction and the map is the same as with everything inline.
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer
+thread, or in a writer process (``SAVE_IN_PROCESS``; ``Mapper.save_in_background``, ``scene.map_writer``).
+Per frame, the mapping thread only records the map edits (frames, merges, camera, fingerprint, as data)
+and, at a save, takes the touched objects' geometry from the voxels; the writer applies the edits in
+order, builds and ranks the objects and writes them. The ``InstanceMap`` and the SQLite store are used
+by one thread at a time: the writer while a save runs, the mapping thread only after waiting for it
+(``map``, ``save``, ``finalize``, ``close``), so each save is still one transaction and the map is the
+same as with everything inline. A writer process holds the objects; the mapping process keeps the map's
+trajectory, metadata and id remap (the refined map is built on them) and asks the process for the map.
 
 Object geometry: one point per voxel (``voxel_size`` metres), the mean of every lifted point that fell
 in that voxel, with its mean colour; each point's weight is the number of segment observations of its
@@ -48,6 +50,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -58,6 +61,8 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points, stable_argsor
 from scene.config import MapperConfig
 from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
+from scene.map_writer import (FinishSettings, MapReplica, MapWriter, WriterProcess, WriterProcessDied, mean_geometry,
+                              well_observed, write_save)
 from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
@@ -221,14 +226,6 @@ class _VoxelGeometry:
             self.count = np.concatenate([self.count, np.zeros(max(n, 2 * len(self.count), 256) - len(self.count), np.int64)])
 
 
-def mean_geometry(xyz_sum: np.ndarray, rgb_sum: np.ndarray, hits: np.ndarray):
-    """(mean points N x 3 float32, mean colours N x 3 uint8, weights N float32) from voxel sums."""
-    per_voxel = np.maximum(hits, 1).astype(np.float64)[:, None]
-    points = (xyz_sum / per_voxel).astype(np.float32)
-    colors = np.clip(np.round(rgb_sum / per_voxel), 0, 255).astype(np.uint8)
-    return points, colors, hits.astype(np.float32)
-
-
 class Mapper:
     """Builds an ``InstanceMap`` frame by frame (see the module docstring).
 
@@ -247,7 +244,10 @@ class Mapper:
         self.config = config
         self.generator = generator if generator is not None else _make_generator(config)
         self.tracker = OnlineTracker(config.tracking, config.lift)
-        self._map = InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size))
+        # the map, its part ranker and up estimate: the saves' (``scene.map_writer``); with the saves in a
+        # writer process, this one's copy gets the map edits but not the objects (``save_in_background``)
+        self._replica = MapReplica(InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size)),
+                                   FinishSettings(config.min_hit_share, config.structure, config.parts))
         self._map.metadata.voxel_size = config.voxel_size
         if config.up is not None:
             self._map.metadata.up = np.asarray(config.up, np.float64)
@@ -260,11 +260,10 @@ class Mapper:
         self._saved_once = False
         self._since_save = 0
         self._finalized = False
-        self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
-        self._parts = PartRanker(config.parts)
         self._graph = VoxelGraph(config.voxel_size, config.graph) if config.global_fusion == "graph" else None
-        self._map_ops: list[Callable[[], None]] = []  # map edits of the frames since the last save, in order
-        self._writer = _MapWriter()
+        self._map_ops: list[tuple] = []  # map edits of the frames since the last save, in order (``MapReplica.apply``)
+        self._writer: MapWriter | WriterProcess = MapWriter()
+        self.writer_process_stats: dict[str, float] = {}  # the last writer process's CPU seconds and peak RSS
         self._save_requested = False
         self._last_frame, self._num_frames = self._trajectory_end()
         self._fingerprinted: int | None = None  # frames digested into metadata.extra["sequence"]
@@ -295,25 +294,78 @@ class Mapper:
         mapper._seed_from_map()
         return mapper
 
-    def save_in_background(self, enabled: bool = True) -> None:
+    def save_in_background(self, enabled: bool = True, process: bool = False) -> None:
         """Run the incremental saves (rebuilding the touched objects, ranking them, the SQLite write) on
         a writer thread, off the per-frame path: ``integrate`` hands each save over and goes on with the
         next frame; a save still running when the next one is due is waited for (one at a time, in order).
         The map written is the same as with the saves inline. Reading ``map``, ``save``, ``finalize`` and
         ``close`` wait for the writer; an error on the writer thread is raised by the next of these or by
-        the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again."""
-        self._writer.drain()
-        self._writer.stop()
-        self._writer = _MapWriter(background=enabled)
+        the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
+
+        ``process=True`` (with a map file): the saves run in a writer process instead
+        (``scene.map_writer.WriterProcess``), which holds the map's objects, its part ranker and a store
+        connection written under this process's writer lock; this process sends it the map edits and the
+        touched objects' voxel sums and keeps the map's trajectory, metadata and id remap itself. The
+        saves, ``map``, ``save`` and ``finalize`` give the same maps and files as the writer thread's
+        (``map`` asks the process for its map). A writer process that dies is reported (a
+        ``RuntimeWarning`` naming the map file) and the map is then saved in full inline, from this
+        process's voxels and tracker, and inline from then on: no integrated frame is lost, though the
+        objects' ranking starts afresh there. A save that failed in the process is raised here as on the
+        thread."""
+        self._stop_writer()
+        if enabled and process and self.path is not None:
+            self._writer = WriterProcess(self._replica, self.path, self._saved_once, self.resumed, self._confirm_save)
+        else:
+            self._writer = MapWriter(background=enabled)
 
     def close(self) -> None:
         """Release the map file (and its writer lock); a file this mapper created but never saved to is
         deleted, so a run that failed before its first save leaves nothing behind. Waits for the writer
-        thread (``save_in_background``) to finish its save, and stops it."""
+        thread or process (``save_in_background``) to finish its save, and stops it."""
         try:
-            self._writer.stop()
+            self._stop_writer()
         finally:
             self._release_store()
+
+    def _stop_writer(self) -> None:
+        """Wait for the writer's saves and stop it (a writer process that died: saved inline)."""
+        try:
+            self._guarded(self._writer.stop)
+        finally:
+            if isinstance(self._writer, WriterProcess):
+                self.writer_process_stats = self._writer.stats
+                self._writer.close()
+                self._writer = MapWriter()
+
+    def _in_process(self) -> bool:
+        return isinstance(self._writer, WriterProcess)
+
+    def _confirm_save(self) -> None:
+        self._saved_once = True
+
+    def _guarded(self, call: Callable):
+        """``call()`` on the writer; a writer process that died is reported and replaced by inline saves,
+        the map so far saved in full (``save_in_background``)."""
+        try:
+            return call()
+        except WriterProcessDied as died:
+            self._save_inline_after(died)
+            return None
+
+    def _save_inline_after(self, died: WriterProcessDied) -> None:
+        warnings.warn(f"{died}; saving the map inline from now on (the map so far is saved in full now)",
+                      RuntimeWarning, stacklevel=3)
+        self._writer.close()
+        self.writer_process_stats = {}
+        self._writer = MapWriter()
+        # This process's map holds the edits but not the objects the process built: rebuild every object
+        # from the voxels, ranked afresh, and write the whole map (the file may lack the last saves).
+        self._replica.forget_caches()
+        self._dirty |= set(self._map.ids.tolist()) | set(np.flatnonzero(self._voxels.count > 0).tolist())
+        self._flush()
+        if self.path is not None:
+            self._open_store().save(self._map)
+            self._saved_once = self._save_requested = True
 
     def _release_store(self) -> None:
         if self._store is not None:
@@ -344,6 +396,13 @@ class Mapper:
         (``scene.parts``; then a copy, with the joins in ``id_remap``). The joins are decided
         afresh at every access and kept out of the tracker and the incremental saves: decided on a
         partial map they misfire, and kept, they stick (ScanNet box AP25 fell from 0.53 to 0.38)."""
+        if self._in_process():
+            view = self._guarded(lambda: self._writer.view(self._send_map_ops(), self._touched_objects()))
+            if view is not None:
+                # the same metadata as this process's map (the process's copy got the same edits), shared
+                # with the mapper as with the writer thread: what callers record there is kept
+                view.metadata = self._map.metadata
+                return view
         self._writer.drain()
         self._flush()
         return self._joined_view(self._map)
@@ -402,7 +461,7 @@ class Mapper:
         self._apply_merges(step.merged)
         self._dirty |= self._add_segments(segments, step.voxels)
         index, pose = int(frame.index), np.array(frame.pose, np.float64)
-        self._map_ops.append(lambda: self._map.add_frame(index, pose))
+        self._map_ops.append(("frame", index, pose))
         self._last_frame, self._num_frames = index, self._num_frames + 1
         object_ids = np.full(len(masks), -1, np.int64)
         if len(segments):
@@ -433,31 +492,38 @@ class Mapper:
         no frame came in since (a resumed map interrupted at once stays byte for byte as it was). Returns
         once the map is written, also with ``save_in_background``."""
         self._request_save()
-        self._writer.drain()
+        self._guarded(self._writer.drain)
 
     def _request_save(self) -> None:
-        """Hand the save over to the writer (on its thread with ``save_in_background``, else at once): the
-        map edits since the last save and the touched objects' geometry are taken now, on this thread."""
+        """Hand the save over to the writer (on its thread or process with ``save_in_background``, else at
+        once): the map edits since the last save and the touched objects' geometry are taken now, on this
+        thread."""
         if self.path is None or (self._save_requested and self._since_save == 0):
+            return
+        if self._in_process():
+            ops = self._send_map_ops()
+            objects = self._touched_objects()
+            self._save_requested, self._since_save = True, 0
+            self._guarded(lambda: self._writer.save(ops, objects))
             return
         ops, self._map_ops = self._map_ops, []
         objects = self._touched_objects()
         self._save_requested, self._since_save = True, 0
         self._writer.submit(lambda: self._write_save(ops, objects))
 
+    def _send_map_ops(self) -> list:
+        """The map edits since the last save, taken for the writer process and applied to this process's
+        map too (its trajectory, metadata and id remap stay the writer's; ``_refined_map`` builds on them)."""
+        ops, self._map_ops = self._map_ops, []
+        self._replica.apply(ops)
+        if self.resumed:
+            self._map.metadata.extra["refined"] = False
+        return ops
+
     def _write_save(self, ops: list, objects: list | None) -> None:
         """The writer's part of a save (see ``_request_save``)."""
-        for op in ops:
-            op()
-        if self.resumed:  # online frames joined a map that may have been refined: it no longer is
-            self._map.metadata.extra["refined"] = False
-        self._finish_objects(objects)
-        store = self._open_store()
-        if self._saved_once:
-            store.save_incremental(self._map)
-        else:
-            store.save(self._map)
-            self._saved_once = True
+        write_save(self._replica, self._open_store(), ops, objects, not self._saved_once, self.resumed)
+        self._saved_once = True
 
     def finalize(self) -> InstanceMap:
         """Run the global refinement (unless ``online_only`` or resumed), rebuild the map from it with
@@ -468,15 +534,20 @@ class Mapper:
         if refined:
             # The online objects are not rebuilt (the refined map replaces them), only the map edits are
             # applied. The refinement waits for the writer's last save: beside it, the two peaks of memory
-            # added up (peak RSS +30-50 MiB on 7-Scenes) for ~0.1 s saved.
-            self._writer.drain()
+            # added up (peak RSS +30-50 MiB on 7-Scenes) for ~0.1 s saved. A writer process ends here.
+            if self._in_process():
+                self._stop_writer()
+            self._guarded(self._writer.drain)
             result = self._refine()
             self._apply_map_ops()
             self._map = self._refined_map(result)
         else:
-            self._writer.drain()
-            self._flush()
-            self._map = self._joined_view(self._map)
+            view = self.map if self._in_process() else None  # the writer process's map, joined
+            self._stop_writer()
+            if view is None:
+                self._flush()
+                view = self._joined_view(self._map)
+            self._map = view
         self.finalize_timings = {"global_pass": time.perf_counter() - start, "final_save": 0.0}
         if self.tracker.frames_seen > 0:  # a resumed mapper with nothing new keeps the file's flag
             self._map.metadata.extra["refined"] = bool(refined)
@@ -500,22 +571,12 @@ class Mapper:
             return
         entry = [int(frame.index), frame_digest(frame)]
         self._fingerprinted += 1
-        self._map_ops.append(lambda: self._record_fingerprint(entry))
-
-    def _record_fingerprint(self, entry: list) -> None:
-        sequence = self._map.metadata.extra.setdefault(
-            "sequence", {"path": self._map.metadata.source_path, "first_frames": []})
-        sequence["first_frames"].append(entry)
+        self._map_ops.append(("fingerprint", entry))
 
     def _remember_camera(self, frame: Frame) -> None:
         if self._num_frames == 0 and self._map.metadata.K is None:
             K, size = np.asarray(frame.K, np.float64), (frame.height, frame.width)
-            self._map_ops.append(lambda: self._set_camera(K, size))
-
-    def _set_camera(self, K: np.ndarray, size: tuple[int, int]) -> None:
-        meta = self._map.metadata
-        if meta.K is None:
-            meta.K, meta.image_size = K, size
+            self._map_ops.append(("camera", K, size))
 
     def _apply_merges(self, merged: list) -> None:
         for keep, retire in merged:
@@ -523,12 +584,7 @@ class Mapper:
             self._voxels.merge(keep, retire)
             self._dirty.discard(retire)
             self._dirty.add(keep)
-            self._map_ops.append(lambda keep=keep, retire=retire: self._retire(keep, retire))
-
-    def _retire(self, keep: int, retire: int) -> None:
-        if retire in self._map:
-            self._map.remove(retire)
-        self._map.record_remap({retire: keep})
+            self._map_ops.append(("retire", keep, retire))
 
     def _add_segments(self, segments: list, voxels: FrameVoxels | None = None) -> set[int]:
         """Accumulate the segments' points into their voxels and re-own those voxels by the tracker's
@@ -563,8 +619,7 @@ class Mapper:
 
     def _apply_map_ops(self) -> None:
         ops, self._map_ops = self._map_ops, []
-        for op in ops:
-            op()
+        self._replica.apply(ops)
 
     def _touched_objects(self) -> list | None:
         """The objects touched since the last flush, as (id, voxel sums or None when too small to be in
@@ -592,35 +647,23 @@ class Mapper:
 
     def _finish_objects(self, objects: list | None) -> None:
         """Put the touched objects (``_touched_objects``) into the map, then flag floor and ceiling and
-        rank the map's objects; nothing when none was touched."""
-        if objects is None:
-            return
-        for obj, sums, statistics in objects:
-            if sums is None:
-                if obj in self._map:
-                    self._map.remove(obj)
-                continue
-            geometry = _well_observed(*mean_geometry(*sums), self.config.min_hit_share)
-            self._map.update(MapObject.from_points(obj, *geometry, up=self._map.metadata.up, **statistics))
-        up = self._current_up()
-        mark_floor_and_ceiling(self._map, self.config.structure, up)
-        self._parts.rank(self._map, up)
+        rank the map's objects; nothing when none was touched (``MapReplica.finish``)."""
+        self._replica.finish(objects)
 
     def _joined_view(self, imap: InstanceMap) -> InstanceMap:
         """``imap`` itself, or a copy with its pieces joined (``PartRanker.joins``) when it has any."""
-        up = self._current_up()
-        if up is None or not self.config.parts.joins_any or len(imap) == 0:
-            return imap
-        view = imap.copy()
-        joined = self._parts.join(view, up, flat_levels(imap, up, self.config.structure)[0])
-        return view if joined else imap
+        return self._replica.joined_view(imap)
 
     def _current_up(self):
-        """The map's up (``scene.structure.map_up``), re-estimated once the trajectory grew by a quarter."""
-        frames = self._map.num_frames
-        if self._up is None or frames >= 1.25 * self._up[0]:
-            self._up = (max(frames, 1), map_up(self._map, self.config.structure))
-        return self._up[1]
+        return self._replica.current_up()
+
+    @property
+    def _map(self) -> InstanceMap:
+        return self._replica.imap
+
+    @_map.setter
+    def _map(self, imap: InstanceMap) -> None:
+        self._replica.imap = imap
 
     def _online_confidence(self, obj: int, num_obs: int, num_voxels: int) -> float:
         """Mean mask score x detection consistency, saturating with observing frames and voxels
@@ -729,59 +772,7 @@ class Mapper:
         table.best_box[obj.id] = obj.best_view_box
 
 
-class _MapWriter:
-    """Runs a mapper's save jobs in the order given: at once (``background=False``), or on one writer
-    thread, at most one job waiting behind the one running (``submit`` blocks beyond that). The first
-    error a job raises is re-raised by the next ``submit``, ``drain`` or ``stop`` (jobs submitted before
-    that are dropped: a map whose save failed is not saved further). The queue counts a job as pending
-    only once it is in (``Queue.join``), so a Ctrl-C while ``submit`` waits cannot leave a count behind."""
-
-    def __init__(self, background: bool = False) -> None:
-        self._jobs: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if background:
-            self._thread = threading.Thread(target=self._work, name="scene-map-writer", daemon=True)
-            self._thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._raise_error()
-        if self._thread is None:
-            job()
-        else:
-            self._jobs.put(job)
-
-    def drain(self) -> None:
-        """Wait until every submitted job has run; re-raise the first error one raised."""
-        if self._thread is not None:
-            self._jobs.join()
-        self._raise_error()
-
-    def stop(self) -> None:
-        """Let the jobs submitted finish, end the thread (no thread is left running), re-raise an error."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            try:
-                if job is None:
-                    return
-                if self._error is None:
-                    job()
-            except BaseException as error:  # raised on the mapper's thread by the next submit / drain
-                self._error = error
-            finally:
-                self._jobs.task_done()
+_MapWriter = MapWriter  # the writer thread (``Mapper.save_in_background``)
 
 
 class SequenceMismatchError(ValueError):
@@ -806,14 +797,7 @@ def _open_new_map(path: Path, overwrite: bool) -> MapStore:
     return MapStore(path, replace=overwrite)
 
 
-def _well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, share: float):
-    """The voxels (points, colours, hit counts) lifted at least ``share`` x the object's median hit count:
-    voxels seen once or twice on an object seen in many frames are flying pixels at depth edges or
-    stray association, and they would stretch its box."""
-    if share <= 0 or weights.size == 0:
-        return points, colors, weights
-    keep = weights >= share * np.median(weights)
-    return points[keep], colors[keep], weights[keep]
+_well_observed = well_observed
 
 
 def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap, row_voxel: np.ndarray | None = None) -> dict:
@@ -891,19 +875,35 @@ SEGMENT_AHEAD = 2
 # segments are the same either way; only where the work runs changes.
 READ_BALANCE_SMOOTHING = 0.2
 
+# Whether ``run(pipelined=True)`` saves in a writer process (``Mapper.save_in_background(process=True)``)
+# rather than on a writer thread of the mapping process (``scene run --save-writer``). Off: measured on the
+# shared 2 cores at load 2-7, pairs alternated against the writer thread (7-Scenes redkitchen 10 pairs,
+# ScanNet scene0448_01 3), the process took ~2.8 s of CPU (19%) off the mapping process and ~0.9 s off its
+# main thread per 7-Scenes run (medians 11.9 s against 14.8 s, 8.4 s against 9.3 s), and the frames right
+# after a save waited less (7-Scenes frames 10-12 of each 10: +63 ms latency over the others against
+# +85 ms; latency median 195 ms against 225 ms), but under that load neither wall nor latency p95 came out
+# better (7-Scenes: per-pair ratios process / thread with median 1.00 for both, the process ahead in 5 of
+# 10 pairs for each; ScanNet 0.75 and 0.73, ahead in 2 of 3), and the writer process's peak RSS
+# (~158 MiB on 7-Scenes; a fresh interpreter importing numpy, scipy and OpenCV is ~120 MiB) takes the sum
+# of the three processes' peaks to ~890 MiB (it ends before the global pass, where the mapping process
+# peaks: sampled together every 20 ms the three peaked at 643-679 MiB, against 604-636 MiB).
+SAVE_IN_PROCESS = False
+
 ProgressCallback = Callable[[FrameResult, int, int], None]
 
 
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
         out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
-        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD, lift_apart: bool = False) -> InstanceMap:
+        pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD, lift_apart: bool = False,
+        save_process: bool | None = None) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
     ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade), in a worker process for
     ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
     current one is lifted and associated, and the incremental
-    saves run on a writer thread (``Mapper.save_in_background``); frames are integrated in order, so the
+    saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
+    ``Mapper.save_in_background``); frames are integrated in order, so the
     map and its ids are the same as with ``pipelined=False``, which does everything on this thread. An
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
@@ -934,7 +934,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
         if mapper.resumed:
             mapper.check_sequence(source)
         if pipelined:
-            mapper.save_in_background()
+            mapper.save_in_background(process=SAVE_IN_PROCESS if save_process is None else save_process)
         frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart, crops=True) if pipelined
                   else _segment_inline(mapper, source, total))
         for done, frame, masks, timings in frames:

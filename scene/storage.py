@@ -8,7 +8,9 @@ every array exactly.
 One writer at a time: a store opened for writing holds an exclusive lock (``flock``) on ``MAP.lock``
 beside the file, which names its process id; a second writer, in this process or another, is refused
 with a ``MapStorageError`` naming the file and that pid. The kernel drops the lock when the process
-ends, even by SIGKILL, so a killed writer never leaves the map locked. Readers take no lock.
+ends, even by SIGKILL, so a killed writer never leaves the map locked. Readers take no lock. A writer
+process working for the lock's holder (``scene.map_writer``) opens the store with ``parent_lock=True``:
+it checks that its parent process holds the lock instead of taking it.
 """
 from __future__ import annotations
 
@@ -72,11 +74,13 @@ class MapStore:
     ``replace=True`` (writing only): an existing file that is not a readable map is deleted and made
     afresh; a readable one is kept until the next ``save`` replaces its contents (one transaction), so
     a run that fails before its first save loses nothing. ``created`` tells whether this store made
-    the file. Use as a context manager or call ``close()``.
+    the file. ``parent_lock=True`` (writing only): the writer lock is not taken but must be held by the
+    parent process (``WriterLock.check_parent``; a mapper's writer process). Use as a context manager or
+    call ``close()``.
     """
 
     def __init__(self, path: str | Path, read_only: bool = False, synchronous: str = "NORMAL",
-                 replace: bool = False) -> None:
+                 replace: bool = False, parent_lock: bool = False) -> None:
         self.path = Path(path)
         self.read_only = bool(read_only)
         self._connection: sqlite3.Connection | None = None
@@ -88,7 +92,10 @@ class MapStore:
         if not self.read_only:
             if not self.path.parent.is_dir():
                 raise MapStorageError(f"{self.path}: folder {self.path.parent} does not exist")
-            self._lock = WriterLock(self.path)
+            if parent_lock:
+                WriterLock.check_parent(self.path)
+            else:
+                self._lock = WriterLock(self.path)
         try:
             self._open(synchronous, replace and not self.read_only)
         except BaseException:
@@ -353,6 +360,32 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
+
+    @staticmethod
+    def check_parent(path: Path) -> None:
+        """Raise ``MapStorageError`` naming ``path`` unless this process's parent holds the writer lock of
+        ``path`` (the lock file names the parent's pid and the lock is taken)."""
+        import fcntl
+
+        lock_path = Path(f"{path}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            raise MapStorageError(f"{path}: no writer holds this map (no lock file {lock_path}); a writer process "
+                                  f"writes only under its parent's lock") from None
+        try:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = False  # nobody held it: closing the descriptor below drops it again
+            except BlockingIOError:
+                held = True
+        finally:
+            os.close(fd)
+        if not held or owner != str(os.getppid()):
+            raise MapStorageError(f"{path}: the writer lock is {'held by process ' + owner if held else 'not held'}, "
+                                  f"not by this process's parent {os.getppid()}; a writer process writes only under "
+                                  f"its parent's lock")
 
     def _still_linked(self, fd: int) -> bool:
         try:

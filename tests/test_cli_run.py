@@ -199,3 +199,16 @@ def test_ctrl_c_saves_the_frames_so_far_and_resume_completes(synthetic, tmp_path
         resumed = store.load()
     assert resumed.trajectory[0].tolist() == list(range(FRAMES))
     assert set(partial.ids.tolist()) & set(resumed.ids.tolist())
+
+
+def test_run_saving_in_a_writer_process_makes_the_same_map(tmp_path, synthetic):
+    out, timings = tmp_path / "process.sqlite", tmp_path / "t.json"
+    assert main(["run", str(synthetic["data"]), "--out", str(out), "--quiet", "--save-every", "4",
+                 "--save-writer", "process", "--timings", str(timings)]) == 0
+    with MapStore(out, read_only=True) as store:
+        imap = store.load()
+    from scene.map import map_fingerprint
+
+    assert map_fingerprint(imap) == map_fingerprint(synthetic["map"])
+    writer = json.loads(timings.read_text())["writer_process"]
+    assert writer["cpu_s"] > 0 and writer["peak_rss_bytes"] > 2**20

@@ -1,4 +1,4 @@
-"""The pipelined run (frames segmented on a worker thread, saves on a writer thread) against the sequential
+"""The pipelined run (frames segmented on a worker thread, saves on a writer thread or process) against the sequential
 one on a synthetic scene: the same map byte for byte, errors raised naming the frame with the work so far
 saved, the writer flushing everything on close and on interruption, and no thread left running."""
 from __future__ import annotations
@@ -55,13 +55,13 @@ class _FailsAt:
 def test_pipelined_run_makes_the_sequential_map(frames, tmp_path):
     config = MapperConfig(save_every=3)
     maps = {}
-    for pipelined in (False, True):
-        out = tmp_path / f"{pipelined}.sqlite"
-        returned = run(frames, config, out=out, pipelined=pipelined)
+    for pipelined, save_process in ((False, None), (True, False), (True, True)):
+        out = tmp_path / f"{pipelined}-{save_process}.sqlite"
+        returned = run(frames, config, out=out, pipelined=pipelined, save_process=save_process)
         stored = _stored(out)
-        maps[pipelined] = (map_fingerprint(returned), map_fingerprint(stored), stored.metadata.extra["sequence"],
-                           stored.metadata.K.tolist(), stored.metadata.image_size)
-    assert maps[True] == maps[False]
+        maps[save_process] = (map_fingerprint(returned), map_fingerprint(stored), stored.metadata.extra["sequence"],
+                              stored.metadata.K.tolist(), stored.metadata.image_size)
+    assert maps[True] == maps[False] == maps[None]
     assert len(maps[True][2]["first_frames"]) == 3
     assert maps[True][0]["objects"] >= 5
     assert not _our_threads()
@@ -116,10 +116,10 @@ def test_writer_error_is_raised_on_the_mapping_thread(frames, tmp_path, monkeypa
     def broken(self, imap, *args, **kwargs):
         raise MapStorageError(f"{self.path}: save_incremental failed, disk full")
 
-    monkeypatch.setattr(MapStore, "save_incremental", broken)
+    monkeypatch.setattr(MapStore, "save_incremental", broken)  # reaches the writer thread, not a writer process
     out = tmp_path / "map.sqlite"
     with pytest.raises(MapStorageError, match="disk full"):
-        run(frames, MapperConfig(save_every=2), out=out)
+        run(frames, MapperConfig(save_every=2), out=out, save_process=False)
     assert not _our_threads()
 
 

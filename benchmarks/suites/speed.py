@@ -1,17 +1,20 @@
 """Section "speed": the whole ``scene run`` of the default pipeline (geometric generator, ``MapperConfig()``)
 on the real 7-Scenes redkitchen (200 frames) and ScanNet scene0448_01 (296 frames with valid poses)
 sequences, each as a subprocess on 2 cores, pipelined (the default: frames read and segmented on a worker
-thread, incremental saves on a writer thread) and ``--sequential``, and pipelined on 1 core.
+thread, incremental saves on a writer thread or process, ``scene.pipeline.SAVE_IN_PROCESS``) and
+``--sequential``, and pipelined on 1 core.
 
 Per run: ``wall_s`` of the subprocess (Python start-up and imports included); ``fps_end_to_end`` =
 frames / wall; ``fps_online`` = frames / the frame loop's seconds (``run_s`` minus the global pass and
 the final save); per-stage median and p95 from ``scene run --timings`` ("latency": from the start of
 reading a frame to the end of its integration, waiting included; "processing": the frame's own read,
 segment, lift + associate, map update and save hand-over, without the wait; "save": only the frames that saved,
-and with the writer thread it is the hand-over, the save itself runs beside the next frames); CPU
-seconds (user + system of the subprocess and its segmenter process) per frame, CPU utilisation = CPU
-seconds / wall / cores; peak RSS of the ``scene run`` process and, apart, of its segmenter process (the
-pipelined run with the geometric generator segments in a worker process; their sum bounds the total);
+and with the writer thread or process it is the hand-over, the save itself runs beside the next frames); CPU
+seconds (user + system of the subprocess and its segmenter and writer processes) per frame, CPU utilisation
+= CPU seconds / wall / cores; peak RSS of the ``scene run`` process, of its largest child process (the
+pipelined run with the geometric generator segments in a worker process) and of its writer process if
+any (which ends before the global pass, where the ``scene run`` process peaks; the sum of the three bounds
+the total);
 the share of frames whose masks the segmenter process also partitioned and lifted ("lifted_apart": the
 pipeline gives it that work while it spends less CPU per frame than the mapping process; their
 "segment" then includes the lift, and "lift_associate" does not). Cores are limited with ``sched_setaffinity`` and, on 1 core, the thread
@@ -138,6 +141,8 @@ def summarize_run(report: dict, wall: float, usage: dict, cores: int, fingerprin
         "cpu_utilisation": usage["cpu_s"] / wall / cores if wall > 0 else float("nan"),
         "peak_rss_bytes": int(report.get("peak_rss_bytes") or usage["peak_rss_bytes"]),
         "worker_peak_rss_bytes": int(report.get("worker_peak_rss_bytes") or 0), "fingerprint": fingerprint,
+        "writer_peak_rss_bytes": int(report.get("writer_process", {}).get("peak_rss_bytes") or 0),
+        "writer_cpu_s": float(report.get("writer_process", {}).get("cpu_s") or 0.0),
         "lifted_apart_share": sum(float(f.get("lifted_apart", 0.0)) for f in frames) / max(n, 1),
     }
 
@@ -177,6 +182,7 @@ def markdown(data: dict) -> str:
                          "processing_p95": 1e3 * r["stages"]["processing"]["p95"], "global": r["global_pass_s"],
                          "cpu_ms": 1e3 * r["cpu_s_per_frame"], "util": r["cpu_utilisation"],
                          "rss": r["peak_rss_bytes"] / _MIB, "worker_rss": r["worker_peak_rss_bytes"] / _MIB,
+                         "writer_rss": r.get("writer_peak_rss_bytes", 0) / _MIB,
                          "lifted_apart": r.get("lifted_apart_share", 0.0), "digest": r["fingerprint"]["digest"][:10]})
         parts.append(
             f"**{name}**: {seq['objects']} objects, {seq['points']} points; maps identical across the runs: "
@@ -184,11 +190,12 @@ def markdown(data: dict) -> str:
             f"{seq['concurrency_gain']:.2f}x, pipelining gain (sequential / pipelined wall, 2 cores) "
             f"{seq['pipelining_gain']:.2f}x.\n\n"
             + markdown_table(rows, ["run", "frames", "wall_s", "fps_e2e", "fps_online", "latency", "latency_p95",
-                                    "processing_p95", "global", "cpu_ms", "util", "rss", "worker_rss", "lifted_apart",
+                                    "processing_p95", "global", "cpu_ms", "util", "rss", "worker_rss", "writer_rss", "lifted_apart",
                                     "digest"],
                              ["run", "frames", "wall s", "frames/s end to end", "frames/s online", "latency median ms",
                               "latency p95 ms", "own work p95 ms", "global pass s", "CPU ms/frame", "CPU use", "peak RSS MiB",
-                              "segmenter process peak RSS MiB", "frames lifted in the segmenter process",
+                              "largest child process peak RSS MiB", "writer process peak RSS MiB",
+                              "frames lifted in the segmenter process",
                               "map digest"]))
         stage_rows = []
         for label, r in seq["runs"].items():

@@ -177,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         imap = run(source, config, progress=_chain(progress, viewer), mapper=mapper, max_frames=total,
-                   pipelined=not args.sequential)
+                   pipelined=not args.sequential, save_process=_save_process(args.save_writer))
     except KeyboardInterrupt:
         progress.close()
         print(f"scene run: interrupted after {progress.done} frames of this run: {_kept(mapper, out)}", file=sys.stderr)
@@ -196,17 +196,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_process(choice: str | None) -> bool | None:
+    return None if choice is None else choice == "process"
+
+
 def _write_timings(path: Path, progress: "_Progress", mapper, imap, seconds: float, pipelined: bool) -> None:
     """``--timings``: per frame its stage seconds ("read", "segment", "lift_associate", "map_update", "save",
     "latency"), then finalize's ("global_pass", "final_save"), the run's seconds, the map's size, and the
-    peak resident memory (bytes) of this process and of its largest finished child (the segmenter
-    process of a pipelined run)."""
+    peak resident memory (bytes) of this process and of its largest finished child (the segmenter or
+    the writer process of a pipelined run), and the writer process's CPU seconds and peak resident memory
+    ("writer_process": "cpu_s", "peak_rss_bytes"; empty without one)."""
     import resource
 
     report = {"frames": progress.timings, "finalize": mapper.finalize_timings, "run_s": seconds,
               "pipelined": pipelined, "objects": len(imap), "points": int(imap.num_points),
               "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-              "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
+              "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+              "writer_process": getattr(mapper, "writer_process_stats", {})}
     try:
         path.write_text(json.dumps(report, indent=1))
     except OSError as exc:
@@ -718,6 +724,9 @@ def _add_run(sub) -> None:
     run.add_argument("--sequential", action="store_true",
                      help="read, segment, map and save on one thread (default: the next frame is read and segmented, "
                           "and the incremental saves written, on worker threads; the map is the same)")
+    run.add_argument("--save-writer", choices=("thread", "process"), default=None,
+                     help="pipelined: write the incremental saves on a writer thread or in a writer process of "
+                          "their own (default: scene.pipeline.SAVE_IN_PROCESS; the maps are the same)")
     run.add_argument("--timings", default=None, metavar="JSON",
                      help="write every frame's stage timings and the run's totals (seconds) to this JSON file")
     run.add_argument("--scan", default=None, metavar="SCAN",
