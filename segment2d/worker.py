@@ -61,21 +61,21 @@ class SegmenterProcess:
     process. A failure there is not reported: the result is None and the caller does the work itself.
 
     ``threads``: the size of the worker's library thread pools (``worker_environment``; None: the
-    libraries' defaults)."""
+    libraries' defaults). ``waiting``: a worker started beforehand (``WaitingWorker``, started with its own
+    ``threads``) to run the generator, instead of starting one now."""
 
-    def __init__(self, generator, source=None, finish=None, threads: int | None = 1) -> None:
-        # The caller's import path, so that the worker finds this package (and the generator's) as it does.
-        path = os.pathsep.join(p for p in sys.path if p)
-        self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=worker_environment(path, threads))
+    def __init__(self, generator, source=None, finish=None, threads: int | None = 1,
+                 waiting: WaitingWorker | None = None) -> None:
+        self._process = waiting.take() if waiting is not None else _spawn(threads)
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
         self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
         self._started = False
 
     def started(self) -> bool:
-        """Whether the worker has started (interpreter, imports, generator loaded): until then a caller
-        with its own copy of the generator may segment frames itself. Does not wait."""
+        """Whether the worker has started (interpreter and imports; it loads the generator, cheap for a
+        ``process_safe`` one, before its first request): until then a caller with its own copy of the
+        generator may segment frames itself. Does not wait."""
         if not self._started and select.select([self._process.stdout], [], [], 0)[0]:
             try:
                 pickle.load(self._process.stdout)  # its first message says it started
@@ -171,6 +171,50 @@ class SegmenterProcess:
             raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
 
 
+class WaitingWorker:
+    """A segmenter process started before its generator exists: ``python -m segment2d.worker``, waiting on
+    its stdin for what ``SegmenterProcess(..., waiting=this)`` then sends it. Its interpreter start and
+    imports (~0.3 s) so overlap the caller's own start-up (``scene run`` starts one before importing the
+    mapping modules) instead of delaying the first frames it could segment. ``close`` ends it when nothing
+    took it (the run segments on one thread, or with a generator that is not ``process_safe``)."""
+
+    def __init__(self, threads: int | None = 1) -> None:
+        self._process: subprocess.Popen | None = _spawn(threads)
+
+    def take(self) -> subprocess.Popen:
+        """The worker's process, now owned by the caller (a ``SegmenterProcess``); taken once."""
+        if self._process is None:
+            raise RuntimeError("this waiting segmenter process was taken or closed already")
+        process, self._process = self._process, None
+        return process
+
+    def close(self) -> None:
+        """End the worker if nothing took it (it holds no work: killed, not asked); closing twice is fine."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        process.kill()
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+
+
+def _spawn(threads: int | None) -> subprocess.Popen:
+    """A fresh worker interpreter on the caller's import path, so that it finds this package (and the
+    generator's) as the caller does."""
+    path = os.pathsep.join(p for p in sys.path if p)
+    return subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=worker_environment(path, threads))
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (a segmenter process only pays off with a second one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
 
 # The thread pools of the libraries the generators use (OpenMP, BLAS, OpenCV), read once at their import.
@@ -197,9 +241,15 @@ def _serve() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    generator, source, finish = pickle.load(requests)
+    # Started once the interpreter is up and this module's imports are done: a worker started ahead
+    # (``WaitingWorker``) is then ready when its generator arrives, which a ``process_safe`` generator
+    # makes cheap to load.
     pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
+    try:
+        generator, source, finish = pickle.load(requests)
+    except EOFError:  # started ahead and closed unused
+        return
     sending = 0.0  # CPU seconds the last reply took to send, counted with the next one
     while (message := pickle.load(requests)) is not None:
         kind, body = message
