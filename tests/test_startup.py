@@ -1,8 +1,9 @@
 """`scene run` from process start to exit: the segmenter process started ahead of the mapping modules
-(``segment2d.worker.WaitingWorker``) makes the same masks and maps and goes away when unused; the
-command line itself imports no numerical library."""
+(``segment2d.worker.WaitingWorker``) makes the same masks and maps, goes away when unused, and the
+command ends with its map saved; the command line itself imports no numerical library."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -109,3 +110,20 @@ def test_scene_run_starts_its_segmenter_before_importing_the_mapping_modules(wri
         """, str(written), str(tmp_path / "map.sqlite"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "{'loaded when started': [], 'taken': True}"
+
+
+def test_scene_run_as_a_command_exits_with_its_map_and_outputs_written(written, tmp_path):
+    """``python -m scene.app run`` ends without the interpreter's teardown (``entry``): its summary, its
+    timings and its map are all written, and the map is the one ``main`` makes in this process."""
+    out, timings = tmp_path / "command.sqlite", tmp_path / "timings.json"
+    done = subprocess.run([sys.executable, "-m", "scene.app", "run", str(written), "--out", str(out), "--quiet",
+                           "--timings", str(timings)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"mapped {FRAMES} frames" in done.stdout and done.stdout.rstrip().endswith(f"map: {out}")
+    assert len(json.loads(timings.read_text())["frames"]) == FRAMES
+    assert not (tmp_path / "command.sqlite.lock").exists()
+    assert main(["run", str(written), "--out", str(tmp_path / "here.sqlite"), "--quiet"]) == 0
+    assert _fingerprint(out) == _fingerprint(tmp_path / "here.sqlite")
+    failed = subprocess.run([sys.executable, "-m", "scene.app", "run", str(tmp_path / "missing"), "--out",
+                             str(tmp_path / "m.sqlite")], capture_output=True, text=True, timeout=600)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "scene run: error:" in failed.stderr
