@@ -176,10 +176,15 @@ class WaitingWorker:
     its stdin for what ``SegmenterProcess(..., waiting=this)`` then sends it. Its interpreter start and
     imports (~0.3 s) so overlap the caller's own start-up (``scene run`` starts one before importing the
     mapping modules) instead of delaying the first frames it could segment. ``close`` ends it when nothing
-    took it (the run segments on one thread, or with a generator that is not ``process_safe``)."""
+    took it (the run segments on one thread, or with a generator that is not ``process_safe``).
 
-    def __init__(self, threads: int | None = 1) -> None:
-        self._process: subprocess.Popen | None = _spawn(threads)
+    ``warm_up``: the name of the generator the run is expected to use (``segment2d.factory``): while it
+    waits, the worker builds one and segments a small synthetic frame with it (``_warm_up``), so that the
+    one-time set-up of its first frame (the generator's modules, OpenCV's colour-conversion tables: ~0.09
+    CPU s of the geometric generator's first 7-Scenes frame) is done before the first real frame."""
+
+    def __init__(self, threads: int | None = 1, warm_up: str | None = None) -> None:
+        self._process: subprocess.Popen | None = _spawn(threads, ("--warm-up", warm_up) if warm_up else ())
 
     def take(self) -> subprocess.Popen:
         """The worker's process, now owned by the caller (a ``SegmenterProcess``); taken once."""
@@ -199,12 +204,30 @@ class WaitingWorker:
         process.stdout.close()
 
 
-def _spawn(threads: int | None) -> subprocess.Popen:
+def _spawn(threads: int | None, options: tuple[str, ...] = ()) -> subprocess.Popen:
     """A fresh worker interpreter on the caller's import path, so that it finds this package (and the
     generator's) as the caller does."""
     path = os.pathsep.join(p for p in sys.path if p)
-    return subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "segment2d.worker", *options], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, env=worker_environment(path, threads))
+
+
+def _warm_up(name: str) -> None:
+    """Segment a small synthetic frame (a slanted wall with a box before it, 64 x 48) with a new generator
+    ``name``, then drop it: a ``process_safe`` generator keeps nothing from frame to frame, so only the
+    process's one-time set-up remains. A generator that cannot be built without options (a checkpoint) or
+    fails on the frame is skipped."""
+    from .factory import make_generator
+
+    rows, columns = np.mgrid[0:48, 0:64]
+    box = (columns > 20) & (columns < 40) & (rows > 10) & (rows < 30)
+    depth = (1.5 + 0.01 * columns - 0.3 * box).astype(np.float32)
+    color = np.stack([columns * 4 % 256, rows * 5 % 256, (columns + rows) * 3 % 256], axis=-1).astype(np.uint8)
+    K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]])
+    try:
+        _generated(make_generator(name), Frame(0, 0.0, color, depth, K, np.eye(4), source="warm-up"))
+    except Exception:
+        pass
 
 
 def usable_cores() -> int:
@@ -233,7 +256,7 @@ def worker_environment(path: str, threads: int | None = 1) -> dict[str, str]:
     return env
 
 
-def _serve() -> None:
+def _serve(warm_up: str | None = None) -> None:
     """The worker: a generator, a frame source (or None) and a finish (or None), then requests, from stdin: a
     frame to segment or the position of one to read and segment (each saying whether to finish it);
     replies to stdout, until None arrives. Anything else printing to stdout is sent to stderr instead."""
@@ -246,6 +269,8 @@ def _serve() -> None:
     # makes cheap to load.
     pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
+    if warm_up:  # while the caller gets ready (``WaitingWorker``)
+        _warm_up(warm_up)
     try:
         generator, source, finish = pickle.load(requests)
     except EOFError:  # started ahead and closed unused
@@ -414,4 +439,4 @@ def _extents(present: np.ndarray) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(warm_up=sys.argv[2] if sys.argv[1:2] == ["--warm-up"] else None)

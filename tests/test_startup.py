@@ -41,10 +41,13 @@ def _python(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
                           timeout=600, cwd=cwd)
 
 
-def test_a_worker_started_ahead_segments_as_one_started_with_its_generator(written):
+@pytest.mark.parametrize("warm_up", [None, "geometric", "sam"])
+def test_a_worker_started_ahead_segments_as_one_started_with_its_generator(written, warm_up):
+    """Started ahead, warmed up (or not: "sam" cannot be built without a checkpoint), the worker gives
+    the generator's own masks."""
     source = open_dataset(written)
     generator = make_generator("geometric")
-    waiting = WaitingWorker()
+    waiting = WaitingWorker(warm_up=warm_up)
     worker = SegmenterProcess(generator, source, waiting=waiting)
     try:
         waiting.close()  # taken: nothing to close

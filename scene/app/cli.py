@@ -155,11 +155,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _segmenter_ahead(args: argparse.Namespace):
     """A segmenter process started before the mapping modules are imported (``WaitingWorker``): its start
-    (~0.3 s) overlaps theirs (~0.6 s) instead of following it, and it is ready for the first frames. Only
-    for a pipelined run on two cores or more; a generator that does not run in a process leaves it unused."""
+    (~0.3 s) overlaps theirs (~0.6 s) instead of following it, and it is ready, warmed up with the
+    segmenter asked for, for the first frames. Only for a pipelined run on two cores or more; a generator
+    that does not run in a process leaves it unused."""
+    from segment2d.factory import DEFAULT_GENERATOR
     from segment2d.worker import WaitingWorker, usable_cores
 
-    return WaitingWorker() if not args.sequential and usable_cores() >= 2 else None
+    if args.sequential or usable_cores() < 2:
+        return None
+    return WaitingWorker(warm_up=args.segmenter or DEFAULT_GENERATOR)
 
 
 def _map_sequence(args: argparse.Namespace, worker) -> int:
