@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -69,7 +70,13 @@ class SegmenterProcess:
         self._process = waiting.take() if waiting is not None else _spawn(threads)
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
-        self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
+        setup = pickle.dumps((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)),
+                             protocol=pickle.HIGHEST_PROTOCOL)
+        # Written on a thread: a setup larger than the pipe's buffer (64 KiB; a 300-frame ScanNet source
+        # pickles to ~80 KB) would hold this process until the worker's imports are done and it reads
+        # (~0.3 s), while this process could be segmenting its first frames itself (``started``).
+        self._setup = threading.Thread(target=self._write_setup, args=(setup,), name="segmenter-setup", daemon=True)
+        self._setup.start()
         self._started = False
 
     def started(self) -> bool:
@@ -163,7 +170,15 @@ class SegmenterProcess:
         except OSError:
             pass
 
+    def _write_setup(self, setup: bytes) -> None:
+        try:
+            self._process.stdin.write(setup)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died: the next request reports it
+
     def _send(self, message) -> None:
+        self._setup.join()  # requests follow the setup on the pipe
         try:
             pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()

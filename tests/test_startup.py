@@ -130,3 +130,25 @@ def test_scene_run_as_a_command_exits_with_its_map_and_outputs_written(written, 
     failed = subprocess.run([sys.executable, "-m", "scene.app", "run", str(tmp_path / "missing"), "--out",
                              str(tmp_path / "m.sqlite")], capture_output=True, text=True, timeout=600)
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "scene run: error:" in failed.stderr
+
+
+def test_a_setup_larger_than_the_pipe_does_not_hold_the_caller(monkeypatch):
+    """The generator and source go to the worker on a thread: ``SegmenterProcess`` returns at once even
+    when they fill the pipe and the worker is not reading yet (it is still importing), so the caller can
+    segment its first frames meanwhile. A worker that never reads stands in for a slow start."""
+    import numpy as np
+
+    import segment2d.worker as worker_module
+
+    def never_reads(threads, options=()):
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(worker_module, "_spawn", never_reads)
+    worker = SegmenterProcess(make_generator("geometric"), np.zeros(2**20, np.uint8))  # 1 MiB, 16x the pipe
+    try:
+        assert not worker.started() and worker._setup.is_alive()
+    finally:
+        worker._process.kill()
+        worker.close()
+    assert worker._process.poll() is not None and not worker._setup.is_alive()
