@@ -880,8 +880,7 @@ def entry() -> None:
     every module, the map's arrays and the libraries' thread pools one by one took ~0.2 s of a 7-Scenes
     run's wall and nothing reads them. Only when no other thread is still running (a library's worker
     would be cut off; daemon threads such as tqdm's monitor are abandoned at exit anyway); other commands
-    exit as usual (their libraries' atexit hooks may matter: Dask's
-    cluster, the viewer's server)."""
+    exit as usual (their libraries' atexit hooks may matter: Dask's cluster, the viewer's server)."""
     code = main()
     if _ends_at_once(sys.argv[1:]):
         _exit_now(code)
