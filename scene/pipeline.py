@@ -46,7 +46,6 @@ mapper's ``finalize`` cannot run the global refinement and keeps the online map 
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import threading
 import time
@@ -68,7 +67,8 @@ from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from scene.trim import owned_voxels, trim_strays
 from segment2d.types import MaskCrops, MaskSet
-from segment2d.worker import SegmenterProcess
+from segment2d.worker import SegmenterProcess, WaitingWorker
+from segment2d.worker import usable_cores as _usable_cores
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.overlap import pass_threads, side_by_side
@@ -895,7 +895,7 @@ ProgressCallback = Callable[[FrameResult, int, int], None]
 def run(source, config: MapperConfig | None = None, progress: ProgressCallback | None = None,
         out: str | Path | None = None, mapper: Mapper | None = None, max_frames: int | None = None,
         pipelined: bool = True, read_ahead: int = SEGMENT_AHEAD, lift_apart: bool = False,
-        save_process: bool | None = None) -> InstanceMap:
+        save_process: bool | None = None, worker: WaitingWorker | None = None) -> InstanceMap:
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
@@ -922,7 +922,9 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     ``max_frames``: stop after that many frames of ``source``. A source with no frame is an error
     (``ValueError``); frames that give no object make a valid, empty map. On KeyboardInterrupt, or a
     frame that cannot be read (``DatasetError``), the map so far is saved (online, not refined) before
-    the error propagates, so no integrated frame is lost.
+    the error propagates, so no integrated frame is lost. ``worker``: a segmenter process started ahead
+    (``WaitingWorker``, e.g. by the CLI before its own imports) for the segmenter process of a pipelined
+    run; ``run`` closes it when it goes unused.
     """
     config = config if config is not None else MapperConfig()
     if len(source) == 0:
@@ -935,7 +937,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             mapper.check_sequence(source)
         if pipelined:
             mapper.save_in_background(process=SAVE_IN_PROCESS if save_process is None else save_process)
-        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart, crops=True) if pipelined
+        frames = (_SegmentAhead(mapper, source, total, read_ahead, lift_apart, crops=True, waiting=worker) if pipelined
                   else _segment_inline(mapper, source, total))
         for done, frame, masks, timings in frames:
             started, lifted = timings.pop("started"), timings.pop("lifted", None)
@@ -955,6 +957,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
         try:
             if frames is not None:
                 frames.close()
+            if worker is not None:
+                worker.close()
         finally:
             mapper.close()
 
@@ -1037,14 +1041,6 @@ class _segment_inline:
         """Nothing runs apart."""
 
 
-def _usable_cores() -> int:
-    """CPUs this process may run on (a segmenter process only pays off with a second one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 class _SegmentAhead:
     """Reads and segments frames on a worker thread, ``ahead`` at most read ahead of the frame the consumer
     is on (a frame is read once the consumer took the one ``ahead`` before it; ``SEGMENT_AHEAD``), and yields
@@ -1052,12 +1048,13 @@ class _SegmentAhead:
     a segmenter's as ``SegmentationError`` naming the frame. ``close()`` stops the worker and waits for it
     (a frame being segmented is finished first). ``crops``: masks from the segmenter process come as
     ``MaskCrops`` (``Mapper.integrate`` takes them; the N x H x W stack is made only if read), else every
-    frame's masks are a MaskSet."""
+    frame's masks are a MaskSet. ``waiting``: a segmenter process started ahead, taken for the segmenter
+    process when there is one."""
 
     _END = object()
 
     def __init__(self, mapper: Mapper, source, total: int, ahead: int = SEGMENT_AHEAD, lift_apart: bool = False,
-                 crops: bool = False) -> None:
+                 crops: bool = False, waiting: WaitingWorker | None = None) -> None:
         if int(ahead) < 1:
             raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
@@ -1067,7 +1064,8 @@ class _SegmentAhead:
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
         reads = in_process and SegmenterProcess.reads(source)
         lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
-        self._process = SegmenterProcess(mapper.generator, source if reads else None, lifter) if in_process else None
+        self._process = (SegmenterProcess(mapper.generator, source if reads else None, lifter, waiting=waiting)
+                         if in_process else None)
         self._threads = _OneThreadPerCore() if in_process else None  # undone by close()
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
         self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)

@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -61,21 +62,27 @@ class SegmenterProcess:
     process. A failure there is not reported: the result is None and the caller does the work itself.
 
     ``threads``: the size of the worker's library thread pools (``worker_environment``; None: the
-    libraries' defaults)."""
+    libraries' defaults). ``waiting``: a worker started beforehand (``WaitingWorker``, started with its own
+    ``threads``) to run the generator, instead of starting one now."""
 
-    def __init__(self, generator, source=None, finish=None, threads: int | None = 1) -> None:
-        # The caller's import path, so that the worker finds this package (and the generator's) as it does.
-        path = os.pathsep.join(p for p in sys.path if p)
-        self._process = subprocess.Popen([sys.executable, "-m", "segment2d.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=worker_environment(path, threads))
+    def __init__(self, generator, source=None, finish=None, threads: int | None = 1,
+                 waiting: WaitingWorker | None = None) -> None:
+        self._process = waiting.take() if waiting is not None else _spawn(threads)
         # ``finish`` goes pickled apart: the worker unpickles it (importing its modules) only when a frame
         # first asks for it, not before its first frame
-        self._send((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)))
+        setup = pickle.dumps((generator, source, None if finish is None else pickle.dumps(finish, protocol=pickle.HIGHEST_PROTOCOL)),
+                             protocol=pickle.HIGHEST_PROTOCOL)
+        # Written on a thread: a setup larger than the pipe's buffer (64 KiB; a 300-frame ScanNet source
+        # pickles to ~80 KB) would hold this process until the worker's imports are done and it reads
+        # (~0.3 s), while this process could be segmenting its first frames itself (``started``).
+        self._setup = threading.Thread(target=self._write_setup, args=(setup,), name="segmenter-setup", daemon=True)
+        self._setup.start()
         self._started = False
 
     def started(self) -> bool:
-        """Whether the worker has started (interpreter, imports, generator loaded): until then a caller
-        with its own copy of the generator may segment frames itself. Does not wait."""
+        """Whether the worker has started (interpreter and imports; it loads the generator, cheap for a
+        ``process_safe`` one, before its first request): until then a caller with its own copy of the
+        generator may segment frames itself. Does not wait."""
         if not self._started and select.select([self._process.stdout], [], [], 0)[0]:
             try:
                 pickle.load(self._process.stdout)  # its first message says it started
@@ -163,12 +170,87 @@ class SegmenterProcess:
         except OSError:
             pass
 
+    def _write_setup(self, setup: bytes) -> None:
+        try:
+            self._process.stdin.write(setup)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died: the next request reports it
+
     def _send(self, message) -> None:
+        self._setup.join()  # requests follow the setup on the pipe
         try:
             pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()
         except (BrokenPipeError, OSError):
             raise RuntimeError(f"the segmenter process died (exit code {self._process.wait()})") from None
+
+
+class WaitingWorker:
+    """A segmenter process started before its generator exists: ``python -m segment2d.worker``, waiting on
+    its stdin for what ``SegmenterProcess(..., waiting=this)`` then sends it. Its interpreter start and
+    imports (~0.3 s) so overlap the caller's own start-up (``scene run`` starts one before importing the
+    mapping modules) instead of delaying the first frames it could segment. ``close`` ends it when nothing
+    took it (the run segments on one thread, or with a generator that is not ``process_safe``).
+
+    ``warm_up``: the name of the generator the run is expected to use (``segment2d.factory``): while it
+    waits, the worker builds one and segments a small synthetic frame with it (``_warm_up``), so that the
+    one-time set-up of its first frame (the generator's modules, OpenCV's colour-conversion tables: ~0.09
+    CPU s of the geometric generator's first 7-Scenes frame) is done before the first real frame."""
+
+    def __init__(self, threads: int | None = 1, warm_up: str | None = None) -> None:
+        self._process: subprocess.Popen | None = _spawn(threads, ("--warm-up", warm_up) if warm_up else ())
+
+    def take(self) -> subprocess.Popen:
+        """The worker's process, now owned by the caller (a ``SegmenterProcess``); taken once."""
+        if self._process is None:
+            raise RuntimeError("this waiting segmenter process was taken or closed already")
+        process, self._process = self._process, None
+        return process
+
+    def close(self) -> None:
+        """End the worker if nothing took it (it holds no work: killed, not asked); closing twice is fine."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        process.kill()
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+
+
+def _spawn(threads: int | None, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A fresh worker interpreter on the caller's import path, so that it finds this package (and the
+    generator's) as the caller does."""
+    path = os.pathsep.join(p for p in sys.path if p)
+    return subprocess.Popen([sys.executable, "-m", "segment2d.worker", *options], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=worker_environment(path, threads))
+
+
+def _warm_up(name: str) -> None:
+    """Segment a small synthetic frame (a slanted wall with a box before it, 64 x 48) with a new generator
+    ``name``, then drop it: a ``process_safe`` generator keeps nothing from frame to frame, so only the
+    process's one-time set-up remains. A generator that cannot be built without options (a checkpoint) or
+    fails on the frame is skipped."""
+    from .factory import make_generator
+
+    rows, columns = np.mgrid[0:48, 0:64]
+    box = (columns > 20) & (columns < 40) & (rows > 10) & (rows < 30)
+    depth = (1.5 + 0.01 * columns - 0.3 * box).astype(np.float32)
+    color = np.stack([columns * 4 % 256, rows * 5 % 256, (columns + rows) * 3 % 256], axis=-1).astype(np.uint8)
+    K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]])
+    try:
+        _generated(make_generator(name), Frame(0, 0.0, color, depth, K, np.eye(4), source="warm-up"))
+    except Exception:
+        pass
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (a segmenter process only pays off with a second one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
@@ -189,7 +271,7 @@ def worker_environment(path: str, threads: int | None = 1) -> dict[str, str]:
     return env
 
 
-def _serve() -> None:
+def _serve(warm_up: str | None = None) -> None:
     """The worker: a generator, a frame source (or None) and a finish (or None), then requests, from stdin: a
     frame to segment or the position of one to read and segment (each saying whether to finish it);
     replies to stdout, until None arrives. Anything else printing to stdout is sent to stderr instead."""
@@ -197,9 +279,17 @@ def _serve() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    generator, source, finish = pickle.load(requests)
+    # Started once the interpreter is up and this module's imports are done: a worker started ahead
+    # (``WaitingWorker``) is then ready when its generator arrives, which a ``process_safe`` generator
+    # makes cheap to load.
     pickle.dump(("started", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
+    if warm_up:  # while the caller gets ready (``WaitingWorker``)
+        _warm_up(warm_up)
+    try:
+        generator, source, finish = pickle.load(requests)
+    except EOFError:  # started ahead and closed unused
+        return
     sending = 0.0  # CPU seconds the last reply took to send, counted with the next one
     while (message := pickle.load(requests)) is not None:
         kind, body = message
@@ -364,4 +454,4 @@ def _extents(present: np.ndarray) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(warm_up=sys.argv[2] if sys.argv[1:2] == ["--warm-up"] else None)

@@ -1,6 +1,4 @@
 """``python -m scene.app``: the ``scene`` command line."""
-import sys
+from scene.app.cli import entry
 
-from scene.app.cli import main
-
-sys.exit(main())
+entry()
