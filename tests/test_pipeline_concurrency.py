@@ -96,7 +96,8 @@ def test_segmenter_error_names_the_frame_and_keeps_the_frames_before(frames, tmp
     assert not _our_threads()
 
 
-def test_ctrl_c_keeps_every_integrated_frame_and_stops_the_threads(frames, tmp_path):
+@pytest.mark.parametrize("save_process", [False, True])
+def test_ctrl_c_keeps_every_integrated_frame_and_stops_the_threads(frames, tmp_path, save_process):
     out = tmp_path / "map.sqlite"
     seen = []
 
@@ -106,7 +107,7 @@ def test_ctrl_c_keeps_every_integrated_frame_and_stops_the_threads(frames, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(frames, MapperConfig(save_every=3), out=out, progress=progress)
+        run(frames, MapperConfig(save_every=3), out=out, progress=progress, save_process=save_process)
     kept = _stored(out)
     assert kept.num_frames == 7 and kept.trajectory[0].tolist() == seen
     assert not _our_threads()

@@ -169,18 +169,3 @@ def test_killed_writer_process_is_reported_and_no_frame_is_lost(frames, tmp_path
     assert stored[0] == map_fingerprint(final)
     inline = run(frames, config, out=tmp_path / "inline.sqlite", pipelined=False)
     assert map_fingerprint(final) == map_fingerprint(inline)  # the refined map does not depend on the saves
-
-
-@pytest.mark.parametrize("save_process", [False, True])
-def test_ctrl_c_saves_every_integrated_frame(frames, tmp_path, save_process):
-    out = tmp_path / "map.sqlite"
-    seen = []
-
-    def progress(result, done, total):
-        seen.append(result.frame_index)
-        if done == 7:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(frames, MapperConfig(save_every=3), out=out, progress=progress, save_process=save_process)
-    assert _content(out)[3] == seen
