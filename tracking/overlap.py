@@ -6,20 +6,13 @@ the second core idle. On one usable core the steps run one after the other, as b
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Callable, TypeVar
 
+from segment2d.worker import usable_cores
+
 A = TypeVar("A")
 B = TypeVar("B")
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def pass_threads(requested: int) -> int:
