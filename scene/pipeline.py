@@ -730,7 +730,7 @@ class Mapper:
     def _refined_object(self, obj: int, keys: np.ndarray, objects: ObjectMap, k: int, stats: dict) -> MapObject:
         rows = self._voxels.index.lookup(keys)
         known = rows >= 0
-        points, colors, weights = _well_observed(*self._voxels.geometry(rows[known]), self.config.min_hit_share)
+        points, colors, weights = well_observed(*self._voxels.geometry(rows[known]), self.config.min_hit_share)
         if not known.all():  # voxels without lifted points (none expected): their centres, grey
             from lift3d.voxels import voxel_centers
 
@@ -772,9 +772,6 @@ class Mapper:
         table.best_box[obj.id] = obj.best_view_box
 
 
-_MapWriter = MapWriter  # the writer thread (``Mapper.save_in_background``)
-
-
 class SequenceMismatchError(ValueError):
     """A map resumed with frames from another sequence than the one it was made from."""
 
@@ -795,9 +792,6 @@ def _open_new_map(path: Path, overwrite: bool) -> MapStore:
         raise MapStorageError(f"{path}: a map file is already there; pass overwrite=True to replace it "
                               f"(--overwrite), or resume it (Mapper.resume, --resume)")
     return MapStore(path, replace=overwrite)
-
-
-_well_observed = well_observed
 
 
 def _refined_statistics(tracker: OnlineTracker, objects: ObjectMap, row_voxel: np.ndarray | None = None) -> dict:
@@ -886,7 +880,10 @@ READ_BALANCE_SMOOTHING = 0.2
 # 10 pairs for each; ScanNet 0.75 and 0.73, ahead in 2 of 3), and the writer process's peak RSS
 # (~158 MiB on 7-Scenes; a fresh interpreter importing numpy, scipy and OpenCV is ~120 MiB) takes the sum
 # of the three processes' peaks to ~890 MiB (it ends before the global pass, where the mapping process
-# peaks: sampled together every 20 ms the three peaked at 643-679 MiB, against 604-636 MiB).
+# peaks: sampled together every 20 ms the three peaked at 643-679 MiB, against 604-636 MiB). Near idle
+# (2026-12-04, 3 alternated rounds, load 1.2-2.2): 7-Scenes wall 11.81 / 12.37 / 11.34 s against 11.84 /
+# 11.54 / 11.48 s with the thread, latency p95 150 / 159 / 149 ms against 166 / 162 / 153; ScanNet wall
+# 16.08 / 16.25 / 16.58 s against 16.07 / 16.50 / 16.40, p95 107 / 105 / 115 ms against 105 / 106 / 109.
 SAVE_IN_PROCESS = False
 
 ProgressCallback = Callable[[FrameResult, int, int], None]

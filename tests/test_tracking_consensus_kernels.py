@@ -9,7 +9,7 @@ import pytest
 
 from lift3d.voxels import pack_keys
 from tracking import RefineConfig, refine
-from tracking.consensus import ConsensusInput, VoxelTable, _binary, _exclusive_units, _Graph, _join, _node_stats, _undersegmenting, view_consensus
+from tracking.consensus import ConsensusInput, VoxelTable, _binary, _Graph, _heaviest_of, distinct_counts, _join, _node_stats, _undersegmenting, view_consensus
 
 CONFIG = RefineConfig(cell_factor=1, min_observers=2, observe_cells=5)
 
@@ -135,6 +135,14 @@ def test_the_threaded_refinement_of_a_tracked_scene_equals_the_one_thread_one():
     assert one.remap == two.remap and one.rounds == two.rounds
 
 
+def _exclusive_units_by_rows(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape):
+    """The reference: each (mask, cell) pair's voxels counted over every segment row."""
+    base = np.int64(shape[1])
+    pairs, weight = distinct_counts(unit.astype(np.int64) * base + cell)
+    pair_unit, pair_cell = np.divmod(pairs, base)
+    return _heaviest_of(pair_unit, pair_cell, weight, unit_frame, shape)
+
+
 def test_the_graph_masks_and_covered_cells_from_segment_counts_equal_those_counted_over_every_row():
     for seed in range(3):
         data = _random_views(seed)
@@ -143,7 +151,7 @@ def test_the_graph_masks_and_covered_cells_from_segment_counts_equal_those_count
         from tracking.consensus import coarse_keys
 
         cell = np.unique(coarse_keys(table.keys, 2), return_inverse=True)[1].reshape(-1)[table.of_seg]
-        straight = _exclusive_units(graph.unit_of[data.seg_rows], cell, graph.unit_frame, graph.U.shape)
+        straight = _exclusive_units_by_rows(graph.unit_of[data.seg_rows], cell, graph.unit_frame, graph.U.shape)
         pairs = np.unique(graph.unit_of[data.seg_rows] * np.int64(graph.U.shape[1]) + cell).size
         assert straight.nnz < pairs  # masks of one frame shared cells: the heaviest took them
         _same_matrix(graph.U, straight)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from lift3d.voxels import pack_keys
 from test_tracking_online import Boxes, frame_at, gt_masks, sweep, track
 from tracking import AssociationConfig, OnlineTracker, RefineConfig, TrackerConfig, refine
-from tracking.consensus import ConsensusInput, VoxelTable, _exclusive_units, view_consensus
+from tracking.consensus import ConsensusInput, VoxelTable, _heaviest_units, view_consensus
 from tracking.postfilter import filter_objects
 
 SMALL = RefineConfig(min_area=0.008, min_observers=2)
@@ -130,7 +131,8 @@ def test_exclusive_units_give_each_frame_cell_to_its_heaviest_mask_ties_to_the_f
     # Cell 1: masks 0 and 1 tie (2 rows each) -> mask 0. Mask 2 (another frame) keeps both its cells.
     unit = np.array([0, 1, 1, 1, 0, 0, 1, 1, 2, 2])
     cell = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1])
-    U = _exclusive_units(unit, cell, np.array([0, 0, 1]), (3, 2)).toarray()
+    counts = sparse.csr_matrix((np.ones(unit.size), (unit, cell)), shape=(3, 2))  # duplicates summed
+    U = _heaviest_units(counts, np.array([0, 0, 1])).toarray()
     assert U.tolist() == [[0, 1], [1, 0], [1, 1]]
 
 

@@ -129,19 +129,12 @@ class _Graph:
             threads)
 
 
-def _exclusive_units(unit: np.ndarray, cell: np.ndarray, unit_frame: np.ndarray, shape) -> sparse.csr_matrix:
-    """Masks x cells, each (frame, cell) given to the one mask of that frame with most voxels in it, so
-    a small object's border cells do not make its neighbour's mask contain it."""
-    base = np.int64(shape[1])
-    pairs, weight = distinct_counts(unit.astype(np.int64) * base + cell)
-    pair_unit, pair_cell = np.divmod(pairs, base)
-    return _heaviest_of(pair_unit, pair_cell, weight, unit_frame, shape)
-
-
 def _heaviest_units(by_unit: sparse.csr_matrix, unit_frame: np.ndarray) -> sparse.csr_matrix:
-    """``_exclusive_units`` from the voxel counts per (mask, cell), masks x cells."""
+    """Masks x cells from the voxel counts per (mask, cell) ``by_unit`` (masks x cells), each (frame, cell)
+    given to the one mask of that frame with most voxels in it, so a small object's border cells do not
+    make its neighbour's mask contain it."""
     by_unit = by_unit.tocsr()
-    by_unit.sum_duplicates()  # canonical: (mask, cell) pairs in order, as ``_exclusive_units`` has them
+    by_unit.sum_duplicates()  # canonical: (mask, cell) pairs in order, as ``_heaviest_of`` wants them
     pair_unit = np.repeat(np.arange(by_unit.shape[0]), np.diff(by_unit.indptr))
     return _heaviest_of(pair_unit, by_unit.indices.astype(np.int64), by_unit.data.astype(np.int64), unit_frame,
                         by_unit.shape)
