@@ -752,7 +752,7 @@ def _add_run(sub) -> None:
                           "and the incremental saves written, on worker threads; the map is the same)")
     run.add_argument("--save-writer", choices=("thread", "process"), default=None,
                      help="pipelined: write the incremental saves on a writer thread or in a writer process of "
-                          "their own (default: scene.pipeline.SAVE_IN_PROCESS; the maps are the same)")
+                          "their own (default: thread, scene.pipeline.SAVE_IN_PROCESS; the maps are the same)")
     run.add_argument("--timings", default=None, metavar="JSON",
                      help="write every frame's stage timings and the run's totals (seconds) to this JSON file")
     run.add_argument("--scan", default=None, metavar="SCAN",
