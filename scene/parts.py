@@ -229,21 +229,46 @@ class PartRanker:
         objects = [obj for obj in imap if not obj.is_structure]
         reach = self.config.contact_voxels * imap.metadata.voxel_size
         shares = {obj.id: 0.0 for obj in imap}
-        pairs = _touching_boxes(objects, reach)
-        self._find_touches([(objects[a], objects[b]) for a, b in pairs], up, reach)
-        for a, b in pairs:
-            shares[objects[a].id] += self._contact(objects[a], objects[b], up, reach)
+        pairs = [(objects[a].id, objects[b].id) for a, b in _touching_boxes(objects, reach)]
+        by_id = {obj.id: obj for obj in objects}
+        self._measure_contacts([(by_id[a], by_id[b]) for a, b in pairs if (a, b) not in self._pairs], up, reach)
+        for pair in pairs:
+            shares[pair[0]] += self._pairs[pair][2]
         return shares
 
+    def _measure_contacts(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float) -> None:
+        """Fill ``_pairs`` for ``pairs`` (their contact is not cached): the share of ``a``'s sample points
+        within ``reach`` of ``b``, or 0 when ``a`` rests on ``b`` (most of ``b``'s touching points lie below
+        ``a``'s base), taken neighbour by neighbour over the arrays of all its pieces at once."""
+        self._find_touches(pairs, up, reach)
+        pieces: dict[int, list] = {}  # neighbour id -> [piece id, ...]
+        for a, b in pairs:
+            pieces.setdefault(b.id, []).append(a.id)
+        for b, group in pieces.items():
+            second = self._geometries[b]
+            firsts = [self._geometries[a] for a in group]
+            found = [self._touches[(a, b)][3] for a in group]
+            sizes = np.array([f.size for f in found], np.int64)
+            below = np.zeros(len(group), np.int64)
+            if sizes.any():
+                limits = np.repeat(np.array([first.base for first in firsts]) + self.config.tolerance, sizes)
+                counts = np.r_[0, np.cumsum(second.heights[np.concatenate(found)] < limits)]
+                ends = np.cumsum(sizes)
+                below = counts[ends] - counts[ends - sizes]
+            samples = np.array([len(first.sample) for first in firsts], np.int64)
+            rests = below / np.maximum(sizes, 1) >= self.config.rest_share
+            shares = np.where((sizes == 0) | rests, 0.0, sizes / samples).tolist()
+            for a, first, share in zip(group, firsts, shares):
+                self._pairs[(a, b)] = (first, second, share)
+
     def _find_touches(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float) -> None:
-        """Fill ``_touches`` for the pairs whose contact is not cached: one KD-tree query per neighbour for
-        the samples of all its pairs (what ``_touching`` does pair by pair, with the same results: each
-        sample point's nearest neighbour does not depend on the other points queried)."""
+        """Fill ``_touches`` for the pairs whose touching points are not cached (and the geometry of both
+        objects): one KD-tree query per neighbour for the samples of all its pairs (what ``_touching`` does
+        pair by pair, with the same results: each sample point's nearest neighbour does not depend on the
+        other points queried)."""
         missing: dict[int, list] = {}  # neighbour id -> [(its shape, (piece id, piece shape)), ...]
         for a, b in pairs:
             first, second = self._geometry(a, up), self._geometry(b, up)
-            if (a.id, b.id) in self._pairs:
-                continue
             cached = self._touches.get((a.id, b.id))
             if cached is not None and cached[0] is first.shape and cached[1] is second.shape and cached[2] == reach:
                 continue
@@ -251,15 +276,17 @@ class PartRanker:
         for b, group in missing.items():
             second = group[0][0]
             points = np.concatenate([first.sample for _, _, first in group])
-            near = np.all((points >= second.low - reach) & (points <= second.high + reach), axis=1)
+            near = _within_box(points, second.low - reach, second.high + reach)
             distance, index = np.zeros(0), np.zeros(0, np.int64)
             if near.any():  # else no tree query (nor tree) needed
                 distance, index = second.tree.query(points[near], distance_upper_bound=reach)
-            starts = np.cumsum([0] + [len(first.sample) for _, _, first in group[:-1]])
-            ends = np.cumsum(np.add.reduceat(near.astype(np.int64), starts))  # near points up to each piece's end
-            for (_, a, first), start, end in zip(group, np.r_[0, ends[:-1]], ends):
+            near_before = np.r_[0, np.cumsum(near)]  # near points before each point
+            ends = near_before[np.cumsum([len(first.sample) for _, _, first in group])].tolist()
+            start = 0
+            for (_, a, first), end in zip(group, ends):
                 found = index[start:end][distance[start:end] <= reach]
                 self._touches[(a, b)] = (first, second, reach, found)
+                start = end
 
     def join(self, imap: InstanceMap, up: np.ndarray, floor: float) -> dict[int, int]:
         """Join the pieces ``joins`` finds (in place), then look again on the joined map until no join is
@@ -485,20 +512,6 @@ class PartRanker:
             self._geometries[obj.id] = cached
         return cached
 
-    def _contact(self, a: MapObject, b: MapObject, up: np.ndarray, reach: float) -> float:
-        """Share of ``a``'s points within ``reach`` of ``b``, or 0 when ``a`` rests on ``b``."""
-        first, second = self._geometry(a, up), self._geometry(b, up)
-        cached = self._pairs.get((a.id, b.id))
-        if cached is not None:
-            return cached[2]
-        nearest = self._touching(a.id, b.id, first.shape, second.shape, reach)
-        share = 0.0
-        if nearest.size:
-            below = second.heights[nearest] < first.base + self.config.tolerance
-            share = 0.0 if below.mean() >= self.config.rest_share else float(nearest.size / len(first.sample))
-        self._pairs[(a.id, b.id)] = (first, second, share)
-        return share
-
     def _touching(self, a: int, b: int, first: _Shape, second: _Shape, reach: float) -> np.ndarray:
         """Indices into ``second``'s points of the nearest point to each of ``first``'s sample points
         within ``reach`` of it; kept while both shapes stand (it does not depend on up)."""
@@ -518,9 +531,10 @@ class PartRanker:
 @dataclass(frozen=True, eq=False)
 class _Shape:
     """The part of an object's geometry that does not depend on up: its points (float64; ``source`` is
-    the object's own array, to tell whether a cached shape still holds), box, centroid, the strided sample
-    of ``sample_points`` points and its principal axes; the KD-tree over the points is built on first
-    use (most objects are never queried)."""
+    the object's own array, to tell whether a cached shape still holds), box and the strided sample of
+    ``sample_points`` points. What only the joins use (centroid, the sample's principal axes, the box
+    along them) and the KD-tree over the points are computed on first use: the ranking of the
+    incremental saves needs neither for most objects (most are never queried, and the saves do not join)."""
 
     source: np.ndarray
     points: np.ndarray
@@ -528,36 +542,57 @@ class _Shape:
     low: np.ndarray
     high: np.ndarray
     sample: np.ndarray
-    centroid: np.ndarray
-    normal: np.ndarray  # the sample's least principal axis
-    thickness: float  # the sample's spread (std, metres) along it
-    plane_axes: np.ndarray  # 2 x 3: the sample's two main principal axes
-    plane_low: np.ndarray  # the object's box along them
-    plane_high: np.ndarray
 
     @cached_property
     def tree(self) -> cKDTree:
         return cKDTree(self.points)
 
+    @cached_property
+    def centroid(self) -> np.ndarray:
+        return self.points.mean(0)
+
+    @cached_property
+    def _principal(self) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+        """(normal: the sample's least principal axis, thickness: its spread (std, metres) along it,
+        plane_axes: 2 x 3, its two main axes, plane_low / plane_high: the object's box along them)."""
+        sample = self.sample
+        _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
+        thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
+        return (axes[-1], thickness, axes[:2], *column_bounds(self.points @ axes[:2].T))
+
+    @property
+    def normal(self) -> np.ndarray:
+        return self._principal[0]
+
+    @property
+    def thickness(self) -> float:
+        return self._principal[1]
+
+    @property
+    def plane_axes(self) -> np.ndarray:
+        return self._principal[2]
+
+    @property
+    def plane_low(self) -> np.ndarray:
+        return self._principal[3]
+
+    @property
+    def plane_high(self) -> np.ndarray:
+        return self._principal[4]
+
     @classmethod
     def of(cls, obj: MapObject, config: PartConfig) -> "_Shape":
         points = np.asarray(obj.points, np.float64)
         stride = -(-len(points) // config.sample_points)
-        sample = points[::stride]
-        centroid = points.mean(0)
-        _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
-        thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
-        in_plane = points @ axes[:2].T
         low, high = obj.aabb_min.astype(np.float64), obj.aabb_max.astype(np.float64)  # the points' own box
-        return cls(obj.points, points, stride, low, high, sample, centroid, axes[-1], thickness,
-                   axes[:2], *column_bounds(in_plane))
+        return cls(obj.points, points, stride, low, high, points[::stride])
 
 
 @dataclass(frozen=True, eq=False)
 class _Geometry:
     """What the contact test needs of one object: its point count when cached, its ``_Shape`` (points,
-    box, sample, principal axes, tree), and its heights along up, base and top height and horizontal
-    coordinates."""
+    box, sample, principal axes, tree), and its heights along up, base and top height; its horizontal
+    coordinates (what only the hanging joins use) on first use."""
 
     count: int
     shape: _Shape
@@ -565,14 +600,31 @@ class _Geometry:
     base: float
     top: float
     sample_heights: np.ndarray
-    ground: np.ndarray  # the sample's coordinates in the horizontal plane
-    ground_low: np.ndarray  # the object's horizontal box
-    ground_high: np.ndarray
+    horizontal: np.ndarray  # 3 x 2: the horizontal axes (``ground_axes(up)[:2].T``)
 
     def __getattr__(self, name: str):  # points, tree, low, high, sample, centroid, normal, ...: the shape's
         if name == "shape":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.shape, name)
+
+    @cached_property
+    def _flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        flat = self.shape.points @ self.horizontal
+        return (flat[::self.shape.stride], *column_bounds(flat))
+
+    @property
+    def ground(self) -> np.ndarray:
+        """The sample's coordinates in the horizontal plane."""
+        return self._flat[0]
+
+    @property
+    def ground_low(self) -> np.ndarray:
+        """The object's horizontal box (with ``ground_high``)."""
+        return self._flat[1]
+
+    @property
+    def ground_high(self) -> np.ndarray:
+        return self._flat[2]
 
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig, plane: np.ndarray | None = None,
@@ -584,9 +636,7 @@ class _Geometry:
         heights = points @ up
         base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
         plane = ground_axes(up)[:2].T if plane is None else plane
-        flat = points @ plane
-        return cls(len(points), shape, heights, float(base), float(top), heights[::stride], flat[::stride],
-                   *column_bounds(flat))
+        return cls(len(points), shape, heights, float(base), float(top), heights[::stride], plane)
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:
@@ -656,6 +706,13 @@ def _groups(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
     _, component = connected_components(graph, directed=False)
     members = {c: ids[component == c].tolist() for c in np.unique(component)}
     return {int(i): members[c] for i, c in zip(ids, component)}
+
+
+def _within_box(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Which of the N x 3 ``points`` lie in the box ``low``..``high`` (bounds included), taken column by
+    column (``np.all(..., axis=1)`` over a tall, 3-wide array is several times slower)."""
+    x, y, z = points.T
+    return (x >= low[0]) & (x <= high[0]) & (y >= low[1]) & (y <= high[1]) & (z >= low[2]) & (z <= high[2])
 
 
 def _touching_boxes(objects: list[MapObject], reach: float) -> list[tuple[int, int]]:
