@@ -37,7 +37,7 @@ import numpy as np
 from scene.map import InstanceMap, MapObject
 from scene.parts import PartConfig, PartRanker
 from scene.storage import MapStore
-from scene.structure import StructureConfig, flat_levels, map_up, mark_floor_and_ceiling
+from scene.structure import StructureConfig, StructureMemo, flat_levels, map_up, mark_floor_and_ceiling
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,13 @@ class MapReplica:
         self.imap = imap
         self.settings = settings
         self.parts = PartRanker(settings.parts)
+        self.structure = StructureMemo()  # per-object measures of the floor, ceiling and up tests
         self._up: tuple[int, np.ndarray | None] | None = None  # (frames at the estimate, up)
 
     def forget_caches(self) -> None:
-        """A fresh part ranker and up estimate (after the map's objects were replaced wholesale)."""
-        self.parts, self._up = PartRanker(self.settings.parts), None
+        """A fresh part ranker, structure memo and up estimate (after the map's objects were replaced
+        wholesale)."""
+        self.parts, self.structure, self._up = PartRanker(self.settings.parts), StructureMemo(), None
 
     def apply(self, edits: list) -> None:
         """Apply recorded map edits, in order (module docstring)."""
@@ -83,7 +85,7 @@ class MapReplica:
             geometry = well_observed(*mean_geometry(*sums), self.settings.min_hit_share)
             imap.update(MapObject.from_points(obj, *geometry, up=imap.metadata.up, **statistics))
         up = self.current_up()
-        mark_floor_and_ceiling(imap, self.settings.structure, up)
+        mark_floor_and_ceiling(imap, self.settings.structure, up, self.structure)
         self.parts.rank(imap, up)
 
     def joined_view(self, imap: InstanceMap) -> InstanceMap:
@@ -99,7 +101,7 @@ class MapReplica:
         """The map's up (``scene.structure.map_up``), re-estimated once the trajectory grew by a quarter."""
         frames = self.imap.num_frames
         if self._up is None or frames >= 1.25 * self._up[0]:
-            self._up = (max(frames, 1), map_up(self.imap, self.settings.structure))
+            self._up = (max(frames, 1), map_up(self.imap, self.settings.structure, self.structure))
         return self._up[1]
 
 

@@ -60,7 +60,60 @@ def camera_up(poses: np.ndarray, min_agreement: float = 0.7) -> np.ndarray | Non
     return mean / norm if norm >= min_agreement else None
 
 
-def map_up(imap: InstanceMap, config: StructureConfig = StructureConfig()) -> np.ndarray | None:
+class StructureMemo:
+    """Per-object measurements that the structure tests take again on every save of a growing map
+    (``map_up``'s plane fits, ``flat_levels``' heights, ``is_flat_at``'s height percentiles and area),
+    kept while the object's points are the same array (objects are replaced, not edited; a flag change
+    keeps the array) and, along up, while up is the same: a save then measures only the objects it
+    rebuilt. Each value is computed as the functions compute it, so the results are the same. Used by
+    one thread at a time; entries of objects gone are dropped at the next pass over the map."""
+
+    def __init__(self) -> None:
+        self._planes: dict[int, tuple] = {}  # id -> (points, (spread, axes) of the plane fit, or None)
+        self._up: np.ndarray | None = None  # the up of the entries below
+        self._heights: dict[int, tuple] = {}  # id -> (points, heights along up)
+        self._flats: dict[int, list] = {}  # id -> [points, (5th, 50th, 95th height percentiles), area or None]
+
+    def plane_fits(self, imap: InstanceMap) -> list:
+        """Each object's ``_plane_fit``, in map order."""
+        kept = {}
+        for obj in imap:
+            entry = self._planes.get(obj.id)
+            if entry is None or entry[0] is not obj.points:
+                entry = (obj.points, _plane_fit(obj))
+            kept[obj.id] = entry
+        self._planes = kept
+        return [entry[1] for entry in kept.values()]
+
+    def heights(self, imap: InstanceMap, up: np.ndarray) -> list[np.ndarray]:
+        """Each object's points' heights along ``up``, in map order."""
+        self._same_up(up)
+        kept = {}
+        for obj in imap:
+            entry = self._heights.get(obj.id)
+            if entry is None or entry[0] is not obj.points:
+                entry = (obj.points, obj.points @ up)
+            kept[obj.id] = entry
+        self._heights = kept
+        self._flats = {i: entry for i, entry in self._flats.items() if i in kept and entry[0] is kept[i][0]}
+        return [entry[1] for entry in kept.values()]
+
+    def flat_entry(self, obj: MapObject, up: np.ndarray) -> list:
+        self._same_up(up)
+        entry = self._flats.get(obj.id)
+        if entry is None or entry[0] is not obj.points:
+            cached = self._heights.get(obj.id)
+            heights = cached[1] if cached is not None and cached[0] is obj.points else obj.points @ up
+            entry = self._flats[obj.id] = [obj.points, tuple(np.percentile(heights, [5, 50, 95])), None, heights]
+        return entry
+
+    def _same_up(self, up: np.ndarray) -> None:
+        if self._up is None or not np.array_equal(self._up, up):
+            self._up, self._heights, self._flats = np.array(up, np.float64), {}, {}
+
+
+def map_up(imap: InstanceMap, config: StructureConfig = StructureConfig(), memo: StructureMemo | None = None
+           ) -> np.ndarray | None:
     """The map's up: its metadata's, else the cameras' (``camera_up``) sharpened by the normals of the
     map's flat, roughly horizontal objects (``horizontal_normal``)."""
     if imap.metadata.up is not None:
@@ -68,19 +121,31 @@ def map_up(imap: InstanceMap, config: StructureConfig = StructureConfig()) -> np
     hint = camera_up(imap.trajectory[1], config.min_camera_agreement)
     if hint is None:
         return None
-    return horizontal_normal(imap, hint, config)
+    return horizontal_normal(imap, hint, config, memo)
 
 
-def horizontal_normal(imap: InstanceMap, hint: np.ndarray, config: StructureConfig = StructureConfig()) -> np.ndarray:
+def _plane_fit(obj: MapObject) -> tuple[np.ndarray, np.ndarray] | None:
+    """(spread, axes) of the principal axes of (a stride of at most ~2000 of) the object's points; None
+    under 10 points."""
+    points = obj.points[:: max(1, obj.num_points // 2000)].astype(np.float64)
+    if points.shape[0] < 10:
+        return None
+    _, spread, axes = np.linalg.svd(points - points.mean(0), full_matrices=False)
+    return spread, axes
+
+
+def horizontal_normal(imap: InstanceMap, hint: np.ndarray, config: StructureConfig = StructureConfig(),
+                      memo: StructureMemo | None = None) -> np.ndarray:
     """Point-weighted mean normal (signed along ``hint``) of the flat objects whose normal lies within
-    ``normal_cone_deg`` of ``hint``; ``hint`` itself when there are none."""
+    ``normal_cone_deg`` of ``hint``; ``hint`` itself when there are none. ``memo``: plane fits kept from
+    earlier calls (``StructureMemo``)."""
     cos_cone = np.cos(np.deg2rad(config.normal_cone_deg))
     total = np.zeros(3)
-    for obj in imap:
-        points = obj.points[:: max(1, obj.num_points // 2000)].astype(np.float64)
-        if points.shape[0] < 10:
+    fits = memo.plane_fits(imap) if memo is not None else [_plane_fit(obj) for obj in imap]
+    for obj, fit in zip(imap, fits):
+        if fit is None:
             continue
-        _, spread, axes = np.linalg.svd(points - points.mean(0), full_matrices=False)
+        spread, axes = fit
         normal = axes[2] * np.sign(axes[2] @ hint)
         if spread[2] < config.max_flatness * spread[1] and normal @ hint >= cos_cone:
             total += obj.num_points * normal
@@ -88,35 +153,46 @@ def horizontal_normal(imap: InstanceMap, hint: np.ndarray, config: StructureConf
     return total / norm if norm > 0 else hint
 
 
-def flat_levels(imap: InstanceMap, up: np.ndarray, config: StructureConfig = StructureConfig()):
-    """(floor, ceiling) heights along ``up`` (metres; ceiling None in a low or floorless map)."""
-    heights = np.concatenate([o.points @ up for o in imap]) if len(imap) else np.zeros(0)
+def flat_levels(imap: InstanceMap, up: np.ndarray, config: StructureConfig = StructureConfig(),
+                memo: StructureMemo | None = None):
+    """(floor, ceiling) heights along ``up`` (metres; ceiling None in a low or floorless map). ``memo``:
+    heights kept from earlier calls (``StructureMemo``)."""
+    each = memo.heights(imap, up) if memo is not None else [o.points @ up for o in imap]
+    heights = np.concatenate(each) if len(imap) else np.zeros(0)
     if heights.size == 0:
         return None, None
     floor, ceiling = np.percentile(heights, [config.floor_percentile, config.ceiling_percentile])
     return float(floor), (float(ceiling) if ceiling - floor >= config.min_room_height else None)
 
 
-def is_flat_at(obj: MapObject, up: np.ndarray, level: float, config: StructureConfig = StructureConfig()) -> bool:
-    """Thin along ``up``, its median height within ``level_tolerance`` of ``level``, area >= min_area."""
-    heights = obj.points @ up
-    low, middle, high = np.percentile(heights, [5, 50, 95])
+def is_flat_at(obj: MapObject, up: np.ndarray, level: float, config: StructureConfig = StructureConfig(),
+               memo: StructureMemo | None = None) -> bool:
+    """Thin along ``up``, its median height within ``level_tolerance`` of ``level``, area >= min_area.
+    ``memo``: the object's measures kept from earlier calls (``StructureMemo``)."""
+    if memo is None:
+        heights = obj.points @ up
+        entry = [obj.points, tuple(np.percentile(heights, [5, 50, 95])), None, heights]
+    else:
+        entry = memo.flat_entry(obj, up)
+    low, middle, high = entry[1]
     if high - low > config.max_thickness or abs(middle - level) > config.level_tolerance:
         return False
-    across = obj.points - np.outer(heights, up)
-    extent = np.ptp(across @ ground_axes(up)[:2].T, axis=0)
-    return float(extent[0] * extent[1]) >= config.min_area
+    if entry[2] is None:
+        across = obj.points - np.outer(entry[3], up)
+        extent = np.ptp(across @ ground_axes(up)[:2].T, axis=0)
+        entry[2] = float(extent[0] * extent[1])
+    return entry[2] >= config.min_area
 
 
 def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = StructureConfig(),
-                           up: np.ndarray | None = None) -> list[int]:
+                           up: np.ndarray | None = None, memo: StructureMemo | None = None) -> list[int]:
     """Flag the map's floor and ceiling pieces as structure (in place); returns the ids newly flagged.
     ``up``: a known unit up vector (default: ``map_up``). Does nothing when up is unknown (no metadata
-    up and disagreeing cameras)."""
-    up = map_up(imap, config) if up is None else np.asarray(up, np.float64)
+    up and disagreeing cameras). ``memo``: measures kept from earlier calls (``StructureMemo``)."""
+    up = map_up(imap, config, memo) if up is None else np.asarray(up, np.float64)
     if up is None or len(imap) == 0:
         return []
-    floor, ceiling = flat_levels(imap, up, config)
+    floor, ceiling = flat_levels(imap, up, config, memo)
     levels = [floor] if ceiling is None else [floor, ceiling]
     reach = config.level_tolerance + config.max_thickness  # the centroid of a flat piece lies this near its level
     flagged = []
@@ -124,7 +200,7 @@ def mark_floor_and_ceiling(imap: InstanceMap, config: StructureConfig = Structur
         if obj.is_structure:
             continue
         near = [level for level in levels if abs(float(obj.centroid @ up) - level) <= reach]
-        if any(is_flat_at(obj, up, level, config) for level in near):
+        if any(is_flat_at(obj, up, level, config, memo) for level in near):
             imap.update(obj.with_statistics(is_structure=True))
             flagged.append(obj.id)
     return flagged
