@@ -65,17 +65,25 @@ def rows_times(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def _principal_axes(centred: np.ndarray) -> np.ndarray:
     _, vectors = np.linalg.eigh(centred.T @ centred)
     major, middle = _positive(vectors[:, 2]), _positive(vectors[:, 1])
-    return np.stack([major, middle, np.cross(major, middle)], axis=1)
+    return np.stack([major, middle, cross3(major, middle)], axis=1)
 
 
 def _upright_axes(centred: np.ndarray, up: np.ndarray) -> np.ndarray:
     helper = np.eye(3)[np.argmin(np.abs(up))]
     e1 = unit_vector(helper - helper.dot(up) * up, "up")
-    e2 = np.cross(up, e1)
+    e2 = cross3(up, e1)
     plane = rows_times(centred, np.stack([e1, e2], axis=1))
     _, vectors = np.linalg.eigh(plane.T @ plane)
     major = _positive(e1 * vectors[0, 1] + e2 * vectors[1, 1])
-    return np.stack([major, np.cross(up, major), up], axis=1)
+    return np.stack([major, cross3(up, major), up], axis=1)
+
+
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` of two float64 3-vectors, the same values (each component one product less another,
+    rounded as numpy rounds them) without its ~20 us of array handling: boxes are built by the thousand."""
+    a0, a1, a2 = a.tolist()
+    b0, b1, b2 = b.tolist()
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
 
 
 def _positive(axis: np.ndarray) -> np.ndarray:

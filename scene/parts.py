@@ -722,7 +722,8 @@ def _touching_boxes(objects: list[MapObject], reach: float) -> list[tuple[int, i
     low = np.array([obj.aabb_min for obj in objects], np.float64) - reach
     high = np.array([obj.aabb_max for obj in objects], np.float64) + reach
     sizes = np.array([obj.num_points for obj in objects], np.float64)
-    near = np.all((low[:, None, :] <= high[None, :, :]) & (low[None, :, :] <= high[:, None, :]), axis=2)
-    near &= sizes[None, :] >= sizes[:, None]
+    near = sizes[None, :] >= sizes[:, None]
+    for k in range(3):  # axis by axis: np.all over a last axis of 3 is several times slower
+        near &= (low[:, None, k] <= high[None, :, k]) & (low[None, :, k] <= high[:, None, k])
     np.fill_diagonal(near, False)
     return list(zip(*np.nonzero(near)))

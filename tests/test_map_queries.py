@@ -288,3 +288,12 @@ def test_copy_keeps_trajectory_remap_and_objects_and_is_independent():
     assert 1 in imap and imap.resolve_id(1) == 1 and imap.num_frames == 1
     empty = imap.copy(with_objects=False)
     assert len(empty) == 0 and empty.trajectory[0].tolist() == [3] and empty.metadata is imap.metadata
+
+
+def test_cross3_is_numpys_cross_bit_for_bit():
+    from scene.objects import cross3
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        a, b = rng.normal(size=3) * 10.0 ** rng.integers(-6, 6), rng.normal(size=3)
+        assert np.cross(a, b).tobytes() == cross3(a, b).tobytes()

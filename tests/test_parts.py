@@ -422,3 +422,57 @@ def test_a_join_round_reuses_the_shapes_of_untouched_objects_and_joins_as_fresh_
     second = ranker._next
     assert second._solids[3] is ranker._solids[3]  # the bin was measured once
     assert second._solids[0].source is not ranker._solids[0].source  # the joined wall anew
+
+
+def test_ranking_through_a_sequence_of_edits_equals_ranking_each_map_afresh():
+    """Objects grown, shrunk, removed and added and up tilted, one edit after another: the ranker that
+    keeps its caches across the edits (``refresh_share`` 0: every changed object measured again) gives
+    each map the shares and confidences a fresh ranker gives it, and measured only what changed."""
+    rng = np.random.default_rng(7)
+    imap = _crowded_scene(4)
+    config = PartConfig(refresh_share=0.0)
+    ranker, up = PartRanker(config), UP
+    reused = 0
+    for step in range(8):
+        if step % 3 == 2:  # a new up estimate: heights change, which points touch does not
+            up = UP + np.r_[rng.normal(0.0, 0.02, 2), 0.0]
+        else:
+            for obj_id in rng.choice([o.id for o in imap], 3, replace=False):
+                obj = imap.get(int(obj_id))
+                shift = rng.normal(0.0, 0.01, 3).astype(np.float32)
+                imap.update(obj.with_points(np.concatenate([obj.points[::2], obj.points[1::4] + shift]), up=UP))
+            imap.remove(int(rng.choice([o.id for o in imap])))
+            lo = rng.uniform(0.0, 1.3, 3)
+            imap.add(MapObject.from_points(100 + step, _box_surface(lo, lo + rng.uniform(0.06, 0.4, 3)), up=UP,
+                                           confidence=0.8))
+        touches_before = dict(ranker._touches)
+        shares = ranker.rank(imap, up)
+        reused += sum(ranker._touches[key] is value for key, value in touches_before.items() if key in ranker._touches)
+        fresh = imap.copy()
+        assert shares == PartRanker(config).rank(fresh, up), step
+        assert [(o.id, o.confidence, o.attributes) for o in imap] == [(o.id, o.confidence, o.attributes) for o in fresh]
+        assert sum(share > 0 for share in shares.values()) >= 3  # the scene has attached pieces
+    assert reused > 100  # the touching points of pairs the edits left alone were not searched again
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contacts_measured_for_all_pieces_of_a_neighbour_at_once_are_the_pair_by_pair_ones(seed):
+    """Each pair's share as the contact test states it, pair by pair: 0 when no sample point of A lies
+    within reach of B or when most of B's touching points lie below A's base (A rests on B), else the
+    share of A's sample points within reach."""
+    imap, cfg = _crowded_scene(seed), PartConfig()
+    reach = cfg.contact_voxels * VOXEL
+    ranker = PartRanker(cfg)
+    ranker.attached_shares(imap, UP)
+    kinds = {"apart": 0, "rests": 0, "attached": 0}
+    for (a, b), (first, second, share) in ranker._pairs.items():
+        nearest = PartRanker(cfg)._touching(a, b, first.shape, second.shape, reach)  # searched afresh
+        if nearest.size == 0:
+            expected, kind = 0.0, "apart"
+        elif (second.heights[nearest] < first.base + cfg.tolerance).mean() >= cfg.rest_share:
+            expected, kind = 0.0, "rests"
+        else:
+            expected, kind = nearest.size / len(first.sample), "attached"
+        assert share == expected and type(share) is float, (a, b)
+        kinds[kind] += 1
+    assert min(kinds.values()) >= 1, kinds  # the scene has pairs of every kind

@@ -6,7 +6,8 @@ import pytest
 
 from scene.datasets.geometry import look_at
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.structure import StructureConfig, camera_up, horizontal_normal, mark_floor_and_ceiling
+from scene.structure import (StructureConfig, StructureMemo, camera_up, flat_levels, horizontal_normal, map_up,
+                             mark_floor_and_ceiling)
 
 
 def _plate(obj_id, centre, size, rng, up=np.array([0.0, 0.0, 1.0]), n=800):
@@ -166,3 +167,35 @@ def test_a_short_wall_needs_the_room_top_and_a_low_map_has_none():
     for piece in (_plate(1, [0.5, 0.5, 0.0], [1.0, 1.0, 0.02], rng), _panel(2, 0.0, 0.0, 1.0, 0.0, 1.2, rng)):
         low.add(piece)
     assert room_top(low, np.array([0.0, 0.0, 1.0])) is None and mark_walls(low) == []
+
+
+def test_a_memo_kept_through_a_sequence_of_edits_gives_what_measuring_afresh_gives():
+    """Pieces replaced (grown, moved onto the floor), removed and added, and up changed, one edit after
+    another: up, the levels and the pieces flagged with a ``StructureMemo`` kept across the edits are
+    those measured afresh, and the memo measured only what changed."""
+    rng = np.random.default_rng(3)
+    up = np.array([0.0, 0.0, 1.0])
+    imap, memo, config = _room(up, rng), StructureMemo(), StructureConfig()
+    edits = [
+        lambda m: m.update(_plate(2, [2.0, 1.0, 0.0], [1.6, 1.2, 0.02], rng)),  # the floor piece grows
+        lambda m: m.update(_plate(4, [1.5, 2.0, 0.01], [1.0, 0.6, 0.03], rng)),  # the table top now on the floor
+        lambda m: m.remove(1),
+        lambda m: m.add(_plate(7, [0.0, 3.0, -0.3], [0.9, 0.9, 0.02], rng)),  # a lower floor piece
+        lambda m: None,  # nothing changed: all from the memo
+    ]
+    flagged = []
+    for step, edit in enumerate(edits):
+        edit(imap)
+        fresh = imap.copy()
+        assert np.array_equal(map_up(imap, config, memo), map_up(fresh, config)), step
+        tilted = np.array([0.02 * step, 0.0, 1.0]) / np.linalg.norm([0.02 * step, 0.0, 1.0])
+        for u in (up, tilted):
+            assert flat_levels(imap, u, config, memo) == flat_levels(fresh, u, config), step
+        flagged.append(mark_floor_and_ceiling(imap, config, up, memo))
+        assert flagged[-1] == mark_floor_and_ceiling(fresh, config, up), step
+        assert [o.is_structure for o in imap] == [o.is_structure for o in fresh]
+    assert flagged[1] == [4]  # the moved table top is floor now: measured again, not taken from the memo
+    assert flat_levels(imap, up, config, memo)[0] < -0.25  # the lower floor piece sets the floor
+    kept = dict(memo._heights)
+    flat_levels(imap, up, config, memo)
+    assert all(memo._heights[i] is entry for i, entry in kept.items())  # nothing changed: nothing measured
