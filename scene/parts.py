@@ -252,7 +252,7 @@ class PartRanker:
             below = np.zeros(len(group), np.int64)
             if sizes.any():
                 limits = np.repeat(np.array([first.base for first in firsts]) + self.config.tolerance, sizes)
-                counts = np.r_[0, np.cumsum(second.heights[np.concatenate(found)] < limits)]
+                counts = np.concatenate(([0], np.cumsum(second.heights[np.concatenate(found)] < limits)))
                 ends = np.cumsum(sizes)
                 below = counts[ends] - counts[ends - sizes]
             samples = np.array([len(first.sample) for first in firsts], np.int64)
@@ -277,15 +277,17 @@ class PartRanker:
             second = group[0][0]
             points = np.concatenate([first.sample for _, _, first in group])
             near = _within_box(points, second.low - reach, second.high + reach)
-            distance, index = np.zeros(0), np.zeros(0, np.int64)
+            found, within = np.zeros(0, np.int64), np.zeros(0, bool)
             if near.any():  # else no tree query (nor tree) needed
                 distance, index = second.tree.query(points[near], distance_upper_bound=reach)
-            near_before = np.r_[0, np.cumsum(near)]  # near points before each point
-            ends = near_before[np.cumsum([len(first.sample) for _, _, first in group])].tolist()
+                within = distance <= reach
+                found = index[within]
+            # per piece: its points' found neighbours are those of its near points within reach
+            near[near] = within
+            ends = np.concatenate(([0], np.cumsum(near)))[np.cumsum([len(first.sample) for _, _, first in group])]
             start = 0
-            for (_, a, first), end in zip(group, ends):
-                found = index[start:end][distance[start:end] <= reach]
-                self._touches[(a, b)] = (first, second, reach, found)
+            for (_, a, first), end in zip(group, ends.tolist()):
+                self._touches[(a, b)] = (first, second, reach, found[start:end])
                 start = end
 
     def join(self, imap: InstanceMap, up: np.ndarray, floor: float) -> dict[int, int]:
