@@ -121,7 +121,9 @@ class TrackerConfig:
     9.7 CPU-s (its peak RSS 2.91 -> 1.67 GiB), refined box AP25/AP50 (non-structure) 0.85/0.85 ->
     1.00/1.00 (one pass: 1.00/1.00); scene0448_01 after 1184 frames, records 248 -> 62 MiB (flat from
     592), RSS 485 -> 385 MiB, global pass 9.9 -> 1.9 CPU-s, box AP25/AP50 0.598/0.142 -> 0.679/0.092
-    (one pass: 0.740/0.075). Each thinning costs ~1 CPU-s once per half a budget of keys (scene0113_00:
+    (one pass: 0.740/0.075); synthetic noisy room, held-out seeds 2 / 3, 48 frames played 7 times,
+    refined AP / AP50 "all": 0.516/0.591 -> 0.569/0.640 / 0.418/0.539 -> 0.495/0.638 (one pass
+    0.602/0.710 / 0.543/0.666; thinned once, 207 / 218 of 336 frames kept). Each thinning costs ~1 CPU-s once per half a budget of keys (scene0113_00:
     2 in 1200 frames); the per-frame median CPU of lift, association and map update is unchanged."""
 
     keep_records: bool = True
