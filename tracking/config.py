@@ -105,9 +105,29 @@ class TrackerConfig:
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
     ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association;
     ``free_space``: free-space votes per map cell, counted with the records as frames arrive, and the
-    free-space carving of the global pass (``tracking.freespace``)."""
+    free-space carving of the global pass (``tracking.freespace``).
+
+    ``record_views``: the records' budget, in recorded surface keys per mapped voxel (the mean number of
+    recorded views of a voxel; a frame records at most as many segment keys as surface keys, so the
+    segment records are bounded too). Past it the recorded frames that add least are forgotten
+    (``records.redundant_frames``: the views of voxels many frames saw go first), so memory and the
+    global pass grow with the map, not with the frames, once a room is covered; None: every frame is
+    kept. 20: above every benchmark sequence (none is thinned; their maps stay the same): at their
+    end 3.5-3.8 on the 48-frame synthetic scenes, 15.1 on 7-Scenes (200 frames) and scene0448_01
+    (296), 9.5 on scene0113_00 (300). Measured 2026-12-04 (``benchmarks.bench_loop``: a ScanNet scene
+    played 4 times over, the same masks each pass; unbounded -> 20; load average 4-8 on 2 cores):
+    scene0113_00 after 1200 frames, records 563 -> 282 MiB (flat from 600 frames on; 22.1 M -> 10.5 M
+    surface keys, 550 of 1200 frames kept), RSS 909 -> 777 MiB, peak 959 -> 794, global pass 24.9 ->
+    9.7 CPU-s (its peak RSS 2.91 -> 1.67 GiB), refined box AP25/AP50 (non-structure) 0.85/0.85 ->
+    1.00/1.00 (one pass: 1.00/1.00); scene0448_01 after 1184 frames, records 248 -> 62 MiB (flat from
+    592), RSS 485 -> 385 MiB, global pass 9.9 -> 1.9 CPU-s, box AP25/AP50 0.598/0.142 -> 0.679/0.092
+    (one pass: 0.740/0.075); synthetic noisy room, held-out seeds 2 / 3, 48 frames played 7 times,
+    refined AP / AP50 "all": 0.516/0.591 -> 0.569/0.640 / 0.418/0.539 -> 0.495/0.638 (one pass
+    0.602/0.710 / 0.543/0.666; thinned once, 207 / 218 of 336 frames kept). Each thinning costs ~1 CPU-s once per half a budget of keys (scene0113_00:
+    2 in 1200 frames); the per-frame median CPU of lift, association and map update is unchanged."""
 
     keep_records: bool = True
+    record_views: float | None = 20.0
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     association: AssociationConfig = field(default_factory=AssociationConfig)
@@ -117,6 +137,9 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
             raise ValueError(f"TrackerConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
+        if self.record_views is not None and not self.record_views > 0:
+            raise ValueError(f"TrackerConfig.record_views must be > 0 keys per voxel (None: unbounded), "
+                             f"got {self.record_views}")
 
 
 @dataclass(frozen=True)

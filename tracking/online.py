@@ -36,11 +36,14 @@ from .config import TrackerConfig
 from .export import ObjectMap, observation_confidence
 from .freespace import FreeSpaceVotes
 from .objects import ObjectTable
-from .records import GrowableArray, SegmentRecords, SurfaceRecords
+from .records import GrowableArray, SegmentRecords, SurfaceRecords, distinct_index, redundant_frames
 from .surface import surface_keys
 from .track_ids import TrackHints, TrackLinks
 
 _PAIR_BASE = np.int64(1) << 31
+# Past the records' budget (``TrackerConfig.record_views``) they are halved: the thinning's sort of every
+# recorded key (~1 CPU-s for 11 M keys) then comes once per half a budget of keys recorded, not per frame.
+RECORDS_REFILL = 0.5
 
 
 @dataclass
@@ -107,6 +110,8 @@ class OnlineTracker:
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
         self.track_links = TrackLinks(config.track_ids)
         self.frames_seen = 0
+        self.frames_forgotten = 0  # recorded frames thinned out of the records (``TrackerConfig.record_views``)
+        self._forgotten_seen = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # their surfaces: (keys, frames)
         self._seen_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- public -------------------------------------------------------------------------------------
@@ -140,6 +145,7 @@ class OnlineTracker:
         structure = np.zeros(len(segments), bool) if structure is None else np.asarray(structure, bool)
         visible = self._observe_surface(frame, surface)
         if not segments:
+            self._bound_records()
             return StepResult(np.zeros(0, np.int64), np.zeros(0, np.int64), [], int(visible[0].size))
         seg_rows, keys, rows, dominant, scores, (first, inverse) = self._overlaps(segments, visible)
         hints = None if track_ids is None else self.track_links.hints(track_ids, scores.seg, scores.obj, scores.evidence, self.objects.resolve)
@@ -170,8 +176,27 @@ class OnlineTracker:
             self.track_links.observe(track_ids, ids, segments)
         if self.config.keep_records:  # with growths, the assigned ids: a growth may become an object later
             self.segments.append(segments, assigned if self.config.association.grow_by_vote else ids, structure)
+            self._bound_records()
         in_view = np.unique(self.objects.resolve(visible[0])).size  # provisional growths are their objects
         return StepResult(ids, new_ids, merged, in_view, FrameVoxels(rows[first], first, inverse))
+
+    def _bound_records(self) -> None:
+        """Keep the records within ``TrackerConfig.record_views`` keys per mapped voxel: past it, forget
+        the recorded frames that add least (``records.redundant_frames``), down to ``RECORDS_REFILL``
+        of the budget, so a thinning comes once per many frames. A frame goes with its segments and its
+        surface; its surface still counts in ``seen_counts``."""
+        views = self.config.record_views
+        if not self.config.keep_records or views is None:
+            return
+        budget = views * len(self.labels.index)
+        if self.surfaces.keys.size <= budget:
+            return
+        thinning = redundant_frames(self.surfaces, int(RECORDS_REFILL * budget))
+        self._forgotten_seen = _merged_counts(*self._forgotten_seen, thinning.keys, thinning.views)
+        self.segments.drop_frames(thinning.frames)
+        self.surfaces.drop_frames(thinning.frames)
+        self.frames_forgotten += thinning.frames.size
+        self._seen_cache = None
 
     def _observe_surface(self, frame: Frame, surface: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, visible voxel counts) of the map objects on the frame's observed surface; records the
@@ -237,7 +262,8 @@ class OnlineTracker:
             return keys[order], self._seen.view[order].astype(np.int64)
         if self._seen_cache is None or self._seen_cache[0] != self.frames_seen:
             keys, _, _, counts = group_int64(self.surfaces.keys.view)
-            self._seen_cache = (self.frames_seen, keys, counts.astype(np.int64))
+            keys, counts = _merged_counts(keys, counts.astype(np.int64), *self._forgotten_seen)
+            self._seen_cache = (self.frames_seen, keys, counts)
         return self._seen_cache[1], self._seen_cache[2]
 
     def object_map(self, detection_ratio: float = 0.0, *, min_area: float = 0.0, voxel_scale: float = 0.0) -> ObjectMap:
@@ -539,6 +565,16 @@ class _PairCounts:
         codes = np.minimum(a[apart], b[apart]) * _PAIR_BASE + np.maximum(a[apart], b[apart])
         distinct, _, inverse, _ = group_int64(codes)
         self.add(distinct, np.bincount(inverse, weights=moved[apart], minlength=distinct.size).astype(np.int64))
+
+
+def _merged_counts(keys_a: np.ndarray, counts_a: np.ndarray, keys_b: np.ndarray, counts_b: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct keys, summed counts) of two (keys, counts) tables (``keys_a`` distinct and sorted
+    when ``keys_b`` is empty: then returned as they are)."""
+    if keys_b.size == 0:
+        return keys_a, counts_a
+    at, keys = distinct_index(np.concatenate([keys_a, keys_b]))
+    return keys, np.bincount(at, weights=np.concatenate([counts_a, counts_b]), minlength=keys.size).astype(np.int64)
 
 
 def _renamed_codes(codes: set[int], old: int, new: int) -> set[int]:

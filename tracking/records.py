@@ -6,7 +6,13 @@ online. Units: voxel keys of ``lift3d.voxels.pack_keys`` at the tracker's voxel 
 """
 from __future__ import annotations
 
+import heapq
+from dataclasses import dataclass
+
 import numpy as np
+
+_CHUNK = 1 << 20  # rows per step of the chunked passes over all recorded keys (bounded temporaries)
+
 
 
 class GrowableArray:
@@ -30,6 +36,23 @@ class GrowableArray:
     @property
     def view(self) -> np.ndarray:
         return self._data[: self.size]
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Keep only the rows where ``keep`` (bool, one per row) holds, in order, moved to the front of
+        the same buffer a chunk at a time: the capacity stays, nothing is reallocated."""
+        keep = np.asarray(keep, bool)
+        written = 0
+        for start in range(0, self.size, _CHUNK):  # rows only move forward: never over a row still unread
+            kept = self._data[start:min(start + _CHUNK, self.size)][keep[start:start + _CHUNK]]
+            self._data[written:written + len(kept)] = kept
+            written += len(kept)
+        self.size = written
+
+    def assign(self, values: np.ndarray) -> None:
+        """Replace the contents by ``values`` (at most the capacity: no reallocation)."""
+        values = np.asarray(values, self._data.dtype)
+        self._data[: len(values)] = values
+        self.size = len(values)
 
     def nbytes(self) -> int:
         return int(self._data.nbytes)
@@ -85,6 +108,12 @@ class SegmentRecords:
                  self.offsets, self.keys, self.counts)
         return sum(p.nbytes() for p in parts)
 
+    def drop_frames(self, frames: np.ndarray) -> None:
+        """Forget every segment of ``frames`` (frame indices), compacting the arrays in place."""
+        keep = ~np.isin(self.frame.view, frames)
+        _compact_ragged(keep, self.offsets, (self.frame, self.mask, self.part, self.object, self.score,
+                                             self.structure, self.box), (self.keys, self.counts))
+
 
 class SurfaceRecords:
     """Per frame: its index and the distinct voxel keys of its observed surface (valid depth)."""
@@ -110,3 +139,85 @@ class SurfaceRecords:
 
     def nbytes(self) -> int:
         return self.frame.nbytes() + self.offsets.nbytes() + self.keys.nbytes()
+
+    def drop_frames(self, frames: np.ndarray) -> None:
+        """Forget the surfaces of ``frames`` (frame indices), compacting the arrays in place."""
+        _compact_ragged(~np.isin(self.frame.view, frames), self.offsets, (self.frame,), (self.keys,))
+
+
+def _compact_ragged(keep: np.ndarray, offsets: GrowableArray, per_row: tuple, per_key: tuple) -> None:
+    """Keep the rows where ``keep`` holds in arrays of one entry per row (``per_row``) and in ragged arrays
+    of one entry per key (``per_key``, row i's keys at ``offsets[i]:offsets[i + 1]``), in place."""
+    sizes = np.diff(offsets.view)
+    key_keep = np.repeat(keep, sizes)
+    for array in per_row:
+        array.compact(keep)
+    for array in per_key:
+        array.compact(key_keep)
+    offsets.assign(np.r_[0, np.cumsum(sizes[keep])])
+
+
+@dataclass
+class Thinning:
+    """What ``redundant_frames`` forgets: ``frames`` (indices, increasing) and, per distinct voxel key
+    their surfaces held (``keys``, sorted), ``views``: how many of them held it."""
+
+    frames: np.ndarray
+    keys: np.ndarray
+    views: np.ndarray
+
+
+def redundant_frames(surfaces: SurfaceRecords, keep_keys: int) -> Thinning:
+    """The recorded frames to forget so that the surfaces keep at most ``keep_keys`` keys, the views
+    that add least going first.
+
+    A voxel's k-th view is worth 1 / k^2 (its worth saturates: a voxel seen by many frames loses almost
+    nothing with one of them, one seen by few loses much), and a frame costs its number of keys: frames
+    go greedily by the worth they hold per key, the least first. Forgetting a frame only raises the
+    others' worth, so each candidate's worth is recomputed when it comes up (a lazy greedy: a frame whose
+    worth rose past the next one's goes back in the queue)."""
+    offsets = surfaces.offsets.view
+    sizes = np.diff(offsets)
+    excess = int(sizes.sum()) - int(keep_keys)
+    if excess <= 0 or len(surfaces) == 0:
+        return Thinning(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    voxel, keys = distinct_index(surfaces.keys.view)
+    recorded = sum(np.bincount(voxel[start:start + _CHUNK], minlength=keys.size)  # int64 copies a chunk at a time
+                   for start in range(0, voxel.size, _CHUNK))
+    views = recorded.astype(np.float64)  # per voxel: the kept frames holding it
+    weight = 1.0 / np.square(views)
+    worth = [float(weight[voxel[a:b]].sum()) / max(b - a, 1) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    queue = list(zip(worth, range(len(surfaces))))
+    heapq.heapify(queue)
+    dropped = []
+    while excess > 0 and queue:
+        _, row = heapq.heappop(queue)
+        mine = voxel[offsets[row]:offsets[row + 1]]
+        now = float(np.sum(1.0 / np.square(views[mine]))) / max(mine.size, 1)
+        if queue and now > queue[0][0] * (1.0 + 1e-9):  # risen past the next (not just summed in another order)
+            heapq.heappush(queue, (now, row))
+            continue
+        views[mine] -= 1
+        excess -= mine.size
+        dropped.append(row)
+    forgotten = recorded - views.astype(np.int64)
+    held = forgotten > 0
+    return Thinning(surfaces.frame.view[np.sort(np.array(dropped, np.int64))], keys[held], forgotten[held])
+
+
+def distinct_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 index of each key among the sorted distinct keys, those keys). A chunk at a time (bounded
+    temporaries, not a sorted copy of every key): each chunk's distinct keys merged into the others'
+    (sorted runs, which a stable sort takes whole), then each key finds its place by binary search."""
+    distinct = np.zeros(0, np.int64)
+    for start in range(0, keys.size, _CHUNK):
+        distinct = _sorted_distinct(np.concatenate([distinct, _sorted_distinct(keys[start:start + _CHUNK])]))
+    index = np.empty(keys.size, np.int32)
+    for start in range(0, keys.size, _CHUNK):
+        index[start:start + _CHUNK] = np.searchsorted(distinct, keys[start:start + _CHUNK])
+    return index, distinct
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    ordered = np.sort(values, kind="stable")
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
