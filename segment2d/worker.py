@@ -112,7 +112,18 @@ class SegmenterProcess:
                           ) -> tuple[MaskSet | MaskCrops, object, float]:
         """(masks, ``finish(frame, masks)`` when ``finish`` and it succeeded, else None, the worker's CPU
         seconds on it) of ``frame``; ``crops``: the masks as ``MaskCrops`` (``unpack_crops``), else a MaskSet."""
+        self.send_frame(frame, finish)
+        return self.receive_masks(crops)
+
+    def send_frame(self, frame: Frame, finish: bool = False) -> None:
+        """Ask for ``frame``'s masks (``generate_finished`` without waiting; ``receive_masks`` takes them).
+        Requests may run ahead of their replies: the worker answers them in the order sent, and takes the
+        next one as soon as it has sent the last reply, so a request sent ahead leaves it no idle time.
+        One thread may send while another receives."""
         self._send(("frame", (int(frame.index), frame.source, frame.color, frame.depth, frame.K, frame.pose, finish)))
+
+    def receive_masks(self, crops: bool = False) -> tuple[MaskSet | MaskCrops, object, float]:
+        """The reply to the oldest request not yet received, a ``send_frame``: as ``generate_finished``."""
         status, payload = self._reply()
         if status == "error":
             raise RuntimeError(payload)
@@ -127,7 +138,16 @@ class SegmenterProcess:
         back in ``ReadFrame.error`` (with the frame, so the caller can name it). ``finish``: apply the
         process's ``finish`` to the frame and its masks (``ReadFrame.finished``). ``crops``: the masks as
         ``MaskCrops`` (``unpack_crops``), else a MaskSet."""
+        self.send_read(position, after, finish)
+        return self.receive_read(crops)
+
+    def send_read(self, position: int, after: int | None = None, finish: bool = False) -> None:
+        """Ask the worker to read and segment frame ``position`` (``read_and_generate`` without waiting;
+        ``receive_read`` takes the reply; requests may run ahead of their replies, as with ``send_frame``)."""
         self._send(("read", (int(position), after, finish)))
+
+    def receive_read(self, crops: bool = False) -> ReadFrame:
+        """The reply to the oldest request not yet received, a ``send_read``: as ``read_and_generate``."""
         status, payload = self._reply()
         if status == "read_error":
             raise payload
