@@ -1143,8 +1143,9 @@ class _SegmentAhead:
             starting = self._process is not None and not self._process.started()
             offload = self._offloaded()
             if self._reads and not starting and "read" in offload:
+                sent = time.perf_counter()
                 self._process.send_read(done - 1, self._after, "lift" in offload)
-                return _InFlight({"started": started}, time.perf_counter(), position=done - 1)
+                return _InFlight({}, sent, position=done - 1)
             if self._reads:
                 frame = self._source[done - 1]
                 if frame.index <= self._after:
@@ -1189,11 +1190,13 @@ class _SegmentAhead:
                 raise _segmentation_error(reply.frame, self._generator, reply.error)
             if reply.skipped:
                 return None
-            # the round trip, as with frames sent over (waiting behind the requests before it included)
-            segment = time.perf_counter() - sent.sent - reply.read_s
+            # The frame's reading began when the process took the request (after the requests before it),
+            # its round trip then (clamped: the processes' clocks are one where it is CLOCK_MONOTONIC)
+            now = time.perf_counter()
+            started = min(max(reply.started, sent.sent), now - reply.read_s)
             return (sent.position + 1, reply.frame, reply.masks,
-                    {**sent.timings, "read": reply.read_s, "segment": segment, "lifted": reply.finished,
-                     "cpu_apart": reply.cpu_s})
+                    {"started": started, "read": reply.read_s, "segment": now - started - reply.read_s,
+                     "lifted": reply.finished, "cpu_apart": reply.cpu_s})
         try:
             masks, lifted, cpu_apart = self._process.receive_masks(self._crops)
         except Exception as error:

@@ -30,7 +30,9 @@ class ReadFrame:
     after ``after``: ``skipped``), the worker's seconds reading it (``read_s``) and segmenting it
     (``segment_s``, its ``finish`` included), and ``finished``: ``finish(frame, masks)`` when asked for
     (None when not asked, or when it failed: the caller then does that work itself and meets the error);
-    ``cpu_s``: the worker's CPU seconds on this request (reading, segmenting, finishing, packing)."""
+    ``cpu_s``: the worker's CPU seconds on this request (reading, segmenting, finishing, packing);
+    ``started``: ``time.perf_counter()`` in the worker when it began reading the frame (a clock the
+    processes of a machine share where it is CLOCK_MONOTONIC, as on Linux: compare it with care)."""
 
     frame: Frame
     masks: MaskSet | None
@@ -40,6 +42,7 @@ class ReadFrame:
     skipped: bool = False
     finished: object = None
     cpu_s: float = 0.0
+    started: float = 0.0
 
 
 class SegmenterProcess:
@@ -151,9 +154,9 @@ class SegmenterProcess:
         status, payload = self._reply()
         if status == "read_error":
             raise payload
-        frame, packed, read_s, segment_s, error, skipped, finished, cpu_s = payload
+        frame, packed, read_s, segment_s, error, skipped, finished, started, cpu_s = payload
         return ReadFrame(frame, None if packed is None else _unpacked(packed, crops), read_s, segment_s, error, skipped,
-                         finished, cpu_s)
+                         finished, cpu_s, started)
 
     def _reply(self):
         try:
@@ -337,14 +340,14 @@ def _segment(generator, finish, body: tuple) -> tuple:
 
 def _read_and_segment(generator, source, finish, body: tuple) -> tuple:
     position, after, finishing = body
-    start = time.perf_counter()
+    start = began = time.perf_counter()
     try:
         frame = source[position]
     except Exception as error:  # raised as is by the mapping process (a DatasetError names the file)
         return "read_error", _picklable(error)
     read_s, start = time.perf_counter() - start, time.perf_counter()
     if after is not None and frame.index <= after:
-        return "read", (frame, None, read_s, 0.0, "", True, None)
+        return "read", (frame, None, read_s, 0.0, "", True, None, began)
     finished = None
     try:
         (packed, masks), error = _generated(generator, frame), ""
@@ -353,7 +356,7 @@ def _read_and_segment(generator, source, finish, body: tuple) -> tuple:
     else:
         if finishing:
             finished = _finished(finish, frame, masks)
-    return "read", (frame, packed, read_s, time.perf_counter() - start, error, False, finished)
+    return "read", (frame, packed, read_s, time.perf_counter() - start, error, False, finished, began)
 
 
 def _finished(finish, frame: Frame, masks) -> object:
