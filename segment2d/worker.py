@@ -246,8 +246,22 @@ def _spawn(threads: int | None, options: tuple[str, ...] = ()) -> subprocess.Pop
     """A fresh worker interpreter on the caller's import path, so that it finds this package (and the
     generator's) as the caller does."""
     path = os.pathsep.join(p for p in sys.path if p)
-    return subprocess.Popen([sys.executable, "-m", "segment2d.worker", *options], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=worker_environment(path, threads))
+    process = subprocess.Popen([sys.executable, "-m", "segment2d.worker", *options], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=worker_environment(path, threads))
+    for pipe in (process.stdin, process.stdout):
+        _widen(pipe)
+    return process
+
+
+def _widen(pipe) -> None:
+    """Give ``pipe`` a buffer of ``PIPE_BYTES`` where the system allows it (Linux; up to its
+    ``/proc/sys/fs/pipe-max-size``), else leave it as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _warm_up(name: str) -> None:
@@ -275,6 +289,13 @@ def usable_cores() -> int:
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 
+
+# The pipes' buffer to and from a worker: a frame (640 x 480 colour and depth: ~2.1 MB pickled) then
+# passes in 2-3 reads instead of ~33 of the default 64 KiB, each of which makes the receiving thread take
+# the interpreter lock back from the mapping thread. 1 MiB: the most Linux gives an unprivileged process
+# by default. Measured (ScanNet scene0448_01, 2 runs each, load 2.6-3.3): the worker's seconds writing
+# its replies 1.07 / 0.63 s a run against 1.18 / 1.67 s with 64 KiB.
+PIPE_BYTES = 2**20
 
 _MAX_SOURCE_BYTES = 16 * 2**20  # a source larger than this pickled holds data, not paths: read it here
 
