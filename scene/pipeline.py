@@ -12,7 +12,8 @@ Concurrency (``run``, ``pipelined=True``, the default): the next frame is read a
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
 second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
 file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
-of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``), and a reader thread sends the
+next frame's request to that process before its last reply came back (``_SegmentAhead``); the saves run on a writer
 thread, or in a writer process (``SAVE_IN_PROCESS``; ``Mapper.save_in_background``, ``scene.map_writer``).
 Per frame, the mapping thread only records the map edits (frames, merges, camera, fingerprint, as data)
 and, at a save, takes the touched objects' geometry from the voxels; the writer applies the edits in
@@ -905,7 +906,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
-    of its integration: with ``pipelined``, time waiting behind the previous frame included) and
+    of its integration: with ``pipelined``, time waiting behind the previous frame included; a frame the
+    segmenter process reads starts when it begins reading it, after the requests sent before it) and
     "lifted_apart" (1.0 when the segmenter process lifted the frame's masks, its "segment" then includes
     that lift and "lift_associate" does not; else 0.0). ``lift_apart``: offer the segmenter process the
     partition and lift of the frames' masks too (``READ_BALANCE_SMOOTHING``); off by default: measured on
@@ -1028,6 +1030,8 @@ class _SegmentAhead:
     itself. A reading error (``DatasetError``) is re-raised as is, a segmenter's as ``SegmentationError``
     naming the frame, each after the frames before it. ``close()`` stops both threads and waits for them
     (the replies to requests in flight are received and dropped first, so the process ends cleanly).
+    A frame's "segment" is its request's round trip, waiting behind the request before it included
+    (for a frame the process reads: from when it began reading it, its "started").
     ``crops``: masks from the segmenter process come as ``MaskCrops`` (``Mapper.integrate`` takes them; the
     N x H x W stack is made only if read), else every frame's masks are a MaskSet. ``waiting``: a segmenter
     process started ahead, taken for the segmenter process when there is one."""
