@@ -12,7 +12,8 @@ Concurrency (``run``, ``pipelined=True``, the default): the next frame is read a
 current one is fused, in a worker process for ``process_safe`` generators (``segment2d.worker``) when a
 second CPU is there (frames are segmented on the thread while that process starts), else on a thread; a
 file source's frames are read (and with ``lift_apart`` their masks partitioned and lifted) by whichever
-of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``); the saves run on a writer
+of the two processes spends less CPU per frame (``READ_BALANCE_SMOOTHING``), and a reader thread sends the
+next frame's request to that process before its last reply came back (``_SegmentAhead``); the saves run on a writer
 thread, or in a writer process (``SAVE_IN_PROCESS``; ``Mapper.save_in_background``, ``scene.map_writer``).
 Per frame, the mapping thread only records the map edits (frames, merges, camera, fingerprint, as data)
 and, at a save, takes the touched objects' geometry from the voxels; the writer applies the edits in
@@ -850,7 +851,9 @@ def _make_generator(config: MapperConfig):
 
 # Frames read and segmented ahead of the one being integrated (``run``'s ``read_ahead``; memory holds this
 # many + 1 frames). 2: one waits ready while the next is prepared, so the segmenter and the mapping thread
-# each absorb the other's slow frames (throughput first: the map keeps up with the sensor). 1: a frame is
+# each absorb the other's slow frames (throughput first: the map keeps up with the sensor), and while the
+# mapping thread waits, the segmenter process holds the next frame's request beside the one it works on
+# (``_SegmentAhead``), so that it never waits for this process to read a frame and send it. 1: a frame is
 # prepared only once the mapping thread took the one before, so it waits behind one integration at most:
 # latency ~ segment + integrate instead of ~ 2-3 integrations, at the cost of coupling the two stages'
 # jitter (7-Scenes, 100 frames, loaded machine: same throughput, latency p95 -17%; a queueing simulation
@@ -905,7 +908,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end
-    of its integration: with ``pipelined``, time waiting behind the previous frame included) and
+    of its integration: with ``pipelined``, time waiting behind the previous frame included; a frame the
+    segmenter process reads starts when it begins reading it, after the requests sent before it) and
     "lifted_apart" (1.0 when the segmenter process lifted the frame's masks, its "segment" then includes
     that lift and "lift_associate" does not; else 0.0). ``lift_apart``: offer the segmenter process the
     partition and lift of the frames' masks too (``READ_BALANCE_SMOOTHING``); off by default: measured on
@@ -984,41 +988,18 @@ def _segmentation_error(frame: Frame, generator, message: str) -> SegmentationEr
                              f"generator failed: {message}")
 
 
-def _read_in_process(process: SegmenterProcess, generator, source, total: int, after: int,
-                     offloaded: Callable[[], tuple[str, ...]], crops: bool = False):
-    """``_frames`` read by the segmenter process (``SegmenterProcess.read_and_generate``) when
-    ``offloaded()`` names "read" at that frame, else read here and sent over to be segmented (or segmented
-    here by ``generator``, the same as the process's, while the process is still starting), with the
-    frame's "segment" seconds and its "masks" in the timings, and its "lifted" masks when ``offloaded()``
-    names "lift" too (``_SegmentAhead``); a generator failure raises ``SegmentationError`` naming the frame,
-    a reading error is raised as the reader raised it."""
-    for k in range(total):
-        started = time.perf_counter()
-        offload = offloaded()
-        lift = "lift" in offload
-        starting = not process.started()  # meanwhile, frames are read and segmented here
-        if starting or "read" not in offload:
-            frame = source[k]
-            if frame.index <= after:
-                continue
-            read = time.perf_counter() - started
-            try:
-                if starting:
-                    masks, lifted, cpu_apart = generator.generate(frame), None, None
-                else:
-                    masks, lifted, cpu_apart = process.generate_finished(frame, lift, crops)
-            except Exception as error:
-                raise _segmentation_error(frame, generator, f"{type(error).__name__}: {error}") from error
-            yield k + 1, frame, {"started": started, "read": read, "segment": time.perf_counter() - started - read,
-                                 "masks": masks, "lifted": lifted, "cpu_apart": cpu_apart}
-            continue
-        done = process.read_and_generate(k, after, lift, crops)
-        if done.error:
-            raise _segmentation_error(done.frame, generator, done.error)
-        if not done.skipped:
-            segment = time.perf_counter() - started - done.read_s  # the round trip, as with frames sent over
-            yield k + 1, done.frame, {"started": started, "read": done.read_s, "segment": segment, "masks": done.masks,
-                                      "lifted": done.finished, "cpu_apart": done.cpu_s}
+@dataclass
+class _InFlight:
+    """A frame whose request went to the segmenter process and whose reply is still to be received:
+    ``position`` (from 0) for a frame the process reads (``SegmenterProcess.send_read``), else the ``frame``
+    read here and sent over (``send_frame``) with its number ``done``; ``timings`` so far ("started",
+    and "read" for a frame read here); ``sent``: when the request was sent."""
+
+    timings: dict
+    sent: float
+    position: int | None = None
+    done: int = 0
+    frame: Frame | None = None
 
 
 class _segment_inline:
@@ -1039,14 +1020,23 @@ class _segment_inline:
 
 
 class _SegmentAhead:
-    """Reads and segments frames on a worker thread, ``ahead`` at most read ahead of the frame the consumer
-    is on (a frame is read once the consumer took the one ``ahead`` before it; ``SEGMENT_AHEAD``), and yields
-    them in order as (done, frame, masks, timings: started, read and segment seconds). A reading error (``DatasetError``) is re-raised as is,
-    a segmenter's as ``SegmentationError`` naming the frame. ``close()`` stops the worker and waits for it
-    (a frame being segmented is finished first). ``crops``: masks from the segmenter process come as
-    ``MaskCrops`` (``Mapper.integrate`` takes them; the N x H x W stack is made only if read), else every
-    frame's masks are a MaskSet. ``waiting``: a segmenter process started ahead, taken for the segmenter
-    process when there is one."""
+    """Reads and segments frames ahead of the consumer, ``ahead`` at most (a frame is read once the consumer
+    took the one ``ahead`` before it; ``SEGMENT_AHEAD``), and yields them in order as (done, frame, masks,
+    timings: started, read and segment seconds). Two threads: a reader ("scene-reader") reads each frame
+    here, or has the segmenter process read it (``READ_BALANCE_SMOOTHING``), and sends the request without
+    waiting for its reply; the segmenter thread ("scene-segmenter") receives the replies in the order sent
+    and hands the frames over. Up to ``ahead`` requests are so in flight, and the process takes the next
+    one as soon as it replied to the last, instead of waiting while this process reads the next frame and
+    sends it (ScanNet, 1296 x 968 JPEGs: ~12 ms a frame read here). Without a segmenter process (one core,
+    or a generator that is not ``process_safe``) and while it starts, the reader segments the frames
+    itself. A reading error (``DatasetError``) is re-raised as is, a segmenter's as ``SegmentationError``
+    naming the frame, each after the frames before it. ``close()`` stops both threads and waits for them
+    (the replies to requests in flight are received and dropped first, so the process ends cleanly).
+    A frame's "segment" is its request's round trip, waiting behind the request before it included
+    (for a frame the process reads: from when it began reading it, its "started").
+    ``crops``: masks from the segmenter process come as ``MaskCrops`` (``Mapper.integrate`` takes them; the
+    N x H x W stack is made only if read), else every frame's masks are a MaskSet. ``waiting``: a segmenter
+    process started ahead, taken for the segmenter process when there is one."""
 
     _END = object()
 
@@ -1056,25 +1046,28 @@ class _SegmentAhead:
             raise ValueError(f"read_ahead must be >= 1 frame, got {ahead}")
         self._generator = mapper.generator
         self._ready: queue.Queue = queue.Queue()  # bounded by the slots: ``ahead`` frames and the end
+        self._sent: queue.Queue = queue.Queue()  # reader -> segmenter thread, in order; bounded by the slots
         self._slots = threading.Semaphore(ahead)  # frames read ahead, given back as they are taken
         self._stop = threading.Event()
+        self._failed = threading.Event()  # a frame failed: nothing more is read
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
-        reads = in_process and SegmenterProcess.reads(source)
+        self._reads = in_process and SegmenterProcess.reads(source)
         lifter = mapper.frame_lifter() if lift_apart and in_process and hasattr(mapper, "frame_lifter") else None
-        self._process = (SegmenterProcess(mapper.generator, source if reads else None, lifter, waiting=waiting)
+        self._process = (SegmenterProcess(mapper.generator, source if self._reads else None, lifter, waiting=waiting)
                          if in_process else None)
         self._threads = _OneThreadPerCore() if in_process else None  # undone by close()
         # The work the segmenter process may take besides segmenting, in the order it takes it (READ_BALANCE_SMOOTHING)
-        self._offloadable = ("read",) * reads + ("lift",) * (lifter is not None)
-        self._offload = int(reads)  # how many of them it takes now: the reading, while it starts (lifting
+        self._offloadable = ("read",) * self._reads + ("lift",) * (lifter is not None)
+        self._offload = int(self._reads)  # how many of them it takes now: the reading, while it starts (lifting
         # there imports the tracking modules, which would delay its first frame)
         self._cpu_here = 0.0  # running means of this process's CPU seconds per frame taken, and of
         self._cpu_apart = 0.0  # the segmenter process's CPU seconds per frame
         self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken
-        self._frames = _read_in_process(self._process, mapper.generator, source, total, mapper.last_frame,
-                                        self._offloaded, crops) if reads else _frames(source, total, mapper.last_frame)
+        self._source, self._total, self._after = source, total, mapper.last_frame
         self._crops = crops
-        self._thread = threading.Thread(target=self._work, name="scene-segmenter", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="scene-reader", daemon=True)
+        self._thread = threading.Thread(target=self._receive, name="scene-segmenter", daemon=True)
+        self._reader.start()
         self._thread.start()
 
     def __iter__(self):
@@ -1103,50 +1096,127 @@ class _SegmentAhead:
         waits), so it winds down on its core while this one goes on."""
         self._stop.set()
         if self._process is not None:
+            self._reader.join()
             self._thread.join()  # it ended with the frames: no request is in flight
             self._process.stop()
 
     def close(self) -> None:
-        """Stop the worker and wait for it (and the segmenter process); closing twice is fine."""
+        """Stop both threads and wait for them (and the segmenter process); closing twice is fine."""
         self._stop.set()
-        while self._thread.is_alive():
-            try:  # unblock a worker waiting to hand over a frame
-                self._ready.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
+        for thread in (self._reader, self._thread):
+            while thread.is_alive():
+                try:  # unblock a thread waiting to hand over a frame
+                    self._ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()
         if self._process is not None:
             self._process.close()
         if self._threads is not None:
             self._threads.restore()
             self._threads = None
 
-    def _work(self) -> None:
+    def _read(self) -> None:
+        """The reader thread: per frame, once a slot is free, the frame segmented here (``_InFlight`` is
+        not needed) or its request sent, handed on in order to the segmenter thread; then the end, or the
+        error met."""
+        frames = self._frames_here()
         try:
             while self._take_slot():
-                try:
-                    done, frame, timings = next(self._frames)
-                except StopIteration:
+                item = self._read_next(frames)
+                if item is None:
                     break
-                masks = timings.pop("masks", None)
-                if masks is None:
-                    start = time.perf_counter()
-                    try:
-                        if self._process is None or not self._process.started():
-                            masks = self._generator.generate(frame)
-                        else:
-                            masks, timings["lifted"], timings["cpu_apart"] = self._process.generate_finished(
-                                frame, "lift" in self._offloaded(), self._crops)
-                    except Exception as error:
-                        raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
-                    timings["segment"] = time.perf_counter() - start
-                if not self._put((done, frame, masks, timings)):
-                    return
-            self._put(self._END)
-        except BaseException as error:  # handed to the consuming thread, which raises it
-            self._put(error)
+                self._sent.put(item)
+            self._sent.put(self._END)
+        except BaseException as error:  # raised by the consumer after the frames before it
+            self._sent.put(error)
         finally:
-            self._frames.close()
+            frames.close()
+
+    def _frames_here(self):
+        """(done, frame, timings) of the frames this process reads, in order: ``_frames`` of a source the
+        segmenter process cannot read; for one it can, a placeholder per position (``_read_next`` reads it
+        here or has it read there)."""
+        if self._reads:
+            return ((k + 1, None, {}) for k in range(self._total))
+        return _frames(self._source, self._total, self._after)
+
+    def _read_next(self, frames):
+        """The next frame's item for the segmenter thread: (done, frame, masks, timings) when segmented
+        here, else an ``_InFlight`` with its request sent; None after the last frame."""
+        for done, frame, timings in frames:
+            started = timings.get("started", time.perf_counter())
+            starting = self._process is not None and not self._process.started()
+            offload = self._offloaded()
+            if self._reads and not starting and "read" in offload:
+                sent = time.perf_counter()
+                self._process.send_read(done - 1, self._after, "lift" in offload)
+                return _InFlight({}, sent, position=done - 1)
+            if self._reads:
+                frame = self._source[done - 1]
+                if frame.index <= self._after:
+                    continue
+                timings = {"started": started, "read": time.perf_counter() - started}
+            sent = time.perf_counter()
+            if self._process is None or starting:
+                try:
+                    masks = self._generator.generate(frame)
+                except Exception as error:
+                    raise _segmentation_error(frame, self._generator, f"{type(error).__name__}: {error}") from error
+                return done, frame, masks, {**timings, "segment": time.perf_counter() - sent}
+            self._process.send_frame(frame, "lift" in offload)
+            return _InFlight(timings, sent, done=done, frame=frame)
+        return None
+
+    def _receive(self) -> None:
+        """The segmenter thread: the reader's items in order, each request's reply received, handed to the
+        consumer. After an error (handed over once) or ``close``, the replies to the requests still in
+        flight are received and dropped until the reader ends, so that the process is not left writing."""
+        while True:
+            item = self._sent.get()
+            if item is self._END or isinstance(item, BaseException):
+                self._hand_over(item)
+                return
+            if isinstance(item, _InFlight):
+                try:
+                    item = self._received(item)
+                except BaseException as error:
+                    self._hand_over(error)
+                    continue
+                if item is None:  # skipped by the process (a resumed map holds it): its slot is free again
+                    self._slots.release()
+                    continue
+            self._hand_over(item)
+
+    def _received(self, sent: _InFlight):
+        """(done, frame, masks, timings) from the reply to ``sent``; None for a frame the process skipped."""
+        if sent.frame is None:
+            reply = self._process.receive_read(self._crops)
+            if reply.error:
+                raise _segmentation_error(reply.frame, self._generator, reply.error)
+            if reply.skipped:
+                return None
+            # The frame's reading began when the process took the request (after the requests before it),
+            # its round trip then (clamped: the processes' clocks are one where it is CLOCK_MONOTONIC)
+            now = time.perf_counter()
+            started = min(max(reply.started, sent.sent), now - reply.read_s)
+            return (sent.position + 1, reply.frame, reply.masks,
+                    {"started": started, "read": reply.read_s, "segment": now - started - reply.read_s,
+                     "lifted": reply.finished, "cpu_apart": reply.cpu_s})
+        try:
+            masks, lifted, cpu_apart = self._process.receive_masks(self._crops)
+        except Exception as error:
+            raise _segmentation_error(sent.frame, self._generator, f"{type(error).__name__}: {error}") from error
+        return (sent.done, sent.frame, masks,
+                {**sent.timings, "segment": time.perf_counter() - sent.sent, "lifted": lifted, "cpu_apart": cpu_apart})
+
+    def _hand_over(self, item) -> None:
+        """Give ``item`` to the consumer, unless an error was given already or ``close`` was called."""
+        if self._stop.is_set() or self._failed.is_set():
+            return
+        if isinstance(item, BaseException):
+            self._failed.set()
+        self._ready.put(item)
 
     def _rebalance(self) -> None:
         """One more kind of work for the segmenter process while it spends less CPU per frame than this
@@ -1160,17 +1230,11 @@ class _SegmentAhead:
         return self._offloadable[:self._offload]
 
     def _take_slot(self) -> bool:
-        """Wait until a frame may be read ahead; False once ``close`` was called."""
-        while not self._stop.is_set():
+        """Wait until a frame may be read ahead; False once ``close`` was called or a frame failed."""
+        while not self._stop.is_set() and not self._failed.is_set():
             if self._slots.acquire(timeout=0.05):
                 return True
         return False
-
-    def _put(self, item) -> bool:
-        if self._stop.is_set():
-            return False
-        self._ready.put(item)
-        return True
 
 
 class _OneThreadPerCore:

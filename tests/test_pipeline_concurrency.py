@@ -20,7 +20,7 @@ from scene.storage import MapStorageError, MapStore
 from segment2d.factory import make_generator
 
 NUM_FRAMES = 10
-THREAD_NAMES = ("scene-segmenter", "scene-map-writer")
+THREAD_NAMES = ("scene-reader", "scene-segmenter", "scene-map-writer")
 
 
 @pytest.fixture(scope="module")

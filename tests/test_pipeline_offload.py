@@ -40,7 +40,7 @@ def written(scene, tmp_path_factory):
 
 
 def _threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name in ("scene-segmenter", "scene-map-writer")]
+    return [t.name for t in threading.enumerate() if t.name in ("scene-reader", "scene-segmenter", "scene-map-writer")]
 
 
 def test_masks_lifted_apart_step_the_tracker_as_lifted_here(frames):
