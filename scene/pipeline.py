@@ -860,6 +860,19 @@ def _make_generator(config: MapperConfig):
 # of balanced stages with 25% jitter: -7% throughput, -25% latency p95 on an idle machine).
 SEGMENT_AHEAD = 2
 
+# Whether the frames read ahead follow the bottleneck (``_SegmentAhead._give_slots``): ``read_ahead`` frames
+# while the mapping thread mostly waits for its next frame (running mean of its waits above
+# AHEAD_WAIT_SHARE: reading
+# and segmenting are the slower side, and the second frame keeps the segmenter process busy), one while it
+# mostly finds its next frame ready (the mapping side is the slower: a second frame would only wait ready,
+# and its latency with it). Off: always ``read_ahead``. Frames and maps are the same either way.
+# ``python -m benchmarks --only speed``, 2026-12-04, near idle, one run each (frames/s end to end, latency
+# p95, concurrency gain): fixed 2: 7-Scenes 15.1, 215 ms, 1.37x; ScanNet scene0448_01 19.9, 145 ms, 1.57x.
+# Fixed 1: 16.9, 129 ms, 1.52x; 16.0, 121 ms, 1.24x. Adaptive, mean of the waits above 1/2: 18.5, 162 ms,
+# 1.70x; 20.3, 140 ms, 1.57x. Above 3/4: 17.8, 153 ms, 1.53x; 21.1, 122 ms, 1.65x.
+ADAPTIVE_AHEAD = True
+AHEAD_WAIT_SHARE = 0.75
+
 # How the work of a frame is shared between the segmenter process and the mapping process. Besides
 # segmenting, the segmenter process can take, in this order, reading the frame (``SegmenterProcess.reads``:
 # decoding costs 6-25 ms a frame, a 1296 x 968 ScanNet JPEG resized the most) and partitioning and lifting
@@ -899,7 +912,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     """Map every frame of ``source`` (a FrameSource or any sized iterable of Frames) and finalize.
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
-    ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade), in a worker process for
+    ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade, ``ADAPTIVE_AHEAD`` when fewer), in a worker process for
     ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
     current one is lifted and associated, and the incremental
     saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
@@ -1048,6 +1061,8 @@ class _SegmentAhead:
         self._ready: queue.Queue = queue.Queue()  # bounded by the slots: ``ahead`` frames and the end
         self._sent: queue.Queue = queue.Queue()  # reader -> segmenter thread, in order; bounded by the slots
         self._slots = threading.Semaphore(ahead)  # frames read ahead, given back as they are taken
+        self._ahead, self._held = int(ahead), 0  # the most frames ahead, and how many slots are held back
+        self._waits = 1.0  # running mean of the consumer finding no frame ready (``_give_slots``)
         self._stop = threading.Event()
         self._failed = threading.Event()  # a frame failed: nothing more is read
         in_process = getattr(mapper.generator, "process_safe", False) and _usable_cores() >= 2
@@ -1072,14 +1087,27 @@ class _SegmentAhead:
 
     def __iter__(self):
         while True:
+            waited = self._ready.empty()
             item = self._ready.get()
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
             self._measure(item[3].pop("cpu_apart", None))
-            self._slots.release()  # the consumer is on this frame: the next one may be read
+            self._give_slots(waited)
             yield item
+
+    def _give_slots(self, waited: bool) -> None:
+        """The consumer took a frame: the next one may be read. How far ahead (``ADAPTIVE_AHEAD``): the
+        whole ``ahead`` while the consumer mostly had to wait for its frames (reading and segmenting are
+        behind; running mean of the waits, READ_BALANCE_SMOOTHING per frame, above AHEAD_WAIT_SHARE), one
+        frame while it mostly found them ready (a frame more would only wait ready, adding to latency)."""
+        self._waits += READ_BALANCE_SMOOTHING * (float(waited) - self._waits)
+        want = self._ahead if self._waits > AHEAD_WAIT_SHARE or not ADAPTIVE_AHEAD else 1
+        give = max(0, 1 + want - (self._ahead - self._held))  # 1 as usual, one more or one less towards ``want``
+        self._held += 1 - give
+        for _ in range(give):
+            self._slots.release()
 
     def _measure(self, cpu_apart: float | None) -> None:
         """Update the running means of both processes' CPU seconds per frame with the frame just taken

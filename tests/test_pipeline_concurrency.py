@@ -288,13 +288,16 @@ def test_a_corrupt_frame_read_by_the_segmenter_process_names_its_file_and_keeps_
     assert not _our_threads()
 
 
-def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(written):
-    """With ``read_ahead`` = k, frame n is read only once the mapping thread took frame n - k, and the map
-    does not depend on k. The mapping thread is made the slower stage (progress sleeps), so the reader
-    always reaches its bound."""
+def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(written, monkeypatch):
+    """With ``read_ahead`` = k (fixed: ``ADAPTIVE_AHEAD`` off), frame n is read only once the mapping thread
+    took frame n - k, and the map does not depend on k. The mapping thread is made the slower stage
+    (progress sleeps), so the reader always reaches its bound."""
     import time
 
+    import scene.pipeline
     from scene.datasets import open_dataset
+
+    monkeypatch.setattr(scene.pipeline, "ADAPTIVE_AHEAD", False)
 
     class _Counting:
         def __init__(self, source):
@@ -326,6 +329,40 @@ def test_read_ahead_bounds_the_frames_prepared_beyond_the_one_being_integrated(w
     assert len(digests) == 1
     with pytest.raises(ValueError, match="read_ahead must be >= 1"):
         run(open_dataset(written), MapperConfig(online_only=True), read_ahead=0)
+    assert not _our_threads()
+
+
+def test_adaptive_read_ahead_keeps_one_frame_ahead_of_a_slower_mapping_thread(written):
+    """``ADAPTIVE_AHEAD``: while the mapping thread is the slower stage (progress sleeps) and finds its next
+    frame ready, a second frame ahead would only wait: the reader keeps one frame ahead, not ``read_ahead``
+    = 2 (the fixed-bound test above reaches 2 on the same run), and the map is the same."""
+    import time
+
+    from scene.datasets import open_dataset
+
+    class _Counting(list):
+        pass
+
+    source, reads, taken = open_dataset(written), _Counting(), []
+
+    class _Source:
+        def __len__(self):
+            return len(source)
+
+        def __iter__(self):
+            for k in range(len(source)):
+                reads.append(k)
+                yield source[k]
+
+    def progress(result, done, total):
+        time.sleep(0.3)
+        taken.append(len(reads))
+
+    adaptive = map_fingerprint(run(_Source(), MapperConfig(online_only=True), progress=progress, read_ahead=2))
+    lead = [count - done for done, count in enumerate(taken, 1)][2:-2]  # past the start, before the end
+    assert lead and all(step <= 2 for step in lead) and lead.count(1) >= len(lead) // 2, taken
+    fixed = map_fingerprint(run(open_dataset(written), MapperConfig(online_only=True), pipelined=False))
+    assert adaptive["digest"] == fixed["digest"]
     assert not _our_threads()
 
 
