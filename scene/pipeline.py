@@ -863,8 +863,8 @@ SEGMENT_AHEAD = 2
 # Whether the frames read ahead follow the bottleneck (``_SegmentAhead._give_slots``): ``read_ahead`` frames
 # while the mapping thread mostly waits for its next frame (running mean of its waits above
 # AHEAD_WAIT_SHARE: reading and segmenting are the slower side, and the second frame keeps the segmenter
-# process busy), one while it mostly finds its next frame ready (the mapping side is the slower: a second frame would only wait ready,
-# and its latency with it). Off: always ``read_ahead``. Frames and maps are the same either way.
+# process busy), one while it mostly finds its next frame ready (the mapping side is the slower: a second
+# frame would only wait ready, and its latency with it). Off: always ``read_ahead``. Frames and maps are the same either way.
 # ``python -m benchmarks --only speed``, 2026-12-04, near idle, one run each (frames/s end to end, latency
 # p95, concurrency gain): fixed 2: 7-Scenes 15.1, 215 ms, 1.37x; ScanNet scene0448_01 19.9, 145 ms, 1.57x.
 # Fixed 1: 16.9, 129 ms, 1.52x; 16.0, 121 ms, 1.24x. Adaptive, mean of the waits above 1/2: 18.5, 162 ms,
@@ -912,8 +912,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
     ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade, ``ADAPTIVE_AHEAD`` when
-    fewer), in a worker process for
-    ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
+    fewer), in a worker process for ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
     current one is lifted and associated, and the incremental
     saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
     ``Mapper.save_in_background``); frames are integrated in order, so the
