@@ -864,7 +864,8 @@ SEGMENT_AHEAD = 2
 # while the mapping thread mostly waits for its next frame (running mean of its waits above
 # AHEAD_WAIT_SHARE: reading and segmenting are the slower side, and the second frame keeps the segmenter
 # process busy), one while it mostly finds its next frame ready (the mapping side is the slower: a second
-# frame would only wait ready, and its latency with it). Off: always ``read_ahead``. Frames and maps are the same either way.
+# frame would only wait ready, and its latency with it). Off: always ``read_ahead``. Frames and maps are
+# the same either way.
 # ``python -m benchmarks --only speed``, 2026-12-04, near idle, one run each (frames/s end to end, latency
 # p95, concurrency gain): fixed 2: 7-Scenes 15.1, 215 ms, 1.37x; ScanNet scene0448_01 19.9, 145 ms, 1.57x.
 # Fixed 1: 16.9, 129 ms, 1.52x; 16.0, 121 ms, 1.24x. Adaptive, mean of the waits above 1/2: 18.5, 162 ms,

@@ -340,10 +340,7 @@ def test_adaptive_read_ahead_keeps_one_frame_ahead_of_a_slower_mapping_thread(wr
 
     from scene.datasets import open_dataset
 
-    class _Counting(list):
-        pass
-
-    source, reads, taken = open_dataset(written), _Counting(), []
+    source, reads, taken = open_dataset(written), [], []
 
     class _Source:
         def __len__(self):

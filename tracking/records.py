@@ -14,7 +14,6 @@ import numpy as np
 _CHUNK = 1 << 20  # rows per step of the chunked passes over all recorded keys (bounded temporaries)
 
 
-
 class GrowableArray:
     """A 1-D (or N x k) array that doubles its capacity on demand."""
 
