@@ -122,19 +122,25 @@ def finalize_in_child(mapper, gt_path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--scene", default="scannet_scene0113_00")
-    parser.add_argument("--loops", type=int, default=4)
-    parser.add_argument("--masks", default="/tmp/bench_loop_masks")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                        help="folder of the data sets (default: ../shared/data)")
+    parser.add_argument("--scene", default="scannet_scene0113_00",
+                        help="a ScanNet set of --data with gt_boxes.json (default: scannet_scene0113_00)")
+    parser.add_argument("--loops", type=int, default=4, help="times the sequence is played (default: 4)")
+    parser.add_argument("--masks", default="/tmp/bench_loop_masks",
+                        help="folder of the cached 2D masks, one file per source frame (default: /tmp/bench_loop_masks)")
+    parser.add_argument("--out", required=True, help="JSON file for the per-pass measurements")
     args = parser.parse_args()
     from scene.config import MapperConfig
-    from scene.datasets import open_dataset
+    from scene.datasets import DatasetError, open_dataset
     from scene.pipeline import Mapper
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        source = open_dataset(Path(args.data) / args.scene)
+        try:
+            source = open_dataset(Path(args.data) / args.scene)
+        except DatasetError as error:
+            parser.error(str(error))
     folder = Path(args.masks) / args.scene
     folder.mkdir(parents=True, exist_ok=True)
     mapper = Mapper(MapperConfig())
