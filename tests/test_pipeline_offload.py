@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 
+from pipeline_helpers import pipeline_threads, wait_for_segmenter_start
 from scene.config import MapperConfig
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene, write_scene
@@ -38,9 +39,6 @@ def frames(scene):
 def written(scene, tmp_path_factory):
     return write_scene(scene, tmp_path_factory.mktemp("offload") / "data", frames=scene.source(stop=NUM_FRAMES))
 
-
-def _threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name in ("scene-reader", "scene-segmenter", "scene-map-writer")]
 
 
 def test_masks_lifted_apart_step_the_tracker_as_lifted_here(frames):
@@ -85,25 +83,12 @@ def test_a_failing_finish_in_the_segmenter_process_leaves_the_work_to_the_caller
     assert _finished(FrameLifter(MapperConfig().lift), frames[0], masks).frame_index == frames[0].index
 
 
-def _wait_for_start(monkeypatch):
-    """Make the pipeline wait for the segmenter process to start instead of segmenting frames meanwhile."""
-    from segment2d.worker import SegmenterProcess
-
-    started = SegmenterProcess.started
-
-    def wait_started(self):
-        while not started(self):
-            threading.Event().wait(0.02)
-        return True
-
-    monkeypatch.setattr(SegmenterProcess, "started", wait_started)
-
 
 def _forced(monkeypatch, choose):
     """Make ``_SegmentAhead`` hand the segmenter process the work ``choose(offloadable)`` names per frame,
     from the first frame on."""
     monkeypatch.setattr(_SegmentAhead, "_offloaded", lambda self: choose(self._offloadable))
-    _wait_for_start(monkeypatch)
+    wait_for_segmenter_start(monkeypatch)
 
 
 @pytest.mark.parametrize("source_kind", ["files", "list"])
@@ -128,7 +113,7 @@ def test_the_map_is_the_same_whoever_reads_and_lifts_each_frame(source_kind, wri
     assert maps["sequential"][0]["objects"] >= 3
     assert all(m == maps["sequential"] for m in maps.values()), {k: v[0]["digest"] for k, v in maps.items()}
     assert lifted_apart["none"] == 0 and lifted_apart["all"] == NUM_FRAMES and lifted_apart["sequential"] == 0
-    assert not _threads()
+    assert not pipeline_threads()
 
 
 def test_ctrl_c_while_the_segmenter_process_lifts_keeps_every_integrated_frame(written, tmp_path, monkeypatch):
@@ -146,13 +131,16 @@ def test_ctrl_c_while_the_segmenter_process_lifts_keeps_every_integrated_frame(w
     with MapStore(out, read_only=True) as store:
         kept = store.load()
     assert kept.num_frames == 6 and kept.trajectory[0].tolist() == seen
-    assert not _threads()
+    assert not pipeline_threads()
 
 
-def test_the_segmenter_process_takes_work_while_it_spends_less_cpu_and_gives_it_back(written):
+def test_the_segmenter_process_takes_work_while_it_spends_less_cpu_and_gives_it_back(written, monkeypatch):
     """The split follows both processes' CPU per frame: the segmenter process spending less than this
     one takes one more kind of work per frame (up to reading and lifting), spending more gives one back
-    (down to segmenting alone); the means are measured per frame taken, the first (start-up) left out."""
+    (down to segmenting alone); the means are measured per frame taken, the first (start-up) left out.
+    The frames wait for the process to start (on a loaded machine all ten could be segmented here
+    before it started, leaving nothing measured from it)."""
+    wait_for_segmenter_start(monkeypatch)
     frames = _SegmentAhead(Mapper(MapperConfig()), open_dataset(written), NUM_FRAMES, lift_apart=True)
     try:
         # at start the segmenter process reads, and lifts nothing (that would import the tracking modules
@@ -184,7 +172,7 @@ def test_a_slow_mapping_thread_gets_its_frames_read_and_lifted_apart(written, mo
         while time.process_time() < end:
             pass
 
-    _wait_for_start(monkeypatch)
+    wait_for_segmenter_start(monkeypatch)
     run(open_dataset(written), MapperConfig(online_only=True), progress=busy, lift_apart=True)
     assert sum(t["lifted_apart"] for t in timings[3:]) >= len(timings[3:]) - 1, [t["lifted_apart"] for t in timings]
 

@@ -5,11 +5,11 @@ answered the last, and an error on a frame raised naming it while later requests
 threads and the process ended."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
+from pipeline_helpers import pipeline_threads, wait_for_segmenter_start
 from scene.config import MapperConfig
 from scene.datasets import open_dataset
 from scene.datasets.synthetic import make_scene, write_scene
@@ -36,20 +36,6 @@ def written(scene, tmp_path_factory):
     return write_scene(scene, tmp_path_factory.mktemp("ahead") / "data", frames=scene.source(stop=NUM_FRAMES))
 
 
-def _threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name in ("scene-reader", "scene-segmenter", "scene-map-writer")]
-
-
-def _wait_for_start(monkeypatch):
-    """Make the pipeline wait for the segmenter process to start instead of segmenting frames meanwhile."""
-    started = SegmenterProcess.started
-
-    def wait_started(self):
-        while not started(self):
-            threading.Event().wait(0.02)
-        return True
-
-    monkeypatch.setattr(SegmenterProcess, "started", wait_started)
 
 
 class _Requests:
@@ -108,7 +94,7 @@ def test_requests_in_flight_stay_within_read_ahead_and_keep_the_process_busy(wri
     """Frame n is sent once the consumer took frame n - ``ahead`` (frames held: ``ahead`` + the one
     integrated); with ``ahead`` = 2 the process has the next request before it answered the one in hand,
     and the frames come in order."""
-    _wait_for_start(monkeypatch)
+    wait_for_segmenter_start(monkeypatch)
     requests, taken = _Requests(monkeypatch), []
     measure = _SegmentAhead._measure
     monkeypatch.setattr(_SegmentAhead, "_measure", lambda self, cpu: (taken.append(len(requests.sent)), measure(self, cpu)))
@@ -123,13 +109,13 @@ def test_requests_in_flight_stay_within_read_ahead_and_keep_the_process_busy(wri
     # when frame n was taken (1-based), at most n + ahead frames had been sent
     assert all(sent <= n + ahead for n, sent in enumerate(taken, 1)), taken
     assert max(requests.in_flight) == ahead, requests.in_flight
-    assert not _threads()
+    assert not pipeline_threads()
 
 
 def test_an_error_on_a_frame_with_requests_in_flight_names_it_and_ends_the_process(frames, tmp_path, monkeypatch):
     """The process fails on frame 6 while frame 7 was sent behind it: frames 0-5 are integrated and saved,
     the error names frame 6, the reply to frame 7 is taken, and the threads and the process end."""
-    _wait_for_start(monkeypatch)
+    wait_for_segmenter_start(monkeypatch)
     bad = frames[6]
     requests = _Requests(monkeypatch, hold=(bad.index, frames[7].index))
     broken = bad.__class__(bad.index, 0.0, bad.color[:, :5], bad.depth, bad.K, bad.pose, source="bad.png")
@@ -142,4 +128,4 @@ def test_an_error_on_a_frame_with_requests_in_flight_names_it_and_ends_the_proce
         assert store.load().trajectory[0].tolist() == [f.index for f in frames[:6]]
     assert frames[7].index in requests.sent and requests.received == len(requests.sent)
     assert requests.closed and all(process._process.poll() is not None for process in requests.closed)
-    assert not _threads()
+    assert not pipeline_threads()
