@@ -28,6 +28,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from scene.map import InstanceMap, MapObject
-from scene.parts import PartConfig, PartRanker
+from scene.parts import PartConfig, PartRanker, no_pause
 from scene.storage import MapStore
 from scene.structure import StructureConfig, StructureMemo, flat_levels, map_up, mark_floor_and_ceiling
 
@@ -70,14 +72,15 @@ class MapReplica:
         for kind, *arguments in edits:
             _EDITS[kind](self.imap, *arguments)
 
-    def finish(self, objects: list | None) -> None:
+    def finish(self, objects: list | None, give_way: Callable[[], None] = no_pause) -> None:
         """Put the touched objects (``Mapper._touched_objects``: id, voxel sums or None when too small to
         be in the map, statistics) into the map, then flag floor and ceiling and rank the map's objects;
-        nothing when none was touched."""
+        nothing when none was touched. ``give_way`` is called between steps (``MapWriter.give_way``)."""
         if objects is None:
             return
         imap = self.imap
         for obj, sums, statistics in objects:
+            give_way()
             if sums is None:
                 if obj in imap:
                     imap.remove(obj)
@@ -85,8 +88,10 @@ class MapReplica:
             geometry = well_observed(*mean_geometry(*sums), self.settings.min_hit_share)
             imap.update(MapObject.from_points(obj, *geometry, up=imap.metadata.up, **statistics))
         up = self.current_up()
+        give_way()
         mark_floor_and_ceiling(imap, self.settings.structure, up, self.structure)
-        self.parts.rank(imap, up)
+        give_way()
+        self.parts.rank(imap, up, give_way)
 
     def joined_view(self, imap: InstanceMap) -> InstanceMap:
         """``imap`` itself, or a copy with its pieces joined (``PartRanker.joins``) when it has any."""
@@ -106,12 +111,14 @@ class MapReplica:
 
 
 def write_save(replica: MapReplica, store: MapStore, edits: list, objects: list | None, first: bool,
-               resumed: bool) -> None:
-    """One incremental save: the edits, the touched objects, then the store (in full the ``first`` time)."""
+               resumed: bool, give_way: Callable[[], None] = no_pause) -> None:
+    """One incremental save: the edits, the touched objects, then the store (in full the ``first`` time).
+    ``give_way`` is called between its steps (``MapWriter.give_way``)."""
     replica.apply(edits)
     if resumed:  # online frames joined a map that may have been refined: it no longer is
         replica.imap.metadata.extra["refined"] = False
-    replica.finish(objects)
+    replica.finish(objects, give_way)
+    give_way()
     if first:
         store.save(replica.imap)
     else:
@@ -160,17 +167,35 @@ def well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, s
     return points[keep], colors[keep], weights[keep]
 
 
+# CPU-seconds a paced save runs between its pauses (``MapWriter.give_way``): a few of the interpreter's
+# 5 ms switch interval, so that a thread waiting for the GIL gets it back within one turn
+PACE_QUANTUM = 0.002
+
+
 class MapWriter:
     """Runs a mapper's save jobs in the order given: at once (``background=False``), or on one writer
     thread, at most one job waiting behind the one running (``submit`` blocks beyond that). The first
     error a job raises is re-raised by the next ``submit``, ``drain`` or ``stop`` (jobs submitted before
     that are dropped: a map whose save failed is not saved further). The queue counts a job as pending
-    only once it is in (``Queue.join``), so a Ctrl-C while ``submit`` waits cannot leave a count behind."""
+    only once it is in (``Queue.join``), so a Ctrl-C while ``submit`` waits cannot leave a count behind.
 
-    def __init__(self, background: bool = False) -> None:
+    ``share`` < 1 paces the jobs on the writer thread: a job calls ``give_way`` between its steps, and
+    once it has run ``PACE_QUANTUM`` CPU-seconds since its last pause it waits ``1 / share - 1`` times
+    that, so it holds the interpreter (the GIL) for at most about ``share`` of the time and the mapping
+    thread's frames are slowed a little over many frames instead of much over the few right after the
+    save was handed over. A job runs unpaced while another waits behind it, a caller waits for it
+    (``drain``, ``stop``) or the mapping thread waits for its next frame (``unpaced``): pacing spreads a
+    save over the time the mapping thread works before the next one is due, never beyond."""
+
+    def __init__(self, background: bool = False, share: float = 1.0) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"MapWriter: share must lie in (0, 1], got {share}")
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._share = share
+        self._hurry = threading.Event()  # set while a caller waits for the jobs: no pauses
+        self._turn_start = 0.0  # the writer thread's CPU clock at the end of its last pause
         if background:
             self._thread = threading.Thread(target=self._work, name="scene-map-writer", daemon=True)
             self._thread.start()
@@ -182,17 +207,41 @@ class MapWriter:
         else:
             self._jobs.put(job)
 
+    def give_way(self) -> None:
+        """A pause point of a job (see the class docstring); returns at once off the writer thread, unpaced,
+        or before the job has run ``PACE_QUANTUM`` since its last pause."""
+        if self._share >= 1.0 or threading.current_thread() is not self._thread:
+            return
+        ran = time.thread_time() - self._turn_start
+        if ran < PACE_QUANTUM:
+            return
+        if not (self._jobs.qsize() or self._hurry.is_set()):
+            self._hurry.wait(ran * (1.0 / self._share - 1.0))
+        self._turn_start = time.thread_time()
+
+    @contextmanager
+    def unpaced(self):
+        """While in this block (the caller waits: for the jobs, or for work of its own), jobs run without
+        pauses, and a pause under way ends."""
+        self._hurry.set()
+        try:
+            yield
+        finally:
+            self._hurry.clear()
+
     def drain(self) -> None:
         """Wait until every submitted job has run; re-raise the first error one raised."""
         if self._thread is not None:
-            self._jobs.join()
+            with self.unpaced():
+                self._jobs.join()
         self._raise_error()
 
     def stop(self) -> None:
         """Let the jobs submitted finish, end the thread (no thread is left running), re-raise an error."""
         if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
+            with self.unpaced():
+                self._jobs.put(None)
+                self._thread.join()
             self._thread = None
         self._raise_error()
 
@@ -204,6 +253,7 @@ class MapWriter:
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
+            self._turn_start = time.thread_time()
             try:
                 if job is None:
                     return

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -77,6 +78,11 @@ from scipy.spatial import cKDTree
 from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
 from .objects import column_bounds
+
+
+def no_pause() -> None:
+    """The pause point of unpaced work (``scene.map_writer.MapWriter.give_way`` paces a save): nothing."""
+
 
 DETECTION_CONFIDENCE = "detection_confidence"
 ATTACHED_SHARE = "attached_share"
@@ -204,13 +210,15 @@ class PartRanker:
         self._touches: dict[tuple[int, int], tuple] = {}  # per pair: (shapes, reach, ``_touching``'s indices)
         self._next: PartRanker | None = None  # the ranker of the next join round, with a cache of its own
 
-    def rank(self, imap: InstanceMap, up: np.ndarray | None) -> dict[int, float]:
+    def rank(self, imap: InstanceMap, up: np.ndarray | None,
+             give_way: Callable[[], None] = no_pause) -> dict[int, float]:
         """Set every object's confidence from its detection confidence and attached share (in place);
-        returns the shares. Does nothing when up is unknown or the pass is off."""
+        returns the shares. Does nothing when up is unknown or the pass is off. ``give_way`` is called
+        between objects and neighbours (a paced save's pause points: ``scene.map_writer.MapWriter``)."""
         if up is None or self.config.penalty == 0 or len(imap) == 0:
             return {}
         up = np.asarray(up, np.float64) / np.linalg.norm(up)
-        shares = self.attached_shares(imap, up)
+        shares = self.attached_shares(imap, up, give_way)
         cfg = self.config
         objects = list(imap)
         discount = [1.0 - min(cfg.penalty * shares.get(obj.id, 0.0), cfg.max_discount) for obj in objects]
@@ -223,7 +231,8 @@ class PartRanker:
                 imap.update(obj.with_statistics(confidence=confidence, attributes=attributes))
         return shares
 
-    def attached_shares(self, imap: InstanceMap, up: np.ndarray) -> dict[int, float]:
+    def attached_shares(self, imap: InstanceMap, up: np.ndarray,
+                        give_way: Callable[[], None] = no_pause) -> dict[int, float]:
         """Object id -> attached share (0 for structure and free-standing objects)."""
         self._refresh(list(imap), up)
         objects = [obj for obj in imap if not obj.is_structure]
@@ -231,16 +240,18 @@ class PartRanker:
         shares = {obj.id: 0.0 for obj in imap}
         pairs = [(objects[a].id, objects[b].id) for a, b in _touching_boxes(objects, reach)]
         by_id = {obj.id: obj for obj in objects}
-        self._measure_contacts([(by_id[a], by_id[b]) for a, b in pairs if (a, b) not in self._pairs], up, reach)
+        self._measure_contacts([(by_id[a], by_id[b]) for a, b in pairs if (a, b) not in self._pairs], up, reach,
+                               give_way)
         for pair in pairs:
             shares[pair[0]] += self._pairs[pair][2]
         return shares
 
-    def _measure_contacts(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float) -> None:
+    def _measure_contacts(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float,
+                          give_way: Callable[[], None] = no_pause) -> None:
         """Fill ``_pairs`` for ``pairs`` (their contact is not cached): the share of ``a``'s sample points
         within ``reach`` of ``b``, or 0 when ``a`` rests on ``b`` (most of ``b``'s touching points lie below
         ``a``'s base), taken neighbour by neighbour over the arrays of all its pieces at once."""
-        self._find_touches(pairs, up, reach)
+        self._find_touches(pairs, up, reach, give_way)
         pieces: dict[int, list] = {}  # neighbour id -> [piece id, ...]
         for a, b in pairs:
             pieces.setdefault(b.id, []).append(a.id)
@@ -261,19 +272,22 @@ class PartRanker:
             for a, first, share in zip(group, firsts, shares):
                 self._pairs[(a, b)] = (first, second, share)
 
-    def _find_touches(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float) -> None:
+    def _find_touches(self, pairs: list[tuple[MapObject, MapObject]], up: np.ndarray, reach: float,
+                      give_way: Callable[[], None] = no_pause) -> None:
         """Fill ``_touches`` for the pairs whose touching points are not cached (and the geometry of both
         objects): one KD-tree query per neighbour for the samples of all its pairs (what ``_touching`` does
         pair by pair, with the same results: each sample point's nearest neighbour does not depend on the
         other points queried)."""
         missing: dict[int, list] = {}  # neighbour id -> [(its shape, (piece id, piece shape)), ...]
         for a, b in pairs:
+            give_way()
             first, second = self._geometry(a, up), self._geometry(b, up)
             cached = self._touches.get((a.id, b.id))
             if cached is not None and cached[0] is first.shape and cached[1] is second.shape and cached[2] == reach:
                 continue
             missing.setdefault(b.id, []).append((second.shape, a.id, first.shape))
         for b, group in missing.items():
+            give_way()
             second = group[0][0]
             points = np.concatenate([first.sample for _, _, first in group])
             near = _within_box(points, second.low - reach, second.high + reach)

@@ -51,6 +51,7 @@ import queue
 import threading
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -295,11 +296,13 @@ class Mapper:
         mapper._seed_from_map()
         return mapper
 
-    def save_in_background(self, enabled: bool = True, process: bool = False) -> None:
+    def save_in_background(self, enabled: bool = True, process: bool = False, share: float | None = None) -> None:
         """Run the incremental saves (rebuilding the touched objects, ranking them, the SQLite write) on
         a writer thread, off the per-frame path: ``integrate`` hands each save over and goes on with the
         next frame; a save still running when the next one is due is waited for (one at a time, in order).
-        The map written is the same as with the saves inline. Reading ``map``, ``save``, ``finalize`` and
+        The writer thread takes turns with the mapping thread: at most about ``share`` of the interpreter
+        (``SAVE_SHARE`` when None; 1 unpaced) while the next save is not yet due
+        (``scene.map_writer.MapWriter``). The map written is the same as with the saves inline. Reading ``map``, ``save``, ``finalize`` and
         ``close`` wait for the writer; an error on the writer thread is raised by the next of these or by
         the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
 
@@ -317,7 +320,7 @@ class Mapper:
         if enabled and process and self.path is not None:
             self._writer = WriterProcess(self._replica, self.path, self._saved_once, self.resumed, self._confirm_save)
         else:
-            self._writer = MapWriter(background=enabled)
+            self._writer = MapWriter(background=enabled, share=SAVE_SHARE if share is None else share)
 
     def close(self) -> None:
         """Release the map file (and its writer lock); a file this mapper created but never saved to is
@@ -495,6 +498,11 @@ class Mapper:
         self._request_save()
         self._guarded(self._writer.drain)
 
+    def waiting_for_frame(self):
+        """A block in which the caller waits for its next frame: a save on the writer thread runs unpaced
+        meanwhile (``save_in_background``; a no-op otherwise)."""
+        return self._writer.unpaced() if isinstance(self._writer, MapWriter) else nullcontext()
+
     def _request_save(self) -> None:
         """Hand the save over to the writer (on its thread or process with ``save_in_background``, else at
         once): the map edits since the last save and the touched objects' geometry are taken now, on this
@@ -510,7 +518,8 @@ class Mapper:
         ops, self._map_ops = self._map_ops, []
         objects = self._touched_objects()
         self._save_requested, self._since_save = True, 0
-        self._writer.submit(lambda: self._write_save(ops, objects))
+        writer = self._writer
+        writer.submit(lambda: self._write_save(ops, objects, writer.give_way))
 
     def _send_map_ops(self) -> list:
         """The map edits since the last save, taken for the writer process and applied to this process's
@@ -521,9 +530,9 @@ class Mapper:
             self._map.metadata.extra["refined"] = False
         return ops
 
-    def _write_save(self, ops: list, objects: list | None) -> None:
+    def _write_save(self, ops: list, objects: list | None, give_way: Callable[[], None]) -> None:
         """The writer's part of a save (see ``_request_save``)."""
-        write_save(self._replica, self._open_store(), ops, objects, not self._saved_once, self.resumed)
+        write_save(self._replica, self._open_store(), ops, objects, not self._saved_once, self.resumed, give_way)
         self._saved_once = True
 
     def finalize(self) -> InstanceMap:
@@ -902,6 +911,19 @@ READ_BALANCE_SMOOTHING = 0.2
 # 16.08 / 16.25 / 16.58 s against 16.07 / 16.50 / 16.40, p95 107 / 105 / 115 ms against 105 / 106 / 109.
 SAVE_IN_PROCESS = False
 
+# The share of the interpreter (the GIL) an incremental save on the writer thread may take while the
+# mapping thread works and the next save is not yet due (``Mapper.save_in_background``,
+# ``scene.map_writer.MapWriter``). Unpaced, a save (7-Scenes: ~80 ms of CPU a save, every 10 frames) took
+# the GIL from the mapping thread in the 1-3 frames after it was handed over: lift + associate 70 ms
+# median on the first frame after a save against 33 ms on the 5th-10th, and those frames set the latency
+# p95. Paced at 1/3, the save spreads over the next ~5 frames (each ~5-10 ms slower), and runs unpaced
+# while the mapping thread waits for a frame. Measured 2026-12-04 on the shared 2 cores (other work
+# niced, load 7-9), 3 alternated pairs of ``scene run``, unpaced -> 1/3: 7-Scenes latency p95 221 / 221 /
+# 209 -> 186 / 187 / 158 ms, frames/s online 14.6 / 14.4 / 15.5 -> 16.7 / 15.0 / 18.4; ScanNet
+# scene0448_01 p95 220 / 191 / 187 -> 172 / 178 / 199 ms, 15.3 / 15.9 / 16.8 -> 18.2 / 17.7 / 16.3 frames/s;
+# maps identical. Shares 0.2 and 0.5 (before the unpaced waits for frames) were no better than 1/3.
+SAVE_SHARE = 1 / 3
+
 ProgressCallback = Callable[[FrameResult, int, int], None]
 
 
@@ -1080,6 +1102,7 @@ class _SegmentAhead:
         self._cpu_clock: float | None = None  # this process's CPU clock when the last frame was taken
         self._source, self._total, self._after = source, total, mapper.last_frame
         self._crops = crops
+        self._waiting_for_frame = getattr(mapper, "waiting_for_frame", nullcontext)  # ``Mapper.waiting_for_frame``
         self._reader = threading.Thread(target=self._read, name="scene-reader", daemon=True)
         self._thread = threading.Thread(target=self._receive, name="scene-segmenter", daemon=True)
         self._reader.start()
@@ -1088,7 +1111,8 @@ class _SegmentAhead:
     def __iter__(self):
         while True:
             waited = self._ready.empty()
-            item = self._ready.get()
+            with self._waiting_for_frame():
+                item = self._ready.get()
             if item is self._END:
                 return
             if isinstance(item, BaseException):

@@ -67,14 +67,15 @@ def test_pipelined_run_makes_the_sequential_map(frames, tmp_path):
     assert not _our_threads()
 
 
-def test_writer_thread_saves_what_the_inline_saves_write(frames, tmp_path):
+@pytest.mark.parametrize("share", [1.0, 0.05])
+def test_writer_thread_saves_what_the_inline_saves_write(frames, tmp_path, share):
     """Incremental saves only (no finalize): close() waits for the writer, and the file then holds what
-    the same frames saved inline hold, every frame included."""
+    the same frames saved inline hold, every frame included; also with the saves paced hard (``share``)."""
     stored = {}
     for background in (False, True):
         out = tmp_path / f"{background}.sqlite"
         mapper = Mapper(MapperConfig(save_every=4), out)
-        mapper.save_in_background(background)
+        mapper.save_in_background(background, share=share)
         results = [mapper.integrate(frame) for frame in frames]
         assert [r.saved for r in results].count(True) == NUM_FRAMES // 4
         mapper.save()  # the frames after the last incremental save
