@@ -16,7 +16,10 @@ mean IoU of the object's visible voxels with the frame's best-matching mask ("vi
 held it whole and nothing else), the mean share of that mask lying on the object ("purity": low when the
 object was a piece of larger masks) and the share of its masks the 2D generator voted structure ("plane").
 Then the GT objects no prediction took, with the map objects that hold most of their points (synthetic) or
-overlap them most. For a ScanNet scene, last, per GT box the box of its best prediction against it
+overlap them most. For a synthetic scene also why each found no match (``failure_kind``: dropped, merged
+with a neighbour, too small for the protocol, split into pieces, or partial), a tally of those kinds and
+the AP with the predictions that are pieces of one GT object left out (``piece_predictions``): what the
+map loses to objects it cut up. For a ScanNet scene, last, per GT box the box of its best prediction against it
 (``box_fit``: size per axis, the points stretching it and their hit counts against the inside's) and the
 other predictions holding pieces of it (``pieces_inside``): whether a near miss is a box too large (stray
 voxels, a neighbour attached) or too small (the object split).
@@ -201,8 +204,8 @@ def diagnose_synthetic(args, out=None) -> dict:
     holder = np.full(len(ids), -1, np.int64)  # the map object each GT point is labelled with (-1: none)
     for mask, obj_id in zip(masks, pred_ids):
         holder[mask] = obj_id
-    gt_ids = [int(g) for g in np.unique(ids) if (ids == g).sum() >= 100]  # the protocol's minimum region
-    keep = masks.sum(1) >= 100  # smaller predictions do not count either
+    gt_ids = [int(g) for g in np.unique(ids) if (ids == g).sum() >= MIN_REGION]  # the protocol's minimum region
+    keep = masks.sum(1) >= MIN_REGION  # smaller predictions do not count either
     masks, pred_ids = masks[keep], pred_ids[keep]
     gt_masks = np.stack([ids == g for g in gt_ids]) if gt_ids else np.zeros((0, len(ids)), bool)
     inter = masks.astype(np.float64) @ gt_masks.T.astype(np.float64)
@@ -215,15 +218,70 @@ def diagnose_synthetic(args, out=None) -> dict:
           f"{len(objects)} predictions, {len(gt_ids)} GT objects; TP at point IoU {threshold:g}", file=out)
     taken = _print_ranked(objects, iou, labels, threshold, args.top, out, evidence)
     missed = _missed(taken, len(gt_ids), out)
+    kinds_missed = []
     for g in missed:
         holders, counts = np.unique(holder[gt_masks[g]], return_counts=True)
         top = np.argsort(-counts)[:3]
         held = ", ".join(f"{'unmapped' if holders[k] < 0 else f'id {holders[k]}'} {counts[k] / gt_masks[g].sum():.2f}"
                          for k in top)
-        print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}", file=out)
-    _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores,
-                    _best_point_iou(all_masks, ids), threshold, out)
-    return _counts(taken, len(gt_ids), missed)
+        kinds_missed.append(failure_kind(gt_masks[g], holder, pred_ids))
+        print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}; {kinds_missed[-1]}", file=out)
+    best_iou = _best_point_iou(all_masks, ids)
+    _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores, best_iou, threshold, out)
+    pieces = piece_predictions(all_masks, ids, best_iou, threshold)
+    ap_without = _instance_ap(ids, all_masks[~pieces], scores[~pieces], threshold)
+    counts = {**_counts(taken, len(gt_ids), missed), "pieces": int(pieces.sum()),
+              **{kind: kinds_missed.count(kind) for kind in FAILURE_KINDS}}
+    print("failures: " + ", ".join(f"{kind} {counts[kind]}" for kind in FAILURE_KINDS) + f"; {counts['pieces']} "
+          f"predictions are pieces of one GT object (>= {PIECE_PURITY:g} of them on it, IoU under {threshold:g}): "
+          f"AP{round(100 * threshold)} without them {ap_without:.3f}", file=out)
+    return counts
+
+
+# Why a GT object found no match (``failure_kind``), in the order they are tested.
+FAILURE_KINDS = ("dropped", "merged", "too small", "split", "partial")
+PIECE_PURITY = 0.7  # a prediction with this share of its points on one GT object is a piece of it
+MIN_REGION = 100  # the protocol's smallest GT instance and prediction, in GT points
+
+
+def failure_kind(gt_mask: np.ndarray, holder: np.ndarray, counted: np.ndarray) -> str:
+    """Why the GT object of ``gt_mask`` (N bool over the GT points) found no match, from ``holder`` (per GT
+    point the map object labelling it, -1: none) and ``counted`` (the ids of the map objects holding at
+    least ``MIN_REGION`` points, the protocol's predictions):
+    "dropped": most of its points are unlabelled (the object was filtered out or never mapped);
+    "merged": one object holds at least half of it but lies mostly on other GT objects;
+    "too small": one object holds at least half of it, yet fewer than ``MIN_REGION`` points in all, so the
+    protocol does not count it;
+    "split": no object holds half of it and at least two hold a tenth each;
+    "partial": the rest (its best object covers it too little or reaches too far, IoU under the threshold)."""
+    size = max(int(gt_mask.sum()), 1)
+    held, counts = np.unique(holder[gt_mask], return_counts=True)
+    if counts[held < 0].sum() * 2 > size:
+        return "dropped"
+    mapped = held >= 0
+    held, counts = held[mapped], counts[mapped]
+    top = int(np.argmax(counts))
+    share, top_id = counts[top] / size, held[top]
+    if share >= 0.5 and counts[top] * 2 < np.count_nonzero(holder == top_id):
+        return "merged"
+    if share >= 0.5 and top_id not in set(np.asarray(counted).tolist()):
+        return "too small"
+    if share < 0.5 and np.count_nonzero(counts >= 0.1 * size) >= 2:
+        return "split"
+    return "partial"
+
+
+def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarray, threshold: float) -> np.ndarray:
+    """Per prediction (P x N masks over the GT points), whether it is a piece of one GT object: at least
+    ``MIN_REGION`` points, at least ``PIECE_PURITY`` of them on one GT instance (ids > 0), and its best IoU
+    (``best_iou``) under ``threshold``. Left out, the AP shows what the map loses to objects it cut up."""
+    instances = [g for g in np.unique(gt_ids) if g > 0]
+    size = masks.sum(1)
+    if not instances or masks.shape[0] == 0:
+        return np.zeros(masks.shape[0], bool)
+    inside = masks.astype(np.float64) @ np.stack([gt_ids == g for g in instances]).T.astype(np.float64)
+    purity = inside.max(1) / np.maximum(size, 1)
+    return (size >= MIN_REGION) & (purity >= PIECE_PURITY) & (best_iou < threshold)
 
 
 def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, threshold: float) -> float:

@@ -269,7 +269,7 @@ def test_ranking_headroom_ranks_the_same_boxes_by_their_best_iou(capsys):
 
 
 def test_diagnose_lists_a_small_synthetic_map(capsys):
-    from benchmarks.diagnose import diagnose_synthetic, main, parse_args
+    from benchmarks.diagnose import FAILURE_KINDS, diagnose_synthetic, main, parse_args
 
     counts = diagnose_synthetic(parse_args(["tabletop", "--frames", "8", "--size", "160", "120", "--top", "3"]))
     printed = capsys.readouterr().out
@@ -278,10 +278,46 @@ def test_diagnose_lists_a_small_synthetic_map(capsys):
     assert printed.count("  TP  ") == counts["tp"] and f"missed ({counts['missed']})" in printed
     assert printed.count(" view IoU ") == printed.count("  TP  ") + printed.count("  fp  ") > 0
     assert "AP50: as ranked " in printed
+    assert sum(counts[kind] for kind in FAILURE_KINDS) == counts["missed"]
+    assert f"failures: dropped {counts['dropped']}, merged {counts['merged']}" in printed
+    assert f"; {counts['pieces']} predictions are pieces of one GT object" in printed
     assert main(["kitchen"]) == 2 and "unknown scene 'kitchen'" in capsys.readouterr().err
     assert parse_args(["scannet", "--scene", "scannet_scene0113_00"]).scannet_scene == "scannet_scene0113_00"
     assert main(["scannet", "--scene", "nowhere", "--data", "/nonexistent"]) == 2
     assert "no nowhere/gt_boxes.json under /nonexistent" in capsys.readouterr().err
+
+
+def test_failure_kind_tells_dropped_merged_too_small_split_and_partial_apart():
+    from benchmarks.diagnose import failure_kind
+
+    # GT points 0-149 one object, 150-399 its neighbour; holder: the map object labelling each point
+    gt = np.arange(400) < 150
+    holder = np.full(400, -1)
+    holder[:60] = 5
+    assert failure_kind(gt, holder, [5]) == "dropped"  # 90 of 150 points unlabelled
+    holder[:] = 7  # one object over both, most of it on the neighbour
+    assert failure_kind(gt, holder, [7]) == "merged"
+    holder[150:] = 8  # now only on this one ...
+    assert failure_kind(gt, holder, [8]) == "too small"  # ... but not one of the protocol's predictions
+    assert failure_kind(gt, holder, [7, 8]) == "partial"  # counted: it matched, the IoU threshold decides
+    holder[:60], holder[60:120], holder[120:150] = 3, 4, -1  # two pieces, neither half of it
+    assert failure_kind(gt, holder, [3, 4, 8]) == "split"
+    holder[:70], holder[70:80], holder[80:150] = 3, 4, -1  # one piece under half, a sliver, the rest unmapped
+    assert failure_kind(gt, holder, [3, 4, 8]) == "partial"
+
+
+def test_piece_predictions_are_mostly_on_one_gt_object_and_miss_it():
+    from benchmarks.diagnose import piece_predictions
+
+    gt_ids = np.repeat([1, 2, 0], [300, 300, 100])  # two instances and unlabelled points
+    masks = np.zeros((4, gt_ids.size), bool)
+    masks[0, :280] = True  # the whole of instance 1: a match, not a piece
+    masks[1, 300:420] = True  # a third of instance 2: a piece
+    masks[2, 420:470] = True  # too small to count
+    masks[3, 250:400] = True  # half on instance 1, half on 2: not a piece of one
+    best_iou = np.array([280 / 300, 120 / 300, 50 / 300, 100 / 350])
+    assert piece_predictions(masks, gt_ids, best_iou, 0.5).tolist() == [False, True, False, False]
+    assert piece_predictions(masks[:0], gt_ids, best_iou[:0], 0.5).size == 0
 
 
 def test_box_fit_names_the_few_observation_points_that_stretch_a_box_and_the_pieces_inside():
