@@ -17,7 +17,9 @@ held it whole and nothing else), the mean share of that mask lying on the object
 object was a piece of larger masks) and the share of its masks the 2D generator voted structure ("plane").
 Then the GT objects no prediction took, with the map objects that hold most of their points (synthetic) or
 overlap them most. For a synthetic scene also why each found no match (``failure_kind``: dropped, merged
-with a neighbour, too small for the protocol, split into pieces, or partial), a tally of those kinds and
+with a neighbour, too small for the protocol, split into pieces, or partial) and, for a merge or a split,
+what the views' 2D masks said (``view_pair_evidence``: in how many of the frames seeing both sides one
+mask held both, and in how many a mask held one without the other), a tally of those kinds and
 the AP with the predictions that are pieces of one GT object left out (``piece_predictions``): what the
 map loses to objects it cut up. For a ScanNet scene, last, per GT box the box of its best prediction against it
 (``box_fit``: size per axis, the points stretching it and their hit counts against the inside's) and the
@@ -70,7 +72,7 @@ def greedy_matches(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tup
 
 
 def _map(frames, online: bool):
-    """(the online or the refined map, the per-object multi-view evidence of that map)."""
+    """(the online or the refined map, the per-object multi-view evidence of that map, the tracker)."""
     from scene.config import MapperConfig
     from scene.pipeline import Mapper
 
@@ -80,7 +82,7 @@ def _map(frames, online: bool):
     imap = mapper.map if online else mapper.finalize()
     objects = list(imap)
     evidence = multiview_evidence(mapper.tracker, [o.points for o in objects], imap.metadata.voxel_size)
-    return imap, {o.id: {k: v[i] for k, v in evidence.items()} for i, o in enumerate(objects)}
+    return imap, {o.id: {k: v[i] for k, v in evidence.items()} for i, o in enumerate(objects)}, mapper.tracker
 
 
 def multiview_evidence(tracker, object_points: list, voxel_size: float) -> dict[str, np.ndarray]:
@@ -190,11 +192,12 @@ def _counts(taken: np.ndarray, num_gt: int, missed: list[int]) -> dict:
 def diagnose_synthetic(args, out=None) -> dict:
     out = sys.stdout if out is None else out
     from benchmarks.suites.common import point_predictions
+    from lift3d.voxels import keys_of_points
     from scene.datasets.synthetic import make_scene
 
     scene = make_scene(args.scene, seed=args.seed, noisy=not args.clean, num_frames=args.frames,
                        width=args.size[0], height=args.size[1])
-    imap, evidence = _map(scene.source(), args.map == "online")
+    imap, evidence, tracker = _map(scene.source(), args.map == "online")
     gt = scene.gt_points()
     seen = scene.gt_observed(gt, stride=4)
     xyz, ids = gt.xyz[seen], gt.ids[seen].astype(np.int64)
@@ -225,7 +228,9 @@ def diagnose_synthetic(args, out=None) -> dict:
         held = ", ".join(f"{'unmapped' if holders[k] < 0 else f'id {holders[k]}'} {counts[k] / gt_masks[g].sum():.2f}"
                          for k in top)
         kinds_missed.append(failure_kind(gt_masks[g], holder, pred_ids))
-        print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}; {kinds_missed[-1]}", file=out)
+        views = _views_between(tracker, _failure_sides(kinds_missed[-1], gt_masks[g], holder),
+                               keys_of_points(np.asarray(xyz, np.float64), imap.metadata.voxel_size))
+        print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}; {kinds_missed[-1]}{views}", file=out)
     best_iou = _best_point_iou(all_masks, ids)
     _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores, best_iou, threshold, out)
     pieces = piece_predictions(all_masks, ids, best_iou, threshold)
@@ -269,6 +274,76 @@ def failure_kind(gt_mask: np.ndarray, holder: np.ndarray, counted: np.ndarray) -
     if share < 0.5 and np.count_nonzero(counts >= 0.1 * size) >= 2:
         return "split"
     return "partial"
+
+
+def _failure_sides(kind: str, gt_mask: np.ndarray, holder: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two point sets (N bool over the GT points) whose view evidence tells a failure apart: a merged
+    object and the rest of the map object holding it; a split one's two largest pieces; None otherwise."""
+    held, counts = np.unique(holder[gt_mask & (holder >= 0)], return_counts=True)
+    if held.size == 0:
+        return None
+    order = held[np.argsort(-counts, kind="stable")]
+    if kind == "merged":
+        return gt_mask, (holder == order[0]) & ~gt_mask
+    if kind == "split" and order.size >= 2:
+        return gt_mask & (holder == order[0]), gt_mask & (holder == order[1])
+    return None
+
+
+def _views_between(tracker, sides, point_keys: np.ndarray) -> str:
+    """``view_pair_evidence`` of two point sets (``sides``; ``point_keys``: the GT points' voxel keys) as text."""
+    if sides is None:
+        return ""
+    seen, together, apart = view_pair_evidence(tracker, np.unique(point_keys[sides[0]]), np.unique(point_keys[sides[1]]))
+    return f"; views seeing both {seen}: one mask holds both in {together}, a mask holds one without the other in {apart}"
+
+
+def view_pair_evidence(tracker, keys_a: np.ndarray, keys_b: np.ndarray, hold: float = 0.5, apart: float = 0.1,
+                       min_voxels: int = 10) -> tuple[int, int, int]:
+    """What the 2D masks said about two voxel sets (``keys_a``, ``keys_b``: sorted voxel keys; a key in both
+    counts for a): (frames whose masks covered at least ``min_voxels`` of each, frames in which one mask
+    held at least ``hold`` of both, frames in which a mask held ``hold`` of one and under ``apart`` of the
+    other). Every recorded mask counts, each level of a multi-level generator too. Few "together" against
+    many "apart" means the views kept them apart and fusion joined them; the reverse, that the masks
+    themselves did (a split or a merge the same in most views, which fusing the views cannot undo)."""
+    records = tracker.segments
+    rows, keys = records.all_keys()
+    side = np.where(_member(keys, keys_a), 0, np.where(_member(keys, keys_b), 1, -1))
+    hit = side >= 0
+    frame, mask, keys, side = records.frame.view[rows[hit]], records.mask.view[rows[hit]], keys[hit], side[hit]
+    if frame.size == 0:
+        return 0, 0, 0
+    # distinct voxels per (frame, side) and per (frame, mask, side): a mask's parts are separate records
+    masks, frames = int(mask.max()) + 1, int(frame.max()) + 1
+    seen = np.zeros(frames * 2, np.int64)
+    codes, counts = _distinct_voxels(frame * 2 + side, keys)
+    seen[codes] = counts
+    seen = seen.reshape(frames, 2)
+    both = (seen >= min_voxels).all(1)
+    codes, counts = _distinct_voxels((frame * masks + mask) * 2 + side, keys)
+    one_mask, mask_side = np.divmod(codes, 2)
+    held = np.zeros((frames * masks, 2))
+    held[one_mask, mask_side] = counts / np.maximum(seen[one_mask // masks, mask_side], 1)
+    joined = (held >= hold).all(1)
+    parted = ((held[:, 0] >= hold) & (held[:, 1] < apart)) | ((held[:, 1] >= hold) & (held[:, 0] < apart))
+    together = joined.reshape(frames, masks).any(1)
+    separated = parted.reshape(frames, masks).any(1)
+    return int(both.sum()), int((both & together).sum()), int((both & separated).sum())
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    if sorted_keys.size == 0:
+        return np.zeros(keys.size, bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return sorted_keys[at] == keys
+
+
+def _distinct_voxels(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each group code, the number of distinct keys in it)."""
+    order = np.lexsort((keys, groups))
+    g, k = groups[order], keys[order]
+    first = np.r_[True, (g[1:] != g[:-1]) | (k[1:] != k[:-1])]
+    return np.unique(g[first], return_counts=True)
 
 
 def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarray, threshold: float) -> np.ndarray:
@@ -318,7 +393,7 @@ def diagnose_scannet(args, out=None) -> dict:
 
     root = args.data / args.scannet_scene
     gt, align, gt_labels = read_gt_boxes(root / "gt_boxes.json")
-    imap, evidence = _map(open_dataset(root, stride=args.stride), args.map == "online")
+    imap, evidence, _ = _map(open_dataset(root, stride=args.stride), args.map == "online")
     boxes, scores = aligned_boxes(imap, align, False)
     objects = [o for o in imap if not o.is_structure]
     iou = box_iou_3d(boxes, gt)

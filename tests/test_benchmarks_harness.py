@@ -254,6 +254,27 @@ def test_multiview_evidence_tells_an_object_held_whole_from_one_seen_as_a_piece(
     assert multiview_evidence(tracker, [], voxel)["seen"].size == 0
 
 
+def test_view_pair_evidence_counts_the_views_holding_two_voxel_sets_together_and_apart():
+    from benchmarks.diagnose import view_pair_evidence
+    from lift3d.voxels import pack_keys
+
+    cells = np.stack(np.meshgrid(np.arange(10), np.arange(10), np.arange(3), indexing="ij"), -1).reshape(-1, 3)
+    keys = pack_keys(cells)
+    a, b, other = (np.sort(keys[cells[:, 2] == z]) for z in range(3))  # 100 voxels each
+    everything = np.concatenate([a, b, other])
+    tracker = _evidence_tracker([
+        (everything, [(np.concatenate([a, b]), False)]),  # one mask over both
+        (everything, [(a, False), (b, False), (other, False)]),  # apart
+        (everything, [(np.concatenate([a, b]), False), (a, False)]),  # a coarse mask over both, a finer one apart
+        (everything, [(np.concatenate([a, b[:3]]), False)]),  # b hardly covered: not a view of both
+        (everything, [(np.concatenate([a[:40], b[:40]]), False), (a[40:], False), (b[40:], False),
+                      (other, False)]),  # a mask over under half of each, and apart
+    ])
+    assert view_pair_evidence(tracker, a, b) == (4, 2, 3)
+    assert view_pair_evidence(tracker, a, other) == (2, 0, 2)
+    assert view_pair_evidence(tracker, a, np.zeros(0, np.int64)) == (0, 0, 0)
+
+
 def test_ranking_headroom_ranks_the_same_boxes_by_their_best_iou(capsys):
     import io
 
