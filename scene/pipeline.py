@@ -68,7 +68,7 @@ from scene.parts import PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from scene.trim import owned_voxels, trim_strays
-from segment2d.types import MaskCrops, MaskSet
+from segment2d.types import MaskCrops, MaskSet, one_level_masks
 from segment2d.worker import SegmenterProcess, WaitingWorker
 from segment2d.worker import usable_cores as _usable_cores
 from tracking.export import ObjectMap, observation_confidence
@@ -245,7 +245,7 @@ class Mapper:
         config = config if config is not None else MapperConfig()
         self.config = config
         self.generator = generator if generator is not None else _make_generator(config)
-        self.tracker = OnlineTracker(config.tracking, config.lift)
+        self.tracker = OnlineTracker(config.tracking, config.lift, one_level_masks(self.generator))
         # the map, its part ranker and up estimate: the saves' (``scene.map_writer``); with the saves in a
         # writer process, this one's copy gets the map edits but not the objects (``save_in_background``)
         self._replica = MapReplica(InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size)),

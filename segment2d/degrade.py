@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from .types import MaskGenerator, MaskSet, boxes_from_masks
+from .types import MaskGenerator, MaskSet, boxes_from_masks, one_level_masks
 
 _KINDS = ("merge", "split", "drop", "boundary")
 
@@ -214,6 +214,8 @@ class DegradedMaskGenerator:
     """Any mask generator with ``degrade_masks`` applied to its output, seeded by (``seed``, frame index).
 
     Given a bare image instead of a Frame, the frame index is the number of images degraded before it.
+    ``one_level`` is the wrapped generator's (``types.one_level_masks``): a merge or split replaces the masks
+    it takes and a boundary error moves a mask's edge, so the masks stay one level when they were.
     """
 
     def __init__(self, inner: MaskGenerator, config: DegradeConfig | None = None, seed: int = 0, **rates):
@@ -221,6 +223,7 @@ class DegradedMaskGenerator:
         self.config = config if config is not None else DegradeConfig(**rates)
         self.seed = int(seed)
         self.name = f"{inner.name}+degraded"
+        self.one_level = one_level_masks(inner)
         self._images_seen = 0
 
     def generate(self, frame_or_image) -> MaskSet:

@@ -22,9 +22,11 @@ class GroundTruthConfig:
 
 
 class GroundTruthMaskGenerator:
-    """One mask per instance id > 0 of ``frame.instance_ids`` with at least ``min_area`` pixels."""
+    """One mask per instance id > 0 of ``frame.instance_ids`` with at least ``min_area`` pixels: one flat
+    level (each pixel has one instance id), so ``one_level``."""
 
     name = "ground-truth"
+    one_level = True
 
     def __init__(self, config: GroundTruthConfig | None = None, **options):
         self.config = config if config is not None else GroundTruthConfig(**options)

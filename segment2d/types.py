@@ -150,8 +150,22 @@ class MaskGenerator(Protocol):
     in a worker process (``scene.pipeline.run``); absent or False, it runs on a thread of this process.
     Optional ``generate_crops(frame) -> MaskCrops``: the same masks as crops, which the worker process
     packs without making the N x H x W stack.
+    Optional ``one_level = True``: the masks are one flat level, whole regions of which none is a part of
+    another (``one_level_masks``).
     """
 
     name: str
 
     def generate(self, frame_or_image) -> MaskSet: ...
+
+
+def one_level_masks(generator) -> bool:
+    """Whether ``generator``'s masks are one flat level: each a whole region, none holding another
+    (ground-truth instance masks, and those masks degraded: a merge or a split replaces the masks it
+    takes). Absent the generator's ``one_level`` attribute, False: a hierarchy, whose finest masks may be
+    parts of objects. The weight-free geometric generator offers parts, part unions and whole objects;
+    SAM's automatic generator (SAM 2's too, on its keyframes) keeps up to three outputs per prompt
+    (sub-part, part, whole), which box NMS keeps side by side when their boxes differ, so its masks nest
+    as well, and the smallest-mask-wins partition the tracker sees keeps their parts. The tracker's
+    evidence model follows this (``tracking.config.RefineConfig.from_online``)."""
+    return bool(getattr(generator, "one_level", False))

@@ -167,14 +167,17 @@ class RefineConfig:
       ``confidence_frames`` / ``confidence_voxels`` (> 0): the confidence saturates with this many
       observing frames / voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
       segments (views gave no consensus either way) follow the online association instead;
-      ``from_online``: start from the online objects (consensus only joins them) instead of single segments.
-      On by default. Started from single segments instead, the global pass re-solves every view's
-      evidence and splits what a few bridging views merged online (GT masks with 5% of adjacent pairs
-      merged per frame, noisy room seed 0: AP 0.649 -> 0.916, clean 0.943; ScanNet box AP50 pooled over
-      both scenes 0.234 -> 0.311, AP25 0.662 -> 0.663, but scene0448_01 AP25 0.711 -> 0.601), yet with the
-      weight-free masks it loses on the noisy room's full benchmark (48 frames, refined AP50 "all": seeds
-      0-1 0.853 -> 0.804, held-out seeds 2-5 0.759 -> 0.605), so it stays an option until the fusion
-      graph (issue 14) replaces both.
+      ``from_online``: start from the online objects (consensus only joins them, True) or from single
+      segments (False: the global pass re-solves every view's evidence and splits what a few bridging
+      views merged online); ``"auto"`` (the default): from single segments when the tracker's masks are
+      one flat level (``OnlineTracker.one_level_masks``: ground-truth masks, degraded or not), from the
+      online objects otherwise (the weight-free generator, SAM). A one-level mask is a whole object, so
+      single-segment consensus outvotes a minority merge; a hierarchy's finest masks are parts, which
+      only the online association (and ``scene.parts``) assembles, so from single segments objects tear.
+      Measured (quick harness, 48 frames, refined AP "all" pooled per seed group; True -> False): GT
+      masks + 5% merges, room seeds 0-1 0.671 -> 0.829, held-out 2-5 0.669 -> 0.881, clean GT 0.922
+      unchanged; weight-free masks, noisy room refined AP50 seeds 0-1 0.853 -> 0.804 (2026-12-03),
+      scene0448_01 box AP25 0.740 -> 0.587 (2026-12-04).
     - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
       evidence: after the consensus rounds, two clusters holding segments of one online object join when
       one mask holds both in at least ``link_share`` of the views observing both (and in
@@ -213,10 +216,14 @@ class RefineConfig:
     confidence_frames: float = 20.0
     confidence_voxels: float = 0.0
     weak_cluster: int = 2
-    from_online: bool = True
+    from_online: bool | str = "auto"
     online_links: bool = False
     link_share: float = 0.3
     threads: int = 0
+
+    def starts_from_online(self, one_level_masks: bool) -> bool:
+        """``from_online`` resolved for a tracker whose masks are (``one_level_masks``) one flat level or not."""
+        return not one_level_masks if self.from_online == "auto" else bool(self.from_online)
 
     def __post_init__(self) -> None:
         if self.confidence_frames <= 0 or self.confidence_voxels < 0:
@@ -229,5 +236,7 @@ class RefineConfig:
                      "link_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"RefineConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.from_online not in (True, False, "auto"):
+            raise ValueError(f"RefineConfig.from_online must be true, false or \"auto\", got {self.from_online!r}")
         if not 0.0 <= self.detection_ratio < 1.0:
             raise ValueError(f"RefineConfig.detection_ratio must lie in [0, 1), got {self.detection_ratio}")

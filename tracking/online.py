@@ -90,13 +90,17 @@ class OnlineTracker:
 
     ``lift``: how this tracker's frames are lifted (``track_frame`` lifts with it): its voxel size, pixel
     stride and depth range also sample each frame's observed surface, since the visibility test compares a
-    segment's voxels with the surface's sampled the same way."""
+    segment's voxels with the surface's sampled the same way. ``one_level_masks``: the frames' masks are
+    one flat level, whole regions (``segment2d.types.one_level_masks`` of their generator), not a hierarchy
+    whose finest masks are parts; ``RefineConfig.from_online = "auto"`` follows it."""
 
-    def __init__(self, config: TrackerConfig = TrackerConfig(), lift: LiftConfig = LiftConfig()):
+    def __init__(self, config: TrackerConfig = TrackerConfig(), lift: LiftConfig = LiftConfig(),
+                 one_level_masks: bool = False):
         if not isinstance(lift, LiftConfig):
             raise TypeError(f"OnlineTracker: lift must be a lift3d.LiftConfig, got {type(lift).__name__}")
         self.config = config
         self.lift = lift
+        self.one_level_masks = bool(one_level_masks)
         self.labels = LabelStore()
         # Frames whose surface held each voxel: counted online only without records (else derived on demand).
         self._surface_index = VoxelIndex()
