@@ -174,10 +174,17 @@ class RefineConfig:
       online objects otherwise (the weight-free generator, SAM). A one-level mask is a whole object, so
       single-segment consensus outvotes a minority merge; a hierarchy's finest masks are parts, which
       only the online association (and ``scene.parts``) assembles, so from single segments objects tear.
-      Measured (quick harness, 48 frames, refined AP "all" pooled per seed group; True -> False): GT
-      masks + 5% merges, room seeds 0-1 0.671 -> 0.829, held-out 2-5 0.669 -> 0.881, clean GT 0.922
-      unchanged; weight-free masks, noisy room refined AP50 seeds 0-1 0.853 -> 0.804 (2026-12-03),
-      scene0448_01 box AP25 0.740 -> 0.587 (2026-12-04).
+      From single segments a segment that swallowed a mask of another view counts as split there
+      (``consensus._undersegmenting``): a wall's mask merged with a picture on it holds the picture's
+      whole mask in the views that show it apart, though the picture is far below ``split_share`` of it.
+      Measured 2026-12-04 (robustness section's scenes and scoring, quick harness refining the same
+      cached online passes; refined AP "all" pooled per seed group; load average 7-8 on 2 cores):
+      GT masks + 5% merges, True / False without the swallowed-mask test / False (= "auto" on GT
+      masks): room seeds 0-1 0.671 / 0.829 / 0.898, held-out 2-5 0.669 / 0.881 / 0.884, cluttered 0-1
+      0.502 / 0.789 / 0.890, held-out 2-5 0.597 / 0.816 / 0.838; clean GT masks 0.922, 0.916, 0.908,
+      0.875 in all three. Weight-free masks from single segments: noisy room refined AP50 seeds 0-1
+      0.853 -> 0.804 (2026-12-03), scene0448_01 box AP25 0.740 -> 0.587: "auto" keeps True for them
+      (the default maps are byte-identical).
     - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
       evidence: after the consensus rounds, two clusters holding segments of one online object join when
       one mask holds both in at least ``link_share`` of the views observing both (and in

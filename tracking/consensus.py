@@ -175,7 +175,7 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
     if n_seg == 0:
         return ConsensusResult(np.zeros(0, np.int64), np.zeros(0, bool), [])
     graph = _Graph(data, config.cell_factor, pass_threads(config.threads))
-    underseg = _undersegmenting(graph, config)
+    underseg = _undersegmenting(graph, config, whole_masks=data.initial is None)
     if data.initial is None:
         members = np.flatnonzero(~underseg)
         assign = np.arange(members.size)  # node of each member segment
@@ -336,21 +336,35 @@ def _schedule(observers: np.ndarray, config: RefineConfig) -> list[int]:
     return sorted(set(levels.tolist()), reverse=True)
 
 
-def _undersegmenting(graph: _Graph, config: RefineConfig) -> np.ndarray:
+def _undersegmenting(graph: _Graph, config: RefineConfig, whole_masks: bool = False) -> np.ndarray:
     """Segments split across two or more masks (each holding >= split_share of their visible cells) in
-    more than underseg_share of the frames they observe."""
+    more than underseg_share of the frames they observe. ``whole_masks`` (clustering from single
+    segments: each mask taken for a whole object): a mask of which the segment holds ``contain_share``
+    of the cells its own frame saw (and ``split_min_cells``) counts as one of those masks too, so a
+    segment that swallowed a small object's mask (a wall's mask merged with a picture on it: the picture
+    is far below ``split_share`` of the wall) is split in the views that show the picture apart."""
     size = np.asarray(graph.M.sum(1)).reshape(-1)
     (observes, covered), inter = side_by_side(lambda: _visibility(graph, graph.M, size, config),
                                               lambda: (graph.M @ graph.UT).tocoo(), graph.threads)
     frame = graph.unit_frame[inter.col]
     cov = covered[inter.row, frame]
     share_ok = (cov > 0) & (inter.data >= np.maximum(config.split_share * cov, config.split_min_cells))
+    if whole_masks:
+        share_ok |= _swallowed(graph, inter, config)
     share_ok &= observes[inter.row, frame]
     share_ok &= frame != graph.seg_frame[inter.row]  # a segment's own frame cannot split it
     code = inter.row[share_ok].astype(np.int64) * graph.num_frames + frame[share_ok]
     codes, counts = np.unique(code, return_counts=True)
     split = np.bincount(codes[counts >= 2] // graph.num_frames, minlength=size.size)
     return split > config.underseg_share * np.maximum(observes.sum(1), 1)
+
+
+def _swallowed(graph: _Graph, inter: sparse.coo_matrix, config: RefineConfig) -> np.ndarray:
+    """Per (segment, mask) entry of ``inter``: the segment holds ``contain_share`` of the mask's cells
+    that the segment's frame saw, and at least ``split_min_cells``."""
+    seen_by_frame = (graph.U @ graph.V).tocsr()  # masks x frames: a mask's cells on each frame's surface
+    seen = np.asarray(seen_by_frame[inter.col, graph.seg_frame[inter.row]]).reshape(-1)
+    return (inter.data >= config.split_min_cells) & (inter.data >= config.contain_share * np.maximum(seen, 1))
 
 
 def _join(assign: np.ndarray, edges: np.ndarray, n_nodes: int) -> np.ndarray:
