@@ -156,3 +156,4 @@ def test_a_wall_mask_that_swallowed_a_small_object_is_under_segmenting_from_sing
     assert merged.size == 3 and merged.all() and not clean.any(), (merged, clean)
     merged, clean = _wall_segments_underseg(from_online=True)  # the online objects' path: no such test
     assert not merged.any() and not clean.any()
+

@@ -175,7 +175,8 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
     if n_seg == 0:
         return ConsensusResult(np.zeros(0, np.int64), np.zeros(0, bool), [])
     graph = _Graph(data, config.cell_factor, pass_threads(config.threads))
-    underseg = _undersegmenting(graph, config, whole_masks=data.initial is None)
+    whole_masks = data.initial is None
+    underseg = _undersegmenting(graph, config, whole_masks)
     if data.initial is None:
         members = np.flatnonzero(~underseg)
         assign = np.arange(members.size)  # node of each member segment
@@ -186,7 +187,7 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
     rounds = []
     stats = None
     while thresholds is None or thresholds:
-        stats = _node_stats(graph, members, assign, underseg, config, previous=stats)
+        stats = _node_stats(graph, members, assign, underseg, config, previous=stats, whole_masks=whole_masks)
         pairs, support, observers = _pair_evidence(stats, config)
         if thresholds is None:
             thresholds = _schedule(observers, config)
@@ -207,12 +208,13 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
 class _NodeStats:
     n_nodes: int
     observes: np.ndarray  # nodes x frames bool
-    inside_underseg: np.ndarray  # nodes x frames bool: contained by an under-segmenting mask
+    inside_underseg: np.ndarray  # nodes x frames bool: contained by an under-segmenting mask (or cut: ``_node_rows``)
     contained: sparse.csr_matrix  # nodes x masks binary: the mask contains the node
     assign: np.ndarray | None = None  # per member segment, the node these rows describe
 
 
-def _node_stats(graph: _Graph, members, assign, underseg, config, previous: _NodeStats | None = None) -> _NodeStats:
+def _node_stats(graph: _Graph, members, assign, underseg, config, previous: _NodeStats | None = None,
+                whole_masks: bool = False) -> _NodeStats:
     """The statistics of the nodes ``assign`` makes of ``members``. Each node's rows depend on its own
     segments only, so with ``previous`` (the statistics of an earlier assignment of the same members)
     the nodes it already held are copied and only the others computed: a consensus round joins a few
@@ -224,7 +226,7 @@ def _node_stats(graph: _Graph, members, assign, underseg, config, previous: _Nod
     fresh = np.ones(n_nodes, bool)
     fresh[kept_new] = False
     fresh = np.flatnonzero(fresh)
-    observes, inside_underseg, rows, cols = _node_rows(graph, members, assign, fresh, bad_unit, config)
+    observes, inside_underseg, rows, cols = _node_rows(graph, members, assign, fresh, bad_unit, config, whole_masks)
     if kept_new.size:
         observes, inside_underseg = (_gather_rows(n_nodes, kept_new, old[kept_old], fresh, new)
                                      for old, new in ((previous.observes, observes),
@@ -255,9 +257,15 @@ def _gather_rows(n_nodes: int, kept: np.ndarray, kept_rows: np.ndarray, fresh: n
     return out
 
 
-def _node_rows(graph: _Graph, members, assign, nodes: np.ndarray, bad_unit: np.ndarray, config):
+def _node_rows(graph: _Graph, members, assign, nodes: np.ndarray, bad_unit: np.ndarray, config,
+               whole_masks: bool = False):
     """For the (sorted) ``nodes`` only: observes and inside_underseg (len(nodes) x frames) and the
-    (node, mask) entries of ``contained``, nodes named by their id in ``assign``."""
+    (node, mask) entries of ``contained``, nodes named by their id in ``assign``. ``whole_masks``
+    (clustering from single segments): a frame that cuts a node across two or more masks (each holding
+    ``split_share`` of its visible cells, ``split_min_cells`` at least) counts as inside_underseg too:
+    it did not show the node whole, so it neither holds nor separates the node's pairs. Without it a
+    mask split in a tenth of the views of a floor leaves a tenth of the floor's pairs unheld, below
+    ``consensus``, and the floor falls apart in pieces."""
     local = np.full(int(assign.max()) + 1, -1, np.int64)
     local[nodes] = np.arange(nodes.size)
     mine = local[assign] >= 0
@@ -274,7 +282,20 @@ def _node_rows(graph: _Graph, members, assign, nodes: np.ndarray, bad_unit: np.n
     bad = hit & bad_unit[inter.col]
     inside_underseg = np.zeros_like(observes)
     inside_underseg[inter.row[bad], frame[bad]] = True
+    if whole_masks:
+        inside_underseg |= _cut_views(inter, frame, cov, observes, config)
     return observes, inside_underseg, nodes[inter.row[good]], inter.col[good]
+
+
+def _cut_views(inter: sparse.coo_matrix, frame: np.ndarray, cov: np.ndarray, observes: np.ndarray,
+               config) -> np.ndarray:
+    """Nodes x frames: two or more masks of the frame each hold ``split_share`` of the node's visible cells."""
+    piece = (cov > 0) & (inter.data >= np.maximum(config.split_share * cov, config.split_min_cells))
+    codes, counts = np.unique(inter.row[piece].astype(np.int64) * observes.shape[1] + frame[piece], return_counts=True)
+    cut = np.zeros_like(observes)
+    node, where = np.divmod(codes[counts >= 2], observes.shape[1])
+    cut[node, where] = True
+    return cut
 
 
 def _visibility(graph: _Graph, N, size, config) -> tuple[np.ndarray, np.ndarray]:
