@@ -174,17 +174,28 @@ class RefineConfig:
       online objects otherwise (the weight-free generator, SAM). A one-level mask is a whole object, so
       single-segment consensus outvotes a minority merge; a hierarchy's finest masks are parts, which
       only the online association (and ``scene.parts``) assembles, so from single segments objects tear.
-      From single segments a segment that swallowed a mask of another view counts as split there
-      (``consensus._undersegmenting``): a wall's mask merged with a picture on it holds the picture's
-      whole mask in the views that show it apart, though the picture is far below ``split_share`` of it.
-      Measured 2026-12-04 (robustness section's scenes and scoring, quick harness refining the same
-      cached online passes; refined AP "all" pooled per seed group; load average 7-8 on 2 cores):
-      GT masks + 5% merges, True / False without the swallowed-mask test / False (= "auto" on GT
-      masks): room seeds 0-1 0.671 / 0.829 / 0.898, held-out 2-5 0.669 / 0.881 / 0.884, cluttered 0-1
-      0.502 / 0.789 / 0.890, held-out 2-5 0.597 / 0.816 / 0.838; clean GT masks 0.922, 0.916, 0.908,
-      0.875 in all three. Weight-free masks from single segments: noisy room refined AP50 seeds 0-1
-      0.853 -> 0.804 (2026-12-03), scene0448_01 box AP25 0.740 -> 0.587: "auto" keeps True for them
-      (the default maps are byte-identical).
+      From single segments the masks are taken for whole objects (``consensus``): a segment that
+      swallowed a mask of another view (``contain_share`` of that mask's cells its own frame saw) counts
+      as split there, so a wall's mask merged with a picture on it is under-segmenting though the
+      picture is far below ``split_share`` of it; and a view that cuts a node across two or more masks
+      neither holds nor separates its pairs (else a floor's mask split in a tenth of its views leaves
+      its pairs below ``consensus`` and the floor falls apart).
+      Measured 2026-12-04 (robustness section's scenes, conditions and scoring; a quick harness
+      refining the same cached online passes, whose True column reproduces the section's numbers on
+      main; refined AP "all" pooled per seed group, room 0-1 / room 2-5 / cluttered 0-1 / cluttered
+      2-5, seeds 2-5 held out; load average 1-8 on 2 cores):
+      clean GT masks: 0.922 / 0.916 / 0.908 / 0.875 in every variant.
+      GT + 5% merges: True 0.671 / 0.669 / 0.502 / 0.597; False, plain consensus 0.829 / 0.881 /
+      0.789 / 0.816; + swallowed masks 0.898 / 0.884 / 0.890 / 0.838; + cut views (= "auto" on GT
+      masks) 0.898 / 0.884 / 0.890 / 0.791.
+      All four errors: True 0.692 / 0.808 / 0.570 / 0.553; plain 0.739 / 0.806 / 0.625 / 0.694; +
+      swallowed 0.749 / 0.781 / 0.720 / 0.676; + cut views 0.857 / 0.903 / 0.851 / 0.795.
+      Alone, True -> "auto": splits 10% 0.922 / 0.907 / 0.906 / 0.874 -> 0.922 / 0.902 / 0.905 /
+      0.864 (plain consensus tore floors: seed 0 room 0.953 -> 0.771); drops 15% 0.891 / 0.907 / 0.875
+      / 0.866 unchanged; boundaries 1-3 px 0.920 / 0.945 / 0.911 / 0.852 -> 0.894 / 0.945 / 0.911 /
+      0.841. Weight-free masks from single segments: noisy room refined AP50 seeds 0-1 0.853 -> 0.804
+      (2026-12-03), scene0448_01 box AP25 0.740 -> 0.587: "auto" keeps True for them, and their maps
+      are byte-identical to the previous default.
     - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
       evidence: after the consensus rounds, two clusters holding segments of one online object join when
       one mask holds both in at least ``link_share`` of the views observing both (and in

@@ -8,6 +8,9 @@ cells are visible. Two nodes are joined when, among the frames observing both, t
 mask contains both is >= ``consensus`` and there are enough such observers; the observer threshold
 falls over iterations (connected components each round). Segments split across several masks in more
 than ``underseg_share`` of their frames are under-segmenting: they are no nodes and contain nothing.
+Clustering from single segments (no initial groups: one-level masks, ``RefineConfig.from_online``),
+each mask is taken for a whole object: a segment that swallowed a whole mask of another view counts as
+split in that view, and a view that cuts a node across masks is left out of its pairs' observers.
 """
 from __future__ import annotations
 
