@@ -187,9 +187,12 @@ class RefineConfig:
       clean GT masks: 0.922 / 0.916 / 0.908 / 0.875 in every variant.
       GT + 5% merges: True 0.671 / 0.669 / 0.502 / 0.597; False, plain consensus 0.829 / 0.881 /
       0.789 / 0.816; + swallowed masks 0.898 / 0.884 / 0.890 / 0.838; + cut views (= "auto" on GT
-      masks) 0.898 / 0.884 / 0.890 / 0.791.
+      masks) 0.898 / 0.884 / 0.890 / 0.791; cut views without swallowed masks 0.829 / 0.881 / 0.851 /
+      0.761.
       All four errors: True 0.692 / 0.808 / 0.570 / 0.553; plain 0.739 / 0.806 / 0.625 / 0.694; +
-      swallowed 0.749 / 0.781 / 0.720 / 0.676; + cut views 0.857 / 0.903 / 0.851 / 0.795.
+      swallowed 0.749 / 0.781 / 0.720 / 0.676; + cut views 0.857 / 0.903 / 0.851 / 0.795; cut views
+      without swallowed masks 0.814 / 0.845 / 0.820 / 0.780 (each holds on the held-out seeds beside
+      the other).
       Alone, True -> "auto": splits 10% 0.922 / 0.907 / 0.906 / 0.874 -> 0.922 / 0.902 / 0.905 /
       0.864 (plain consensus tore floors: seed 0 room 0.953 -> 0.771); drops 15% 0.891 / 0.907 / 0.875
       / 0.866 unchanged; boundaries 1-3 px 0.920 / 0.945 / 0.911 / 0.852 -> 0.894 / 0.945 / 0.911 /
