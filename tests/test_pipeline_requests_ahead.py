@@ -114,7 +114,10 @@ def test_requests_in_flight_stay_within_read_ahead_and_keep_the_process_busy(wri
 
 def test_an_error_on_a_frame_with_requests_in_flight_names_it_and_ends_the_process(frames, tmp_path, monkeypatch):
     """The process fails on frame 6 while frame 7 was sent behind it: frames 0-5 are integrated and saved,
-    the error names frame 6, the reply to frame 7 is taken, and the threads and the process end."""
+    the error names frame 6, the reply to frame 7 is taken, and the threads and the process end. Two frames
+    ahead, always: the adaptive rule keeps one while the mapping thread finds its frames ready (as it may
+    under load), and frame 7 would then wait for frame 6's reply, which waits for frame 7."""
+    monkeypatch.setattr("scene.pipeline.ADAPTIVE_AHEAD", False)
     wait_for_segmenter_start(monkeypatch)
     bad = frames[6]
     requests = _Requests(monkeypatch, hold=(bad.index, frames[7].index))
