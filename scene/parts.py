@@ -80,6 +80,11 @@ from .map import InstanceMap, MapObject
 from .objects import column_bounds
 
 
+def _item_of(cached: str, index: int, doc: str | None = None) -> property:
+    """A read-only property: item ``index`` of the (cached) tuple attribute ``cached``."""
+    return property(lambda self: getattr(self, cached)[index], doc=doc)
+
+
 def no_pause() -> None:
     """The pause point of unpaced work (``scene.map_writer.MapWriter.give_way`` paces a save): nothing."""
 
@@ -576,25 +581,11 @@ class _Shape:
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
         return (axes[-1], thickness, axes[:2], *column_bounds(self.points @ axes[:2].T))
 
-    @property
-    def normal(self) -> np.ndarray:
-        return self._principal[0]
-
-    @property
-    def thickness(self) -> float:
-        return self._principal[1]
-
-    @property
-    def plane_axes(self) -> np.ndarray:
-        return self._principal[2]
-
-    @property
-    def plane_low(self) -> np.ndarray:
-        return self._principal[3]
-
-    @property
-    def plane_high(self) -> np.ndarray:
-        return self._principal[4]
+    normal = _item_of("_principal", 0)
+    thickness = _item_of("_principal", 1)
+    plane_axes = _item_of("_principal", 2)
+    plane_low = _item_of("_principal", 3)
+    plane_high = _item_of("_principal", 4)
 
     @classmethod
     def of(cls, obj: MapObject, config: PartConfig) -> "_Shape":
@@ -628,19 +619,9 @@ class _Geometry:
         flat = self.shape.points @ self.horizontal
         return (flat[::self.shape.stride], *column_bounds(flat))
 
-    @property
-    def ground(self) -> np.ndarray:
-        """The sample's coordinates in the horizontal plane."""
-        return self._flat[0]
-
-    @property
-    def ground_low(self) -> np.ndarray:
-        """The object's horizontal box (with ``ground_high``)."""
-        return self._flat[1]
-
-    @property
-    def ground_high(self) -> np.ndarray:
-        return self._flat[2]
+    ground = _item_of("_flat", 0, "The sample's coordinates in the horizontal plane.")
+    ground_low = _item_of("_flat", 1, "The object's horizontal box (with ``ground_high``).")
+    ground_high = _item_of("_flat", 2)
 
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig, plane: np.ndarray | None = None,
