@@ -1,8 +1,9 @@
 """The writer's side of a mapper's incremental saves, and a writer process to run them in.
 
 ``MapReplica`` is what a save works on: the ``InstanceMap``, the ``PartRanker`` (with its cache), the
-``StructureMemo`` (per-object measures of the floor, ceiling and up tests) and the map's up estimate. A save applies the map edits recorded since the last one (``apply``: data, not code, so
-that they can be pickled: ``("frame", index, pose)``, ``("fingerprint", [index, digest])``,
+``StructureMemo`` (per-object measures of the floor, ceiling and up tests) and the map's up estimate. A
+save applies the map edits recorded since the last one (``apply``: data, not code, so that they can be
+pickled: ``("frame", index, pose)``, ``("fingerprint", [index, digest])``,
 ``("camera", K, (height, width))``, ``("retire", keep, retired)``), builds the touched objects from their
 voxel sums (``finish``), flags floor and ceiling, ranks the objects and writes the store (``write_save``).
 ``scene.pipeline.Mapper`` runs it inline, on a writer thread (``MapWriter``), or in a ``WriterProcess``.
