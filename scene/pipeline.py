@@ -302,7 +302,8 @@ class Mapper:
         next frame; a save still running when the next one is due is waited for (one at a time, in order).
         The writer thread takes turns with the mapping thread: at most about ``share`` of the interpreter
         (``SAVE_SHARE`` when None; 1 unpaced) while the next save is not yet due
-        (``scene.map_writer.MapWriter``). The map written is the same as with the saves inline. Reading ``map``, ``save``, ``finalize`` and
+        (``scene.map_writer.MapWriter``). The map written is the same as with the saves inline. Reading
+        ``map``, ``save``, ``finalize`` and
         ``close`` wait for the writer; an error on the writer thread is raised by the next of these or by
         the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
 
@@ -921,7 +922,10 @@ SAVE_IN_PROCESS = False
 # niced, load 7-9), 3 alternated pairs of ``scene run``, unpaced -> 1/3: 7-Scenes latency p95 221 / 221 /
 # 209 -> 186 / 187 / 158 ms, frames/s online 14.6 / 14.4 / 15.5 -> 16.7 / 15.0 / 18.4; ScanNet
 # scene0448_01 p95 220 / 191 / 187 -> 172 / 178 / 199 ms, 15.3 / 15.9 / 16.8 -> 18.2 / 17.7 / 16.3 frames/s;
-# maps identical. Shares 0.2 and 0.5 (before the unpaced waits for frames) were no better than 1/3.
+# maps identical. Shares 0.2 and 0.5 (before the unpaced waits for frames) were no better than 1/3. Near
+# idle (load 1.2-1.7), ``python -m benchmarks --only speed`` alternated with the unpaced code, 2 rounds:
+# 7-Scenes p95 148 / 182 -> 107 / 139 ms, 17.5 / 15.7 -> 19.4 / 17.1 frames/s; ScanNet p95 129 / 130 ->
+# 119 / 121 ms, 20.4 / 21.0 -> 20.9 / 20.1 frames/s.
 SAVE_SHARE = 1 / 3
 
 ProgressCallback = Callable[[FrameResult, int, int], None]
@@ -935,7 +939,8 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
 
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
     ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade, ``ADAPTIVE_AHEAD`` when
-    fewer), in a worker process for ``process_safe`` generators, which also reads file sources itself (``SegmenterProcess``), while the
+    fewer), in a worker process for ``process_safe`` generators, which also reads file sources itself
+    (``SegmenterProcess``), while the
     current one is lifted and associated, and the incremental
     saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
     ``Mapper.save_in_background``); frames are integrated in order, so the
