@@ -303,9 +303,8 @@ class Mapper:
         The writer thread takes turns with the mapping thread: at most about ``share`` of the interpreter
         (``SAVE_SHARE`` when None; 1 unpaced) while the next save is not yet due
         (``scene.map_writer.MapWriter``). The map written is the same as with the saves inline. Reading
-        ``map``, ``save``, ``finalize`` and
-        ``close`` wait for the writer; an error on the writer thread is raised by the next of these or by
-        the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
+        ``map``, ``save``, ``finalize`` and ``close`` wait for the writer; an error on the writer thread is
+        raised by the next of these or by the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
 
         ``process=True`` (with a map file): the saves run in a writer process instead
         (``scene.map_writer.WriterProcess``), which holds the map's objects, its part ranker and a store
