@@ -48,6 +48,12 @@ class GeometricMaskGenerator:
 
     def generate_crops(self, frame: Frame) -> MaskCrops:
         """``generate``'s masks as box crops (``MaskCrops``), without the N x H x W stack."""
+        return self.generate_with_levels(frame)[0]
+
+    def generate_with_levels(self, frame: Frame) -> tuple[MaskCrops, list[Level], int]:
+        """``generate_crops``'s masks, the levels they come from (geometry, geometry + colour, whole
+        objects: ``Level``s at work resolution; none when the frame has too little valid depth) and the
+        subsampling factor (work pixel (i, j) is full pixel (f i + f // 2, f j + f // 2)): for diagnostics."""
         depth, color, K = _checked_inputs(frame)
         cfg = self.config
         H, W = depth.shape
@@ -57,7 +63,7 @@ class GeometricMaskGenerator:
         d = depth_ops.fill_small_holes(d, c, cfg.hole_fill_iters)
         valid = d > 0
         if valid.sum() < cfg.min_region_px / (f * f):
-            return MaskCrops([], (H, W), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+            return MaskCrops([], (H, W), np.zeros(0, np.float32), np.zeros((0, 4), np.float32)), [], f
         d = depth_ops.median_smooth(d)
         valid = d > 0
         pts = depth_ops.backproject(d, Kw)
@@ -79,7 +85,7 @@ class GeometricMaskGenerator:
         structure_px = self._structure_pixels(lv0, pts, normals)
         lv2 = self._level(disc | structure_px, d, valid & ~structure_px, pts, samples, min_px, LEVEL_OBJECT)
         levels = [replace(lv, support=outline_support(lv.labels, lv.n, lv.evidence)) for lv in (lv0, lv1, lv2)]
-        return self._assemble(levels, levels[0], disc, c, (H, W), f)
+        return self._assemble(levels, levels[0], disc, c, (H, W), f), levels, f
 
     # -- levels --------------------------------------------------------------------------------------
     def _level(self, cut, depth, valid, pts, samples: PointSamples, min_px: int, code: int) -> Level:
