@@ -2,14 +2,14 @@
 
     python -m benchmarks.level_pairs room --seeds 2 3 4 5 [--frames 48] [--set normal_smooth=3]
 
-For every pair of non-structure GT objects of a synthetic scene where one stands on the other (on its top
-or on one of its boards: footprints overlapping, the upper one's bottom within the other's height), over the frames showing both (at least
-``--min-px`` pixels each): per level of the geometric generator (0 geometry, 1 geometry + colour, 2 whole
-objects) the views in which the region holding most of the upper object also holds over 30% of the lower
-one ("held") and those in which it holds under 10% of it ("apart"), and the same over the masks the
-generator offers ("offered": any mask holding half the upper object). A merge the 2D masks make in most
-views is one the map's multi-view fusion cannot undo. ``--set FIELD=VALUE`` overrides a ``GeometricConfig``
-field (repeatable). Prints one line per pair and the totals.
+For every pair of non-structure GT objects of a synthetic scene where one stands on the other (on its top or
+on one of its boards: footprints overlapping, the upper one's bottom within the other's height), over the
+frames showing both (at least ``--min-px`` pixels each): per level of the geometric generator (0 geometry, 1
+geometry + colour, 2 whole objects) the views in which the region holding most of the upper object also holds
+over 30% of the lower one ("held") and those in which it holds under 10% of it ("apart"), and the same over
+the masks the generator offers ("offered": any mask holding half the upper object). A merge the 2D masks make
+in most views is one the map's multi-view fusion cannot undo. ``--set FIELD=VALUE`` overrides a
+``GeometricConfig`` field (repeatable). Prints one line per pair and the totals.
 """
 from __future__ import annotations
 
