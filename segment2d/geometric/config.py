@@ -23,7 +23,8 @@ class GeometricConfig:
     # bands separate more such pairs but cut real surfaces apart (held-out synthetic room seeds 2-5, level 0
     # holding such a pair in 76 of 288 views; ScanNet non-structure box AP25 / AP50 pooled, refined map, 0.748 /
     # 0.308): normal_smooth 3: 58 views, ScanNet 0.373 / 0.190; crease_offset 1: 115 views; the level-0 cut
-    # closed by a 3 x 3 morphological closing: 62 views, ScanNet 0.476 / 0.269.
+    # closed by a 3 x 3 morphological closing: 62 views, ScanNet 0.476 / 0.269, noisy room AP50 seeds 2-5
+    # 0.748 -> 0.680.
     normal_smooth: int = 5  # box filter on normals (work pixels)
     crease_offset: int = 2  # normals compared this many work pixels either side of a pixel
     concave_strong: float = 0.12  # 1 - cos(angle) of a concave crease that cuts level 0 (~28 deg)
