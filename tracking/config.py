@@ -209,6 +209,21 @@ class RefineConfig:
       0.804, 0.768, held-out seeds 2-5 0.759, 0.605, 0.698; GT masks with 5% merges, room, AP seed 0
       0.756, 0.900, 0.703 (objects 0.688, 0.854, 0.854), seeds 2-3 0.660, 0.895, 0.895. It loses to the
       default on the room and to single segments on tuned seeds, so it is off.
+    - ``keep_apart`` (from single segments only: one-level masks): a consensus round takes its joins one
+      by one, the best held first, and skips a join that would put in one object two single segments
+      that the views keep apart as firmly as ``consensus`` asks of a join (``min_observers`` views
+      observe both, at most ``1 - consensus`` of them hold both in one mask). Connected components
+      chain: a mask that merged two objects (two walls at a corner, a cup and the shelf it stands on)
+      lifts to a segment that each view seeing only one of the two holds with that one, and the views
+      seeing both, which cut it, neither hold nor separate it, so it bridged the two objects. Measured
+      2026-12-04 (quick harness refining cached online passes, the robustness section's scenes and
+      scoring, refined AP "all", off -> on): GT + 5% merges, room 0-1 0.898 -> 0.898, room 2-5 0.884 ->
+      0.886, cluttered 0-1 0.890 -> 0.890, cluttered 2-5 0.791 -> 0.838 (seed 2: floor and two walls,
+      one object, come apart); clean GT cluttered 2-5 0.875 -> 0.875; all four errors cluttered 2-5
+      0.795 -> 0.796. Kept apart when more views separate than hold them (a majority, not
+      ``consensus``): all four errors cluttered 2-5 0.752, the splits' and boundaries' views keep
+      parts of one object apart. Without cut views (``_cut_views``) beside it: merges cluttered 2-5
+      0.819, all four 0.681.
     - ``threads``: threads of the global pass (independent sorts, searches and sparse products run
       side by side, ``tracking.overlap``); 0: the usable cores, at most 2. The map is the same for any.
       Measured 2026-12-04 (finalize of pickled pre-finalize mappers, 1 vs 2 threads alternating, 3 pairs,
@@ -239,6 +254,7 @@ class RefineConfig:
     weak_cluster: int = 2
     from_online: bool | str = "auto"
     online_links: bool = False
+    keep_apart: bool = True
     link_share: float = 0.3
     threads: int = 0
 

@@ -10,7 +10,8 @@ falls over iterations (connected components each round). Segments split across s
 than ``underseg_share`` of their frames are under-segmenting: they are no nodes and contain nothing.
 Clustering from single segments (no initial groups: one-level masks, ``RefineConfig.from_online``),
 each mask is taken for a whole object: a segment that swallowed a whole mask of another view counts as
-split in that view, and a view that cuts a node across masks is left out of its pairs' observers.
+split in that view, and a view that cuts a node across masks is left out of its pairs' observers; and
+(``RefineConfig.keep_apart``) no join puts two segments that the views keep apart in one node.
 """
 from __future__ import annotations
 
@@ -189,17 +190,23 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
     thresholds = None
     rounds = []
     stats = None
+    apart = None
     while thresholds is None or thresholds:
         stats = _node_stats(graph, members, assign, underseg, config, previous=stats, whole_masks=whole_masks)
         pairs, support, observers = _pair_evidence(stats, config)
         if thresholds is None:
             thresholds = _schedule(observers, config)
+            if whole_masks and config.keep_apart:
+                apart = _apart(stats, config)
         if not thresholds:
             break
         k = thresholds.pop(0)
         rounds.append(k)
         edge = (observers >= k) & (support >= config.consensus * np.maximum(observers, 1))
-        assign = _join(assign, pairs[edge], stats.n_nodes)
+        if apart is None:
+            assign = _join(assign, pairs[edge], stats.n_nodes)
+        else:
+            assign = _join_unless_apart(assign, pairs[edge], support[edge] / observers[edge], observers[edge], apart)
     if data.initial is None and data.links is not None and config.online_links:
         assign = _join_linked(graph, members, assign, np.asarray(data.links)[members], underseg, config, stats)
     cluster = np.full(n_seg, -1, np.int64)
@@ -389,6 +396,63 @@ def _swallowed(graph: _Graph, inter: sparse.coo_matrix, config: RefineConfig) ->
     seen_by_frame = (graph.U @ graph.V).tocsr()  # masks x frames: a mask's cells on each frame's surface
     seen = np.asarray(seen_by_frame[inter.col, graph.seg_frame[inter.row]]).reshape(-1)
     return (inter.data >= config.split_min_cells) & (inter.data >= config.contain_share * np.maximum(seen, 1))
+
+
+def _apart(stats: _NodeStats, config: RefineConfig, block_bytes: int = 1 << 25) -> np.ndarray:
+    """Nodes x nodes bool (the single segments the clustering starts from): the views keep the two apart,
+    as firmly as ``consensus`` asks of a join: at least ``min_observers`` views observe both (whole: cut
+    and under-segmenting views count as in ``_pair_evidence``) and at most ``1 - consensus`` of them hold
+    both in one mask. Rows go in blocks of about ``block_bytes`` of temporaries."""
+    usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+    n = stats.n_nodes
+    apart = np.zeros((n, n), bool)
+    block = max(1, block_bytes // max(n * usable.shape[1] * 8, 1))
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        observers = np.bitwise_count(usable[lo:hi, None, :] & usable[None, :, :]).sum(2, dtype=np.int64)
+        together = (stats.contained[lo:hi] @ stats.contained.T).toarray()
+        apart[lo:hi] = (observers >= config.min_observers) & (together <= (1.0 - config.consensus) * observers)
+    return apart
+
+
+def _join_unless_apart(assign: np.ndarray, edges: np.ndarray, share: np.ndarray, observers: np.ndarray,
+                       apart: np.ndarray) -> np.ndarray:
+    """``_join`` with the edges taken one by one, the best held first (share of the observers, then their
+    number), each skipped when it would put two single segments that the views keep ``apart`` in one
+    node. Connected components chain: a segment of a mask that merged two objects is held with each in
+    the views that see only that one (it observes a view by a part of it), so it would bridge the two
+    though every view seeing both keeps them apart."""
+    n_nodes = int(assign.max(initial=-1)) + 1
+    parent = np.arange(n_nodes)
+    holds = [[node] for node in range(n_nodes)]  # per root, the nodes of ``assign`` it holds
+    of_start = _starting_segments(assign, n_nodes)
+    forbidden = [apart[of_start[node]].any(0) for node in range(n_nodes)]  # segments its segments keep apart
+    for e in np.lexsort((-observers, -share)):
+        a, b = _root(parent, int(edges[e, 0])), _root(parent, int(edges[e, 1]))
+        if a == b:
+            continue
+        if len(holds[a]) < len(holds[b]):
+            a, b = b, a
+        if forbidden[a][np.concatenate([of_start[node] for node in holds[b]])].any():
+            continue
+        parent[b] = a
+        holds[a] += holds[b]
+        forbidden[a] |= forbidden[b]
+    roots = np.array([_root(parent, node) for node in range(n_nodes)], np.int64)
+    return np.unique(roots, return_inverse=True)[1].reshape(-1)[assign]
+
+
+def _starting_segments(assign: np.ndarray, n_nodes: int) -> list[np.ndarray]:
+    """Per node of ``assign``, the (member) segments it holds."""
+    order = np.argsort(assign, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(assign, minlength=n_nodes))[:-1])
+
+
+def _root(parent: np.ndarray, node: int) -> int:
+    while parent[node] != node:
+        parent[node] = parent[parent[node]]
+        node = parent[node]
+    return node
 
 
 def _join(assign: np.ndarray, edges: np.ndarray, n_nodes: int) -> np.ndarray:
