@@ -197,7 +197,7 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
         if thresholds is None:
             thresholds = _schedule(observers, config)
             if whole_masks and config.keep_apart:
-                apart = _apart(stats, config)
+                apart = _KeptApart(stats, config)
         if not thresholds:
             break
         k = thresholds.pop(0)
@@ -398,25 +398,32 @@ def _swallowed(graph: _Graph, inter: sparse.coo_matrix, config: RefineConfig) ->
     return (inter.data >= config.split_min_cells) & (inter.data >= config.contain_share * np.maximum(seen, 1))
 
 
-def _apart(stats: _NodeStats, config: RefineConfig, block_bytes: int = 1 << 25) -> np.ndarray:
-    """Nodes x nodes bool (the single segments the clustering starts from): the views keep the two apart,
-    as firmly as ``consensus`` asks of a join: at least ``min_observers`` views observe both (whole: cut
-    and under-segmenting views count as in ``_pair_evidence``) and at most ``1 - consensus`` of them hold
-    both in one mask. Rows go in blocks of about ``block_bytes`` of temporaries."""
-    usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
-    n = stats.n_nodes
-    apart = np.zeros((n, n), bool)
-    block = max(1, block_bytes // max(n * usable.shape[1] * 8, 1))
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        observers = np.bitwise_count(usable[lo:hi, None, :] & usable[None, :, :]).sum(2, dtype=np.int64)
-        together = (stats.contained[lo:hi] @ stats.contained.T).toarray()
-        apart[lo:hi] = (observers >= config.min_observers) & (together <= (1.0 - config.consensus) * observers)
-    return apart
+class _KeptApart:
+    """Whether the views keep two sets of single segments (the nodes the clustering starts from) apart,
+    as firmly as ``consensus`` asks of a join: some pair, one from each set, that at least
+    ``min_observers`` views observe both of (whole: cut and under-segmenting views count as in
+    ``_pair_evidence``) and at most ``1 - consensus`` of them hold in one mask. Asked pair of sets by
+    pair of sets as joins come, so memory follows the two sets, not segments x segments."""
+
+    def __init__(self, stats: _NodeStats, config: RefineConfig, block_bytes: int = 1 << 25):
+        self.usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+        self.contained = stats.contained.tocsr()
+        self.min_observers, self.consensus, self.block_bytes = config.min_observers, config.consensus, block_bytes
+
+    def any_between(self, first: np.ndarray, second: np.ndarray) -> bool:
+        block = max(1, self.block_bytes // max(second.size * self.usable.shape[1] * 8, 1))
+        other_usable, other_contained = self.usable[second], self.contained[second].T
+        for lo in range(0, first.size, block):
+            rows = first[lo:lo + block]
+            observers = np.bitwise_count(self.usable[rows, None, :] & other_usable[None, :, :]).sum(2, dtype=np.int64)
+            together = (self.contained[rows] @ other_contained).toarray()
+            if ((observers >= self.min_observers) & (together <= (1.0 - self.consensus) * observers)).any():
+                return True
+        return False
 
 
 def _join_unless_apart(assign: np.ndarray, edges: np.ndarray, share: np.ndarray, observers: np.ndarray,
-                       apart: np.ndarray) -> np.ndarray:
+                       apart: _KeptApart) -> np.ndarray:
     """``_join`` with the edges taken one by one, the best held first (share of the observers, then their
     number), each skipped when it would put two single segments that the views keep ``apart`` in one
     node. Connected components chain: a segment of a mask that merged two objects is held with each in
@@ -424,20 +431,19 @@ def _join_unless_apart(assign: np.ndarray, edges: np.ndarray, share: np.ndarray,
     though every view seeing both keeps them apart."""
     n_nodes = int(assign.max(initial=-1)) + 1
     parent = np.arange(n_nodes)
-    holds = [[node] for node in range(n_nodes)]  # per root, the nodes of ``assign`` it holds
-    of_start = _starting_segments(assign, n_nodes)
-    forbidden = [apart[of_start[node]].any(0) for node in range(n_nodes)]  # segments its segments keep apart
+    nodes = np.ones(n_nodes, np.int64)  # per root, the nodes of ``assign`` it holds
+    segments = _starting_segments(assign, n_nodes)  # per root, the starting segments it holds
     for e in np.lexsort((-observers, -share)):
         a, b = _root(parent, int(edges[e, 0])), _root(parent, int(edges[e, 1]))
         if a == b:
             continue
-        if len(holds[a]) < len(holds[b]):
+        if nodes[a] < nodes[b]:
             a, b = b, a
-        if forbidden[a][np.concatenate([of_start[node] for node in holds[b]])].any():
+        if apart.any_between(segments[b], segments[a]):
             continue
         parent[b] = a
-        holds[a] += holds[b]
-        forbidden[a] |= forbidden[b]
+        nodes[a] += nodes[b]
+        segments[a] = np.concatenate([segments[a], segments[b]])
     roots = np.array([_root(parent, node) for node in range(n_nodes)], np.int64)
     return np.unique(roots, return_inverse=True)[1].reshape(-1)[assign]
 
