@@ -71,3 +71,31 @@ def test_keep_apart_leaves_the_clustering_from_online_objects_as_it_was():
     on = view_consensus(data, CONFIG)
     off = view_consensus(data, replace(CONFIG, keep_apart=False))
     np.testing.assert_array_equal(on.cluster, off.cluster)
+
+
+def test_kept_apart_in_blocks_equals_the_pairwise_rule():
+    # random observations and containments: any pair of the two sets with >= min_observers views observing
+    # both and at most 1 - consensus of them holding both; blocks of a few rows must give the same answers
+    from scipy import sparse
+
+    from tracking.consensus import _KeptApart, _NodeStats
+
+    rng = np.random.default_rng(7)
+    n, frames, masks = 40, 30, 60
+    observes = rng.random((n, frames)) < 0.6
+    underseg = rng.random((n, frames)) < 0.1
+    contained = sparse.csr_matrix((rng.random((n, masks)) < 0.15).astype(np.int8))
+    stats = _NodeStats(n, observes, underseg, contained)
+    usable = (observes & ~underseg).astype(np.int64)
+    observers = usable @ usable.T
+    together = (contained @ contained.T).toarray()
+    config = RefineConfig(min_observers=10)
+    apart = (observers >= config.min_observers) & (together <= (1.0 - config.consensus) * observers)
+    whole, blocked = _KeptApart(stats, config), _KeptApart(stats, config, block_bytes=1)
+    answers = set()
+    for _ in range(200):
+        first, second = (rng.choice(n, int(rng.integers(1, 6)), replace=False) for _ in range(2))
+        expected = bool(apart[np.ix_(first, second)].any())
+        answers.add(expected)
+        assert whole.any_between(first, second) == expected == blocked.any_between(first, second)
+    assert answers == {True, False}
