@@ -294,8 +294,9 @@ def _views_between(tracker, sides, point_keys: np.ndarray) -> str:
     """``view_pair_evidence`` of two point sets (``sides``; ``point_keys``: the GT points' voxel keys) as text."""
     if sides is None:
         return ""
-    seen, together, apart = view_pair_evidence(tracker, np.unique(point_keys[sides[0]]), np.unique(point_keys[sides[1]]))
-    return f"; views seeing both {seen}: one mask holds both in {together}, a mask holds one without the other in {apart}"
+    seen, together, apart = view_pair_evidence(tracker, *(np.unique(point_keys[side]) for side in sides[:2]))
+    return (f"; views seeing both {seen}: one mask holds both in {together}, "
+            f"a mask holds one without the other in {apart}")
 
 
 def view_pair_evidence(tracker, keys_a: np.ndarray, keys_b: np.ndarray, hold: float = 0.5, apart: float = 0.1,

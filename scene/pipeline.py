@@ -304,7 +304,8 @@ class Mapper:
         (``SAVE_SHARE`` when None; 1 unpaced) while the next save is not yet due
         (``scene.map_writer.MapWriter``). The map written is the same as with the saves inline. Reading
         ``map``, ``save``, ``finalize`` and ``close`` wait for the writer; an error on the writer thread is
-        raised by the next of these or by the next ``integrate`` that saves. ``enabled=False`` waits for it and saves inline again.
+        raised by the next of these or by the next ``integrate`` that saves. ``enabled=False`` waits for it
+        and saves inline again.
 
         ``process=True`` (with a map file): the saves run in a writer process instead
         (``scene.map_writer.WriterProcess``), which holds the map's objects, its part ranker and a store
@@ -939,11 +940,10 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     ``pipelined`` (default): the next frames are read and segmented on a worker thread (at most
     ``read_ahead`` frames ahead; ``SEGMENT_AHEAD`` says what 1 and 2 trade, ``ADAPTIVE_AHEAD`` when
     fewer), in a worker process for ``process_safe`` generators, which also reads file sources itself
-    (``SegmenterProcess``), while the
-    current one is lifted and associated, and the incremental
-    saves run on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
-    ``Mapper.save_in_background``); frames are integrated in order, so the
-    map and its ids are the same as with ``pipelined=False``, which does everything on this thread. An
+    (``SegmenterProcess``), while the current one is lifted and associated, and the incremental saves run
+    on a writer thread, or in a writer process (``save_process``; None: ``SAVE_IN_PROCESS``;
+    ``Mapper.save_in_background``); frames are integrated in order, so the map and its ids are the same
+    as with ``pipelined=False``, which does everything on this thread. An
     error on the worker is raised here (a segmenter's as ``SegmentationError`` naming the frame); no
     thread is left running when ``run`` returns or raises. Each result's ``timings`` also holds "read"
     (pulling the frame from ``source``) and "latency" (from the start of reading the frame to the end

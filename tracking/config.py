@@ -190,8 +190,8 @@ class RefineConfig:
       clean GT masks: 0.922 / 0.916 / 0.908 / 0.875 in every variant.
       GT + 5% merges: True 0.671 / 0.669 / 0.502 / 0.597; False, plain consensus 0.829 / 0.881 /
       0.789 / 0.816; + swallowed masks 0.898 / 0.884 / 0.890 / 0.838; + cut views (= "auto" on GT
-      masks) 0.898 / 0.884 / 0.890 / 0.791; cut views without swallowed masks 0.829 / 0.881 / 0.851 /
-      0.761.
+      masks before ``keep_apart``) 0.898 / 0.884 / 0.890 / 0.791; cut views without swallowed masks
+      0.829 / 0.881 / 0.851 / 0.761.
       All four errors: True 0.692 / 0.808 / 0.570 / 0.553; plain 0.739 / 0.806 / 0.625 / 0.694; +
       swallowed 0.749 / 0.781 / 0.720 / 0.676; + cut views 0.857 / 0.903 / 0.851 / 0.795; cut views
       without swallowed masks 0.814 / 0.845 / 0.820 / 0.780 (each holds on the held-out seeds beside

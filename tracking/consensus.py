@@ -326,9 +326,15 @@ def _pair_evidence(stats: _NodeStats, config) -> tuple[np.ndarray, np.ndarray, n
     pairs = np.stack([together.row, together.col], 1).astype(np.int64)
     if pairs.size == 0:
         return pairs.reshape(0, 2), np.zeros(0), np.zeros(0)
-    usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+    usable = _usable_views(stats)
     observers = np.bitwise_count(usable[pairs[:, 0]] & usable[pairs[:, 1]]).sum(1).astype(np.int64)
     return pairs, together.data.astype(np.float64), observers
+
+
+def _usable_views(stats: _NodeStats) -> np.ndarray:
+    """Nodes x frames, bit-packed: the frames that observe a node whole (not cut, not inside an
+    under-segmenting mask): the views that count as a pair's observers."""
+    return np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
 
 
 def _join_linked(graph: _Graph, members, assign, links, underseg, config: RefineConfig,
@@ -343,7 +349,7 @@ def _join_linked(graph: _Graph, members, assign, links, underseg, config: Refine
     pairs = _linked_pairs(assign, links, stats.n_nodes)
     if pairs.size == 0:
         return assign
-    usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+    usable = _usable_views(stats)
     observers = np.bitwise_count(usable[pairs[:, 0]] & usable[pairs[:, 1]]).sum(1)
     together = np.asarray(stats.contained[pairs[:, 0]].multiply(stats.contained[pairs[:, 1]]).sum(1)).reshape(-1)
     keep = (together >= config.link_share * observers) & (together >= config.min_observers)
@@ -406,7 +412,7 @@ class _KeptApart:
     pair of sets as joins come, so memory follows the two sets, not segments x segments."""
 
     def __init__(self, stats: _NodeStats, config: RefineConfig, block_bytes: int = 1 << 25):
-        self.usable = np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
+        self.usable = _usable_views(stats)
         self.contained = stats.contained.tocsr()
         self.min_observers, self.consensus, self.block_bytes = config.min_observers, config.consensus, block_bytes
 

@@ -51,9 +51,9 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     table = VoxelTable.build(keys, surf_keys, threads)
     seg_frame = np.searchsorted(frames, records.frame.view)
     online = tracker.resolve(records.object.view)
+    initial = online if config.starts_from_online(tracker.one_level_masks) else None
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
-                          records.mask.view, online if config.starts_from_online(tracker.one_level_masks) else None, table,
-                          links=online)
+                          records.mask.view, initial, table, links=online)
     # the free-space votes do not depend on the clusters: read beside the clustering
     clusters, carved = side_by_side(lambda: view_consensus(data, config), lambda: _carved_rows(tracker, table), threads)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
