@@ -80,7 +80,7 @@ def test_invalid_config_is_refused():
     with pytest.raises(ValueError, match="PartConfig"):
         PartConfig(max_discount=1.5)
     with pytest.raises(ValueError, match="PartConfig"):
-        PartConfig(rest_share=0.0)
+        PartConfig(base_percentile=101.0)
     with pytest.raises(ValueError, match="PartConfig"):
         PartConfig(inside_share=0.0)
     with pytest.raises(ValueError, match="PartConfig"):
@@ -217,7 +217,21 @@ def test_coplanar_pieces_join_and_other_surfaces_do_not():
         imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
     assert coplanar_parts(imap, UP) == [(0, 1)]
     assert coplanar_parts(imap, UP, PartConfig(join_coplanar=False)) == []
-    assert coplanar_parts(imap, UP, PartConfig(tolerance=0.1)) == [(0, 1)]  # the panel does not touch
+    assert coplanar_parts(imap, UP, PartConfig(contact_voxels=5.0)) == [(0, 1)]  # 10 cm: the panel does not touch
+
+
+def test_the_plane_offset_allowed_grows_with_the_maps_voxel_size():
+    """The distance a surface may lie off its expected place is the contact distance (contact_voxels
+    voxels): two strips of a door meeting at a seam, one 6 cm proud of the other's plane, are two surfaces
+    in a 2 cm map (4 cm reach) and one surface measured with 4 cm voxels (8 cm reach)."""
+    strips = (_box_surface((0.0, 0.0, 0.0), (0.01, 0.5, 2.0)), _box_surface((0.06, 0.52, 0.0), (0.07, 0.9, 2.0)))
+    joined = {}
+    for voxel in (0.02, 0.04):
+        imap = InstanceMap(MapMetadata(voxel_size=voxel, up=UP))
+        for obj_id, points in enumerate(strips):
+            imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
+        joined[voxel] = coplanar_parts(imap, UP)
+    assert joined == {0.02: [], 0.04: [(0, 1)]}
 
 
 def _wall_with_hole(hole_y, hole_top) -> np.ndarray:
@@ -251,9 +265,9 @@ def test_inplane_pieces_join_their_wall_without_touching_it():
     imap = _wall_scene()
     assert sorted(inplane_parts(imap, UP)) == [(1, 0), (2, 0)]  # not the poster, the box or the far patch
     assert inplane_parts(imap, UP, PartConfig(join_inplane=False)) == []
-    assert sorted(inplane_parts(imap, UP, PartConfig(tolerance=0.1))) == [(1, 0), (2, 0), (3, 0)]  # the poster
+    assert sorted(inplane_parts(imap, UP, PartConfig(contact_voxels=5.0))) == [(1, 0), (2, 0), (3, 0)]  # the poster
     # half a metre: also the patch beyond the wall's end lies "inside" the grown box
-    assert sorted(inplane_parts(imap, UP, PartConfig(tolerance=0.5))) == [(1, 0), (2, 0), (3, 0), (5, 0)]
+    assert sorted(inplane_parts(imap, UP, PartConfig(contact_voxels=25.0))) == [(1, 0), (2, 0), (3, 0), (5, 0)]
     # A patch of the structure wall joins it as well.
     imap.add(MapObject.from_points(7, _box_surface((0.5, 0.0, 0.0), (1.0, 0.01, 0.4)), up=UP, confidence=0.5))
     assert (7, 6) in inplane_parts(imap, UP)
@@ -329,7 +343,7 @@ def test_a_leg_seen_below_the_tops_front_edge_hangs_and_things_under_the_table_d
     for obj_id, points in parts.items():
         imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5))
     assert hanging_parts(imap, UP, floor=0.0) == [(1, 0)]
-    assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_thickness=0)) == []
+    assert hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_reach=0)) == []
     assert sorted(hanging_parts(imap, UP, floor=0.0, config=PartConfig(leg_reach=0.3))) == [(1, 0), (3, 0)]
 
 
@@ -469,7 +483,7 @@ def test_contacts_measured_for_all_pieces_of_a_neighbour_at_once_are_the_pair_by
         nearest = PartRanker(cfg)._touching(a, b, first.shape, second.shape, reach)  # searched afresh
         if nearest.size == 0:
             expected, kind = 0.0, "apart"
-        elif (second.heights[nearest] < first.base + cfg.tolerance).mean() >= cfg.rest_share:
+        elif (second.heights[nearest] < first.base + reach).mean() >= cfg.inside_share:
             expected, kind = 0.0, "rests"
         else:
             expected, kind = nearest.size / len(first.sample), "attached"
