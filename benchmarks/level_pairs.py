@@ -99,13 +99,20 @@ def tally(scene, generator: GeometricMaskGenerator, min_px: int = 200) -> tuple[
 
 
 def _overrides(items: list[str]) -> dict:
+    """``FIELD=VALUE`` items as ``GeometricConfig`` keyword arguments (its int and float fields); a bad one
+    exits with one line naming it."""
     types = {f.name: f.type for f in fields(GeometricConfig)}
     out = {}
     for item in items:
         name, _, value = item.partition("=")
         if name not in types:
             raise SystemExit(f"level_pairs: unknown GeometricConfig field {name!r}")
-        out[name] = int(value) if types[name] in ("int", int) else float(value)
+        if types[name] not in ("int", "float"):
+            raise SystemExit(f"level_pairs: --set takes int and float fields; {name} is {types[name]}")
+        try:
+            out[name] = int(value) if types[name] == "int" else float(value)
+        except ValueError:
+            raise SystemExit(f"level_pairs: {name} must be {types[name]}, got {value!r}") from None
     return out
 
 
@@ -120,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-px", type=int, default=200, help="pixels each object shows in a counted view")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args(argv)
-    generator = GeometricMaskGenerator(**_overrides(args.overrides))
+    try:
+        generator = GeometricMaskGenerator(**_overrides(args.overrides))
+    except ValueError as error:
+        raise SystemExit(f"level_pairs: {error}") from None
     total, total_views = np.zeros((len(LEVELS), 2), np.int64), 0
     for seed in args.seeds:
         scene = make_scene(args.preset, seed=seed, noisy=not args.clean, num_frames=args.frames, width=640, height=480)

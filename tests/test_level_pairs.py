@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks.level_pairs import LEVELS, frame_verdicts, label_verdict, resting_pairs
 from scene.datasets.synthetic.layout import SceneObject
@@ -43,3 +44,16 @@ def test_a_box_standing_on_a_box_is_apart_at_level_0_and_held_by_whole_objects()
     assert tuple(rows["L0"]) == (False, True)
     assert tuple(rows["L2"]) == (True, False)
     assert rows["offered"][1]
+
+
+def test_bad_overrides_exit_with_one_line_naming_the_field():
+    from benchmarks.level_pairs import _overrides, main
+
+    assert _overrides(["normal_smooth=3", "concave_strong=0.2"]) == {"normal_smooth": 3, "concave_strong": 0.2}
+    for item, message in (("nosuch=1", "unknown GeometricConfig field 'nosuch'"),
+                          ("normal_smooth=abc", "normal_smooth must be int, got 'abc'"),
+                          ("level_weights=1", "--set takes int and float fields; level_weights is tuple")):
+        with pytest.raises(SystemExit, match=message):
+            _overrides([item])
+    with pytest.raises(SystemExit, match="GeometricConfig.normal_smooth must be >= 1, got -3"):
+        main(["room", "--seeds", "2", "--frames", "1", "--set", "normal_smooth=-3"])

@@ -88,9 +88,13 @@ class GeometricConfig:
     max_masks: int = 150  # at most this many masks per frame, best scores first
 
     def __post_init__(self) -> None:
-        for name in ("work_width", "min_region_px", "max_masks", "crease_border_px"):
+        for name in ("work_width", "min_region_px", "max_masks", "crease_border_px", "normal_radius", "normal_smooth",
+                     "crease_offset"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GeometricConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("hole_fill_iters", "grow_iters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GeometricConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("crease_max_jump_share", "sibling_inside_share", "dedupe_iou", "merge_max_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"GeometricConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
