@@ -11,8 +11,10 @@ lists every field); keys left out keep their defaults, unknown keys are an error
 file; the string "none" sets an optional field to None (TOML has no null). Keys of older files are still
 read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_stride`` and
 ``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), and geometric options under
-``[segmenter_options]`` (now ``[geometric]``). Settings of rules that were retired (``scene.parts.RETIRED_FIELDS``)
-are an error naming the key and why it went.
+``[segmenter_options]`` (now ``[geometric]``), and geometric settings folded into one
+(``segment2d.geometric.config.FOLDED_FIELDS``: read as the setting that replaced them, an error when two
+of them disagree). Settings of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error
+naming the key and why it went.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from lift3d.lift import LiftConfig
 from scene.parts import RETIRED_FIELDS, PartConfig
 from scene.structure import StructureConfig
 from segment2d.geometric import GeometricConfig
+from segment2d.geometric.config import FOLDED_FIELDS as GEOMETRIC_FOLDED
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
 from tracking.voxel_graph import VoxelGraphConfig
@@ -165,7 +168,9 @@ def _moved_keys(data: dict, where: str) -> dict:
     options = data.get("segmenter_options")
     if isinstance(options, dict) and str(data.get("segmenter", "geometric")).lower() == "geometric":
         geometric = {f.name for f in dataclasses.fields(GeometricConfig)}
-        moves.update({(("segmenter_options",), k): (("geometric",), k) for k in options if k in geometric})
+        moves.update({(("segmenter_options",), k): (("geometric",), k) for k in options
+                      if k in geometric or k in GEOMETRIC_FOLDED})
+    moves.update({(("geometric",), k): (("geometric",), new) for k, new in GEOMETRIC_FOLDED.items()})
     for (old_table, old_key), (new_table, new_key) in moves.items():
         source = _table(data, old_table)
         if not isinstance(source, dict) or old_key not in source:

@@ -302,7 +302,7 @@ def test_colour_cuts_inside_a_small_object_do_not_split_its_partition(generator)
     left = gt & (np.arange(W)[None, :] < np.median(np.nonzero(gt)[1]))
     frame.color[left] = [60, 90, 180]
     assert best_iou(exclusive_masks(generator.generate(frame)), gt) > 0.9
-    split = GeometricMaskGenerator(sibling_extent=0.0).generate(frame)
+    split = GeometricMaskGenerator(object_extent=0.0).generate(frame)
     assert best_iou(exclusive_masks(split), gt) < 0.6
 
 

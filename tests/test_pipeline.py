@@ -273,6 +273,23 @@ def test_older_config_keys_are_read_where_they_live_now(tmp_path):
         load_config(path)
 
 
+def test_folded_geometric_settings_are_read_as_the_one_that_replaced_them(tmp_path):
+    from segment2d.geometric import GeometricMaskGenerator
+
+    path = tmp_path / "old.toml"
+    # a file written before the fold loads: its copies of the one bound become the setting itself
+    path.write_text('[geometric]\nsibling_extent = 0.5\njoin_max_extent = 0.5\nstructure_min_fraction = 0.1\n'
+                    '[segmenter_options]\njoin_max_fraction = 0.1\n')
+    config = load_config(path)
+    assert (config.geometric.object_extent, config.geometric.object_fraction) == (0.5, 0.1)
+    path.write_text('[geometric]\nsibling_extent = 0.4\njoin_max_extent = 0.3\n')  # copies that disagree
+    with pytest.raises(ConfigError, match=r"old.toml: 'geometric.(sibling|join_max)_extent' \(an older name of "
+                                          r"'geometric.object_extent'\) is 0.\d but .* is 0.\d; keep one"):
+        load_config(path)
+    with pytest.raises(TypeError, match="'join_max_fraction' was folded into 'object_fraction'"):
+        GeometricMaskGenerator(join_max_fraction=0.1)
+
+
 def test_config_combinations_are_checked_at_construction():
     with pytest.raises(ConfigError, match="MapperConfig.geometric"):
         MapperConfig(segmenter="sam", geometric=GeometricConfig(work_width=160))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Settings of older configs that one setting now does the work of (they held its value by default); a config
+# file naming one is read as the new name (``scene.config``).
+FOLDED_FIELDS = {"sibling_extent": "object_extent", "join_max_extent": "object_extent",
+                 "sibling_max_fraction": "object_fraction", "join_max_fraction": "object_fraction",
+                 "structure_min_fraction": "object_fraction"}
+
 
 @dataclass(frozen=True)
 class GeometricConfig:
@@ -34,7 +40,7 @@ class GeometricConfig:
     min_region_px: int = 160  # smallest region kept, in full-resolution pixels
     grow_iters: int = 6  # growth steps over cut pixels
     structure_min_extent: float = 0.3  # a planar region is structure when its in-plane std (m) along both axes
-    structure_min_fraction: float = 0.08  # exceeds this, or when it covers this share of the image
+    # exceeds this, or when it covers more of the image than an object does (``object_fraction``)
     planar_rms_abs: float = 0.012  # a region is planar when its plane rms < abs + rel * depth
     planar_rms_rel: float = 0.006  # (per metre of depth)
     on_plane_abs: float = 0.035  # a pixel within abs + rel * depth of a structure plane ...
@@ -42,31 +48,42 @@ class GeometricConfig:
     on_plane_angle_deg: float = 20.0  # ... and with a normal this close to the plane's belongs to it
     coplanar_angle_deg: float = 8.0  # planar regions this close in normal ...
     coplanar_offset: float = 0.06  # ... and offset (metres) are offered united with a structure plane
-    # Level-1 regions inside a small non-structure level-0 region (its largest 3D std below ``sibling_extent``
-    # metres, its area below ``sibling_max_fraction`` of the image) are not offered: there weak creases cut one
-    # object's parts (shelf boards, a table's legs), which the smallest-mask-wins partition would keep apart.
-    # It also hides level 1 keeping a small object apart from the box it stands on (held-out synthetic room
-    # seeds 2-5: offered masks separate such a pair in 186 of 288 views, 228 with ``sibling_extent`` 0), but
-    # off it loses more to split objects: noisy room AP50 seeds 2-5 0.748 -> 0.695, cluttered 0.590 -> 0.568,
+    # An object-sized region: non-structure, its largest 3D std below ``object_extent`` metres and its area
+    # below ``object_fraction`` of the image. The same bound serves three tests, which used to carry one copy
+    # each at the same values (0.4 m, 0.08): a planar region larger than an object is structure; level-1
+    # regions inside an object-sized level-0 region are not offered; a rigid join stops where the union
+    # outgrows an object.
+    object_extent: float = 0.4  # metres
+    object_fraction: float = 0.08  # of the image
+    # Level-1 regions inside an object-sized non-structure level-0 region are not offered: there weak creases
+    # cut one object's parts (shelf boards, a table's legs), which the smallest-mask-wins partition would keep
+    # apart. It also hides level 1 keeping a small object apart from the box it stands on (held-out synthetic
+    # room seeds 2-5: offered masks separate such a pair in 186 of 288 views, 228 with the rule off), but off
+    # it loses more to split objects: noisy room AP50 seeds 2-5 0.748 -> 0.695, cluttered 0.590 -> 0.568,
     # ScanNet non-structure box AP25 / AP50 pooled 0.748 / 0.308 -> 0.626 / 0.334 (refined maps).
-    sibling_extent: float = 0.4  # metres
-    sibling_max_fraction: float = 0.08  # of the image
     # Rigid joins at level 0: a non-structure region that hangs below an adjacent larger one (legs under a seat,
     # a table top or a shelf board: they share a border mostly free of depth jumps, its top height (world up from
     # the pose, else the image's up) is within ``join_contact`` m of the other's bottom, its horizontal offset is
     # under ``join_max_offset`` stds of the other's spread, its area under ``join_max_area_ratio`` of the other's)
-    # is replaced with the other by their union, while that union stays compact (largest 3D std below
-    # ``join_max_extent`` m, area below ``join_max_fraction`` of the image), so the smallest-mask-wins partition
-    # keeps the object whole. ``join_max_area_ratio`` 0: off.
+    # is replaced with the other by their union, while that union stays object-sized, so the smallest-mask-wins
+    # partition keeps the object whole. ``join_max_area_ratio`` 0: off. Measured 2026-12-05 (full pipeline,
+    # refined maps; ScanNet box AP25 / AP50, noisy synthetic AP50): off loses scene0448_01 0.740 / 0.074 ->
+    # 0.609 / 0.069, pooled 0.774 / 0.311 -> 0.645 / 0.298, held-out room seeds 2-5 0.755 -> 0.729, cluttered
+    # 0.603 -> 0.593 (tuned cluttered seeds 0-1 gain, 0.596 -> 0.619).
     join_max_area_ratio: float = 0.5  # the lower region's area at most this x the upper's; 0: no joins
-    join_max_extent: float = 0.4  # metres: the union's largest 3D std stays below this
-    join_max_fraction: float = 0.08  # ... and its area below this share of the image
     join_max_offset: float = 1.8  # the lower region's horizontal offset, in stds of the upper one's spread
     join_contact: float = 0.08  # metres: how close the upper region's bottom and the lower one's top must be
     # Thin structures (a lamp's pole, a chair's leg): a few pixels wide, they lose every seed pixel to the depth-jump
     # cuts on both sides. Level 0 also labels each leftover 8-connected component of at least ``thin_min_px``
     # full-resolution pixels that is elongated (its principal spreads differ by ``thin_elongation`` x or more)
-    # and lies in front of its surroundings by a depth jump. ``thin_elongation`` 0: off.
+    # and lies in front of its surroundings by a depth jump. ``thin_elongation`` 0: off. Measured as the rigid
+    # joins: off loses scene0448_01 AP25 0.740 -> 0.719, held-out cluttered seeds 2-5 AP50 0.603 -> 0.579.
+    # Merged object parts (level 4): adjacent level-0 regions across a crease, merged greedily by colour, every
+    # group on the way offered (a chair's back, seat and legs). The maps do not use them: the tracker's
+    # partition keeps the finest masks, and with merging off the default maps of both ScanNet scenes and noisy
+    # room, cluttered and tabletop seeds 0-5 are the same, online and refined (2026-12-05). They serve the 2D
+    # proposals: noisy seeds 2-5 of the three presets, 6 frames each, recall@0.5 / AR 0.5:0.95 0.887 / 0.713,
+    # off 0.875 / 0.696; generator CPU 24.8 -> 23.2 ms per frame (median).
     thin_min_px: int = 48  # full-resolution pixels
     thin_elongation: float = 4.0  # principal-spread ratio; 0: off
     merge_max_color: float = 40.0  # object-part merging: largest mean-RGB L1 difference (per channel) merged
@@ -78,7 +95,7 @@ class GeometricConfig:
     crease_border_px: int = 3
     crease_max_jump_share: float = 0.5
     join_height_quantiles: tuple[float, float] = (0.05, 0.95)  # a region's robust bottom and top heights
-    sibling_inside_share: float = 0.8  # "inside" a small object's region: this share of the level-1 region
+    sibling_inside_share: float = 0.8  # "inside" an object-sized region: this share of the level-1 region
     dedupe_iou: float = 0.85  # a region with this IoU to one of an earlier level is a duplicate
     # A region's score: ``score_floor + (1 - score_floor) * outline support``, times the weight of its level
     # (geometry, geometry + colour, whole object, plane union, part union: regions cut by geometry alone are
@@ -95,7 +112,8 @@ class GeometricConfig:
         for name in ("hole_fill_iters", "grow_iters"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GeometricConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("crease_max_jump_share", "sibling_inside_share", "dedupe_iou", "merge_max_fraction"):
+        for name in ("crease_max_jump_share", "sibling_inside_share", "dedupe_iou", "merge_max_fraction",
+                     "object_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"GeometricConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.score_floor <= 1.0:

@@ -12,7 +12,7 @@ from scene.datasets import Frame
 from .. import depth_ops
 from ..planes import PointSamples, RegionPlanes, coplanar_groups, fit_region_planes, on_planes
 from ..types import MaskCrops, MaskSet
-from .config import GeometricConfig
+from .config import FOLDED_FIELDS, GeometricConfig
 from .levels import (LEVEL_COLOR, LEVEL_GEOMETRY, LEVEL_OBJECT, LEVEL_PART_UNION, LEVEL_PLANE_UNION, Level,
                      merged_parts, rigid_groups)
 from .masks import boxes_from_presence, full_res_crops, label_presence, union_boxes, upscaled_boxes
@@ -37,6 +37,9 @@ class GeometricMaskGenerator:
         config = config or GeometricConfig()
         known = {f.name for f in fields(GeometricConfig)}
         unknown = sorted(set(overrides) - known)
+        for name in unknown:
+            if name in FOLDED_FIELDS:
+                raise TypeError(f"GeometricMaskGenerator: {name!r} was folded into {FOLDED_FIELDS[name]!r}; set that")
         if unknown:
             raise TypeError(f"GeometricMaskGenerator: unknown config field(s) {unknown}; known: {sorted(known)}")
         self.config = replace(config, **overrides)
@@ -139,7 +142,7 @@ class GeometricMaskGenerator:
         """The level of final ``labels``: areas, structure flags (large planar regions); not yet scored."""
         cfg = self.config
         area = np.bincount(labels.ravel(), minlength=n)
-        large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.structure_min_fraction * labels.size)
+        large = (planes.extent[:, 1] > cfg.structure_min_extent) | (area > cfg.object_fraction * labels.size)
         structure = planar & large
         structure[0] = planar[0] = False
         return Level(code, labels, n, area, cut | ~valid, structure, planar, planes)
@@ -166,7 +169,7 @@ class GeometricMaskGenerator:
                 keep &= not_duplicates(earlier, lv, cfg.dedupe_iou, count)
             if lv.code == LEVEL_COLOR:
                 with_base = next((count for earlier, count in zip(levels, counts) if earlier is base), None)
-                keep &= ~inside_small_object(base, lv, cfg.sibling_extent, cfg.sibling_max_fraction,
+                keep &= ~inside_small_object(base, lv, cfg.object_extent, cfg.object_fraction,
                                              cfg.sibling_inside_share, with_base)
             chosen.append(np.flatnonzero(keep[1:]) + 1)
         # Structure planes with the planar pieces that lie on them (a wall seen between two cabinets).

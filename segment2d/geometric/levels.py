@@ -135,7 +135,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
     if not ok.any():
         return None
     parent = np.arange(n)
-    max_area = cfg.join_max_fraction * labels.size
+    max_area = cfg.object_fraction * labels.size
     area = lv.area.astype(np.float64).copy()
     M0, M1, M2 = m0.copy(), m1.copy(), m2.copy()
     joined = False
@@ -150,7 +150,7 @@ def rigid_groups(lv: Level, disc: np.ndarray, samples: PointSamples, up: np.ndar
             continue
         mu = c1 / c0
         ev = np.linalg.eigvalsh(c2 / c0 - np.outer(mu, mu))
-        if np.sqrt(max(ev[-1], 0.0)) >= cfg.join_max_extent:
+        if np.sqrt(max(ev[-1], 0.0)) >= cfg.object_extent:
             continue
         parent[rb] = ra
         M0[ra], M1[ra], M2[ra], area[ra] = c0, c1, c2, area[ra] + area[rb]
