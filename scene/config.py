@@ -10,7 +10,9 @@ so ``MapperConfig.voxel_size`` only reads ``lift.voxel_size``.
 lists every field); keys left out keep their defaults, unknown keys are an error naming the key and the
 file; the string "none" sets an optional field to None (TOML has no null). Keys of older files are still
 read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_stride`` and
-``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), and geometric options under
+``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), settings folded into one that did
+the same work (``refine.confidence_frames`` / ``confidence_voxels``, ``refine.contained_share``,
+``tracking.track_ids.merge_votes`` / ``merge_ratio``: see ``_MOVED``), and geometric options under
 ``[segmenter_options]`` (now ``[geometric]``), and geometric settings folded into one
 (``segment2d.geometric.config.FOLDED_FIELDS``: read as the setting that replaced them, an error when two
 of them disagree). Settings of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error
@@ -140,9 +142,17 @@ def load_config(path: str | Path, **overrides) -> MapperConfig:
 
 
 # Keys of older config files: (table, key) -> (table, key) where the setting lives now.
+# Also settings folded into one that did the same work at the same value (two copies that disagree are an
+# error): the refined map's confidence saturation is the online map's, the containment of the post-filter
+# is the consensus's "holds most of" share, a track's merge test is the association's.
 _MOVED = {((), "voxel_size"): (("lift",), "voxel_size"),
           (("tracking",), "surface_stride"): (("lift",), "stride"),
-          (("tracking",), "depth_range"): (("lift",), "depth_range")}
+          (("tracking",), "depth_range"): (("lift",), "depth_range"),
+          (("refine",), "confidence_frames"): (("tracking",), "confidence_frames"),
+          (("refine",), "confidence_voxels"): (("tracking",), "confidence_voxels"),
+          (("refine",), "contained_share"): (("refine",), "contain_share"),
+          (("tracking", "track_ids"), "merge_votes"): (("tracking", "association"), "merge_frames"),
+          (("tracking", "track_ids"), "merge_ratio"): (("tracking", "association"), "merge_ratio")}
 
 
 # Keys of older config files whose setting was replaced by one in other units: (table, key) -> what to set.

@@ -268,6 +268,13 @@ def test_older_config_keys_are_read_where_they_live_now(tmp_path):
     path.write_text('voxel_size = 0.03\n[lift]\nvoxel_size = 0.04\n')
     with pytest.raises(ConfigError, match="'voxel_size'.*'lift.voxel_size'"):
         load_config(path)
+    path.write_text('[refine]\nconfidence_frames = 30.0\ncontained_share = 0.7\n[tracking.track_ids]\nmerge_votes = 3\n')
+    config = load_config(path)  # settings folded into the one that did the same work
+    assert (config.tracking.confidence_frames, config.refine.contain_share) == (30.0, 0.7)
+    assert config.tracking.association.merge_frames == 3
+    path.write_text('[refine]\ncontained_share = 0.7\ncontain_share = 0.8\n')
+    with pytest.raises(ConfigError, match=r"'refine.contained_share' \(an older name of 'refine.contain_share'\)"):
+        load_config(path)
     path.write_text('[refine]\nmin_voxels = 60\n')  # a voxel count became an area: no silent conversion
     with pytest.raises(ConfigError, match=r"old.toml: 'refine.min_voxels' was replaced: set 'refine.min_area'"):
         load_config(path)

@@ -106,7 +106,7 @@ def test_track_ids_must_be_one_per_segment(scene):
 
 
 def test_track_id_config_is_checked():
-    with pytest.raises(ValueError, match="merge_votes"):
-        TrackIdConfig(merge_votes=0)
-    with pytest.raises(ValueError, match="merge_ratio"):
-        TrackIdConfig(merge_ratio=0.0)
+    with pytest.raises(ValueError, match="owner_share"):
+        TrackIdConfig(owner_share=0.0)
+    with pytest.raises(ValueError, match="max_gap"):
+        TrackIdConfig(max_gap=-1.0)

@@ -106,7 +106,9 @@ class TrackerConfig:
     """``keep_records``: store every segment and frame surface for ``refine``;
     ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
     many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
-    ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the association;
+    (the refined map's confidence too: ``refine``); ``track_ids``: how masks' track ids (SAM 2's video
+    tracks) weigh in the association (a track's merge claim passes the association's merge test:
+    ``merge_frames``, ``merge_ratio``);
     ``free_space``: free-space votes per map cell, counted with the records as frames arrive, and the
     free-space carving of the global pass (``tracking.freespace``).
 
@@ -164,11 +166,11 @@ class RefineConfig:
       layer (exact depth) or several (noise). It replaces a 60-voxel limit, which exact depth (one layer)
       met at half the size noisy depth did. 0.016 m^2 (40 cells of 2 cm): noisy room seed 2, refined AP50
       0.718 as with 60 voxels (0.012 m^2 gave 0.677: a kept fragment); ScanNet box AP25/AP50 pooled
-      0.736/0.232 -> 0.739/0.233 (2026-12-03); ``contained_share``: an object that
-      loses this share of its voxels to another joins it; ``split_gap``: metres between parts that
+      0.736/0.232 -> 0.739/0.233 (2026-12-03); an object that loses ``contain_share`` of its voxels to
+      another joins it (one "holds most of" share for masks and objects); ``split_gap``: metres between parts that
       split an object (``None``: no split) when the part holds ``split_min_share`` of it;
-      ``confidence_frames`` / ``confidence_voxels`` (> 0): the confidence saturates with this many
-      observing frames / voxels (``export.observation_confidence``); ``weak_cluster``: clusters of at most this many
+      the confidence saturates as the online one does (``TrackerConfig.confidence_frames`` /
+      ``confidence_voxels``), so the online and refined maps rank on one scale; ``weak_cluster``: clusters of at most this many
       segments (views gave no consensus either way) follow the online association instead;
       ``from_online``: start from the online objects (consensus only joins them, True) or from single
       segments (False: the global pass re-solves every view's evidence and splits what a few bridging
@@ -251,11 +253,8 @@ class RefineConfig:
     underseg_share: float = 0.3
     detection_ratio: float = 0.3
     min_area: float = 0.016
-    contained_share: float = 0.8
     split_gap: float | None = 0.1
     split_min_share: float = 0.3
-    confidence_frames: float = 20.0
-    confidence_voxels: float = 0.0
     weak_cluster: int = 2
     from_online: bool | str = "auto"
     online_links: bool = False
@@ -268,13 +267,11 @@ class RefineConfig:
         return not one_level_masks if self.from_online == "auto" else bool(self.from_online)
 
     def __post_init__(self) -> None:
-        if self.confidence_frames <= 0 or self.confidence_voxels < 0:
-            raise ValueError(f"RefineConfig: confidence_frames must be > 0 and confidence_voxels >= 0, got {self}")
         if self.threads < 0:
             raise ValueError(f"RefineConfig.threads must be >= 0 (0: the usable cores), got {self.threads}")
         if self.cell_factor < 1 or self.min_observers < 1 or not self.min_area >= 0:
             raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_area >= 0 m^2: {self}")
-        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share", "contained_share",
+        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share",
                      "link_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"RefineConfig.{name} must lie in (0, 1], got {getattr(self, name)}")

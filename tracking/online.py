@@ -112,7 +112,7 @@ class OnlineTracker:
         self._bridged: dict[int, int] = {}
         self._provisional: set[int] = set()  # (object, its provisional growth) pair codes (grow_by_vote)
         self._separated = _PairCounts()  # about a thousand new codes a frame: arrays, not a dict
-        self.track_links = TrackLinks(config.track_ids)
+        self.track_links = TrackLinks(config.track_ids, config.association.merge_frames, config.association.merge_ratio)
         self.frames_seen = 0
         self.frames_forgotten = 0  # recorded frames thinned out of the records (``TrackerConfig.record_views``)
         self._forgotten_seen = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # their surfaces: (keys, frames)

@@ -3,7 +3,7 @@
 1. per-voxel detection ratio: a cluster keeps a voxel detected (by its segments) in more than
    ``detection_ratio`` of the frames whose surface held it;
 2. exclusive voxels: each voxel goes to the cluster that detected it most;
-3. containment: a cluster that lost >= ``contained_share`` of its voxels to one other joins it;
+3. containment: a cluster that lost >= ``contain_share`` of its voxels to one other joins it;
 4. disconnected parts holding >= ``split_min_share`` of an object split off (cells of ``split_gap / 2``
    metres, 26-connected); smaller parts stay;
 5. objects whose surface area is under ``min_area`` dropped (``lift3d.area.projected_areas``: the area their
@@ -46,7 +46,7 @@ def filter_objects(cluster_rows: np.ndarray, keys: np.ndarray, seen: np.ndarray,
         return VoxelObjects(empty, empty.copy(), empty.copy())
     detected = _detections(cluster_rows, keys, seen, config.detection_ratio, voxel_rows)
     own_keys, owner, _ = dominant_per_voxel(detected[1], detected[0], detected[2])
-    owner = _absorb_contained(detected, own_keys, owner, config.contained_share)
+    owner = _absorb_contained(detected, own_keys, owner, config.contain_share)
     parts = _split_parts(own_keys, owner, voxel_size, config.split_gap, config.split_min_share)
     keep = projected_areas(own_keys, parts, voxel_size)[parts] >= config.min_area
     dense, origin = _densify(parts[keep], owner[keep])

@@ -229,7 +229,8 @@ def _object_map(voxels, names, cluster, records, tracker, config, table: VoxelTa
     seen = _frames_seeing(voxels, tracker, table, table_voxel)
     consistency = num_obs[origin] / np.maximum(seen, num_obs[origin])
     confidence = observation_confidence(score[origin], num_obs[origin], consistency, np.bincount(voxels.object),
-                                        saturation=config.confidence_frames, voxel_scale=config.confidence_voxels)
+                                        saturation=tracker.config.confidence_frames,
+                                        voxel_scale=tracker.config.confidence_voxels)
     return ObjectMap(voxels.keys, names[voxels.object], names[order], confidence[order], num_obs[origin][order],
                      structure[origin][order], tracker.voxel_size)
 

@@ -11,8 +11,8 @@ several objects, a broken tracker's, is no evidence), and weighs in three ways:
      few voxels in common; joining on overlapping boxes instead, without shared voxels, let swapped ids
      join neighbours: seeds 0-2 of the noisy room);
   3. a segment matched to another object names that object and the track's a merge candidate; they
-     merge after ``merge_votes`` such frames when their boxes lie within ``max_gap`` metres and the votes
-     are more than ``merge_ratio`` of (votes + frames that showed the two under different segments: a
+     merge after ``merge_frames`` such frames (the association's: ``AssociationConfig``) when their boxes
+     lie within ``max_gap`` metres and the votes are more than ``merge_ratio`` (the association's) of (votes + frames that showed the two under different segments: a
      frame's masks separating two objects outweigh a track's claim, which one id switch makes).
 A track id never overrides clear 3D separation: a segment joins only an object it shares voxels with, far objects
 never merge, and a segment keeps its clear geometric match.
@@ -34,15 +34,11 @@ class TrackIdConfig:
     enabled: bool = True
     match_bonus: float = 0.5
     max_gap: float = 0.0
-    merge_votes: int = 2
-    merge_ratio: float = 0.5
     owner_share: float = 0.5
 
     def __post_init__(self) -> None:
-        shares = (self.merge_ratio, self.owner_share)
-        if self.match_bonus < 0 or self.max_gap < 0 or self.merge_votes < 1 or not all(0 < v <= 1 for v in shares):
-            raise ValueError(f"TrackIdConfig: match_bonus and max_gap must be >= 0, merge_votes >= 1, merge_ratio "
-                             f"and owner_share in (0, 1]: {self}")
+        if self.match_bonus < 0 or self.max_gap < 0 or not 0 < self.owner_share <= 1:
+            raise ValueError(f"TrackIdConfig: match_bonus and max_gap must be >= 0, owner_share in (0, 1]: {self}")
 
 
 @dataclass
@@ -58,8 +54,11 @@ class TrackHints:
 class TrackLinks:
     """Per track id, the objects its masks were assigned to (vote counts); per object, its world box."""
 
-    def __init__(self, config: TrackIdConfig = TrackIdConfig()):
+    def __init__(self, config: TrackIdConfig = TrackIdConfig(), merge_frames: int = 2, merge_ratio: float = 0.5):
+        """``merge_frames`` / ``merge_ratio``: the merge test's (``AssociationConfig``'s, which the tracker
+        passes)."""
         self.config = config
+        self.merge_frames, self.merge_ratio = merge_frames, merge_ratio
         self._votes: dict[int, dict[int, int]] = {}
         self._box_min = np.zeros((0, 3))
         self._box_max = np.zeros((0, 3))
@@ -102,7 +101,7 @@ class TrackLinks:
         for pair in sorted(pairs):
             votes = self._merge_votes.get(pair, 0) + 1
             self._merge_votes[pair] = votes
-            if votes >= self.config.merge_votes and votes / (votes + separated(*pair)) > self.config.merge_ratio:
+            if votes >= self.merge_frames and votes / (votes + separated(*pair)) > self.merge_ratio:
                 box = self._boxes(np.array(pair), resolve)
                 if _box_gap(box[0][:1], box[1][:1], box[0][1:], box[1][1:])[0] <= self.config.max_gap:
                     ready.append(pair)
