@@ -268,7 +268,8 @@ def test_older_config_keys_are_read_where_they_live_now(tmp_path):
     path.write_text('voxel_size = 0.03\n[lift]\nvoxel_size = 0.04\n')
     with pytest.raises(ConfigError, match="'voxel_size'.*'lift.voxel_size'"):
         load_config(path)
-    path.write_text('[refine]\nconfidence_frames = 30.0\ncontained_share = 0.7\n[tracking.track_ids]\nmerge_votes = 3\n')
+    path.write_text('[refine]\nconfidence_frames = 30.0\ncontained_share = 0.7\n'
+                    '[tracking.track_ids]\nmerge_votes = 3\n')
     config = load_config(path)  # settings folded into the one that did the same work
     assert (config.tracking.confidence_frames, config.refine.contain_share) == (30.0, 0.7)
     assert config.tracking.association.merge_frames == 3

@@ -104,11 +104,11 @@ class AssociationConfig:
 @dataclass(frozen=True)
 class TrackerConfig:
     """``keep_records``: store every segment and frame surface for ``refine``;
-    ``confidence_frames`` / ``confidence_voxels``: an online object's confidence saturates with this
-    many observing frames / voxels (``export.observation_confidence``; 0 voxels: no size term);
-    (the refined map's confidence too: ``refine``); ``track_ids``: how masks' track ids (SAM 2's video
-    tracks) weigh in the association (a track's merge claim passes the association's merge test:
-    ``merge_frames``, ``merge_ratio``);
+    ``confidence_frames`` / ``confidence_voxels``: an object's confidence, online and refined
+    (``refine``), saturates with this many observing frames / voxels (``export.observation_confidence``;
+    0 voxels: no size term); ``track_ids``: how masks' track ids (SAM 2's video tracks) weigh in the
+    association (a track's merge claim passes the association's merge test: ``merge_frames``,
+    ``merge_ratio``);
     ``free_space``: free-space votes per map cell, counted with the records as frames arrive, and the
     free-space carving of the global pass (``tracking.freespace``).
 
@@ -167,11 +167,12 @@ class RefineConfig:
       met at half the size noisy depth did. 0.016 m^2 (40 cells of 2 cm): noisy room seed 2, refined AP50
       0.718 as with 60 voxels (0.012 m^2 gave 0.677: a kept fragment); ScanNet box AP25/AP50 pooled
       0.736/0.232 -> 0.739/0.233 (2026-12-03); an object that loses ``contain_share`` of its voxels to
-      another joins it (one "holds most of" share for masks and objects); ``split_gap``: metres between parts that
-      split an object (``None``: no split) when the part holds ``split_min_share`` of it;
-      the confidence saturates as the online one does (``TrackerConfig.confidence_frames`` /
-      ``confidence_voxels``), so the online and refined maps rank on one scale; ``weak_cluster``: clusters of at most this many
-      segments (views gave no consensus either way) follow the online association instead;
+      another joins it (one "holds most of" share for masks and objects); ``split_gap``: metres between
+      parts that split an object (``None``: no split) when the part holds ``split_min_share`` of it; the
+      confidence saturates as the online one does (``TrackerConfig.confidence_frames`` /
+      ``confidence_voxels``), so the online and refined maps rank on one scale; ``weak_cluster``: clusters
+      of at most this many segments (views gave no consensus either way) follow the online association
+      instead;
       ``from_online``: start from the online objects (consensus only joins them, True) or from single
       segments (False: the global pass re-solves every view's evidence and splits what a few bridging
       views merged online); ``"auto"`` (the default): from single segments when the tracker's masks are

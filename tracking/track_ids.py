@@ -12,8 +12,9 @@ several objects, a broken tracker's, is no evidence), and weighs in three ways:
      join neighbours: seeds 0-2 of the noisy room);
   3. a segment matched to another object names that object and the track's a merge candidate; they
      merge after ``merge_frames`` such frames (the association's: ``AssociationConfig``) when their boxes
-     lie within ``max_gap`` metres and the votes are more than ``merge_ratio`` (the association's) of (votes + frames that showed the two under different segments: a
-     frame's masks separating two objects outweigh a track's claim, which one id switch makes).
+     lie within ``max_gap`` metres and the votes are more than ``merge_ratio`` (the association's) of
+     (votes + frames that showed the two under different segments: a frame's masks separating two objects
+     outweigh a track's claim, which one id switch makes).
 A track id never overrides clear 3D separation: a segment joins only an object it shares voxels with, far objects
 never merge, and a segment keeps its clear geometric match.
 """
