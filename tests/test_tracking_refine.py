@@ -44,6 +44,13 @@ def test_global_refinement_reunites_a_split_object_under_the_longest_lived_id():
     assert younger not in result.object_map.ids.tolist()
 
 
+def test_a_refinement_that_keeps_no_object_gives_an_empty_map():
+    tracker, _, _ = _split_box_tracker(n_frames=4)
+    result = refine(tracker, RefineConfig(min_area=100.0))  # no surface of 100 m^2: every object dropped
+    assert len(result.object_map) == 0 and result.object_map.keys.size == 0
+    assert (result.segment_object == -1).all() and result.segment_object.size == len(tracker.segments)
+
+
 def test_refinement_keeps_separate_objects_apart_and_wall_whole():
     tracker, frame = _two_boxes_and_wall_tracked()
     result = refine(tracker, SMALL)

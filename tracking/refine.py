@@ -66,7 +66,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     segment_object = _segment_objects(seg_rows, table, voxels, len(records), table_voxel)
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
-    segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
+    segment_named = _named(segment_object, names)
     object_map = _object_map(voxels, names, clusters.cluster, records, tracker, config, table, table_voxel)
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, clusters.underseg, clusters.rounds,
@@ -93,7 +93,7 @@ def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig
     segment_object = _segment_objects(seg_rows, table, voxels, len(records))
     sizes = np.diff(records.offsets.view)
     names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
-    segment_named = np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
+    segment_named = _named(segment_object, names)
     segment_cluster = _majority(seg_rows[member], voxel_cluster[member], len(records))
     object_map = _object_map(voxels, names, segment_cluster, records, tracker, config, table)
     remap = _remap(online, segment_named, sizes)
@@ -250,6 +250,13 @@ def _frames_seeing(voxels, tracker, table: VoxelTable, table_voxel: np.ndarray |
     size = np.bincount(voxels.object, minlength=n_obj)
     enough = counts >= np.maximum(tracker.config.association.min_visible, 0.1 * size[obj])
     return np.bincount(obj[enough], minlength=n_obj)
+
+
+def _named(segment_object: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """Each segment's refined object id (-1: its voxels went to no object; all of them when none was kept)."""
+    if names.size == 0:
+        return np.full(segment_object.shape, -1, np.int64)
+    return np.where(segment_object >= 0, names[np.maximum(segment_object, 0)], -1)
 
 
 def _remap(online, segment_named, sizes) -> dict:
