@@ -16,12 +16,11 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import jsonable, machine_description, machine_line, utc_timestamp
+from benchmarks.harness import DEFAULT_DATA, jsonable, machine_description, machine_line, utc_timestamp
 from benchmarks.suites import OPTIONAL_SECTIONS, SECTION_MODULES, section
 from benchmarks.suites.common import BenchContext, SuiteSkipped
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchmarks.harness import DEFAULT_DATA
+
 SCANNET = "scannet_scene0448_01"
 
 

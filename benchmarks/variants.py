@@ -1,0 +1,170 @@
+"""``python -m benchmarks.variants``: the default pipeline against a variant of its settings, tuned and held-out
+data apart.
+
+    python -m benchmarks.variants --set tracking.association.part_share=0.8 [--set ...] [--only heldout scannet]
+
+Maps every sequence with ``MapperConfig()`` changed by the ``--set KEY=VALUE`` settings (dotted keys as in
+``docs/config.example.toml``'s tables, values in TOML syntax: ``0.8``, ``true``, ``"none"``, ``[0.05, 0.95]``)
+and scores both maps (online and refined) as the ``accuracy`` and ``boxes`` sections do. Sequences: the two
+ScanNet scenes (non-structure box AP25 / AP50, per scene and pooled), and the noisy synthetic room, cluttered
+and tabletop presets at the accuracy section's size (instance AP / AP50 "all", pooled per preset over seeds
+0-1, on which settings were tuned, and over the held-out seeds 2-5). A setting is a gain only where it holds
+on the held-out seeds and on ScanNet, so a report never pools the two groups. Without ``--set`` it maps the
+defaults (the accuracy and boxes sections' numbers). Prints one line per map; about 20 s per sequence on
+one core.
+"""
+from __future__ import annotations
+
+import argparse
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from benchmarks.harness import DEFAULT_DATA
+
+PRESETS = ("room", "cluttered", "tabletop")
+SCANNET = ("scannet_scene0448_01", "scannet_scene0113_00")
+TUNED, HELD_OUT = (0, 1), (2, 3, 4, 5)
+GROUPS = ("tuned", "heldout", "scannet")
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One benchmark sequence: a ScanNet folder name, or a synthetic preset and seed."""
+
+    name: str
+    preset: str | None = None
+    seed: int | None = None
+
+    @property
+    def group(self) -> str:
+        if self.preset is None:
+            return "scannet"
+        return "tuned" if self.seed in TUNED else "heldout"
+
+
+def sequences(groups, presets=PRESETS) -> list[Sequence]:
+    """The sequences of ``groups`` (``GROUPS``), ScanNet first."""
+    out = [Sequence(name) for name in SCANNET] if "scannet" in groups else []
+    for group, seeds in (("heldout", HELD_OUT), ("tuned", TUNED)):
+        if group in groups:
+            out += [Sequence(f"{p}-s{s}", p, s) for p in presets for s in seeds]
+    return out
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``["a.b=1", ...]`` -> ``{"a": {"b": 1}}`` (values in TOML syntax; a bare word is a string)."""
+    data: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        *tables, name = key.strip().split(".")
+        target = data
+        for table in tables:
+            target = target.setdefault(table, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"--set {pair!r}: {table!r} was set as a value before")
+        target[name] = value
+    return data
+
+
+def variant_config(pairs: list[str]):
+    """The ``MapperConfig`` of the defaults changed by ``--set`` pairs; errors name the key (``ConfigError``)."""
+    from scene.config import MapperConfig, build_dataclass
+
+    return build_dataclass(MapperConfig, parse_settings(pairs), "--set")
+
+
+def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int]) -> dict:
+    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring)."""
+    from benchmarks.suites.common import map_sequence
+
+    if sequence.preset is None:
+        from benchmarks.suites.boxes import read_gt_boxes
+        from benchmarks.suites.common import aligned_boxes
+        from scene.datasets import open_dataset
+        from scene.eval import SceneBoxes
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = map_sequence(sequence.name, open_dataset(data / sequence.name, stop=None), config, log=lambda s: None)
+        gt, align, _ = read_gt_boxes(data / sequence.name / "gt_boxes.json")
+        return {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
+                for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
+    from benchmarks.suites.accuracy import score_run
+    from scene.datasets.synthetic import make_scene
+
+    scene = make_scene(sequence.preset, seed=sequence.seed, noisy=True, num_frames=frames, width=size[0],
+                       height=size[1])
+    run = map_sequence(sequence.name, scene.frames(), config, log=lambda s: None)
+    scored = score_run(SimpleNamespace(scene=scene, run=run), sequence.name)
+    return {"online": scored[("online", "all")], "refined": scored[("online+global", "all")]}
+
+
+def report_lines(label: str, scored: dict[Sequence, dict]) -> list[str]:
+    """One line per map: ScanNet box AP25 / AP50 per scene and pooled; synthetic AP / AP50 per preset and
+    seed group."""
+    from scene.eval import evaluate_box_scenes, evaluate_scenes
+
+    lines = []
+    for mode in ("refined", "online"):
+        cells = [f"{label} {mode}"]
+        scannet = [s for s in scored if s.group == "scannet"]
+        for s in scannet:
+            r = evaluate_box_scenes([scored[s][mode]])
+            cells.append(f"{s.name.removeprefix('scannet_')} {r.ap25:.3f}/{r.ap50:.3f}")
+        if len(scannet) > 1:
+            r = evaluate_box_scenes([scored[s][mode] for s in scannet])
+            cells.append(f"pooled {r.ap25:.3f}/{r.ap50:.3f}")
+        for group in ("tuned", "heldout"):
+            for preset in PRESETS:
+                members = [scored[s][mode] for s in scored if s.group == group and s.preset == preset]
+                if members:
+                    r = evaluate_scenes(members).as_dict()
+                    cells.append(f"{preset} {'0-1' if group == 'tuned' else '2-5'} {r['ap']:.3f}/{r['ap50']:.3f}")
+        lines.append(" | ".join(cells))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.variants", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a MapperConfig setting, dotted (repeatable)")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="sequence groups (default: all)")
+    parser.add_argument("--presets", nargs="+", choices=PRESETS, default=list(PRESETS))
+    parser.add_argument("--frames", type=int, default=48, help="synthetic frames (default 48, as the sections)")
+    parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"))
+    parser.add_argument("--data", type=Path, default=None, help="shared real data (default: %s)" % DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    from scene.config import ConfigError
+
+    try:
+        config = variant_config(args.settings)
+    except (ConfigError, ValueError, TypeError) as error:
+        parser.exit(2, f"benchmarks.variants: {error}\n")
+    data = args.data or DEFAULT_DATA
+    chosen = sequences(args.only, args.presets)
+    missing = [s.name for s in chosen if s.preset is None and not (data / s.name / "gt_boxes.json").is_file()]
+    if missing:
+        print(f"skipped (no {data}/NAME/gt_boxes.json): {', '.join(missing)}")
+    chosen = [s for s in chosen if s.name not in missing]
+    label = ", ".join(args.settings) or "defaults"
+    scored = {}
+    for k, sequence in enumerate(chosen, 1):
+        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size))
+        print(f"  {k}/{len(chosen)} {sequence.name} mapped", flush=True)
+    for line in report_lines(label, scored):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""``python -m benchmarks.variants``: settings parsed like the config file's, tuned and held-out seeds apart."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.variants import main, parse_settings, sequences, variant_config
+from scene.config import ConfigError
+
+TINY = ["--only", "tuned", "--presets", "tabletop", "--frames", "6", "--size", "160", "120"]
+
+
+def test_settings_are_dotted_keys_with_toml_values():
+    data = parse_settings(["tracking.association.part_share=0.8", "refine.split_gap=none", "lift.stride = 2",
+                           'geometric.join_height_quantiles=[0.1, 0.9]', "refine.from_online=false"])
+    assert data == {"tracking": {"association": {"part_share": 0.8}}, "refine": {"split_gap": "none",
+                    "from_online": False}, "lift": {"stride": 2},
+                    "geometric": {"join_height_quantiles": [0.1, 0.9]}}
+    config = variant_config(["tracking.association.part_share=0.8", "refine.split_gap=none",
+                             'geometric.join_height_quantiles=[0.1, 0.9]'])
+    assert config.tracking.association.part_share == 0.8 and config.refine.split_gap is None
+    assert config.geometric.join_height_quantiles == (0.1, 0.9)
+    with pytest.raises(ConfigError, match="unknown key 'tracking.association.part_sharex'"):
+        variant_config(["tracking.association.part_sharex=0.8"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_settings(["part_share"])
+
+
+def test_groups_keep_tuned_and_held_out_seeds_apart():
+    chosen = sequences(["tuned", "heldout"], ["room"])
+    assert [s.name for s in chosen] == ["room-s2", "room-s3", "room-s4", "room-s5", "room-s0", "room-s1"]
+    assert {s.group for s in chosen[:4]} == {"heldout"} and {s.group for s in chosen[4:]} == {"tuned"}
+    assert [s.group for s in sequences(["scannet"])] == ["scannet", "scannet"]
+
+
+def test_a_variant_changes_the_refined_map_and_a_bad_key_is_one_line(capsys):
+    assert main(TINY) == 0
+    default = capsys.readouterr().out.splitlines()[-2:]
+    assert default[0].startswith("defaults refined | tabletop 0-1 ") and default[1].startswith("defaults online")
+    refined_ap50 = float(default[0].split()[-1].split("/")[1])
+    assert refined_ap50 > 0
+    # nothing survives a 100 m^2 smallest object: the refined map is empty, the online map as before
+    assert main(TINY + ["--set", "refine.min_area=100"]) == 0
+    varied = capsys.readouterr().out.splitlines()[-2:]
+    assert varied[0].endswith("tabletop 0-1 0.000/0.000")
+    assert varied[1].split("|")[1] == default[1].split("|")[1]
+    with pytest.raises(SystemExit) as exit_info:
+        main(TINY + ["--set", "refine.min_areax=1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key 'refine.min_areax'" in err[0]
