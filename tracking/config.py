@@ -31,6 +31,16 @@ class AssociationConfig:
     - ``merge_ratio``: least bridged / (bridged + separated) frames for a merge (separated = both
       visible and covered by different segments).
     - ``parts_follow_mask``: spatial parts of one mask that match nothing join their mask's object.
+    - Chosen on the tuned seeds, checked on the rest (2026-12-05, ``python -m benchmarks.variants``,
+      refined maps; held-out noisy AP50 room / cluttered / tabletop seeds 2-5, default 0.755 / 0.603 /
+      0.855; ScanNet pooled box AP25 / AP50, default 0.774 / 0.311): ``match_iou`` 0.5 gains tuned
+      tabletop seeds 0-1 (0.733 -> 0.833) but gives 0.735 / 0.608 / 0.838 and 0.758 / 0.273;
+      ``part_share`` 0.8 gains tuned cluttered (0.596 -> 0.617) and gives 0.756 / 0.637 / 0.855 and
+      0.757 / 0.308 (online pooled 0.620 / 0.204 -> 0.662 / 0.387): both lose ScanNet AP25. Tuned-seed
+      AP50 of the others at about x0.5 and x2 (cluttered / room / tabletop, default 0.596 / 0.855 / 0.733):
+      ``merge_ratio`` 0.25 0.587 / 0.852 / 0.819, 0.75 0.568 / 0.819 / 0.737; ``merge_frames`` 1 0.456 /
+      0.858 / 0.833, 4 0.572 / 0.816 / 0.741; ``match_iou`` 0.125 0.633 / 0.855 / 0.737; ``part_share``
+      0.3 0.596 / 0.850 / 0.737.
     - ``grow_by_vote`` (option, off): surface a segment adds to an existing object (voxels not yet in the
       map, at least ``min_visible``) becomes a provisional growth of it: shown as the object, it joins
       it for good after ``merge_frames`` frames held together (a segment holding both, or the object

@@ -22,6 +22,10 @@ class GeometricConfig:
     sigma0: float = 0.0012  # sensor noise sigma(z) = sigma0 + sigma2 z^2 (Kinect-like, metres)
     sigma2: float = 0.0019  # metres per square metre of depth
     n_sigma: float = 3.0  # a depth jump also exceeds this many noise sigmas
+    # Cutting at smaller jumps gains the tuned seeds 0-1 (noisy AP50 cluttered / room / tabletop 0.596 / 0.855 /
+    # 0.733: n_sigma 2 0.611 / 0.875 / 0.736, rel_jump 0.015 0.594 / 0.878 / 0.740) and scene0448_01 AP50
+    # (0.074 -> 0.199 / 0.142), but not the held-out seeds 2-5 (room 0.755 -> 0.718 / 0.728) nor ScanNet pooled
+    # box AP25 (0.774 -> 0.604 / 0.573): its fragile true positives break (2026-12-05, benchmarks.variants).
     normal_radius: int = 1  # central-difference half-width for normals (work pixels)
     # The crease band is about normal_smooth + 2 crease_offset work pixels wide, as wide as a 10 cm object at
     # 2.5 m: under such an object standing on a box the 90-degree crease reads 0.1-0.35, not 1, and its seed
