@@ -10,13 +10,12 @@ so ``MapperConfig.voxel_size`` only reads ``lift.voxel_size``.
 lists every field); keys left out keep their defaults, unknown keys are an error naming the key and the
 file; the string "none" sets an optional field to None (TOML has no null). Keys of older files are still
 read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_stride`` and
-``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), settings folded into one that did
-the same work (``refine.confidence_frames`` / ``confidence_voxels``, ``refine.contained_share``,
-``tracking.track_ids.merge_votes`` / ``merge_ratio``: see ``_MOVED``), and geometric options under
-``[segmenter_options]`` (now ``[geometric]``), and geometric settings folded into one
-(``segment2d.geometric.config.FOLDED_FIELDS``: read as the setting that replaced them, an error when two
-of them disagree). Settings of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error
-naming the key and why it went.
+``tracking.depth_range`` (now ``lift.stride`` and ``lift.depth_range``), geometric options under
+``[segmenter_options]`` (now ``[geometric]``), and settings folded into one that did the same work at the
+same value (``_MOVED``: ``refine.confidence_frames`` / ``confidence_voxels``, ``refine.contained_share``,
+``tracking.track_ids.merge_votes`` / ``merge_ratio``; ``segment2d.geometric.config.FOLDED_FIELDS``): each
+is read as the setting that replaced it, and two of them that disagree are an error naming both. Settings
+of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming the key and why it went.
 """
 from __future__ import annotations
 
