@@ -17,6 +17,7 @@ Mask generation is not timed (it is segment2d's budget); "track" = partition + l
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import pickle
@@ -135,12 +136,9 @@ def bench_scannet(args) -> None:
     result = refine(tracker, RefineConfig())
     print(f"  refine {time.perf_counter() - start:.2f} s for {len(tracker.segments)} segments")
     print("  online+global  objects %3d | box AP25 %.3f AP50 %.3f" % ((len(result.object_map),) + box_scores(result.object_map, gt)))
-    unsized = tracker.config
-    tracker.config = dataclasses.replace(unsized, confidence_voxels=1000.0)  # the refined map's saturation too
-    try:
-        sized = refine(tracker, RefineConfig()).object_map
-    finally:
-        tracker.config = unsized
+    sized_tracker = copy.copy(tracker)  # the tracker's confidence saturation is the refined map's too
+    sized_tracker.config = dataclasses.replace(tracker.config, confidence_voxels=1000.0)
+    sized = refine(sized_tracker, RefineConfig()).object_map
     print("  online+global, confidence discounted below ~1000 voxels (confidence_voxels=1000): box AP25 %.3f AP50 %.3f"
           % box_scores(sized, gt))
     records = tracker.segments.nbytes() + tracker.surfaces.nbytes()

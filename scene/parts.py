@@ -513,10 +513,10 @@ class PartRanker:
         height, width = part.top - part.base, float(np.max(part.ground_high - part.ground_low))
         return cfg.post_elongation > 0 and height >= cfg.post_min_height and height >= cfg.post_elongation * width
 
-    def _inside(self, piece: _Geometry, plane: _Geometry, margin: float) -> bool:
-        """Whether ``inside_share`` of the piece's sample lies in the plane's in-plane box grown by ``margin`` m."""
+    def _inside(self, piece: _Geometry, plane: _Geometry, reach: float) -> bool:
+        """Whether ``inside_share`` of the piece's sample lies in the plane's in-plane box grown by ``reach`` m."""
         coords = piece.sample @ plane.plane_axes.T
-        inside = np.all((coords >= plane.plane_low - margin) & (coords <= plane.plane_high + margin), axis=1)
+        inside = np.all((coords >= plane.plane_low - reach) & (coords <= plane.plane_high + reach), axis=1)
         return bool(inside.mean() >= self.config.inside_share)
 
     def _lies_in(self, piece: _Geometry, plane: _Geometry, reach: float) -> bool:
