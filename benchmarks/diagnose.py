@@ -21,7 +21,9 @@ with a neighbour, too small for the protocol, split into pieces, or partial) and
 what the views' 2D masks said (``view_pair_evidence``: in how many of the frames seeing both sides one
 mask held both, and in how many a mask held one without the other), a tally of those kinds and
 the AP with the predictions that are pieces of one GT object left out (``piece_predictions``): what the
-map loses to objects it cut up. For a ScanNet scene, last, per GT box the box of its best prediction against it
+map loses to objects it cut up. For both, the joining oracle (``joined_pieces``, ``joined_box_pieces``):
+the AP once the predictions lying mostly on one GT object are joined into one, what a perfect grouping of
+the map's pieces could give (the merges it made stay). For a ScanNet scene, last, per GT box the box of its best prediction against it
 (``box_fit``: size per axis, the points stretching it and their hit counts against the inside's) and the
 other predictions holding pieces of it (``pieces_inside``): whether a near miss is a box too large (stray
 voxels, a neighbour attached) or too small (the object split).
@@ -236,6 +238,9 @@ def diagnose_synthetic(args, out=None) -> dict:
     _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores, best_iou, threshold, out)
     pieces = piece_predictions(all_masks, ids, best_iou, threshold)
     ap_without = _instance_ap(ids, all_masks[~pieces], scores[~pieces], threshold)
+    joined_masks, joined_scores = joined_pieces(all_masks, scores, _main_instance(all_masks, ids))
+    _print_joined(lambda m, score: _instance_ap(ids, m, score, threshold), joined_masks, joined_scores,
+                  _best_point_iou(joined_masks, ids), len(all_masks), threshold, out)
     counts = {**_counts(taken, len(gt_ids), missed), "pieces": int(pieces.sum()),
               **{kind: kinds_missed.count(kind) for kind in FAILURE_KINDS}}
     print("failures: " + ", ".join(f"{kind} {counts[kind]}" for kind in FAILURE_KINDS) + f"; {counts['pieces']} "
@@ -361,6 +366,60 @@ def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarra
     return (size >= MIN_REGION) & (purity >= PIECE_PURITY) & (best_iou < threshold)
 
 
+def joined_pieces(masks: np.ndarray, scores: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The joining oracle: the predictions (P x N masks over the points, their ``scores``) that lie mostly
+    on one GT object (``owner``: its index per prediction, -1: none) joined into one prediction per GT
+    object (the union of their masks, the best of their scores); the rest stay as they are. Its AP is what
+    a perfect joining of the map's pieces could give: merges and boxes stretched by a neighbour remain."""
+    owner = np.asarray(owner, np.int64)
+    alone = owner < 0
+    groups = np.unique(owner[~alone])
+    joined = [masks[owner == g].any(0) for g in groups]
+    best = [scores[owner == g].max() for g in groups]
+    return (np.concatenate([masks[alone], np.asarray(joined, bool).reshape(-1, masks.shape[1])]),
+            np.concatenate([scores[alone], np.asarray(best, np.float64)]))
+
+
+def joined_box_pieces(points: list, scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``joined_pieces`` for boxes: the predictions (their points, the GT's frame) with at least
+    ``PIECE_PURITY`` of their points inside one GT box (6: min / max corners; the box holding most) joined
+    per GT box into the AABB of their points; returns (P' x 6 boxes, scores)."""
+    owner = np.full(len(points), -1, np.int64)
+    for k, pts in enumerate(points):
+        if len(gt) and len(pts):
+            inside = np.all((pts[:, None, :] >= gt[None, :, :3]) & (pts[:, None, :] <= gt[None, :, 3:]), axis=2)
+            share = inside.mean(0)
+            owner[k] = int(share.argmax()) if share.max() >= PIECE_PURITY else -1
+    boxes, best = [], []
+    for g in np.unique(owner):
+        members = np.flatnonzero(owner == g)
+        for group in ([members] if g >= 0 else [[k] for k in members]):
+            union = np.concatenate([points[k] for k in group])
+            boxes.append(np.concatenate([union.min(0), union.max(0)]))
+            best.append(float(np.max(np.asarray(scores)[group])))
+    return np.asarray(boxes, np.float64).reshape(-1, 6), np.asarray(best, np.float64)
+
+
+def _main_instance(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
+    """Per prediction (P x N masks), the GT instance (id > 0) holding at least ``PIECE_PURITY`` of its
+    points, -1 where none does or it has fewer than ``MIN_REGION`` points."""
+    instances = np.array([g for g in np.unique(gt_ids) if g > 0], np.int64)
+    if not instances.size or masks.shape[0] == 0:
+        return np.full(masks.shape[0], -1, np.int64)
+    inside = masks.astype(np.float64) @ np.stack([gt_ids == g for g in instances]).T.astype(np.float64)
+    size = masks.sum(1)
+    pure = (inside.max(1) >= PIECE_PURITY * np.maximum(size, 1)) & (size >= MIN_REGION)
+    return np.where(pure, instances[inside.argmax(1)], -1)
+
+
+def _print_joined(ap_of, masks, scores: np.ndarray, best_iou: np.ndarray, before: int, threshold: float,
+                  out) -> None:
+    """The joining oracle's AP (``joined_pieces``), as ranked and ranked by best GT IoU."""
+    print(f"joining oracle (the predictions lying >= {PIECE_PURITY:g} on one GT object joined: {before} -> "
+          f"{len(scores)}): AP{round(100 * threshold)} as ranked {ap_of(masks, scores):.3f}, ranked by best GT "
+          f"IoU {ap_of(masks, best_iou):.3f}", file=out)
+
+
 def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, threshold: float) -> float:
     from scene.eval import InstanceAPConfig, ScenePredictions, evaluate_scenes
 
@@ -411,6 +470,12 @@ def diagnose_scannet(args, out=None) -> dict:
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
     _print_headroom(lambda score: _box_ap(gt, boxes, score, threshold), scores,
                     iou.max(1) if iou.size else np.zeros(len(objects)), threshold, out)
+    points = [np.asarray(o.points, np.float64) @ align[:3, :3].T + align[:3, 3] for o in objects]
+    joined_boxes, joined_scores = joined_box_pieces(points, scores, gt)
+    joined_iou = box_iou_3d(joined_boxes, gt)
+    _print_joined(lambda b, score: _box_ap(gt, b, score, threshold), joined_boxes, joined_scores,
+                  joined_iou.max(1) if joined_iou.size else np.zeros(len(joined_scores)), len(objects), threshold,
+                  out)
     _print_box_fits(objects, boxes, iou, gt, labels, align, out)
     return _counts(taken, len(gt), missed)
 

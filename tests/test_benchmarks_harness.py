@@ -369,3 +369,35 @@ def test_box_fit_names_the_few_observation_points_that_stretch_a_box_and_the_pie
     _print_box_fits(objects, boxes, np.array([[0.3], [0.5]]), gt, ["chair #0"], np.eye(4), out)
     printed = out.getvalue()
     assert "chair #0: id 8 IoU 0.50" in printed and "other pieces inside: id 7 3000 pts" in printed
+
+
+def test_joining_oracle_joins_the_pieces_of_one_gt_object_and_leaves_the_rest():
+    from benchmarks.diagnose import _instance_ap, _main_instance, joined_pieces
+
+    gt = np.repeat([1, 2, 0], 400)  # two objects of 400 points, 400 unlabelled
+    masks = np.zeros((4, gt.size), bool)
+    masks[0, :180] = masks[1, 180:400] = True  # two pieces of object 1, neither reaching IoU 0.5
+    masks[2, 400:800] = True  # object 2 whole
+    masks[3, 300:600] = True  # a merge: a third on object 1, two thirds on object 2
+    scores = np.array([0.9, 0.5, 0.8, 0.3])
+    owner = _main_instance(masks, gt)
+    assert owner.tolist() == [1, 1, 2, -1]
+    joined, best = joined_pieces(masks, scores, owner)
+    assert joined.shape == (3, gt.size) and best.tolist() == [0.3, 0.9, 0.8]
+    assert joined[1, :400].all() and not joined[1, 400:].any()  # the halves, one prediction
+    assert joined[0].sum() == 300  # the merge is no piece: left as it is
+    assert _instance_ap(gt, masks, scores, 0.5) < _instance_ap(gt, joined, best, 0.5) == 1.0
+
+
+def test_box_joining_oracle_takes_the_aabb_of_the_pieces_inside_one_gt_box():
+    from benchmarks.diagnose import joined_box_pieces
+
+    gt = np.array([[0, 0, 0, 1, 1, 1], [3, 0, 0, 4, 1, 1]], float)
+    rng = np.random.default_rng(0)
+    left = rng.uniform([0, 0, 0], [0.5, 1, 1], (50, 3))
+    right = rng.uniform([0.5, 0, 0], [1, 1, 1], (50, 3))
+    straddling = rng.uniform([0.5, 0, 0], [3.5, 1, 1], (50, 3))  # most of it between the boxes
+    boxes, scores = joined_box_pieces([left, right, straddling], np.array([0.4, 0.7, 0.9]), gt)
+    assert len(boxes) == 2 and sorted(scores.tolist()) == [0.7, 0.9]
+    whole = boxes[scores.tolist().index(0.7)]
+    np.testing.assert_allclose(whole, np.r_[np.minimum(left.min(0), right.min(0)), np.maximum(left.max(0), right.max(0))])
