@@ -23,10 +23,11 @@ mask held both, and in how many a mask held one without the other), a tally of t
 the AP with the predictions that are pieces of one GT object left out (``piece_predictions``): what the
 map loses to objects it cut up. For both, the joining oracle (``joined_pieces``, ``joined_box_pieces``):
 the AP once the predictions lying mostly on one GT object are joined into one, what a perfect grouping of
-the map's pieces could give (the merges it made stay). For a ScanNet scene, last, per GT box the box of its best prediction against it
-(``box_fit``: size per axis, the points stretching it and their hit counts against the inside's) and the
-other predictions holding pieces of it (``pieces_inside``): whether a near miss is a box too large (stray
-voxels, a neighbour attached) or too small (the object split).
+the map's pieces could give (the merges it made stay). For a ScanNet scene, last, per GT box the box of
+its best prediction against it (``box_fit``: size per axis, the points stretching it and their hit
+counts against the inside's) and the other predictions holding pieces of it (``pieces_inside``):
+whether a near miss is a box too large (stray voxels, a neighbour attached) or too small (the object
+split).
 """
 from __future__ import annotations
 
@@ -238,7 +239,7 @@ def diagnose_synthetic(args, out=None) -> dict:
     _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores, best_iou, threshold, out)
     pieces = piece_predictions(all_masks, ids, best_iou, threshold)
     ap_without = _instance_ap(ids, all_masks[~pieces], scores[~pieces], threshold)
-    joined_masks, joined_scores = joined_pieces(all_masks, scores, _main_instance(all_masks, ids))
+    joined_masks, joined_scores = joined_pieces(all_masks, scores, main_instance(all_masks, ids))
     _print_joined(lambda m, score: _instance_ap(ids, m, score, threshold), joined_masks, joined_scores,
                   _best_point_iou(joined_masks, ids), len(all_masks), threshold, out)
     counts = {**_counts(taken, len(gt_ids), missed), "pieces": int(pieces.sum()),
@@ -355,15 +356,10 @@ def _distinct_voxels(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, 
 
 def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarray, threshold: float) -> np.ndarray:
     """Per prediction (P x N masks over the GT points), whether it is a piece of one GT object: at least
-    ``MIN_REGION`` points, at least ``PIECE_PURITY`` of them on one GT instance (ids > 0), and its best IoU
-    (``best_iou``) under ``threshold``. Left out, the AP shows what the map loses to objects it cut up."""
-    instances = [g for g in np.unique(gt_ids) if g > 0]
-    size = masks.sum(1)
-    if not instances or masks.shape[0] == 0:
-        return np.zeros(masks.shape[0], bool)
-    inside = masks.astype(np.float64) @ np.stack([gt_ids == g for g in instances]).T.astype(np.float64)
-    purity = inside.max(1) / np.maximum(size, 1)
-    return (size >= MIN_REGION) & (purity >= PIECE_PURITY) & (best_iou < threshold)
+    ``MIN_REGION`` points, at least ``PIECE_PURITY`` of them on one GT instance (ids > 0, ``main_instance``),
+    and its best IoU (``best_iou``) under ``threshold``. Left out, the AP shows what the map loses to
+    objects it cut up."""
+    return (main_instance(masks, gt_ids) >= 0) & (np.asarray(best_iou) < threshold)
 
 
 def joined_pieces(masks: np.ndarray, scores: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -387,8 +383,7 @@ def joined_box_pieces(points: list, scores: np.ndarray, gt: np.ndarray) -> tuple
     owner = np.full(len(points), -1, np.int64)
     for k, pts in enumerate(points):
         if len(gt) and len(pts):
-            inside = np.all((pts[:, None, :] >= gt[None, :, :3]) & (pts[:, None, :] <= gt[None, :, 3:]), axis=2)
-            share = inside.mean(0)
+            share = _inside_boxes(pts, gt).mean(0)
             owner[k] = int(share.argmax()) if share.max() >= PIECE_PURITY else -1
     boxes, best = [], []
     for g in np.unique(owner):
@@ -400,7 +395,7 @@ def joined_box_pieces(points: list, scores: np.ndarray, gt: np.ndarray) -> tuple
     return np.asarray(boxes, np.float64).reshape(-1, 6), np.asarray(best, np.float64)
 
 
-def _main_instance(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
+def main_instance(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
     """Per prediction (P x N masks), the GT instance (id > 0) holding at least ``PIECE_PURITY`` of its
     points, -1 where none does or it has fewer than ``MIN_REGION`` points."""
     instances = np.array([g for g in np.unique(gt_ids) if g > 0], np.int64)
@@ -470,14 +465,19 @@ def diagnose_scannet(args, out=None) -> dict:
         print(f"  {labels[g]}: best " + ", ".join(f"id {objects[p].id} IoU {iou[p, g]:.2f}" for p in best), file=out)
     _print_headroom(lambda score: _box_ap(gt, boxes, score, threshold), scores,
                     iou.max(1) if iou.size else np.zeros(len(objects)), threshold, out)
-    points = [np.asarray(o.points, np.float64) @ align[:3, :3].T + align[:3, 3] for o in objects]
+    points = _aligned_points(objects, align)
     joined_boxes, joined_scores = joined_box_pieces(points, scores, gt)
     joined_iou = box_iou_3d(joined_boxes, gt)
     _print_joined(lambda b, score: _box_ap(gt, b, score, threshold), joined_boxes, joined_scores,
                   joined_iou.max(1) if joined_iou.size else np.zeros(len(joined_scores)), len(objects), threshold,
                   out)
-    _print_box_fits(objects, boxes, iou, gt, labels, align, out)
+    _print_box_fits(objects, points, iou, gt, labels, out)
     return _counts(taken, len(gt), missed)
+
+
+def _aligned_points(objects: list, align: np.ndarray) -> list:
+    """Each object's points (float64) after the 4 x 4 ``align``: the GT boxes' frame."""
+    return [np.asarray(o.points, np.float64) @ align[:3, :3].T + align[:3, 3] for o in objects]
 
 
 def box_fit(gt_box: np.ndarray, points: np.ndarray, weights: np.ndarray | None, margin: float = 0.05) -> dict:
@@ -502,21 +502,24 @@ def pieces_inside(gt_box: np.ndarray, object_points: list, min_points: int = 50)
     """(index, points inside the GT box, share of the object's points) for each object holding at least
     ``min_points`` points inside ``gt_box`` (6: min / max corners), most points first: the pieces an
     object the map split lies in."""
-    low, high = np.asarray(gt_box[:3]), np.asarray(gt_box[3:])
     found = []
     for k, points in enumerate(object_points):
-        inside = int(np.all((points >= low) & (points <= high), axis=1).sum())
+        inside = int(_inside_boxes(points, np.asarray(gt_box)[None]).sum())
         if inside >= min_points:
             found.append((k, inside, inside / len(points)))
     return sorted(found, key=lambda row: -row[1])
 
 
-def _print_box_fits(objects: list, boxes: np.ndarray, iou: np.ndarray, gt: np.ndarray, labels: list,
-                    align: np.ndarray, out) -> None:
-    """Per GT box, its best prediction's box against it (``box_fit``) and the pieces inside it."""
+def _inside_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """N x B bool: each of ``points`` (N x 3) inside each of ``boxes`` (B x 6: min / max corners)."""
+    return np.all((points[:, None, :] >= boxes[None, :, :3]) & (points[:, None, :] <= boxes[None, :, 3:]), axis=2)
+
+
+def _print_box_fits(objects: list, points: list, iou: np.ndarray, gt: np.ndarray, labels: list, out) -> None:
+    """Per GT box, its best prediction's box against it (``box_fit``) and the pieces inside it; ``points``:
+    each object's points in the GT's frame (``_aligned_points``)."""
     if not objects or not len(gt):
         return
-    points = [np.asarray(o.points, np.float64) @ align[:3, :3].T + align[:3, 3] for o in objects]
     print("box fits (per GT: the best prediction's box size against the GT's, per axis x y z; points more "
           "than 5 cm outside the GT box and their median hit count against the inside's; the pieces inside):",
           file=out)

@@ -364,15 +364,14 @@ def test_box_fit_names_the_few_observation_points_that_stretch_a_box_and_the_pie
         [(1, len(seat)), (2, len(back))], key=lambda row: -row[1])
     objects = [MapObject.from_points(7, points.astype(np.float32), weights=weights.astype(np.float32)),
                MapObject.from_points(8, seat.astype(np.float32))]
-    boxes = np.array([np.r_[p.min(0), p.max(0)] for p in (points, seat)])
     out = io.StringIO()
-    _print_box_fits(objects, boxes, np.array([[0.3], [0.5]]), gt, ["chair #0"], np.eye(4), out)
+    _print_box_fits(objects, [points, seat], np.array([[0.3], [0.5]]), gt, ["chair #0"], out)
     printed = out.getvalue()
     assert "chair #0: id 8 IoU 0.50" in printed and "other pieces inside: id 7 3000 pts" in printed
 
 
 def test_joining_oracle_joins_the_pieces_of_one_gt_object_and_leaves_the_rest():
-    from benchmarks.diagnose import _instance_ap, _main_instance, joined_pieces
+    from benchmarks.diagnose import _instance_ap, joined_pieces, main_instance
 
     gt = np.repeat([1, 2, 0], 400)  # two objects of 400 points, 400 unlabelled
     masks = np.zeros((4, gt.size), bool)
@@ -380,7 +379,7 @@ def test_joining_oracle_joins_the_pieces_of_one_gt_object_and_leaves_the_rest():
     masks[2, 400:800] = True  # object 2 whole
     masks[3, 300:600] = True  # a merge: a third on object 1, two thirds on object 2
     scores = np.array([0.9, 0.5, 0.8, 0.3])
-    owner = _main_instance(masks, gt)
+    owner = main_instance(masks, gt)
     assert owner.tolist() == [1, 1, 2, -1]
     joined, best = joined_pieces(masks, scores, owner)
     assert joined.shape == (3, gt.size) and best.tolist() == [0.3, 0.9, 0.8]
@@ -400,4 +399,5 @@ def test_box_joining_oracle_takes_the_aabb_of_the_pieces_inside_one_gt_box():
     boxes, scores = joined_box_pieces([left, right, straddling], np.array([0.4, 0.7, 0.9]), gt)
     assert len(boxes) == 2 and sorted(scores.tolist()) == [0.7, 0.9]
     whole = boxes[scores.tolist().index(0.7)]
-    np.testing.assert_allclose(whole, np.r_[np.minimum(left.min(0), right.min(0)), np.maximum(left.max(0), right.max(0))])
+    np.testing.assert_allclose(
+        whole, np.r_[np.minimum(left.min(0), right.min(0)), np.maximum(left.max(0), right.max(0))])
