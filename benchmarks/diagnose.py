@@ -410,8 +410,8 @@ def main_instance(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
 def _print_joined(ap_of, masks, scores: np.ndarray, best_iou: np.ndarray, before: int, threshold: float,
                   out) -> None:
     """The joining oracle's AP (``joined_pieces``), as ranked and ranked by best GT IoU."""
-    print(f"joining oracle (the predictions lying >= {PIECE_PURITY:g} on one GT object joined: {before} -> "
-          f"{len(scores)}): AP{round(100 * threshold)} as ranked {ap_of(masks, scores):.3f}, ranked by best GT "
+    print(f"joining oracle (the predictions lying >= {PIECE_PURITY:g} on one GT object joined, counting those "
+          f"of any size: {before} -> {len(scores)}): AP{round(100 * threshold)} as ranked {ap_of(masks, scores):.3f}, ranked by best GT "
           f"IoU {ap_of(masks, best_iou):.3f}", file=out)
 
 
