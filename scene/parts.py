@@ -98,6 +98,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from segment2d.geometric import GeometricConfig
+
 from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
 from .objects import column_bounds
@@ -176,6 +178,16 @@ class PartConfig:
     the map's frame) have an IoU of at least ``overlap_iou``, with at least ``plane_min_touch`` points of
     one within ``contact_voxels`` of the other, are joined.
 
+    Pieces of one colour (``colour_join``, 0: off): once the rules above find nothing more, non-structure
+    objects with at least ``plane_min_touch`` points within ``hang_gap`` m of each other (the largest gap
+    between parts of one object that the rules allow) whose mean colours differ by less than
+    ``colour_join`` on every RGB channel (0-255) are grouped agglomeratively, closest colours first, each
+    join only while the group's mean colours still differ by less than that and the group stays
+    object-sized: its largest principal std at most ``object_extent`` m (None: the geometric generator's
+    ``GeometricConfig.object_extent``, the one bound of an object-sized region; the mapper passes its
+    ``geometric.object_extent``). The mapper turns it off for one-level masks
+    (``segment2d.types.one_level_masks``: whole objects, so views that keep two of them apart are right).
+
     ``PartRanker.join`` looks for joins again on the joined map until it finds none."""
 
     contact_voxels: float = 2.0
@@ -198,11 +210,14 @@ class PartConfig:
     join_overlapping: bool = True
     overlap_iou: float = 0.5
     inside_share: float = 0.9
+    colour_join: float = 10.0
+    object_extent: float | None = None
 
     @property
     def joins_any(self) -> bool:
         """Whether any join rule is on."""
-        return self.join_hanging or self.join_coplanar or self.join_inplane or self.join_overlapping
+        return (self.join_hanging or self.join_coplanar or self.join_inplane or self.join_overlapping
+                or self.colour_join > 0)
 
     def __post_init__(self) -> None:
         if self.contact_voxels <= 0 or self.penalty < 0 or not 0 <= self.max_discount <= 1:
@@ -214,6 +229,8 @@ class PartConfig:
         lengths = (self.hang_gap, self.post_min_height, self.post_elongation, self.leg_reach,
                    self.plane_thickness, self.plane_angle_deg, self.plane_min_touch, self.inplane_ratio)
         fractions = (self.inside_share, self.overlap_iou)
+        if self.colour_join < 0 or (self.object_extent is not None and not self.object_extent > 0):
+            raise ValueError(f"PartConfig: colour_join must be >= 0 (0: off), object_extent > 0 or None: {self}")
         if min(lengths) < 0 or not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"PartConfig: the hang_*, post_*, leg_*, plane_* and inplane_* lengths, angle, count "
                              f"and ratios must be >= 0, inside_share and overlap_iou in (0, 1]: {self}")
@@ -364,11 +381,15 @@ class PartRanker:
 
     def joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         """The id pairs to join: hanging parts, coplanar, overlapping and in-plane pieces (see
-        ``PartConfig``).
+        ``PartConfig``); when those find none, the groups of one colour (``same_colour``).
 
         Joins chain, so an in-plane piece that the other rules join with other objects joins its plane
         only when most (``inside_share``) of their points lie in objects in that plane too: a cabinet
         must not follow one of its pieces into the floor."""
+        pairs = self._rule_joins(imap, up, floor)
+        return pairs if pairs else self.same_colour(imap, up)
+
+    def _rule_joins(self, imap: InstanceMap, up: np.ndarray, floor: float) -> list[tuple[int, int]]:
         pairs = self.hanging(imap, up, floor) + self.coplanar(imap, up) + self.overlapping(imap, up)
         inplane = self.inplane(imap, up)
         if not inplane:
@@ -503,6 +524,38 @@ class PartRanker:
                     break
         return pairs
 
+    def same_colour(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
+        """Id pairs that join nearby non-structure objects of one colour into object-sized groups (see
+        ``PartConfig.colour_join``): candidate pairs closest in colour first, a pair joining two groups
+        only while the groups' mean colours stay within ``colour_join`` and their union's largest
+        principal std within ``object_extent``."""
+        cfg = self.config
+        if cfg.colour_join <= 0:
+            return []
+        objects, shapes = self._shapes(imap, up)
+        if len(objects) < 2:
+            return []
+        groups = _ColourGroups(objects)
+        gap = max(cfg.hang_gap, self._reach(imap))
+        low = np.array([shape.low for shape in shapes])
+        high = np.array([shape.high for shape in shapes])
+        apart = np.any(low[:, None] > high[None] + gap, axis=2)
+        near = np.triu(~(apart | apart.T), k=1)
+        candidates = []
+        for a, b in zip(*np.nonzero(near)):
+            difference = groups.colour_difference(a, b)
+            if difference >= cfg.colour_join:
+                continue
+            distance, _ = shapes[b].tree.query(shapes[a].points, distance_upper_bound=gap)
+            if np.count_nonzero(distance <= gap) >= cfg.plane_min_touch:
+                candidates.append((difference, int(a), int(b)))
+        extent = GeometricConfig.object_extent if cfg.object_extent is None else cfg.object_extent
+        pairs = []
+        for _, a, b in sorted(candidates):
+            if groups.join(a, b, cfg.colour_join, extent):
+                pairs.append((objects[a].id, objects[b].id))
+        return pairs
+
     def _reach(self, imap: InstanceMap) -> float:
         """Metres: the contact distance (``contact_voxels`` voxels of the map), also every test's tolerance."""
         return self.config.contact_voxels * imap.metadata.voxel_size
@@ -581,6 +634,46 @@ class PartRanker:
             nearest = index[distance <= reach]
         self._touches[(a, b)] = (first, second, reach, nearest)
         return nearest
+
+
+class _ColourGroups:
+    """Union-find over objects that keeps each group's point count, colour sum and point moments, so a
+    join is tested on the group's mean colour and principal spread without touching the points again."""
+
+    def __init__(self, objects: list[MapObject]):
+        self.parent = list(range(len(objects)))
+        self.count = np.array([obj.num_points for obj in objects], np.float64)
+        self.colour = np.array([obj.colors.astype(np.float64).sum(0) for obj in objects]).reshape(-1, 3)
+        points = [np.asarray(obj.points, np.float64) for obj in objects]
+        self.first = np.array([p.sum(0) for p in points]).reshape(-1, 3)
+        self.second = np.array([p.T @ p for p in points]).reshape(-1, 3, 3)
+
+    def find(self, k: int) -> int:
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def colour_difference(self, a: int, b: int) -> float:
+        """The largest per-channel difference of the two groups' mean colours (0-255)."""
+        a, b = self.find(a), self.find(b)
+        return float(np.abs(self.colour[a] / self.count[a] - self.colour[b] / self.count[b]).max())
+
+    def join(self, a: int, b: int, colour: float, extent: float) -> bool:
+        """Join the groups of ``a`` and ``b`` when they differ and their mean colours differ by less than
+        ``colour`` and their union's largest principal std is at most ``extent`` m; whether joined."""
+        a, b = self.find(a), self.find(b)
+        if a == b or self.colour_difference(a, b) >= colour:
+            return False
+        count = self.count[a] + self.count[b]
+        mean = (self.first[a] + self.first[b]) / count
+        covariance = (self.second[a] + self.second[b]) / count - np.outer(mean, mean)
+        if np.sqrt(max(float(np.linalg.eigvalsh(covariance)[-1]), 0.0)) > extent:
+            return False
+        self.parent[b] = a
+        self.count[a], self.colour[a] = count, self.colour[a] + self.colour[b]
+        self.first[a], self.second[a] = self.first[a] + self.first[b], self.second[a] + self.second[b]
+        return True
 
 
 @dataclass(frozen=True, eq=False)

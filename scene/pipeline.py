@@ -64,7 +64,7 @@ from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.map_writer import (FinishSettings, MapReplica, MapWriter, WriterProcess, WriterProcessDied, mean_geometry,
                               well_observed, write_save)
-from scene.parts import PartRanker, detection_confidence
+from scene.parts import PartConfig, PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
 from scene.trim import owned_voxels, trim_strays
@@ -228,6 +228,16 @@ class _VoxelGeometry:
             self.count = np.concatenate([self.count, np.zeros(max(n, 2 * len(self.count), 256) - len(self.count), np.int64)])
 
 
+def parts_settings(parts: PartConfig, one_level_masks: bool, object_extent: float) -> PartConfig:
+    """The parts pass's settings for a mapper whose masks are (``one_level_masks``) one flat level or not:
+    one-level masks are whole objects, so the same-colour join (``PartConfig.colour_join``), which joins
+    pieces that no view's mask holds together, is off for them. An unset ``parts.object_extent`` takes
+    ``object_extent`` (the mapper's ``geometric.object_extent``: one bound of an object-sized region)."""
+    if parts.object_extent is None:
+        parts = replace(parts, object_extent=object_extent)
+    return replace(parts, colour_join=0.0) if one_level_masks else parts
+
+
 class Mapper:
     """Builds an ``InstanceMap`` frame by frame (see the module docstring).
 
@@ -246,10 +256,11 @@ class Mapper:
         self.config = config
         self.generator = generator if generator is not None else _make_generator(config)
         self.tracker = OnlineTracker(config.tracking, config.lift, one_level_masks(self.generator))
+        self._parts = parts_settings(config.parts, self.tracker.one_level_masks, config.geometric.object_extent)
         # the map, its part ranker and up estimate: the saves' (``scene.map_writer``); with the saves in a
         # writer process, this one's copy gets the map edits but not the objects (``save_in_background``)
         self._replica = MapReplica(InstanceMap(metadata if metadata is not None else MapMetadata(voxel_size=config.voxel_size)),
-                                   FinishSettings(config.min_hit_share, config.structure, config.parts))
+                                   FinishSettings(config.min_hit_share, config.structure, self._parts))
         self._map.metadata.voxel_size = config.voxel_size
         if config.up is not None:
             self._map.metadata.up = np.asarray(config.up, np.float64)
@@ -722,7 +733,7 @@ class Mapper:
         imap.record_remap({old: new for old, new in result.remap.items() if old != new and old not in live})
         up = map_up(imap, self.config.structure)  # estimated afresh on the final map
         mark_floor_and_ceiling(imap, self.config.structure, up)
-        ranker = PartRanker(self.config.parts)  # one ranker: the joins' geometry serves the ranking too
+        ranker = PartRanker(self._parts)  # one ranker: the joins' geometry serves the ranking too
         if up is not None and len(imap):
             floor, _ = flat_levels(imap, up, self.config.structure)
             ranker.join(imap, up, floor)

@@ -1,4 +1,6 @@
 """scene.parts: objects attached to a larger one rank lower; objects resting on one do not."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -490,3 +492,66 @@ def test_contacts_measured_for_all_pieces_of_a_neighbour_at_once_are_the_pair_by
         assert share == expected and type(share) is float, (a, b)
         kinds[kind] += 1
     assert min(kinds.values()) >= 1, kinds  # the scene has pairs of every kind
+
+
+def _coloured(obj_id: int, points: np.ndarray, rgb, seed: int = 0) -> MapObject:
+    """An object of ``points`` coloured ``rgb`` with +-3 of per-point noise (a lit surface's spread)."""
+    noise = np.random.default_rng(seed + obj_id).integers(-3, 4, (len(points), 3))
+    colors = np.clip(np.asarray(rgb)[None] + noise, 0, 255).astype(np.uint8)
+    return MapObject.from_points(obj_id, points, colors, up=UP, confidence=0.8)
+
+
+def _colour_scene(*objects) -> InstanceMap:
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    for k, (lo, hi, rgb) in enumerate(objects):
+        imap.add(_coloured(k, _box_surface(lo, hi), rgb))
+    return imap
+
+
+def test_pieces_of_one_colour_a_gap_apart_join_and_other_colours_do_not():
+    # a seat (0) and its back (1) 6 cm apart, one brown; a blue box (2) touching the seat
+    imap = _colour_scene(((0.0, 0.0, 0.40), (0.40, 0.40, 0.45), (120, 80, 40)),
+                         ((0.0, 0.46, 0.45), (0.40, 0.50, 0.90), (126, 85, 44)),
+                         ((0.41, 0.0, 0.0), (0.70, 0.30, 0.45), (40, 60, 160)))
+    assert PartRanker().same_colour(imap, UP) == [(0, 1)]
+    assert PartRanker(PartConfig(colour_join=0.0)).same_colour(imap, UP) == []
+    assert PartRanker(PartConfig(colour_join=5.0)).same_colour(imap, UP) == []  # the two browns differ by 6
+    sizes = {obj.id: obj.num_points for obj in imap}
+    remap = PartRanker().join(imap, UP, floor=0.0)
+    assert remap == {0: 1} and sorted(obj.id for obj in imap) == [1, 2]  # the back has more points
+    assert imap.get(1).num_points == sizes[0] + sizes[1]
+
+
+def test_a_piece_farther_than_the_hang_gap_does_not_join():
+    imap = _colour_scene(((0.0, 0.0, 0.40), (0.40, 0.40, 0.45), (120, 80, 40)),
+                         ((0.0, 0.55, 0.45), (0.40, 0.59, 0.90), (120, 80, 40)))  # 15 cm apart
+    assert PartRanker().same_colour(imap, UP) == []
+    assert PartRanker(PartConfig(hang_gap=0.2)).same_colour(imap, UP) == [(0, 1)]
+
+
+def test_same_coloured_groups_stay_object_sized_as_a_whole_not_pair_by_pair():
+    # five white 0.3 m panels in a row, 4 cm apart: each pair fits in an object, the row (1.66 m) does not
+    panels = [((0.34 * k, 0.0, 0.0), (0.34 * k + 0.30, 0.02, 0.60), (200, 200, 200)) for k in range(5)]
+    imap = _colour_scene(*panels)
+    assert len(PartRanker(PartConfig(object_extent=10.0)).same_colour(imap, UP)) == 4  # unbounded: one chain
+    assert 0 < len(PartRanker().same_colour(imap, UP)) < 4
+    joined = PartRanker().join(imap, UP, floor=0.0)
+    assert 1 < len(imap) == 5 - len(joined)
+    for obj in imap:
+        spread = obj.points - obj.points.mean(0)
+        assert np.sqrt(np.linalg.eigvalsh(spread.T @ spread / len(spread))[-1]) <= 0.4
+
+
+def test_the_mapper_turns_the_colour_join_off_for_one_level_masks_and_fills_the_object_extent():
+    from scene.config import MapperConfig
+    from scene.pipeline import Mapper, parts_settings
+
+    parts = MapperConfig().parts
+    assert parts.object_extent is None
+    assert parts_settings(parts, False, 0.4) == replace(parts, object_extent=0.4)
+    assert parts_settings(parts, True, 0.3).colour_join == 0.0
+    assert parts_settings(replace(parts, object_extent=0.2), False, 0.4).object_extent == 0.2
+    mapper = Mapper(MapperConfig(segmenter="ground-truth"))
+    assert mapper._parts.colour_join == 0.0 and mapper._replica.settings.parts.colour_join == 0.0
+    mapper = Mapper(MapperConfig())
+    assert mapper._parts.colour_join == parts.colour_join > 0
