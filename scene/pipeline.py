@@ -33,8 +33,9 @@ of objects rank below whole ones). Both are kept: ``confidence`` and ``attribute
 Pieces of one object are joined (``scene.parts``): hanging parts (legs under a top, a lamp's pole under
 its shade) with the object above them, touching pieces of one plane with each other, touching objects
 whose boxes mostly coincide (a shelf's boards and frame), and thin pieces lying in a much larger plane
-with it (wall patches seen under a table). The refined map is joined; ``Mapper.map`` shows the joins
-too, while the tracker and the incremental saves keep the pieces apart.
+with it (wall patches seen under a table); then nearby pieces of one colour, in object-sized groups
+(not for one-level masks such as ground-truth masks: ``parts_settings``). The refined map is joined;
+``Mapper.map`` shows the joins too, while the tracker and the incremental saves keep the pieces apart.
 
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
 new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and

@@ -148,7 +148,8 @@ def test_online_confidence_follows_score_consistency_and_observations(mapped):
 def test_rarely_lifted_voxels_stay_out_of_objects(frames):
     def mapped_with(share):
         # the same objects either way: no joins of parts, which the trimmed geometry could change
-        parts = PartConfig(join_hanging=False, join_coplanar=False, join_inplane=False, join_overlapping=False)
+        parts = PartConfig(join_hanging=False, join_coplanar=False, join_inplane=False, join_overlapping=False,
+                           colour_join=0.0)
         mapper = Mapper(MapperConfig(min_hit_share=share, online_only=True, parts=parts))
         for frame in frames:
             mapper.integrate(frame)
