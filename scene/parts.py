@@ -104,7 +104,11 @@ the parts pass replayed on the 20 cached benchmark maps, as the table above; off
 Tabletop 0-1 stays 0.543/0.733 in every row. On seeds 6-9, used for nothing before (the same replay, AP /
 AP50, off -> 10): room 0.506/0.680 -> 0.524/0.719, cluttered 0.448/0.638 -> 0.466/0.665, tabletop
 0.591/0.768 -> 0.582/0.742: on tabletop seed 8 two neighbouring cylinders of one colour join (AP50 0.814
--> 0.718), the join's own failure, as for any two touching objects of one colour. The online map (``Mapper.map`` shows the joins; full runs of
+-> 0.718), the join's own failure, as for any two touching objects of one colour. On seeds 10-13, mapped
+after the choice as well: room 0.566/0.672 -> 0.577/0.673, cluttered 0.460/0.629 -> 0.468/0.671,
+tabletop 0.595/0.784 -> 0.597/0.799. Bounding how far a join may extend the larger group (the union's
+spread at most 1.5 x its) spares seed 8's cylinders and moves no other AP50 of seeds 0-13 or ScanNet by
+more than 0.003: not worth a setting. The online map (``Mapper.map`` shows the joins; full runs of
 ``benchmarks.variants``): ScanNet pooled 0.620/0.204 -> 0.620/0.264, held-out room 0.543/0.718 ->
 0.570/0.766, cluttered 0.340/0.518 -> 0.359/0.542, tabletop 0.684/0.853 unchanged. It costs
 scene0448_01 AP25 (0.740 -> 0.696), by ranking alone: the cabinet, completed (box IoU 0.32 -> 0.69),
