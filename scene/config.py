@@ -20,6 +20,7 @@ of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -225,12 +226,33 @@ def build_dataclass(cls: type, data: dict, where: str, prefix: str = ""):
             values[name] = build_dataclass(hints[name], value, where, f"{key}.")
         elif value == "none" and type(None) in typing.get_args(hints[name]):
             values[name] = None  # TOML has no null: the string "none" stands for None where allowed
+        elif typing.get_origin(hints[name]) in (typing.Union, types.UnionType):
+            values[name] = _union_value(value, hints[name], key, where)
         else:
             values[name] = _converted(value, default, key, where)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: invalid [{prefix.rstrip('.') or 'top level'}] settings: {exc}") from None
+
+
+def _union_value(value, hint, key: str, where: str):
+    """``value`` checked against the members of a union-typed field (``bool | str``, ``float | None``,
+    ``tuple[int, ...] | None``), whatever type its default has: ``from_online = false`` where the default
+    is "auto". An int counts for a float, a bool for nothing but a bool, a list for a tuple."""
+    members = [typing.get_origin(m) or m for m in typing.get_args(hint) if m is not type(None)]
+    for member in members:
+        if isinstance(value, bool):
+            if member is bool:
+                return value
+        elif member is float and isinstance(value, (int, float)):
+            return float(value)
+        elif member is tuple and isinstance(value, (list, tuple)):
+            return _tuples(value)
+        elif member in (int, str) and isinstance(value, member):
+            return value
+    allowed = [getattr(m, "__name__", str(m)) for m in members] + (['"none"'] if type(None) in typing.get_args(hint) else [])
+    raise ConfigError(f"{where}: key '{key}' must be {' or '.join(allowed)}, got {value!r}")
 
 
 def _default_of(f: dataclasses.Field):

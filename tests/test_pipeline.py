@@ -334,6 +334,33 @@ def test_bad_config_values_are_clear_errors(tmp_path, text):
         load_config(path)
 
 
+@pytest.mark.parametrize("text, read", [
+    ("[refine]\nfrom_online = false\n", lambda c: c.refine.from_online is False),  # default "auto": bool | str
+    ("[refine]\nfrom_online = true\n", lambda c: c.refine.from_online is True),
+    ("[parts]\nobject_extent = 1\n", lambda c: c.parts.object_extent == 1.0 and type(c.parts.object_extent) is float),
+    ("[parts]\nobject_extent = \"none\"\n", lambda c: c.parts.object_extent is None),
+    ("up = [0.0, 0.0, 1.0]\n", lambda c: c.up == (0.0, 0.0, 1.0)),
+])
+def test_union_typed_settings_take_every_member_type(tmp_path, text, read):
+    path = tmp_path / "union.toml"
+    path.write_text(text)
+    assert read(load_config(path))
+
+
+@pytest.mark.parametrize("text, key, allowed", [
+    ("[refine]\nfrom_online = 3\n", "refine.from_online", "bool or str"),
+    ("[parts]\nobject_extent = true\n", "parts.object_extent", 'float or "none"'),
+    ("[parts]\nobject_extent = \"big\"\n", "parts.object_extent", 'float or "none"'),
+    ("up = 1.0\n", "up", 'tuple or "none"'),
+])
+def test_union_typed_settings_refuse_other_types_naming_what_they_take(tmp_path, text, key, allowed):
+    path = tmp_path / "union.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=str(path)) as err:
+        load_config(path)
+    assert f"'{key}' must be {allowed}" in str(err.value)
+
+
 def test_example_config_documents_every_field_at_its_default():
     import tomllib
 
