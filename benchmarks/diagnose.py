@@ -237,9 +237,10 @@ def diagnose_synthetic(args, out=None) -> dict:
         print(f"  {labels[g]}: {gt_masks[g].sum()} points; held by {held}; {kinds_missed[-1]}{views}", file=out)
     best_iou = _best_point_iou(all_masks, ids)
     _print_headroom(lambda score: _instance_ap(ids, all_masks, score, threshold), scores, best_iou, threshold, out)
-    pieces = piece_predictions(all_masks, ids, best_iou, threshold)
+    owner = main_instance(all_masks, ids)
+    pieces = piece_predictions(all_masks, ids, best_iou, threshold, owner)
     ap_without = _instance_ap(ids, all_masks[~pieces], scores[~pieces], threshold)
-    joined_masks, joined_scores = joined_pieces(all_masks, scores, main_instance(all_masks, ids))
+    joined_masks, joined_scores = joined_pieces(all_masks, scores, owner)
     _print_joined(lambda m, score: _instance_ap(ids, m, score, threshold), joined_masks, joined_scores,
                   _best_point_iou(joined_masks, ids), len(all_masks), threshold, out)
     counts = {**_counts(taken, len(gt_ids), missed), "pieces": int(pieces.sum()),
@@ -354,12 +355,14 @@ def _distinct_voxels(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, 
     return np.unique(g[first], return_counts=True)
 
 
-def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarray, threshold: float) -> np.ndarray:
+def piece_predictions(masks: np.ndarray, gt_ids: np.ndarray, best_iou: np.ndarray, threshold: float,
+                      owner: np.ndarray | None = None) -> np.ndarray:
     """Per prediction (P x N masks over the GT points), whether it is a piece of one GT object: at least
-    ``MIN_REGION`` points, at least ``PIECE_PURITY`` of them on one GT instance (ids > 0, ``main_instance``),
-    and its best IoU (``best_iou``) under ``threshold``. Left out, the AP shows what the map loses to
-    objects it cut up."""
-    return (main_instance(masks, gt_ids) >= 0) & (np.asarray(best_iou) < threshold)
+    ``MIN_REGION`` points, at least ``PIECE_PURITY`` of them on one GT instance (ids > 0, ``main_instance``;
+    ``owner``: its result when already at hand), and its best IoU (``best_iou``) under ``threshold``. Left
+    out, the AP shows what the map loses to objects it cut up."""
+    owner = main_instance(masks, gt_ids) if owner is None else owner
+    return (np.asarray(owner) >= 0) & (np.asarray(best_iou) < threshold)
 
 
 def joined_pieces(masks: np.ndarray, scores: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

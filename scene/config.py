@@ -239,18 +239,12 @@ def build_dataclass(cls: type, data: dict, where: str, prefix: str = ""):
 def _union_value(value, hint, key: str, where: str):
     """``value`` checked against the members of a union-typed field (``bool | str``, ``float | None``,
     ``tuple[int, ...] | None``), whatever type its default has: ``from_online = false`` where the default
-    is "auto". An int counts for a float, a bool for nothing but a bool, a list for a tuple."""
+    is "auto". Each member is checked as ``_converted`` checks a default of its type."""
     members = [typing.get_origin(m) or m for m in typing.get_args(hint) if m is not type(None)]
     for member in members:
-        if isinstance(value, bool):
-            if member is bool:
-                return value
-        elif member is float and isinstance(value, (int, float)):
-            return float(value)
-        elif member is tuple and isinstance(value, (list, tuple)):
-            return _tuples(value)
-        elif member in (int, str) and isinstance(value, member):
-            return value
+        ok, converted = _of_kind(value, member)
+        if ok:
+            return _tuples(converted)
     allowed = [getattr(m, "__name__", str(m)) for m in members] + (['"none"'] if type(None) in typing.get_args(hint) else [])
     raise ConfigError(f"{where}: key '{key}' must be {' or '.join(allowed)}, got {value!r}")
 
@@ -265,24 +259,30 @@ def _default_of(f: dataclasses.Field):
 
 def _converted(value, default, key: str, where: str):
     """``value`` checked against the type of the field's default (None defaults accept anything)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, tuple):
-        ok = isinstance(value, (list, tuple))
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:
-        ok = True
+    ok, value = _of_kind(value, type(default))
     if not ok:
         raise ConfigError(f"{where}: key '{key}' must be like {default!r}, got {value!r}")
     return _tuples(value)
+
+
+def _of_kind(value, kind: type) -> tuple[bool, object]:
+    """(whether ``value`` read from TOML fits a setting of type ``kind``, the value as that type): a bool
+    only for a bool, an int (not a bool) for an int or a float, a list for a tuple; other kinds take
+    anything."""
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if kind is str:
+        return isinstance(value, str), value
+    if kind is tuple:
+        return isinstance(value, (list, tuple)), value
+    if kind is dict:
+        return isinstance(value, dict), value
+    return True, value
 
 
 def _tuples(value):

@@ -294,7 +294,7 @@ class PartRanker:
         self._ground: np.ndarray | None = None  # 3 x 2: the horizontal axes of that up (``ground_axes``)
         self._solids: dict[int, _Shape] = {}  # up-free shapes, kept across changes of up
         self._touches: dict[tuple[int, int], tuple] = {}  # per pair: (shapes, reach, ``_touching``'s indices)
-        self._near: dict[tuple[int, int], tuple] = {}  # per pair: (shapes, gap, points of one within gap of the other)
+        self._near: dict[tuple[int, int, float], tuple] = {}  # per pair and distance: (shapes, ``_near_count``)
         self._next: PartRanker | None = None  # the ranker of the next join round, with a cache of its own
 
     def rank(self, imap: InstanceMap, up: np.ndarray | None,
@@ -501,8 +501,8 @@ class PartRanker:
         reach = self._reach(imap)
         pairs = []
         for a, b in zip(*np.nonzero(np.triu(iou >= cfg.overlap_iou, k=1))):
-            distance, _ = shapes[b].tree.query(shapes[a].points, distance_upper_bound=reach)
-            if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
+            if self._near_count(objects[a].id, objects[b].id, shapes[a].shape, shapes[b].shape, reach) \
+                    >= cfg.plane_min_touch:
                 pairs.append((objects[a].id, objects[b].id))
         return pairs
 
@@ -516,10 +516,7 @@ class PartRanker:
         reach = self._reach(imap)
         cos_angle = np.cos(np.deg2rad(cfg.plane_angle_deg))
         pairs = []
-        low = np.array([shapes[k].low for k in flat]).reshape(-1, 3)
-        high = np.array([shapes[k].high for k in flat]).reshape(-1, 3)
-        apart = np.any(low[:, None] > high[None] + reach, axis=2)  # the boxes' test of every pair at once
-        near = ~(apart | apart.T)
+        near = _boxes_within([shapes[k] for k in flat], reach)
         for i, a in enumerate(flat):
             first = shapes[a]
             for j in i + 1 + np.flatnonzero(near[i, i + 1:]):
@@ -530,8 +527,8 @@ class PartRanker:
                 gap = first.centroid - second.centroid
                 if abs(gap @ first.normal) > reach or abs(gap @ second.normal) > reach:
                     continue
-                distance, _ = second.tree.query(first.points, distance_upper_bound=reach)
-                if np.count_nonzero(distance <= reach) >= cfg.plane_min_touch:
+                if self._near_count(objects[a].id, objects[b].id, first.shape, second.shape, reach) \
+                        >= cfg.plane_min_touch:
                     pairs.append((objects[a].id, objects[b].id))
         return pairs
 
@@ -575,10 +572,7 @@ class PartRanker:
             return []
         groups = _ColourGroups([shape.moments for shape in shapes])
         gap = max(cfg.hang_gap, self._reach(imap))
-        low = np.array([shape.low for shape in shapes])
-        high = np.array([shape.high for shape in shapes])
-        apart = np.any(low[:, None] > high[None] + gap, axis=2)
-        near = np.triu(~(apart | apart.T), k=1)
+        near = np.triu(_boxes_within(shapes, gap), k=1)
         candidates = []
         for a, b in zip(*np.nonzero(near)):
             difference = groups.colour_difference(a, b)
@@ -595,14 +589,15 @@ class PartRanker:
         return pairs
 
     def _near_count(self, a: int, b: int, first: _Shape, second: _Shape, gap: float) -> int:
-        """How many of ``first``'s points lie within ``gap`` m of ``second``'s; kept while both shapes
-        stand (``Mapper.map`` joins afresh at every access, mostly on the same objects)."""
-        cached = self._near.get((a, b))
-        if cached is not None and cached[0] is first and cached[1] is second and cached[2] == gap:
-            return cached[3]
+        """How many of ``first``'s points (object ``a``) lie within ``gap`` m of ``second``'s (object ``b``):
+        the touch count of the coplanar, overlapping and colour joins; kept while both shapes stand
+        (``Mapper.map`` joins afresh at every access, mostly on the same objects)."""
+        cached = self._near.get((a, b, gap))
+        if cached is not None and cached[0] is first and cached[1] is second:
+            return cached[2]
         distance, _ = second.tree.query(first.points, distance_upper_bound=gap)
         count = int(np.count_nonzero(distance <= gap))
-        self._near[(a, b)] = (first, second, gap, count)
+        self._near[(a, b, gap)] = (first, second, count)
         return count
 
     def _reach(self, imap: InstanceMap) -> float:
@@ -888,6 +883,15 @@ def _groups(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
     _, component = connected_components(graph, directed=False)
     members = {c: ids[component == c].tolist() for c in np.unique(component)}
     return {int(i): members[c] for i, c in zip(ids, component)}
+
+
+def _boxes_within(shapes: list, gap: float) -> np.ndarray:
+    """N x N bool: whether the boxes (``low`` / ``high``) of each two of ``shapes`` come within ``gap`` m
+    of each other along every axis (the diagonal is True)."""
+    low = np.array([shape.low for shape in shapes], np.float64).reshape(-1, 3)
+    high = np.array([shape.high for shape in shapes], np.float64).reshape(-1, 3)
+    apart = np.any(low[:, None] > high[None] + gap, axis=2)
+    return ~(apart | apart.T)
 
 
 def _within_box(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
