@@ -507,10 +507,10 @@ class PartRanker:
         return pairs
 
     def coplanar(self, imap: InstanceMap, up: np.ndarray) -> list[tuple[int, int]]:
-        """Id pairs of touching coplanar pieces (see ``PartConfig``)."""
+        """Id pairs of touching coplanar pieces of one kind (see ``PartConfig``)."""
         if not self.config.join_coplanar:
             return []
-        objects, shapes = self._shapes(imap, up)
+        objects, shapes = self._shapes(imap, up, structure=True)
         cfg = self.config
         flat = [k for k, shape in enumerate(shapes) if shape.thickness < cfg.plane_thickness]
         reach = self._reach(imap)
@@ -522,6 +522,8 @@ class PartRanker:
             for j in i + 1 + np.flatnonzero(near[i, i + 1:]):
                 b = flat[j]
                 second = shapes[b]
+                if objects[a].is_structure != objects[b].is_structure:
+                    continue
                 if abs(first.normal @ second.normal) < cos_angle:
                     continue
                 gap = first.centroid - second.centroid

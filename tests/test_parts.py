@@ -222,6 +222,23 @@ def test_coplanar_pieces_join_and_other_surfaces_do_not():
     assert coplanar_parts(imap, UP, PartConfig(contact_voxels=5.0)) == [(0, 1)]  # 10 cm: the panel does not touch
 
 
+def test_coplanar_structure_pieces_join_each_other_but_not_an_object_flush_with_them():
+    """A floor the masks cut into two pieces (both structure) is one floor; a door flush with its wall
+    (an object in the wall's plane, touching it) stays an object."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: (_box_surface((0.0, 0.0, 0.0), (2.0, 3.0, 0.01)), True),  # floor, first piece
+        1: (_box_surface((2.02, 0.0, 0.0), (4.0, 3.0, 0.01)), True),  # floor, the piece beyond a seam
+        2: (_box_surface((0.0, 3.0, 0.02), (1.0, 3.01, 2.4)), True),  # wall in the plane y = 3
+        3: (_box_surface((1.02, 3.0, 0.02), (1.9, 3.01, 2.1)), False),  # a door in that wall's plane
+    }
+    for obj_id, (points, structure) in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5, is_structure=structure))
+    assert coplanar_parts(imap, UP) == [(0, 1)]
+    imap.get(3).is_structure = True  # a door the map took for wall is wall to this rule too
+    assert sorted(coplanar_parts(imap, UP)) == [(0, 1), (2, 3)]
+
+
 def test_the_plane_offset_allowed_grows_with_the_maps_voxel_size():
     """The distance a surface may lie off its expected place is the contact distance (contact_voxels
     voxels): two strips of a door meeting at a seam, one 6 cm proud of the other's plane, are two surfaces
