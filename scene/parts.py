@@ -31,7 +31,15 @@ be undone.
 
 Touching pieces of one surface are joined the same way (``coplanar_parts``): two thin objects whose planes
 are parallel and coincide, touching along a seam: the strips of a wall cut apart by a shadow or a colour
-edge, a door and the piece of it above the handle. So is a thin piece lying in the plane of a much larger
+edge, a door and the piece of it above the handle, the pieces of a floor. Both must be structure, or
+neither: a door or a picture flush with its wall stays an object. Structure pieces joined too
+(2026-12-05, the parts-pass replay below, non-structure only -> both kinds): ScanNet unchanged (it scores
+non-structure objects); held-out tabletop AP / AP50 seeds 2-5 0.677/0.855 -> 0.729/0.876, seeds 6-9
+0.582/0.742 -> 0.660/0.818, seeds 10-13 0.597/0.799 -> 0.627/0.811, tuned 0-1 0.543/0.733 -> 0.660/0.846
+(the floor, cut into up to five pieces by the objects standing on it, is one object again); room seeds
+2-5 0.580/0.796 -> 0.581/0.798; every other number of seeds 0-13 the same. Pieces of either kind joined
+(a structure piece with a non-structure one too): room 2-5 0.597/0.804, but cluttered 0-1 0.383/0.579
+and 2-5 0.435/0.608 (objects against walls join them). So is a thin piece lying in the plane of a much larger
 one and within its extent, touching or not (``inplane_parts``): the patches of a wall seen under a table
 or between chairs, cut off from the rest of the wall by the furniture in front of it. And two touching
 objects whose boxes mostly coincide (``overlapping_parts``): distinct objects hardly share most of their
@@ -199,10 +207,11 @@ class PartConfig:
     top, stays ``hang_gap`` m under it and has points of that object over it (over its horizontal box grown
     by the reach; ``leg_reach`` 0: off).
 
-    Coplanar pieces (``join_coplanar``): two non-structure objects, each thin (spread along its least
-    principal axis under ``plane_thickness`` m), with normals within ``plane_angle_deg`` and each centroid
-    within the reach of the other's plane, with at least ``plane_min_touch`` points of one within
-    ``contact_voxels`` of the other, are joined.
+    Coplanar pieces (``join_coplanar``): two objects of one kind (both structure, or neither), each thin
+    (spread along its least principal axis under ``plane_thickness`` m), with normals within
+    ``plane_angle_deg`` and each centroid within the reach of the other's plane, with at least
+    ``plane_min_touch`` points of one within ``contact_voxels`` of the other, are joined. A structure piece
+    never joins an object flush with it (a door in its wall).
 
     In-plane pieces (``join_inplane``): a thin object (structure or not) whose normal is within
     ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
