@@ -125,7 +125,18 @@ outgrows the sink in it, whose attached share then lowers it below three false p
 not the chain (the same pooled AP50, held-out room 0.789); the colour near the contact instead of the
 objects' means (held-out room 0.710); chromaticity (scene0448_01 AP25 0.581 at 5, 0.380 at 8: its
 white objects all match); a bound relative to the pieces' own colour spread (unstable: held-out
-tabletop 0.789). The value 10 was the first tried; the replay saw ScanNet for all of these.
+tabletop 0.789). The value 10 was the first tried; the replay saw ScanNet for all of these. A bound
+relative to the pieces (the union's spread at most the larger group's, or ``object_extent`` if more; it
+lets a sofa's two long halves and a shelf's pieces join) gains every synthetic group (held-out AP50 room
+0.798 -> 0.807, cluttered 0.616 -> 0.655; seeds 6-9 and 10-13 too) but joins real scans' white pieces
+into walls: scene0448_01 0.696/0.149 -> 0.631/0.118 (1.1 x the larger spread: 0.598/0.103). Not kept.
+
+Walls flagged before the joins (``mark_walls`` runs after the ranking, so a wall piece the refinement
+did not vote structure is joined and weighed as an object): ScanNet pooled 0.750/0.376 -> 0.780/0.370,
+held-out room AP50 0.798 -> 0.811, cluttered 0.616 -> 0.649, but tuned cluttered AP 0.388 -> 0.371,
+seeds 6-9 cluttered 0.466/0.665 -> 0.459/0.662 and 10-13 0.468/0.671 -> 0.455/0.670; flagged for the
+joins only and the ranking as before, much the same (pooled 0.783/0.372, cluttered 0-1 0.365/0.584).
+Real AP50 lower, tuned and later seeds lower: not kept (2026-12-05, the replay with seeds 6-13).
 
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
