@@ -70,6 +70,28 @@ def test_ground_truth_masks_give_near_perfect_vertex_instances(tabletop, depth):
     assert (_vertex_ap50(mapped.vertex_ids, mapped.confidences, mesh, scene)
             >= _vertex_ap50(labels, confidences, mesh, scene) - 0.02)
     assert len(mapped.imap) == len(mapped.instance_ids)
+    # each instance keeps the flag the map decided for its object (floor, walls): not decided again
+    for obj in mapped.imap:
+        source = np.bincount(labels[(mapped.vertex_ids == obj.id) & (labels >= 0)]).argmax()
+        assert obj.is_structure == voxel_map.get(int(source)).is_structure
+    assert any(obj.is_structure for obj in mapped.imap)
+
+
+def test_map_labels_keep_the_maps_flags_other_labels_find_floor_and_walls(tabletop):
+    """Instances labelled from the voxel map keep the flags the map decided on its fused objects; the
+    flags are found on the vertices only for labels that come without them (consensus, graph)."""
+    from segment2d.factory import make_generator
+
+    scene, mesh, scan = tabletop
+    mapper = ScanMapper(scan, ScanConfig(), generator=make_generator("ground-truth"))
+    for frame in scene.frames():
+        mapper.integrate(frame)
+    ids = np.unique(mesh.instance_ids)
+    vertex_ids, dense, unflagged = np.searchsorted(ids, mesh.instance_ids), np.arange(len(ids)), np.zeros(len(ids), bool)
+    found = mapper._instance_map(vertex_ids, dense, np.ones(len(ids)), unflagged)
+    kept = mapper._instance_map(vertex_ids, dense, np.ones(len(ids)), unflagged, flagged=True)
+    assert any(obj.is_structure for obj in found)  # the floor, found on the vertices
+    assert not any(obj.is_structure for obj in kept)
 
 
 def test_outputs_are_in_the_scans_vertex_order(tabletop, tmp_path):
