@@ -32,19 +32,21 @@ be undone.
 Touching pieces of one surface are joined the same way (``coplanar_parts``): two thin objects whose planes
 are parallel and coincide, touching along a seam: the strips of a wall cut apart by a shadow or a colour
 edge, a door and the piece of it above the handle, the pieces of a floor. Both must be structure, or
-neither: a door or a picture flush with its wall stays an object. Structure pieces joined too
-(2026-12-05, the parts-pass replay below, non-structure only -> both kinds): ScanNet unchanged (it scores
-non-structure objects); held-out tabletop AP / AP50 seeds 2-5 0.677/0.855 -> 0.729/0.876, seeds 6-9
-0.582/0.742 -> 0.660/0.818, seeds 10-13 0.597/0.799 -> 0.627/0.811, tuned 0-1 0.543/0.733 -> 0.660/0.846
-(the floor, cut into up to five pieces by the objects standing on it, is one object again); room seeds
-2-5 0.580/0.796 -> 0.581/0.798; every other number of seeds 0-13 the same. Pieces of either kind joined
-(a structure piece with a non-structure one too): room 2-5 0.597/0.804, but cluttered 0-1 0.383/0.579
-and 2-5 0.435/0.608 (objects against walls join them). So is a thin piece lying in the plane of a much larger
-one and within its extent, touching or not (``inplane_parts``): the patches of a wall seen under a table
-or between chairs, cut off from the rest of the wall by the furniture in front of it. And two touching
-objects whose boxes mostly coincide (``overlapping_parts``): distinct objects hardly share most of their
-boxes, while the interleaved pieces of one object do (a shelf's boards and its frame, cut apart at every
-crease).
+neither: a door or a picture flush with its wall stays an object. So is a thin piece lying in the plane
+of a much larger one and within its extent, touching or not (``inplane_parts``): the patches of a wall
+seen under a table or between chairs, cut off from the rest of the wall by the furniture in front of it.
+And two touching objects whose boxes mostly coincide (``overlapping_parts``): distinct objects hardly
+share most of their boxes, while the interleaved pieces of one object do (a shelf's boards and its frame,
+cut apart at every crease).
+
+The coplanar rule took non-structure pieces only until 2026-12-05; structure pieces too (the parts-pass
+replay below, before -> after): ScanNet unchanged (it scores non-structure objects); tabletop AP / AP50,
+held-out seeds 2-5 0.677/0.855 -> 0.729/0.876, seeds 6-9 0.582/0.742 -> 0.660/0.818, seeds 10-13
+0.597/0.799 -> 0.627/0.811, tuned 0-1 0.543/0.733 -> 0.660/0.846 (the floor, cut into up to five pieces
+by the objects standing on it, is one object again); room seeds 2-5 0.580/0.796 -> 0.581/0.798; every
+other number of seeds 0-13 the same. Pieces of either kind joined (a structure piece with a
+non-structure one too): room 2-5 0.597/0.804, but cluttered 0-1 0.383/0.579 and 2-5 0.435/0.608
+(objects against walls join them).
 
 Each rule switched off alone (2026-12-05, the parts pass replayed on 20 cached refined maps; ScanNet
 non-structure box AP25 / AP50 per scene and pooled; synthetic noisy room, cluttered and tabletop instance

@@ -235,7 +235,7 @@ def test_coplanar_structure_pieces_join_each_other_but_not_an_object_flush_with_
     for obj_id, (points, structure) in parts.items():
         imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5, is_structure=structure))
     assert coplanar_parts(imap, UP) == [(0, 1)]
-    imap.get(3).is_structure = True  # a door the map took for wall is wall to this rule too
+    imap.update(imap.get(3).with_statistics(is_structure=True))  # a door the map took for wall: wall here too
     assert sorted(coplanar_parts(imap, UP)) == [(0, 1), (2, 3)]
 
 

@@ -215,10 +215,10 @@ class RefineConfig:
       0.841. Weight-free masks from single segments: noisy room refined AP50 seeds 0-1 0.853 -> 0.804
       (2026-12-03), scene0448_01 box AP25 0.740 -> 0.587: "auto" keeps True for them, and their maps
       are byte-identical to the previous default. Nor does re-judging each online merge with every
-      view help them (2026-12-05, finalize replayed on cached trackers): a merge whose two sides (the
-      objects' segments up to the merge) one mask held in fewer than half of the views showing both
-      apart (a view counts as apart only where no mask, of any level, holds both) was undone before the
-      consensus. Of the 288 online merges of noisy room seeds 0, 1, 3, 4 and 9 it undid 15: 14 within one
+      view help them (2026-12-05, finalize replayed on cached trackers): a merge was undone before the
+      consensus when, of the views that showed its two sides (the objects' segments up to the merge)
+      together or apart, fewer than half held them in one mask (apart: no mask, of any level, holds
+      both, and masks hold each without the other). Of the 288 online merges of noisy room seeds 0, 1, 3, 4 and 9 it undid 15: 14 within one
       GT object (its parts, which the finest masks show apart in most views), one between two. AP50
       seeds 0-1 0.855 -> 0.820, 2-5 0.796 -> 0.812, 6-9 0.719 -> 0.731; scene0448_01 0.696/0.149 ->
       0.745/0.138. Not kept.
