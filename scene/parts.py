@@ -538,14 +538,13 @@ class PartRanker:
         reach = self._reach(imap)
         cos_angle = np.cos(np.deg2rad(cfg.plane_angle_deg))
         pairs = []
-        near = _boxes_within([shapes[k] for k in flat], reach)
+        structure = np.array([objects[k].is_structure for k in flat], bool)
+        near = _boxes_within([shapes[k] for k in flat], reach) & (structure[:, None] == structure[None, :])
         for i, a in enumerate(flat):
             first = shapes[a]
             for j in i + 1 + np.flatnonzero(near[i, i + 1:]):
                 b = flat[j]
                 second = shapes[b]
-                if objects[a].is_structure != objects[b].is_structure:
-                    continue
                 if abs(first.normal @ second.normal) < cos_angle:
                     continue
                 gap = first.centroid - second.centroid
