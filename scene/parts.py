@@ -430,6 +430,20 @@ class PartRanker:
             ranker = ranker._next
         return remap
 
+    def join_structure(self, imap: InstanceMap, up: np.ndarray) -> dict[int, int]:
+        """Join touching coplanar pieces of structure (``coplanar``'s pairs of two structure objects; in
+        place) until none is found; returns {retired id: kept id}. For walls flagged after ``join``: the
+        refined map flags them after the ranking (``scene.structure.mark_walls``), and a piece flagged then
+        was an object when ``join`` kept it from the wall it lies in."""
+        remap: dict[int, int] = {}
+        while True:
+            structure = {obj.id for obj in imap if obj.is_structure}
+            pairs = [(a, b) for a, b in self.coplanar(imap, up) if a in structure and b in structure]
+            done = join_objects(imap, pairs, imap.metadata.up)
+            if not done:
+                return remap
+            remap = {old: done.get(new, new) for old, new in remap.items()} | done
+
     def _adopt_shapes(self, other: "PartRanker") -> None:
         """Take ``other``'s up-free shapes and touching points: the objects a join round left as they were
         keep their points arrays, so the next round need not measure them again (scene0113_00's refined
@@ -607,7 +621,7 @@ class PartRanker:
         extent = GeometricConfig.object_extent if cfg.object_extent is None else cfg.object_extent
         pairs = []
         for _, a, b in sorted(candidates):
-            if groups.join(a, b, cfg.colour_join, extent):
+            if groups.join(a, b, cfg.colour_join, extent, cfg.plane_thickness):
                 pairs.append((objects[a].id, objects[b].id))
         return pairs
 
@@ -722,21 +736,29 @@ class _ColourGroups:
             k = self.parent[k]
         return k
 
+    def _spreads(self, *groups: int) -> np.ndarray:
+        """The principal stds (metres, ascending) of the union of ``groups`` (roots)."""
+        count = sum(self.count[g] for g in groups)
+        mean = sum(self.first[g] for g in groups) / count
+        covariance = sum(self.second[g] for g in groups) / count - np.outer(mean, mean)
+        return np.sqrt(np.maximum(np.linalg.eigvalsh(covariance), 0.0))
+
     def colour_difference(self, a: int, b: int) -> float:
         """The largest per-channel difference of the two groups' mean colours (0-255)."""
         a, b = self.find(a), self.find(b)
         return float(np.abs(self.colour[a] / self.count[a] - self.colour[b] / self.count[b]).max())
 
-    def join(self, a: int, b: int, colour: float, extent: float) -> bool:
-        """Join the groups of ``a`` and ``b`` when they differ and their mean colours differ by less than
-        ``colour`` and their union's largest principal std is at most ``extent`` m; whether joined."""
+    def join(self, a: int, b: int, colour: float, extent: float, thin: float) -> bool:
+        """Join the groups of ``a`` and ``b`` when they differ, their mean colours differ by less than
+        ``colour`` and their union's largest principal std is at most ``extent`` m, or at most the larger
+        group's own when that is a solid (its least principal std at least ``thin`` m); whether joined."""
         a, b = self.find(a), self.find(b)
         if a == b or self.colour_difference(a, b) >= colour:
             return False
         count = self.count[a] + self.count[b]
-        mean = (self.first[a] + self.first[b]) / count
-        covariance = (self.second[a] + self.second[b]) / count - np.outer(mean, mean)
-        if np.sqrt(max(float(np.linalg.eigvalsh(covariance)[-1]), 0.0)) > extent:
+        larger = self._spreads(a if self.count[a] >= self.count[b] else b)
+        bound = max(extent, larger[-1]) if larger[0] >= thin else extent
+        if self._spreads(a, b)[-1] > bound:
             return False
         self.parent[b] = a
         self.count[a], self.colour[a] = count, self.colour[a] + self.colour[b]
@@ -776,19 +798,17 @@ class _Shape:
         return self.points.mean(0)
 
     @cached_property
-    def _principal(self) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    def _principal(self) -> tuple[np.ndarray, float, np.ndarray]:
         """(normal: the sample's least principal axis, thickness: its spread (std, metres) along it,
-        plane_axes: 2 x 3, its two main axes, plane_low / plane_high: the object's box along them)."""
+        principal_axes: 2 x 3, its two main axes)."""
         sample = self.sample
         _, spread, axes = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
         thickness = float(spread[-1] / np.sqrt(max(len(sample) - 1, 1))) if len(sample) >= 3 else 0.0
-        return (axes[-1], thickness, axes[:2], *column_bounds(self.points @ axes[:2].T))
+        return axes[-1], thickness, axes[:2]
 
     normal = _item_of("_principal", 0)
     thickness = _item_of("_principal", 1)
-    plane_axes = _item_of("_principal", 2)
-    plane_low = _item_of("_principal", 3)
-    plane_high = _item_of("_principal", 4)
+    principal_axes = _item_of("_principal", 2)
 
     @classmethod
     def of(cls, obj: MapObject, config: PartConfig) -> "_Shape":
@@ -811,6 +831,7 @@ class _Geometry:
     top: float
     sample_heights: np.ndarray
     horizontal: np.ndarray  # 3 x 2: the horizontal axes (``ground_axes(up)[:2].T``)
+    up: np.ndarray  # the unit up the heights are measured along
 
     def __getattr__(self, name: str):  # points, tree, low, high, sample, centroid, normal, ...: the shape's
         if name == "shape":  # not set yet (copy, unpickling): no recursion
@@ -826,6 +847,26 @@ class _Geometry:
     ground_low = _item_of("_flat", 1, "The object's horizontal box (with ``ground_high``).")
     ground_high = _item_of("_flat", 2)
 
+    @cached_property
+    def _in_plane(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(plane_axes: 2 x 3, plane_low / plane_high: the object's box along them). An upright plane
+        (its normal nearer horizontal than up) is boxed along the horizontal and the up in its plane, as
+        rooms are built; others along their principal axes. A wall's principal axes turn with the holes
+        furniture cuts into its points (12 degrees on a synthetic wall with a shelf before one end), and
+        a box along them leaves out the wall's own corners."""
+        normal = self.shape.normal
+        rising = self.up - (self.up @ normal) * normal
+        if np.linalg.norm(rising) > np.sqrt(0.5):
+            rising = rising / np.linalg.norm(rising)
+            axes = np.stack([np.cross(normal, rising), rising])
+        else:
+            axes = self.shape.principal_axes
+        return (axes, *column_bounds(self.shape.points @ axes.T))
+
+    plane_axes = _item_of("_in_plane", 0)
+    plane_low = _item_of("_in_plane", 1)
+    plane_high = _item_of("_in_plane", 2)
+
     @classmethod
     def of(cls, obj: MapObject, up: np.ndarray, config: PartConfig, plane: np.ndarray | None = None,
            shape: _Shape | None = None) -> "_Geometry":
@@ -836,7 +877,7 @@ class _Geometry:
         heights = points @ up
         base, top = np.percentile(heights, [config.base_percentile, 100.0 - config.base_percentile])
         plane = ground_axes(up)[:2].T if plane is None else plane
-        return cls(len(points), shape, heights, float(base), float(top), heights[::stride], plane)
+        return cls(len(points), shape, heights, float(base), float(top), heights[::stride], plane, up)
 
 
 def rank_parts(imap: InstanceMap, up: np.ndarray | None, config: PartConfig = PartConfig()) -> dict[int, float]:

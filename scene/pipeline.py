@@ -740,7 +740,8 @@ class Mapper:
             ranker.join(imap, up, floor)
         ranker.rank(imap, up)
         if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
-            mark_walls(imap, self.config.structure, up)
+            if mark_walls(imap, self.config.structure, up):
+                ranker.join_structure(imap, up)
         return imap
 
     def _owned_voxels(self, result) -> tuple[np.ndarray, np.ndarray]:

@@ -296,6 +296,34 @@ def test_inplane_pieces_join_their_wall_without_touching_it():
     assert joined.get(0).num_points == sum(imap.get(i).num_points for i in (0, 1, 2))
 
 
+def test_an_upright_walls_inplane_box_follows_up_not_the_holes_in_its_points():
+    """A wall whose points miss its upper right end (a window) and its lower left corner (hidden by a
+    table: the patch seen under it) has principal axes turned by 12 degrees; a box along them leaves a
+    third of the patch outside. Boxed along the horizontal and up, the patch lies inside and joins."""
+    wall = _box_surface((0.0, 0.0, 0.0), (0.01, 6.0, 2.4))
+    hidden = ((wall[:, 1] > 4.0) & (wall[:, 2] > 1.0)) | ((wall[:, 1] < 1.6) & (wall[:, 2] < 0.5))
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    imap.add(MapObject.from_points(0, wall[~hidden], up=UP, confidence=0.5, is_structure=True))
+    imap.add(MapObject.from_points(1, _box_surface((0.0, 0.0, 0.0), (0.01, 1.5, 0.45)), up=UP, confidence=0.5))
+    _, (plane, _) = PartRanker()._shapes(imap, UP, structure=True)
+    turned = np.degrees(np.arcsin(abs(plane.principal_axes[0] @ UP)))
+    assert 10.0 < turned < 14.0
+    assert np.allclose(np.abs(plane.plane_axes), [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], atol=1e-6)
+    assert inplane_parts(imap, UP) == [(1, 0)]
+
+
+def test_a_flat_objects_inplane_box_keeps_its_principal_axes():
+    """A table top (normal along up) has no upright direction: it is boxed along its principal axes."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    top = _box_surface((0.0, 0.0, 0.70), (1.2, 0.8, 0.72))
+    turn = np.deg2rad(30.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0.0], [np.sin(turn), np.cos(turn), 0.0], [0.0, 0.0, 1.0]])
+    imap.add(MapObject.from_points(0, (top @ rotation.T).astype(np.float32), up=UP, confidence=0.5))
+    _, (shape,) = PartRanker()._shapes(imap, UP)
+    assert abs(shape.normal @ UP) > 0.99 and np.allclose(shape.plane_axes, shape.principal_axes)
+    assert abs(shape.plane_axes[0] @ (rotation @ [1.0, 0.0, 0.0])) > 0.99  # along the top's length
+
+
 def test_an_inplane_piece_does_not_pull_the_object_it_hangs_under_into_the_wall():
     imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
     parts = {
@@ -557,6 +585,40 @@ def test_same_coloured_groups_stay_object_sized_as_a_whole_not_pair_by_pair():
     for obj in imap:
         spread = obj.points - obj.points.mean(0)
         assert np.sqrt(np.linalg.eigvalsh(spread.T @ spread / len(spread))[-1]) <= 0.4
+
+
+def test_a_solid_takes_in_a_piece_of_its_colour_within_its_own_spread_and_a_plane_does_not():
+    """A sofa's seat (a solid longer than an object: principal std 0.52 m over ``object_extent`` 0.4) and
+    its back, one colour: their union spreads no further than the seat, so they join. A wall panel of that
+    size and a box of its colour against it do not: a plane's spread says nothing of where an object ends."""
+    sofa = _colour_scene(((0.0, 0.0, 0.0), (1.6, 0.8, 0.4), (90, 90, 140)),
+                         ((0.1, 0.82, 0.0), (1.5, 1.0, 0.8), (92, 91, 141)))
+    assert PartRanker().same_colour(sofa, UP) == [(0, 1)]
+    assert PartRanker(PartConfig(plane_thickness=0.2)).same_colour(sofa, UP) == []  # the seat counted flat
+    panel = _colour_scene(((0.0, 0.0, 0.0), (1.6, 0.02, 1.0), (90, 90, 140)),
+                          ((0.1, 0.04, 0.0), (1.5, 0.3, 0.5), (92, 91, 141)))
+    assert PartRanker().same_colour(panel, UP) == []
+    assert PartRanker(PartConfig(object_extent=0.6)).same_colour(panel, UP) == [(0, 1)]
+
+
+def test_structure_pieces_flagged_after_the_joins_join_their_wall():
+    """The refined map flags walls after the ranking: a wall strip flagged then joins the touching wall
+    it lies in (``join_structure``), a structure floor piece joins no wall, and an object flush with the
+    wall (a door) stays apart."""
+    imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+    parts = {
+        0: (_box_surface((0.0, 3.0, 0.0), (2.0, 3.01, 2.4)), True),  # wall in the plane y = 3
+        1: (_box_surface((2.02, 3.0, 0.0), (4.0, 3.01, 2.4)), True),  # its other end, flagged after the joins
+        2: (_box_surface((4.02, 3.0, 0.0), (4.9, 3.01, 2.1)), False),  # a door in that plane beside it
+        3: (_box_surface((0.0, 0.0, -0.01), (4.0, 2.98, 0.0)), True),  # the floor, touching the wall's foot
+    }
+    for obj_id, (points, structure) in parts.items():
+        imap.add(MapObject.from_points(obj_id, points, up=UP, confidence=0.5, is_structure=structure))
+    sizes = {obj.id: obj.num_points for obj in imap}
+    assert PartRanker().join_structure(imap, UP) == {1: 0}
+    assert sorted(obj.id for obj in imap) == [0, 2, 3] and imap.get(0).num_points == sizes[0] + sizes[1]
+    assert imap.get(0).is_structure and not imap.get(2).is_structure
+    assert PartRanker().join_structure(imap, UP) == {}
 
 
 def test_the_mapper_turns_the_colour_join_off_for_one_level_masks_and_fills_the_object_extent():
