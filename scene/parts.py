@@ -133,6 +133,21 @@ lets a sofa's two long halves and a shelf's pieces join) gains every synthetic g
 0.798 -> 0.807, cluttered 0.616 -> 0.655; seeds 6-9 and 10-13 too) but joins real scans' white pieces
 into walls: scene0448_01 0.696/0.149 -> 0.631/0.118 (1.1 x the larger spread: 0.598/0.103). Not kept.
 
+A solid's own spread as the bound (2026-12-05, the parts pass replayed on the 44 cached maps: ScanNet
+x2 and seeds 0-13; before -> after, AP / AP50): where the larger group is a solid (least principal std at
+least ``plane_thickness``), the union may spread as far as that group does. ScanNet the same (0.696/0.149,
+pooled 0.750/0.376); room 0-1 0.621/0.855 -> 0.648/0.856, cluttered 0-1 0.388/0.597 -> 0.444/0.628,
+held-out room 2-5 0.581/0.798 -> 0.599/0.806, cluttered 2-5 0.432/0.616 -> 0.447/0.632, seeds 6-9 room
+0.524/0.719 -> 0.538/0.724, cluttered 0.466/0.665 -> 0.470/0.675, seeds 10-13 cluttered 0.468/0.671 ->
+0.479/0.678; tabletop the same. The unguarded bound (planes too) is the one that joined scene0448_01's
+white pieces into its white wall pieces (below); guarded on either group being a solid, most of the gain
+goes (room 2-5 0.798, cluttered 2-5 0.626): a sofa's back and a shelf's boards are thin. Upright planes
+boxed along up alone: room 2-5 0.588/0.805, cluttered 2-5 0.436/0.617; ``join_structure`` alone: room
+2-5 0.594/0.799; all three: room 2-5 0.617/0.814, cluttered 2-5 0.451/0.633, every other number of
+seeds 0-13 and ScanNet as the colour bound alone, or higher. Measured and not kept: plane normals refitted
+on the points within 3 cm of the first fit (to drop the floor points that tilt a wall strip's normal):
+scene0448_01 0.762/0.147, but room 2-5 0.569/0.787 and tabletop 2-5 0.725/0.853.
+
 Walls flagged before the joins (``mark_walls`` runs after the ranking, so a wall piece the refinement
 did not vote structure is joined and weighed as an object): ScanNet pooled 0.750/0.376 -> 0.780/0.370,
 held-out room AP50 0.798 -> 0.811, cluttered 0.616 -> 0.649, but tuned cluttered AP 0.388 -> 0.371,
@@ -224,12 +239,14 @@ class PartConfig:
     (spread along its least principal axis under ``plane_thickness`` m), with normals within
     ``plane_angle_deg`` and each centroid within the reach of the other's plane, with at least
     ``plane_min_touch`` points of one within ``contact_voxels`` of the other, are joined. A structure piece
-    never joins an object flush with it (a door in its wall).
+    never joins an object flush with it (a door in its wall). The refined map flags walls after the
+    ranking; ``join_structure`` then joins the pieces flagged late with the walls they lie in.
 
     In-plane pieces (``join_inplane``): a thin object (structure or not) whose normal is within
     ``plane_angle_deg`` of a thin object with at least ``inplane_ratio`` times its points, whose centroid
     lies within the reach of that object's plane, and ``inside_share`` of whose points lie
-    inside that object's box in its own plane grown by the reach, joins the largest such object.
+    inside that object's box in its own plane grown by the reach (an upright plane's box along the
+    horizontal and up, as rooms are built), joins the largest such object.
     No contact is needed: furniture in front of a wall cuts its patches off.
 
     Overlapping pieces (``join_overlapping``): two non-structure objects whose boxes (axis-aligned in
@@ -243,7 +260,9 @@ class PartConfig:
     join only while the group's mean colours still differ by less than that and the group stays
     object-sized: its largest principal std at most ``object_extent`` m (None: the geometric generator's
     ``GeometricConfig.object_extent``, the one bound of an object-sized region; the mapper passes its
-    ``geometric.object_extent``). The mapper turns it off for one-level masks
+    ``geometric.object_extent``), or at most the larger group's own std when that group is a solid (its
+    least principal std at least ``plane_thickness``: a sofa's seat takes in its back). A plane's spread
+    says nothing of where an object ends (a wall piece of the sofa's colour), so planes keep the bound. The mapper turns it off for one-level masks
     (``segment2d.types.one_level_masks``: whole objects, so views that keep two of them apart are right).
 
     ``PartRanker.join`` looks for joins again on the joined map until it finds none."""
