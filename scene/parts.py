@@ -262,8 +262,9 @@ class PartConfig:
     ``GeometricConfig.object_extent``, the one bound of an object-sized region; the mapper passes its
     ``geometric.object_extent``), or at most the larger group's own std when that group is a solid (its
     least principal std at least ``plane_thickness``: a sofa's seat takes in its back). A plane's spread
-    says nothing of where an object ends (a wall piece of the sofa's colour), so planes keep the bound. The mapper turns it off for one-level masks
-    (``segment2d.types.one_level_masks``: whole objects, so views that keep two of them apart are right).
+    says nothing of where an object ends (a wall piece of the sofa's colour), so planes keep the bound.
+    The mapper turns the join off for one-level masks (``segment2d.types.one_level_masks``: whole
+    objects, so views that keep two of them apart are right).
 
     ``PartRanker.join`` looks for joins again on the joined map until it finds none."""
 
@@ -871,8 +872,8 @@ class _Geometry:
         """(plane_axes: 2 x 3, plane_low / plane_high: the object's box along them). An upright plane
         (its normal nearer horizontal than up) is boxed along the horizontal and the up in its plane, as
         rooms are built; others along their principal axes. A wall's principal axes turn with the holes
-        furniture cuts into its points (12 degrees on a synthetic wall with a shelf before one end), and
-        a box along them leaves out the wall's own corners."""
+        furniture cuts into its points (12 degrees on a synthetic room's wall with a shelf before one
+        end), and a box along them leaves out the wall's own corners."""
         normal = self.shape.normal
         rising = self.up - (self.up @ normal) * normal
         if np.linalg.norm(rising) > np.sqrt(0.5):

@@ -739,9 +739,10 @@ class Mapper:
             floor, _ = flat_levels(imap, up, self.config.structure)
             ranker.join(imap, up, floor)
         ranker.rank(imap, up)
-        if up is not None:  # after the ranking, which weighed walls as it always did: only the flags change
-            if mark_walls(imap, self.config.structure, up):
-                ranker.join_structure(imap, up)
+        # walls after the ranking, which weighed them as objects as it always did; the pieces flagged here
+        # then join the walls they lie in, which the one-kind joins above kept them from
+        if up is not None and mark_walls(imap, self.config.structure, up):
+            ranker.join_structure(imap, up)
         return imap
 
     def _owned_voxels(self, result) -> tuple[np.ndarray, np.ndarray]:
