@@ -221,7 +221,11 @@ class RefineConfig:
       both, and masks hold each without the other). Of the 288 online merges of noisy room seeds 0, 1, 3, 4 and 9 it undid 15: 14 within one
       GT object (its parts, which the finest masks show apart in most views), one between two. AP50
       seeds 0-1 0.855 -> 0.820, 2-5 0.796 -> 0.812, 6-9 0.719 -> 0.731; scene0448_01 0.696/0.149 ->
-      0.745/0.138. Not kept.
+      0.745/0.138. Not kept. Undone only where one side also rests on the other (90% of the lower
+      side's voxels touching the upper one lie under its base plus two voxels; the things on
+      scene0448_01's table are held apart from its top in 56 of 85 views): scene0448_01 0.722/0.167,
+      but pooled 0.750/0.376 -> 0.741/0.376, held-out room 0.814 -> 0.830, cluttered 0.633 -> 0.625;
+      a wall also "rests" on its own bottom strip by this test (2026-12-05, seeds 0-5 and room 0-9).
     - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
       evidence: after the consensus rounds, two clusters holding segments of one online object join when
       one mask holds both in at least ``link_share`` of the views observing both (and in
