@@ -15,13 +15,16 @@ read: a top-level ``voxel_size`` (now ``lift.voxel_size``), ``tracking.surface_s
 same value (``_MOVED``: ``refine.confidence_frames`` / ``confidence_voxels``, ``refine.contained_share``,
 ``tracking.track_ids.merge_votes`` / ``merge_ratio``; ``segment2d.geometric.config.FOLDED_FIELDS``): each
 is read as the setting that replaced it, and two of them that disagree are an error naming both. Settings
-of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming the key and why it went.
+of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming the key and why it went;
+so is ``global_fusion = "graph"`` (the retired global pass over a graph of map cells), whose keys left at
+their defaults (``global_fusion = "consensus"``, ``[graph]``) are dropped with a warning.
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +35,6 @@ from segment2d.geometric import GeometricConfig
 from segment2d.geometric.config import FOLDED_FIELDS as GEOMETRIC_FOLDED
 from tracking.config import RefineConfig, TrackerConfig
 from tracking.pipeline import PartitionConfig
-from tracking.voxel_graph import VoxelGraphConfig
 
 
 class ConfigError(ValueError):
@@ -63,9 +65,6 @@ class MapperConfig:
     - ``structure``: the 3D floor / ceiling test (``scene.structure``) flagging flat pieces as structure.
     - ``parts``: objects and their pieces (``scene.parts``): the confidence discount of pieces attached to
       a larger object, and the joins of hanging parts and coplanar pieces.
-    - ``global_fusion``: the global pass: "graph" (the multi-view evidence graph over map cells,
-      ``tracking.voxel_graph``, configured by ``graph``) or "consensus" (view consensus over segments,
-      ``refine``).
     """
 
     segmenter: str = "geometric"
@@ -83,12 +82,8 @@ class MapperConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
     parts: PartConfig = field(default_factory=PartConfig)
-    global_fusion: str = "consensus"
-    graph: VoxelGraphConfig = field(default_factory=VoxelGraphConfig)
 
     def __post_init__(self) -> None:
-        if self.global_fusion not in ("graph", "consensus"):
-            raise ConfigError(f"MapperConfig.global_fusion must be 'graph' or 'consensus', got {self.global_fusion!r}")
         if not isinstance(self.segmenter, str) or not self.segmenter:
             raise ConfigError(f"MapperConfig.segmenter must be a generator name, got {self.segmenter!r}")
         if not isinstance(self.segmenter_options, dict):
@@ -160,11 +155,28 @@ _REPLACED = {(("refine",), "min_voxels"): "'refine.min_area' (m^2 of surface, th
                                           "0.016 keeps what 60 voxels kept under noisy depth at 2 cm voxels)"}
 
 
+def _drop_cell_graph(data: dict, where: str) -> None:
+    """Remove (in place) the keys of the retired global pass over a graph of map cells: ``global_fusion``
+    and the ``[graph]`` table. Asking for that pass is an error; the keys an older file held at their
+    defaults (the example file listed them all) had no effect and are dropped with a warning."""
+    fusion = data.pop("global_fusion", None)
+    if fusion is not None and fusion != "consensus":
+        raise ConfigError(f"{where}: global_fusion = {fusion!r}: the global pass over a graph of map cells was removed "
+                          f"(ScanNet scene0448_01 box AP25 0.07 against view consensus's 0.71); view consensus is the "
+                          f"one global pass: delete the key and the [graph] table")
+    dropped = (["global_fusion"] if fusion is not None else []) + (["[graph]"] if data.pop("graph", None) is not None else [])
+    if dropped:
+        warnings.warn(f"{where}: {' and '.join(dropped)} no longer exist (the global pass over a graph of map cells "
+                      f"was removed; view consensus is the one global pass): ignored, delete them from the file",
+                      stacklevel=4)
+
+
 def _moved_keys(data: dict, where: str) -> dict:
     """``data`` with the keys of older files moved to where they live now (``_MOVED``, and geometric
     generator options from ``[segmenter_options]`` to ``[geometric]``); a key given in both places with
     different values is an error naming both."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    _drop_cell_graph(data, where)
     for (table, key), instead in _REPLACED.items():
         source = _table(data, table)
         if isinstance(source, dict) and key in source:

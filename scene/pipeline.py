@@ -76,8 +76,7 @@ from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.overlap import pass_threads, side_by_side
 from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
-from tracking.refine import refine, refine_graph, unique_counts
-from tracking.voxel_graph import VoxelGraph
+from tracking.refine import refine, unique_counts
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
 FINGERPRINT_FRAMES = 3  # frames whose digests identify a map's sequence
@@ -274,7 +273,6 @@ class Mapper:
         self._saved_once = False
         self._since_save = 0
         self._finalized = False
-        self._graph = VoxelGraph(config.voxel_size, config.graph) if config.global_fusion == "graph" else None
         self._map_ops: list[tuple] = []  # map edits of the frames since the last save, in order (``MapReplica.apply``)
         self._writer: MapWriter | WriterProcess = MapWriter()
         self.writer_process_stats: dict[str, float] = {}  # the last writer process's CPU seconds and peak RSS
@@ -468,7 +466,7 @@ class Mapper:
             timings["segment"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        tracked = track_frame(self.tracker, frame, masks, self.config.partition, self._graph, lifted)
+        tracked = track_frame(self.tracker, frame, masks, self.config.partition, lifted)
         segments, step = tracked.segments, tracked.step
         timings["lift_associate"] = time.perf_counter() - start
 
@@ -703,8 +701,6 @@ class Mapper:
     # ---- internals: refinement and resume ----------------------------------------------------
 
     def _refine(self):
-        if self._graph is not None:
-            return refine_graph(self.tracker, self._graph, self.config.refine)
         return refine(self.tracker, self.config.refine)
 
     def _refined_map(self, result) -> InstanceMap:

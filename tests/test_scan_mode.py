@@ -220,8 +220,7 @@ def test_a_point_cloud_labelled_from_the_map_computes_no_superpoints(tabletop):
     assert mapper.superpoints.count > 0  # still there on request
 
 
-@pytest.mark.parametrize("fusion", ["consensus", "graph"])
-def test_masks_lifted_ahead_give_the_same_map(tabletop, fusion):
+def test_masks_lifted_ahead_give_the_same_map(tabletop):
     """``Mapper.lift_ahead`` (partition and lift, what the scan mode runs on a worker for the next frame)
     handed to ``integrate`` makes the map ``integrate`` alone makes, byte for byte; a frame lifted with
     other settings is refused."""
@@ -232,7 +231,7 @@ def test_masks_lifted_ahead_give_the_same_map(tabletop, fusion):
     scene = tabletop[0]
     digests = []
     for ahead in (False, True):
-        mapper = Mapper(MapperConfig(global_fusion=fusion))
+        mapper = Mapper(MapperConfig())
         for frame in scene.frames():
             masks = mapper.generator.generate(frame)
             mapper.integrate(frame, masks, mapper.lift_ahead(frame, masks) if ahead else None)

@@ -1,7 +1,7 @@
 """Multi-view evidence graph over stable 3D primitives, and its clustering into objects.
 
 Objects are decided by every view that sees a piece of surface, not by the last one that touched it.
-Nodes are primitives (voxel cells of the fused map, mesh superpoints, ...) with dense ids 0..N-1; edges
+Nodes are primitives (the scan mode's mesh superpoints, ``scene.scan``) with dense ids 0..N-1; edges
 are pairs of touching primitives. For each view, each visible primitive is held by the mask(s) covering
 most of its visible part; for a pair of primitives held in the same view:
 
@@ -25,6 +25,13 @@ pairs in order of p (each cluster joins at most once a round), then recomputes t
 clusters, until no pair can join (no threshold schedule; rounds grow with the log of the object sizes). Optional geometry adds junction convexity
 (LCCP/CPC: a convex junction joins parts of one object, a concave one separates objects resting on each
 other) as ``convexity_views`` pseudo-views of together or apart evidence on the pair.
+
+The mapper's global pass once ran this graph on voxel cells of the fused map (``global_fusion = "graph"``,
+removed 2026-12-05): on the noisy synthetic room with ground-truth masks it reached AP50 0.65 where view
+consensus reaches 1.00, on ScanNet scene0448_01 box AP25 0.07 against 0.71. Cells are too small for the
+evidence (a pair of cells is co-observed in 2 views at the median: noisy depth spreads a surface over
+different cells from view to view), and cells straddling a boundary, held by one object's mask in some
+views and the other's in others, leave mixed evidence between two objects, which then merge.
 
 Object confidence comes from multi-view consistency: the posterior that its inside belongs together, times
 the posterior that its border separates it from its neighbours, times a saturation in the number of

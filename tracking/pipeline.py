@@ -19,7 +19,6 @@ from segment2d.types import MaskCrops, MaskSet, box_windows
 from .mask_groups import coarse_together
 from .online import OnlineTracker, StepResult
 from .surface import surface_keys, surface_points
-from .voxel_graph import VoxelGraph
 
 
 @dataclass(frozen=True)
@@ -217,21 +216,15 @@ class FrameLifter:
 
 
 def track_frame(tracker: OnlineTracker, frame: Frame, masks: MaskSet | MaskCrops,
-                partition: PartitionConfig = PartitionConfig(), graph: VoxelGraph | None = None,
-                lifted: LiftedFrame | None = None) -> TrackedFrame:
+                partition: PartitionConfig = PartitionConfig(), lifted: LiftedFrame | None = None
+                ) -> TrackedFrame:
     """Partition ``masks`` (computed on ``frame``), lift them with the tracker's lift configuration and
     associate them into ``tracker``'s map: the one per-frame path (``scene.pipeline.Mapper`` calls it).
 
     ``lifted``: this frame's ``lift_frame_masks`` with the tracker's lift and ``partition``, already made
     (e.g. in the segmenter process); the result is the same as lifting here. ``masks`` may be ``MaskCrops``
-    (the same result; no N x H x W stack is made unless ``graph`` needs it). ``graph``: a multi-view
-    evidence graph (``tracking.voxel_graph``) that counts this frame's masks (all of them, before
-    partitioning)."""
+    (the same result; no N x H x W stack is made)."""
     lift = tracker.lift
-    if graph is not None:
-        pixels, points = surface_points(frame, lift.stride, lift.depth_range)
-        stack = masks.to_maskset() if isinstance(masks, MaskCrops) else masks
-        graph.add_frame(pixels, points, frame.width, stack.masks)
     if lifted is None:
         lifted = lift_frame_masks(frame, masks, lift, partition)
     elif lifted.frame_index != frame.index:

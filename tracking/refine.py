@@ -18,7 +18,6 @@ from .export import ObjectMap, observation_confidence
 from .online import OnlineTracker
 from .overlap import pass_threads, side_by_side
 from .postfilter import filter_objects
-from .voxel_graph import VoxelGraph
 
 
 @dataclass
@@ -71,33 +70,6 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     remap = _remap(online, segment_named, sizes)
     return RefineResult(object_map, segment_named, remap, clusters.underseg, clusters.rounds,
                         table_voxel.astype(np.int32)[table.of_seg])
-
-
-def refine_graph(tracker: OnlineTracker, graph: VoxelGraph, config: RefineConfig = RefineConfig()) -> RefineResult:
-    """Re-solve the multi-view evidence graph (``graph``, fed every frame) and turn its clusters into
-    objects on the voxel grid: each recorded segment voxel votes for the cluster of its cell, then the
-    same post-filters and id inheritance as ``refine``. ``RefineResult.rounds`` holds the number of
-    agglomeration rounds; nothing is left out as under-segmenting (``underseg`` all False)."""
-    if not tracker.config.keep_records:
-        raise ValueError("refine_graph: the tracker was built with keep_records=False, so it kept no segments")
-    records = tracker.segments
-    seg_rows, keys = records.all_keys()
-    online = tracker.resolve(records.object.view)
-    clusters = graph.cluster()
-    cell = graph.cell_ids(keys)
-    voxel_cluster = np.where(cell >= 0, clusters.label[np.maximum(cell, 0)], -1)
-    table = VoxelTable.build(keys, tracker.surfaces.all_keys()[1], pass_threads(config.threads))
-    member = (voxel_cluster >= 0) & ~_carved_rows(tracker, table)
-    voxels = filter_objects(voxel_cluster[member], keys[member], table.seen[table.of_seg[member]],
-                            tracker.voxel_size, config, table.of_seg[member])
-    segment_object = _segment_objects(seg_rows, table, voxels, len(records))
-    sizes = np.diff(records.offsets.view)
-    names = _inherit_ids(segment_object, online, sizes, voxels.origin.size, tracker)
-    segment_named = _named(segment_object, names)
-    segment_cluster = _majority(seg_rows[member], voxel_cluster[member], len(records))
-    object_map = _object_map(voxels, names, segment_cluster, records, tracker, config, table)
-    remap = _remap(online, segment_named, sizes)
-    return RefineResult(object_map, segment_named, remap, np.zeros(len(records), bool), [clusters.rounds])
 
 
 def _carved_rows(tracker: OnlineTracker, table: VoxelTable) -> np.ndarray:
