@@ -54,6 +54,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -75,7 +76,7 @@ from segment2d.worker import usable_cores as _usable_cores
 from tracking.export import ObjectMap, observation_confidence
 from tracking.online import FrameVoxels, OnlineTracker
 from tracking.overlap import pass_threads, side_by_side
-from tracking.pipeline import FrameLifter, LiftedFrame, track_frame
+from tracking.pipeline import FrameLifter, LiftedFrame, partition_owner, track_frame
 from tracking.refine import refine, unique_counts
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
@@ -92,7 +93,7 @@ class FrameResult:
     per stage (``STAGES``; "save" is 0 when nothing was saved, and includes rebuilding the objects touched
     since the last save, which are rebuilt lazily), ``saved`` (an incremental save ran) and ``owner`` (H x W
     int32: the mask of ``masks`` holding each pixel after the exclusive partition, -1 none;
-    ``tracking.pipeline.TrackedFrame.owner``)."""
+    ``tracking.pipeline.TrackedFrame.owner``, made when first read; None: not known)."""
 
     frame_index: int
     masks: MaskSet
@@ -103,6 +104,17 @@ class FrameResult:
     timings: dict
     saved: bool = False
     owner: np.ndarray | None = None
+
+
+def _frame_owner(result: FrameResult) -> np.ndarray | None:
+    owner = result.__dict__.get("_owner")
+    if isinstance(owner, partial):  # made on first read: only the scan mode reads it
+        owner = result.__dict__["_owner"] = owner()
+    return owner
+
+
+def _set_frame_owner(result: FrameResult, owner: np.ndarray | partial | None) -> None:
+    result.__dict__["_owner"] = owner
 
 
 def _frame_masks(result: FrameResult) -> MaskSet:
@@ -119,6 +131,7 @@ def _set_frame_masks(result: FrameResult, masks: MaskSet | MaskCrops) -> None:
 # Set after the class is made (a property in its body would be taken for the field's default): a result
 # built from the segmenter process's MaskCrops makes its MaskSet only when ``masks`` is read.
 FrameResult.masks = property(_frame_masks, _set_frame_masks, doc="The frame's MaskSet.")
+FrameResult.owner = property(_frame_owner, _set_frame_owner, doc="The frame's partition owner image (H x W int32).")
 
 
 class _VoxelGeometry:
@@ -490,7 +503,7 @@ class Mapper:
             self._request_save()
             timings["save"] = time.perf_counter() - start
         return FrameResult(frame.index, masks, object_ids, step.new_ids, list(step.merged), self.num_objects,
-                           timings, saved, tracked.owner)
+                           timings, saved, partial(partition_owner, tracked.selected, tracked.partition))
 
     def frame_lifter(self) -> FrameLifter:
         """The lift ``integrate`` would run on a frame's masks, as a picklable callable (``lifted``)."""

@@ -84,7 +84,10 @@ def test_integrating_crops_makes_the_same_map_and_results_as_the_stack(frames, g
         b = cropped.integrate(frame, unpack_crops(pack_crops(crops)))
         assert np.array_equal(a.object_ids, b.object_ids) and np.array_equal(a.owner, b.owner)
         _same_masks(a.masks, b.masks)
-        assert b.masks is b.masks  # made once, on first read
+        assert b.masks is b.masks and b.owner is b.owner  # made once, on first read
+        # the owner image names the masks of the frame's MaskSet: each pixel lies in the mask it names
+        held = a.owner >= 0
+        assert held.any() and a.masks.masks[a.owner[held], *np.nonzero(held)].all()
     assert map_fingerprint(stacked.finalize()) == map_fingerprint(cropped.finalize())
 
 
