@@ -226,6 +226,22 @@ class RefineConfig:
       scene0448_01's table are held apart from its top in 56 of 85 views): scene0448_01 0.722/0.167,
       but pooled 0.750/0.376 -> 0.741/0.376, held-out room 0.814 -> 0.830, cluttered 0.633 -> 0.625;
       a wall also "rests" on its own bottom strip by this test (2026-12-05, seeds 0-5 and room 0-9).
+      Resting asked of a horizontal surface (most of the lower side's touching voxels also face up: local
+      normal within 37 degrees of up): the wall strip and two of scene0448_01's six undos go, the table
+      keeps its things (no online merge between the two is among those the review undoes), and
+      scene0448_01 stays 0.696/0.148, held-out room 0.751 -> 0.785 on the harness's subset, cluttered seed
+      5 0.628 -> 0.596 (2026-12-05). From single segments on today's joins (``from_online = false``):
+      scene0448_01 0.232/0.069, pooled 0.413/0.309; with ``online_links`` 0.256/0.143, 0.387/0.307.
+      Coarser levels as containers (2026-12-05, finalize replayed on 20 cached trackers, each frame's
+      ``tracking.mask_groups`` recorded): after the consensus, touching objects joined when some mask of
+      any level holds both in ``consensus`` of the views showing both (at least 3), the union within
+      0.4 m std, unless one rests on a horizontal surface of the other: scene0448_01 0.696/0.149 ->
+      0.751/0.168 (window and cabinet pieces join), pooled 0.778/0.383, but held-out room AP50 0.814 ->
+      0.761 and tabletop 0-1 0.846 -> 0.732: the whole-object level holds objects that touch side by
+      side (a ball beside a box, two cylinders). At 0.8 / 0.95: scene0448_01 0.498/0.095 / no join.
+      Without the whole-object level (part and plane unions only): held-out cluttered 0.633 -> 0.676,
+      room 0.814 -> 0.797, ScanNet unchanged. Recording every frame's holders costs 3.7 ms a frame
+      (``mask_groups``, 64 masks) on 7-Scenes. Not kept.
     - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
       evidence: after the consensus rounds, two clusters holding segments of one online object join when
       one mask holds both in at least ``link_share`` of the views observing both (and in
