@@ -54,3 +54,12 @@ def test_boxes_markdown_shows_each_scene_and_the_pooled_row():
                      {**row, "scene": "pooled", "num_gt": 15}]}
     text = boxes.markdown(data)
     assert "scannet_scene0448_01 296" in text and "| pooled | online | non-structure | 0.500 | 0.250" in text
+
+
+def test_speed_section_reports_the_machine_reference_before_and_after_its_runs():
+    from benchmarks.suites import speed
+
+    assert 0.0 < speed.reference_workload_ms(repeats=2) < 10_000.0
+    text = speed.markdown({"protocol": "p", "sequences": {}, "reference_ms": [25.0, 26.5], "load_average": [0.1, 0.2]})
+    assert "25.0 ms before the runs, 26.5 ms after" in text
+    assert "reference" not in speed.markdown({"protocol": "p", "sequences": {}}).lower()  # older reports: no line
