@@ -2,8 +2,10 @@
 
     python -m benchmarks.diagnose room [--seed 1] [--clean] [--frames 48] [--map online|refined] [--top 40]
     python -m benchmarks.diagnose scannet [--scene scannet_scene0113_00] [--iou 0.5] [--stride 1] [--map refined]
+    python -m benchmarks.diagnose scannet --set tracking.association.grow_by_vote=true [--set ...]
 
-Maps the sequence with the default pipeline (``Mapper(MapperConfig())``) and prints the predictions in
+Maps the sequence with the default pipeline (``Mapper(MapperConfig())``, changed by ``--set KEY=VALUE``
+settings as in ``benchmarks.variants``) and prints the predictions in
 rank order (by confidence), each with its best GT match: for a synthetic preset the GT instance's kind and
 the point IoU on the observed GT surface (the accuracy section's protocol), for a ScanNet scene
 (scene0448_01 unless ``--scene``) the GT box's label and the 3D box IoU (the boxes section's protocol,
@@ -58,7 +60,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stride", type=int, default=1, help="scannet: use every n-th frame")
     parser.add_argument("--map", choices=("online", "refined"), default="refined", help="which map (default refined)")
     parser.add_argument("--top", type=int, default=40, help="rows of false positives to show (true positives: all)")
-    return parser.parse_args(argv)
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a setting of MapperConfig (dotted key, TOML value, as benchmarks.variants)")
+    args = parser.parse_args(argv)
+    from benchmarks.variants import variant_config
+    from scene.config import ConfigError
+
+    try:
+        args.config = variant_config(args.settings)  # the MapperConfig the sequence is mapped with
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
+    return args
 
 
 def greedy_matches(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -75,12 +87,13 @@ def greedy_matches(iou: np.ndarray, scores: np.ndarray, threshold: float) -> tup
     return order, taken
 
 
-def _map(frames, online: bool):
-    """(the online or the refined map, the per-object multi-view evidence of that map, the tracker)."""
+def _map(frames, online: bool, config=None):
+    """(the online or the refined map, the per-object multi-view evidence of that map, the tracker);
+    ``config``: the ``MapperConfig`` (None: the defaults)."""
     from scene.config import MapperConfig
     from scene.pipeline import Mapper
 
-    mapper = Mapper(MapperConfig())
+    mapper = Mapper(MapperConfig() if config is None else config)
     for frame in frames:
         mapper.integrate(frame)
     imap = mapper.map if online else mapper.finalize()
@@ -201,7 +214,7 @@ def diagnose_synthetic(args, out=None) -> dict:
 
     scene = make_scene(args.scene, seed=args.seed, noisy=not args.clean, num_frames=args.frames,
                        width=args.size[0], height=args.size[1])
-    imap, evidence, tracker = _map(scene.source(), args.map == "online")
+    imap, evidence, tracker = _map(scene.source(), args.map == "online", args.config)
     gt = scene.gt_points()
     seen = scene.gt_observed(gt, stride=4)
     xyz, ids = gt.xyz[seen], gt.ids[seen].astype(np.int64)
@@ -452,7 +465,7 @@ def diagnose_scannet(args, out=None) -> dict:
 
     root = args.data / args.scannet_scene
     gt, align, gt_labels = read_gt_boxes(root / "gt_boxes.json")
-    imap, evidence, _ = _map(open_dataset(root, stride=args.stride), args.map == "online")
+    imap, evidence, _ = _map(open_dataset(root, stride=args.stride), args.map == "online", args.config)
     boxes, scores = aligned_boxes(imap, align, False)
     objects = [o for o in imap if not o.is_structure]
     iou = box_iou_3d(boxes, gt)
@@ -549,6 +562,8 @@ def _box_ap(gt: np.ndarray, boxes: np.ndarray, scores: np.ndarray, threshold: fl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.settings:
+        print(f"settings changed: {', '.join(args.settings)}")
     if args.scene == "scannet":
         if not (args.data / args.scannet_scene / "gt_boxes.json").is_file():
             print(f"diagnose: no {args.scannet_scene}/gt_boxes.json under {args.data}", file=sys.stderr)

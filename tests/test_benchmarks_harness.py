@@ -306,6 +306,12 @@ def test_diagnose_lists_a_small_synthetic_map(capsys):
     assert parse_args(["scannet", "--scene", "scannet_scene0113_00"]).scannet_scene == "scannet_scene0113_00"
     assert main(["scannet", "--scene", "nowhere", "--data", "/nonexistent"]) == 2
     assert "no nowhere/gt_boxes.json under /nonexistent" in capsys.readouterr().err
+    args = parse_args(["room", "--set", "tracking.association.grow_by_vote=true", "--set", "parts.colour_join=0"])
+    assert args.config.tracking.association.grow_by_vote and args.config.parts.colour_join == 0.0
+    assert not parse_args(["room"]).config.tracking.association.grow_by_vote  # the defaults without --set
+    with pytest.raises(SystemExit):
+        parse_args(["room", "--set", "parts.no_such_key=1"])
+    assert "no_such_key" in capsys.readouterr().err
 
 
 def test_failure_kind_tells_dropped_merged_too_small_split_and_partial_apart():
