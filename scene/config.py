@@ -16,8 +16,9 @@ same value (``_MOVED``: ``refine.confidence_frames`` / ``confidence_voxels``, ``
 ``tracking.track_ids.merge_votes`` / ``merge_ratio``; ``segment2d.geometric.config.FOLDED_FIELDS``): each
 is read as the setting that replaced it, and two of them that disagree are an error naming both. Settings
 of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming the key and why it went;
-so is ``global_fusion = "graph"`` (the retired global pass over a graph of map cells), whose keys left at
-their defaults (``global_fusion = "consensus"``, ``[graph]``) are dropped with a warning.
+so is a key asking for a retired option (``_RETIRED``: ``global_fusion = "graph"``, the global pass over a
+graph of map cells; ``refine.online_links = true``), whose keys left where they had no effect (the
+example file's defaults) are dropped with a warning.
 """
 from __future__ import annotations
 
@@ -155,20 +156,33 @@ _REPLACED = {(("refine",), "min_voxels"): "'refine.min_area' (m^2 of surface, th
                                           "0.016 keeps what 60 voxels kept under noisy depth at 2 cm voxels)"}
 
 
-def _drop_cell_graph(data: dict, where: str) -> None:
-    """Remove (in place) the keys of the retired global pass over a graph of map cells: ``global_fusion``
-    and the ``[graph]`` table. Asking for that pass is an error; the keys an older file held at their
-    defaults (the example file listed them all) had no effect and are dropped with a warning."""
-    fusion = data.pop("global_fusion", None)
-    if fusion is not None and fusion != "consensus":
-        raise ConfigError(f"{where}: global_fusion = {fusion!r}: the global pass over a graph of map cells was removed "
-                          f"(ScanNet scene0448_01 box AP25 0.07 against view consensus's 0.71); view consensus is the "
-                          f"one global pass: delete the key and the [graph] table")
-    dropped = (["global_fusion"] if fusion is not None else []) + (["[graph]"] if data.pop("graph", None) is not None else [])
+_CELL_GRAPH = ("the global pass over a graph of map cells was removed (ScanNet scene0448_01 box AP25 0.07 against "
+               "view consensus's 0.71); view consensus is the one global pass")
+_LINKS = ("online links in the global pass from single segments were removed (scene0448_01 box AP25/AP50 "
+          "0.256/0.143 against the default's 0.696/0.149; ground-truth masks do better with refine.keep_apart)")
+# Settings of retired options: (table, key) -> (the value that had no effect, or None: any value had none
+# unless another retired key asked for the option; why it went).
+_RETIRED = {((), "global_fusion"): ("consensus", _CELL_GRAPH), ((), "graph"): (None, _CELL_GRAPH),
+            (("refine",), "online_links"): (False, _LINKS), (("refine",), "link_share"): (None, _LINKS)}
+
+
+def _drop_retired(data: dict, where: str) -> None:
+    """Remove (in place) the keys of retired options (``_RETIRED``). A key asking for a retired option is
+    an error naming it; keys an older file held where they had no effect (the example file listed them
+    all, at their defaults) are dropped with one warning naming them."""
+    dropped = []
+    for (table, key), (inert, why) in _RETIRED.items():
+        source = _table(data, table)
+        if not isinstance(source, dict) or key not in source:
+            continue
+        value = source.pop(key)
+        name = ".".join(table + (key,))
+        if inert is not None and value != inert:
+            raise ConfigError(f"{where}: {name} = {value!r}: {why}: delete the key")
+        dropped.append(name if not isinstance(value, dict) else f"[{name}]")
     if dropped:
-        warnings.warn(f"{where}: {' and '.join(dropped)} no longer exist (the global pass over a graph of map cells "
-                      f"was removed; view consensus is the one global pass): ignored, delete them from the file",
-                      stacklevel=4)
+        warnings.warn(f"{where}: {', '.join(dropped)} no longer exist (retired options, which had no effect there): "
+                      f"ignored, delete them from the file", stacklevel=4)
 
 
 def _moved_keys(data: dict, where: str) -> dict:
@@ -176,7 +190,7 @@ def _moved_keys(data: dict, where: str) -> dict:
     generator options from ``[segmenter_options]`` to ``[geometric]``); a key given in both places with
     different values is an error naming both."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    _drop_cell_graph(data, where)
+    _drop_retired(data, where)
     for (table, key), instead in _REPLACED.items():
         source = _table(data, table)
         if isinstance(source, dict) and key in source:

@@ -282,17 +282,23 @@ def test_older_config_keys_are_read_where_they_live_now(tmp_path):
         load_config(path)
 
 
-def test_the_retired_cell_graph_pass_is_refused_or_its_default_keys_dropped(tmp_path):
+def test_retired_options_are_refused_or_their_default_keys_dropped(tmp_path):
     path = tmp_path / "old.toml"
     path.write_text('global_fusion = "graph"\n[graph]\ncell_factor = 3\n')
     with pytest.raises(ConfigError, match=r"old.toml: global_fusion = 'graph': the global pass over a graph of map "
                                           r"cells was removed .*delete the key"):
         load_config(path)
-    # an older copy of the example file held both at their defaults, which had no effect: dropped, with a warning
-    path.write_text('global_fusion = "consensus"\nsave_every = 5\n[graph]\ncell_factor = 3\n[graph.graph]\nprior = 1.0\n')
-    with pytest.warns(UserWarning, match=r"old.toml: global_fusion and \[graph\] no longer exist .*ignored"):
+    path.write_text('[refine]\nonline_links = true\nlink_share = 0.4\n')
+    with pytest.raises(ConfigError, match=r"old.toml: refine.online_links = True: online links .* were removed"):
+        load_config(path)
+    # an older copy of the example file held them at their defaults, which had no effect: dropped, with a warning
+    path.write_text('global_fusion = "consensus"\nsave_every = 5\n[refine]\nonline_links = false\nlink_share = 0.3\n'
+                    'consensus = 0.8\n[graph]\ncell_factor = 3\n[graph.graph]\nprior = 1.0\n')
+    with pytest.warns(UserWarning, match=r"old.toml: global_fusion, \[graph\], refine.online_links, refine.link_share "
+                                         r"no longer exist .*ignored"):
         config = load_config(path)
-    assert config.save_every == 5 and not hasattr(config, "graph") and not hasattr(config, "global_fusion")
+    assert config.save_every == 5 and config.refine.consensus == 0.8
+    assert not hasattr(config, "graph") and not hasattr(config.refine, "online_links")
 
 
 def test_folded_geometric_settings_are_read_as_the_one_that_replaced_them(tmp_path):

@@ -239,22 +239,25 @@ class RefineConfig:
       ``tracking.mask_groups`` recorded): after the consensus, touching objects joined when some mask of
       any level holds both in ``consensus`` of the views showing both (at least 3), the union within
       0.4 m std, unless one rests on a horizontal surface of the other: scene0448_01 0.696/0.149 ->
-      0.751/0.168 (window and cabinet pieces join), pooled 0.778/0.383, but held-out room AP50 0.814 ->
+      0.751/0.168 (the window's pieces join, among others), pooled 0.778/0.383, but held-out room AP50 0.814 ->
       0.761 and tabletop 0-1 0.846 -> 0.732: the whole-object level holds objects that touch side by
       side (a ball beside a box, two cylinders). At 0.8 / 0.95: scene0448_01 0.498/0.095 / no join.
       Without the whole-object level (part and plane unions only): held-out cluttered 0.633 -> 0.676,
       room 0.814 -> 0.797, ScanNet unchanged. Recording every frame's holders costs 3.7 ms a frame
       (``mask_groups``, 64 masks) on 7-Scenes. Not kept.
-    - ``online_links`` (with ``from_online=False``): the online objects stay in the graph as weaker
-      evidence: after the consensus rounds, two clusters holding segments of one online object join when
-      one mask holds both in at least ``link_share`` of the views observing both (and in
-      ``min_observers`` views), instead of ``consensus``; a merge the online step followed from a few
-      views, and most views separate, loses. Measured (2026-12-03, ``link_share`` 0.3; default /
+    - Retired 2026-12-05 (``scene.config`` refuses ``online_links = true`` and drops the keys at their
+      defaults): ``online_links`` / ``link_share`` (with ``from_online=False``): the online objects stayed
+      in the graph as weaker evidence: after the consensus rounds, two clusters holding segments of one
+      online object joined when one mask held both in at least ``link_share`` of the views observing both
+      (and in ``min_observers`` views), instead of ``consensus``; a merge the online step followed from a
+      few views, and most views separate, lost. Measured (2026-12-03, ``link_share`` 0.3; default /
       single segments / with links; quick harness, same frames as the benchmark sections): ScanNet pooled
       box AP25/AP50 0.662/0.234, 0.669/0.311, 0.670/0.318; noisy room refined AP50, seeds 0-1 0.853,
       0.804, 0.768, held-out seeds 2-5 0.759, 0.605, 0.698; GT masks with 5% merges, room, AP seed 0
       0.756, 0.900, 0.703 (objects 0.688, 0.854, 0.854), seeds 2-3 0.660, 0.895, 0.895. It loses to the
-      default on the room and to single segments on tuned seeds, so it is off.
+      default on the room and to single segments on tuned seeds, so it was off; on 2026-12-05's joins from
+      single segments it gave scene0448_01 0.256/0.143 against the default's 0.696/0.149 (above), and
+      ground-truth masks, where single segments are the default, do better with ``keep_apart``.
     - ``keep_apart`` (from single segments only: one-level masks): a consensus round takes its joins one
       by one, the best held first, and skips a join that would put in one object two single segments
       that the views keep apart as firmly as ``consensus`` asks of a join (``min_observers`` views
@@ -298,9 +301,7 @@ class RefineConfig:
     split_min_share: float = 0.3
     weak_cluster: int = 2
     from_online: bool | str = "auto"
-    online_links: bool = False
     keep_apart: bool = True
-    link_share: float = 0.3
     threads: int = 0
 
     def starts_from_online(self, one_level_masks: bool) -> bool:
@@ -312,8 +313,7 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.threads must be >= 0 (0: the usable cores), got {self.threads}")
         if self.cell_factor < 1 or self.min_observers < 1 or not self.min_area >= 0:
             raise ValueError(f"RefineConfig: cell_factor and min_observers must be >= 1, min_area >= 0 m^2: {self}")
-        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share",
-                     "link_share"):
+        for name in ("visible_share", "contain_share", "consensus", "split_share", "underseg_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"RefineConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
         if self.from_online not in (True, False, "auto"):

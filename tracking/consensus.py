@@ -34,9 +34,7 @@ class ConsensusInput:
     ``seg_mask``: per segment the 2D mask it came from (any int, unique within a frame): spatial parts of
     one mask are contained together by it; ``initial``: optional starting group per segment (e.g. the
     online object ids): the clustering then only joins groups, every segment is a member; ``voxels``:
-    optionally the ``VoxelTable`` of (seg_keys, surf_keys), when the caller already built it; ``links``:
-    optional group per segment (the online object ids), weaker evidence used when clustering from single
-    segments with ``RefineConfig.online_links`` (``_join_linked``)."""
+    optionally the ``VoxelTable`` of (seg_keys, surf_keys), when the caller already built it."""
 
     seg_rows: np.ndarray
     seg_keys: np.ndarray
@@ -47,7 +45,6 @@ class ConsensusInput:
     seg_mask: np.ndarray | None = None
     initial: np.ndarray | None = None
     voxels: "VoxelTable | None" = None
-    links: np.ndarray | None = None
 
 
 @dataclass
@@ -207,8 +204,6 @@ def view_consensus(data: ConsensusInput, config: RefineConfig = RefineConfig()) 
             assign = _join(assign, pairs[edge], stats.n_nodes)
         else:
             assign = _join_unless_apart(assign, pairs[edge], support[edge] / observers[edge], observers[edge], apart)
-    if data.initial is None and data.links is not None and config.online_links:
-        assign = _join_linked(graph, members, assign, np.asarray(data.links)[members], underseg, config, stats)
     cluster = np.full(n_seg, -1, np.int64)
     cluster[members] = assign
     return ConsensusResult(cluster, underseg, rounds)
@@ -335,33 +330,6 @@ def _usable_views(stats: _NodeStats) -> np.ndarray:
     """Nodes x frames, bit-packed: the frames that observe a node whole (not cut, not inside an
     under-segmenting mask): the views that count as a pair's observers."""
     return np.packbits(stats.observes & ~stats.inside_underseg, axis=1)
-
-
-def _join_linked(graph: _Graph, members, assign, links, underseg, config: RefineConfig,
-                 previous: _NodeStats | None = None) -> np.ndarray:
-    """Join node pairs holding segments of one link group (the online step put them together) when at
-    least ``link_share`` of the views observing both, and ``min_observers`` views, have one mask holding
-    both: the online co-membership lowers the consensus a pair needs from ``consensus`` to ``link_share``,
-    so a merge the online step followed from a few views, and most views separate, loses. Views and masks
-    count as in the consensus rounds (under-segmenting masks hold nothing; counting them, measured:
-    held-out room AP50 0.698 -> 0.681, ScanNet pooled box AP25/AP50 0.670/0.318 -> 0.655/0.325)."""
-    stats = _node_stats(graph, members, assign, underseg, config, previous)
-    pairs = _linked_pairs(assign, links, stats.n_nodes)
-    if pairs.size == 0:
-        return assign
-    usable = _usable_views(stats)
-    observers = np.bitwise_count(usable[pairs[:, 0]] & usable[pairs[:, 1]]).sum(1)
-    together = np.asarray(stats.contained[pairs[:, 0]].multiply(stats.contained[pairs[:, 1]]).sum(1)).reshape(-1)
-    keep = (together >= config.link_share * observers) & (together >= config.min_observers)
-    return _join(assign, pairs[keep], stats.n_nodes)
-
-
-def _linked_pairs(assign: np.ndarray, links: np.ndarray, n_nodes: int) -> np.ndarray:
-    """Node pairs (a < b) holding segments of one link group."""
-    group = np.unique(links, return_inverse=True)[1].reshape(-1)
-    L = _binary(assign, group, (n_nodes, int(group.max(initial=-1)) + 1))
-    shared = sparse.triu(L @ L.T, k=1).tocoo()
-    return np.stack([shared.row, shared.col], 1).astype(np.int64)
 
 
 def _schedule(observers: np.ndarray, config: RefineConfig) -> list[int]:

@@ -52,7 +52,7 @@ def refine(tracker: OnlineTracker, config: RefineConfig = RefineConfig()) -> Ref
     online = tracker.resolve(records.object.view)
     initial = online if config.starts_from_online(tracker.one_level_masks) else None
     data = ConsensusInput(seg_rows, keys, seg_frame, surf_col.reshape(-1)[surf_rows], surf_keys, int(frames.size),
-                          records.mask.view, initial, table, links=online)
+                          records.mask.view, initial, table)
     # the free-space votes do not depend on the clusters: read beside the clustering
     clusters, carved = side_by_side(lambda: view_consensus(data, config), lambda: _carved_rows(tracker, table), threads)
     clusters.cluster = _adopt_weak_clusters(clusters.cluster, online, config.weak_cluster)
