@@ -86,7 +86,9 @@ synthetic groups):
 
 Every rule still gains on the held-out seeds. The hanging rule's AP50 on scene0448_01 is no counter-case:
 without it the stool's legs alone (265 points) happen to box the ground truth's table at IoU 0.50, while
-its top stays with the white things on it. Retired (``RETIRED_FIELDS``): the soft non-maximum suppression by box IoU (off;
+its top stays with the white things on it.
+
+Retired (``RETIRED_FIELDS``): the soft non-maximum suppression by box IoU (off;
 room 2-5 0.562 / 0.754, but scene0448_01 AP25 0.727, cluttered 2-5 0.401 / 0.589), the cap of three join
 rounds (joins are looked for until none is found: the same maps everywhere; one round only: room 2-5
 0.548 / 0.723), and four settings folded into others (2026-12-05, same replay): one distance, the contact

@@ -140,19 +140,18 @@ def _table_voxels(table: VoxelTable, voxels) -> np.ndarray:
     return np.where(voxels.keys[at] == table.keys, at, -1)
 
 
-def _table_objects(table: VoxelTable, voxels, table_voxel: np.ndarray | None = None) -> np.ndarray:
-    """Per voxel of ``table``, its (dense) refined object, -1 for voxels no object kept; ``table_voxel``:
-    ``_table_voxels`` when already known."""
-    at = _table_voxels(table, voxels) if table_voxel is None else table_voxel
+def _table_objects(voxels, table_voxel: np.ndarray) -> np.ndarray:
+    """Per voxel of the ``VoxelTable``, its (dense) refined object, -1 for voxels no object kept;
+    ``table_voxel``: ``_table_voxels`` of that table."""
+    at = table_voxel
     return np.where(at >= 0, voxels.object[np.maximum(at, 0)], -1) if voxels.keys.size else at
 
 
-def _segment_objects(seg_rows, table: VoxelTable, voxels, n_segments, table_voxel: np.ndarray | None = None
-                     ) -> np.ndarray:
+def _segment_objects(seg_rows, table: VoxelTable, voxels, n_segments, table_voxel: np.ndarray) -> np.ndarray:
     """Per segment, the (dense) refined object holding most of its voxels, -1 if none holds any."""
     if voxels.keys.size == 0:
         return np.full(n_segments, -1, np.int64)
-    row_object = _table_objects(table, voxels, table_voxel)[table.of_seg]
+    row_object = _table_objects(voxels, table_voxel)[table.of_seg]
     hit = row_object >= 0
     return _majority(seg_rows[hit], row_object[hit], n_segments)
 
@@ -185,7 +184,7 @@ def _inherit_ids(segment_object, online, sizes, n_obj, tracker) -> np.ndarray:
 
 
 def _object_map(voxels, names, cluster, records, tracker, config, table: VoxelTable,
-                table_voxel: np.ndarray | None = None) -> ObjectMap:
+                table_voxel: np.ndarray) -> ObjectMap:
     """Objects with the statistics of the cluster each came from: mean mask score, distinct frames, and
     the detection consistency (those frames over the frames whose surface showed the object)."""
     member = cluster >= 0
@@ -207,14 +206,14 @@ def _object_map(voxels, names, cluster, records, tracker, config, table: VoxelTa
                      structure[origin][order], tracker.voxel_size)
 
 
-def _frames_seeing(voxels, tracker, table: VoxelTable, table_voxel: np.ndarray | None = None) -> np.ndarray:
+def _frames_seeing(voxels, tracker, table: VoxelTable, table_voxel: np.ndarray) -> np.ndarray:
     """Per (dense) object, the frames whose observed surface held enough of its voxels (the tracker's
     ``min_visible``, or a tenth of the object)."""
     n_obj = voxels.origin.size
     frame_rows, keys = tracker.surfaces.all_keys()
     if voxels.keys.size == 0 or keys.size == 0:
         return np.zeros(n_obj, np.int64)
-    row_object = _table_objects(table, voxels, table_voxel)[table.of_surf]
+    row_object = _table_objects(voxels, table_voxel)[table.of_surf]
     hit = row_object >= 0
     n_frames = len(tracker.surfaces)
     codes, counts = unique_counts(row_object[hit] * n_frames + frame_rows[hit], n_obj * n_frames)
