@@ -153,6 +153,10 @@ relative to the pieces (the union's spread at most the larger group's, or ``obje
 lets a sofa's two long halves and a shelf's pieces join) gains every synthetic group (held-out AP50 room
 0.798 -> 0.807, cluttered 0.616 -> 0.655; seeds 6-9 and 10-13 too) but joins real scans' white pieces
 into walls: scene0448_01 0.696/0.149 -> 0.631/0.118 (1.1 x the larger spread: 0.598/0.103). Not kept.
+Nor mean colours brought to one brightness before the test (shading: the toilet's base, tank and lid
+differ by 37 and 29 on one channel, by 9 and 7 so): scene0448_01 0.556/0.175, pooled 0.750/0.376 ->
+0.653/0.383 (2026-12-05); the toilet's joined halves stay 11 apart on blue, and the table takes in two
+more white pieces.
 
 A solid's own spread as the bound (2026-12-05, the parts pass replayed on the 44 cached maps: ScanNet
 x2 and seeds 0-13; before -> after, AP / AP50): where the larger group is a solid (least principal std at

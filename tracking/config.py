@@ -41,6 +41,15 @@ class AssociationConfig:
       ``merge_ratio`` 0.25 0.587 / 0.852 / 0.819, 0.75 0.568 / 0.819 / 0.737; ``merge_frames`` 1 0.456 /
       0.858 / 0.833, 4 0.572 / 0.816 / 0.741; ``match_iou`` 0.125 0.633 / 0.855 / 0.737; ``part_share``
       0.3 0.596 / 0.850 / 0.737.
+    - A part join resting on ``min_visible`` shared voxels, not on a fifth of a small segment (2026-12-05,
+      ``benchmarks.variants``, default in brackets): a ball of 32 voxels joined the cabinet it lies on
+      through 7 voxels of their contact (noisy room seed 3), and its later views followed. Refined
+      scene0448_01 0.690/0.144 (0.696/0.149), ScanNet pooled 0.724/0.323 (0.750/0.376), held-out noisy
+      room / cluttered / tabletop AP50 0.814 / 0.635 / 0.901 (0.814 / 0.633 / 0.876), tuned room 0.821
+      (0.856); online pooled 0.558/0.260 (0.678/0.294). The small things become objects online, but the
+      refinement drops them: the ball keeps 55 voxels, 0.009 m^2 of surface, under
+      ``RefineConfig.min_area``. With ``min_area`` 0.008 m^2 the fragments it keeps cost more: pooled
+      0.700/0.304, held-out room 0.800 (the default with 0.008: 0.672/0.302, 0.800). Not kept.
     - ``grow_by_vote`` (option, off): surface a segment adds to an existing object (voxels not yet in the
       map, at least ``min_visible``) becomes a provisional growth of it: shown as the object, it joins
       it for good after ``merge_frames`` frames held together (a segment holding both, or the object
@@ -245,6 +254,34 @@ class RefineConfig:
       Without the whole-object level (part and plane unions only): held-out cluttered 0.633 -> 0.676,
       room 0.814 -> 0.797, ScanNet unchanged. Recording every frame's holders costs 3.7 ms a frame
       (``mask_groups``, 64 masks) on 7-Scenes. Not kept.
+      Views weighted by their depth noise (stop 37, 2026-12-05; finalize replayed on the 20 cached
+      trackers; ScanNet box AP25/AP50 scene0448_01 / pooled, noisy refined AP50 held-out room / cluttered
+      / tabletop 2-5; default 0.696/0.149 / 0.750/0.376, 0.814 / 0.633 / 0.876). Where the held-out room
+      fails: of the 21 GT objects of seeds 2-5 no prediction reaches IoU 0.5 on, 15 are a small thing
+      (ball, box, cylinder) and the object it stands on (shelf, table, sofa, cabinet, box) merged into
+      one prediction, 5 objects merged with one beside them, 1 a shelf split in four. The
+      evidence between pieces (the single-segment consensus' clusters inside each refined object, one
+      per voxel by majority; adjacent pairs of >= 30 voxels, pure in GT, seen by >= 3 views; room seeds
+      0-5: 61 pairs within one GT object, 23 between two), share of the views holding both in one mask,
+      >= 0.5 within / between: finest mask 44% / 9%, weighted 1 / sigma(z)^2 (``geometric.sigma0``,
+      ``sigma2``) 36% / 4%, the nearer half of the views 48% / 4%, finest or level 0 57% / 9%, any
+      level 97% / 100% (level 2 alone 89% / 91%, level 4 85% / 74%); the LCCP convexity test on the
+      junction's patches, median share convex 0.46 / 0.36. The pieces of one object the views keep
+      apart are a shelf's boards and sides (0.00-0.33), a table's legs (0.07), a chair's legs (0.12-0.36),
+      a cabinet's panel (0.00): as apart as a ball on a cabinet (0.00). Splitting refined objects
+      where that share (finest or level 0) falls below a bound: 0.25 weighted 0.643/0.132 / 0.729/0.364,
+      0.791 / 0.607 / 0.876 (tuned cluttered 0.628 -> 0.688); 0.25 unweighted 0.711/0.151 /
+      0.755/0.375, 0.792 / 0.606 / 0.876; 0.1 weighted 0.711/0.151 / 0.755/0.376, 0.794 / 0.611 /
+      0.876; only where the smaller piece rests on an up-facing surface of the larger (pooled; room / cluttered):
+      0.1 0.755/0.377; 0.814 / 0.627, 0.5 0.755/0.376; 0.814 / 0.619 (scene0448_01's table: its top, 88% hidden under
+      the things, gives pieces of 115 and 40 voxels). The post-filter's votes weighted the same way
+      (``tracking.postfilter``: each voxel to the cluster whose detections of it weigh most): 1 /
+      sigma^2 0.722/0.145 / 0.764/0.376, 0.797 / 0.628 / 0.890; with the detection ratio weighted too:
+      0.537/0.137 / 0.618/0.354, 0.802 / 0.622 / 0.876, at 1 / sigma 0.499/0.143 / 0.617/0.286 (scene0113_00
+      AP50 1.00 -> 0.75). Frames mapped nearest first (median depth ascending, all else default):
+      0.416/0.162 / 0.444/0.304, room 2-5 0.772, room 0-1 0.850. Near views do not outvote far ones into
+      better objects: the weight-free masks keep a thing apart from its support about as often as they
+      keep an object's parts apart. Not kept.
     - Retired 2026-12-05 (``scene.config`` refuses ``online_links = true`` and drops the keys at their
       defaults): ``online_links`` / ``link_share`` (with ``from_online=False``): the online objects stayed
       in the graph as weaker evidence: after the consensus rounds, two clusters holding segments of one
