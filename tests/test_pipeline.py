@@ -291,14 +291,20 @@ def test_retired_options_are_refused_or_their_default_keys_dropped(tmp_path):
     path.write_text('[refine]\nonline_links = true\nlink_share = 0.4\n')
     with pytest.raises(ConfigError, match=r"old.toml: refine.online_links = True: online links .* were removed"):
         load_config(path)
+    path.write_text('[tracking.association]\ngrow_by_vote = true\nparts_by_vote = true\n')
+    with pytest.raises(ConfigError, match=r"old.toml: tracking.association.parts_by_vote = True: .*was removed"):
+        load_config(path)
     # an older copy of the example file held them at their defaults, which had no effect: dropped, with a warning
     path.write_text('global_fusion = "consensus"\nsave_every = 5\n[refine]\nonline_links = false\nlink_share = 0.3\n'
-                    'consensus = 0.8\n[graph]\ncell_factor = 3\n[graph.graph]\nprior = 1.0\n')
-    with pytest.warns(UserWarning, match=r"old.toml: global_fusion, \[graph\], refine.online_links, refine.link_share "
-                                         r"no longer exist .*ignored"):
+                    'consensus = 0.8\n[graph]\ncell_factor = 3\n[graph.graph]\nprior = 1.0\n'
+                    '[tracking.association]\nparts_by_vote = false\nmerge_frames = 3\n')
+    with pytest.warns(UserWarning, match=r"old.toml: global_fusion, \[graph\], refine.online_links, refine.link_share, "
+                                         r"tracking.association.parts_by_vote no longer exist .*ignored"):
         config = load_config(path)
     assert config.save_every == 5 and config.refine.consensus == 0.8
+    assert config.tracking.association.merge_frames == 3
     assert not hasattr(config, "graph") and not hasattr(config.refine, "online_links")
+    assert not hasattr(config.tracking.association, "parts_by_vote")
 
 
 def test_folded_geometric_settings_are_read_as_the_one_that_replaced_them(tmp_path):

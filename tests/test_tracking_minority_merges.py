@@ -5,7 +5,6 @@ ray-cast boxes with ground-truth masks (``test_tracking_online``)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from segment2d.types import MaskSet
 from test_tracking_online import LIFT, Boxes, camera_at, frame_at, gt_masks, track
@@ -94,11 +93,6 @@ def test_depth_noise_growth_joins_its_object_without_new_ids():
     tracker, ids, frame = _map(set())
     assert len(set(ids[1])) == 1 and len(set(ids[2])) == 1 and ids[1][0] != ids[2][0]
     assert len(np.unique(tracker.object_map().object)) == 3
-
-
-def test_parts_by_vote_needs_grow_by_vote():
-    with pytest.raises(ValueError, match="grow_by_vote"):
-        AssociationConfig(parts_by_vote=True)
 
 
 def _parts_map(coarse: bool, config: TrackerConfig = GROW):

@@ -93,13 +93,16 @@ class AssociationConfig:
       Ground-truth masks have one level: no change there. Used as a bridging vote too (a coarser mask
       holding two objects' segments counts as one mask holding both, for every pair), the weight-free
       hierarchy's part unions join across objects (scene0448_01 AP25 0.117), so it counts only as above.
-    - ``parts_by_vote`` (with ``grow_by_vote``): a segment that a frame shows apart from its object's
-      best-matching segment (another mask) moves the object's voxels it holds to a provisional growth,
-      counted together as often as the object held them (their mean vote) and apart once. Measured
-      as above: GT merges room seed 0 refined 0.864 (AP50 0.947), seed 2 0.764, cluttered seed 0 online
+    - Retired 2026-12-05 (``scene.config`` refuses ``parts_by_vote = true`` and drops the key at its default):
+      ``parts_by_vote`` (with ``grow_by_vote``): a segment that a frame showed apart from its object's
+      best-matching segment (another mask) moved the object's voxels it held to a provisional growth,
+      counted together as often as the object held them (their mean vote) and apart once. It never
+      gained: GT merges room seed 0 refined 0.864 (AP50 0.947), seed 2 0.764, cluttered seed 0 online
       0.799, refined 0.805 (AP50 0.966); weight-free noisy room seed 0 online 0.643, refined 0.689 (AP50
-      0.881 against 0.926): off. ScanNet (2026-12-05, with ``grow_by_vote``, ``benchmarks.variants``):
+      0.881 against 0.926); ScanNet (2026-12-05, with ``grow_by_vote``, ``benchmarks.variants``):
       refined scene0448_01 0.371/0.121, scene0113_00 0.733/0.733, pooled 0.378/0.202 (default 0.750/0.376).
+      A weight-free generator's finest masks show an object's parts apart in most views, so every part
+      became a growth voted off its object.
     """
 
     match_iou: float = 0.25
@@ -110,7 +113,6 @@ class AssociationConfig:
     merge_ratio: float = 0.5
     parts_follow_mask: bool = True
     grow_by_vote: bool = False
-    parts_by_vote: bool = False
     coarse_masks_hold: bool = True
 
     def __post_init__(self) -> None:
@@ -119,8 +121,6 @@ class AssociationConfig:
                 raise ValueError(f"AssociationConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
         if self.merge_frames < 1 or self.min_visible < 0:
             raise ValueError(f"AssociationConfig: merge_frames must be >= 1 and min_visible >= 0: {self}")
-        if self.parts_by_vote and not self.grow_by_vote:
-            raise ValueError("AssociationConfig.parts_by_vote needs grow_by_vote = true (its parts become growths)")
 
 
 @dataclass(frozen=True)

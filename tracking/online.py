@@ -160,8 +160,7 @@ class OnlineTracker:
         labels = self._segment_labels(seg_rows, dominant, ids, covers)
         grown, children = np.zeros(0, np.int64), np.zeros(0, np.int64)
         if self.config.association.grow_by_vote:
-            split = self._split_parts(scores, ids, mask_of) if self.config.association.parts_by_vote else None
-            labels, grown, children = self._provisional_growth(seg_rows, rows, dominant, ids, new_ids, labels, split)
+            labels, grown, children = self._provisional_growth(seg_rows, dominant, ids, new_ids, labels)
         rows = self.labels.add(keys, labels, 1, rows)
         if self.config.keep_records and self.config.free_space.carve:
             self.free_space.add_voxels(self.labels.index.keys[mapped:])
@@ -376,17 +375,13 @@ class OnlineTracker:
             labels = np.where(routed, dominant, labels)
         return labels
 
-    def _provisional_growth(self, seg_rows, rows, dominant, ids, new_ids, labels, split=None) -> tuple:
+    def _provisional_growth(self, seg_rows, dominant, ids, new_ids, labels) -> tuple:
         """``AssociationConfig.grow_by_vote``: the voxels not yet in the map that a segment matched to an
         existing object adds (at least ``min_visible``) go to a new provisional object, counted as bridged
         with that object once (this frame); later frames vote as for any pair (``_merge_bridged``).
-        ``split`` (``parts_by_vote``): per segment, a part this frame separated from its object; all of
-        its voxels held by the object go to the provisional object too, bridged as often as the object
-        held them (their mean vote count) and separated once. Returns (labels, segments that grew,
-        their provisional ids)."""
+        Returns (labels, segments that grew, their provisional ids)."""
         fresh = dominant < 0
-        own = fresh if split is None else fresh | (dominant == ids[seg_rows]) & split[seg_rows]
-        added = np.bincount(seg_rows[own], minlength=ids.size)
+        added = np.bincount(seg_rows[fresh], minlength=ids.size)
         grown = np.flatnonzero((added >= max(self.config.association.min_visible, 1)) & ~np.isin(ids, new_ids))
         if grown.size == 0:
             return labels, grown, np.zeros(0, np.int64)
@@ -395,38 +390,11 @@ class OnlineTracker:
         child_of_segment = np.full(ids.size, -1, np.int64)
         child_of_segment[grown] = children
         child = child_of_segment[seg_rows]
-        moved = own & (child >= 0)
-        votes = np.ones(ids.size)
-        if split is not None and split[grown].any():
-            held = moved & ~fresh
-            slot_labels, slot_counts = self.labels.labels_of_rows(rows[held])
-            count = (slot_counts * (slot_labels == ids[seg_rows[held]][:, None])).sum(1)
-            total = np.bincount(seg_rows[held], weights=count, minlength=ids.size)
-            number = np.bincount(seg_rows[held], minlength=ids.size)
-            votes = np.where(split & (number > 0), np.round(total / np.maximum(number, 1)), votes)
-        labels = np.where(moved, child, labels)
-        codes = ids[grown] * _PAIR_BASE + children  # parents are older: smaller ids
-        for code, together in zip(codes.tolist(), votes[grown].astype(np.int64).tolist()):
-            self._bridged[code] = self._bridged.get(code, 0) + together
+        labels = np.where(fresh & (child >= 0), child, labels)
+        for code in (ids[grown] * _PAIR_BASE + children).tolist():  # parents are older: smaller ids
+            self._bridged[code] = self._bridged.get(code, 0) + 1
             self._provisional.add(code)
-        if split is not None and split[grown].any():
-            apart = codes[split[grown]]
-            self._separated.add(np.sort(apart))
-            self._detach_separated_growth(apart)
         return labels, grown, children
-
-    def _split_parts(self, s: _Scores, ids: np.ndarray, mask_of: np.ndarray) -> np.ndarray:
-        """Per segment: another segment of this frame (another mask) took the same object and matches it
-        better (IoU): the frame shows this one apart from the object's main part."""
-        own = s.obj == ids[s.seg]
-        iou = np.zeros(ids.size)
-        iou[s.seg[own]] = s.iou[own]
-        order = np.lexsort((-iou, ids))
-        first = np.r_[True, ids[order][1:] != ids[order][:-1]]
-        best = order[first][np.cumsum(first) - 1]  # per position in ``order``: its object's best segment
-        split = np.zeros(ids.size, bool)
-        split[order] = ~first & (mask_of[order] != mask_of[best])
-        return split
 
     def _count_seen(self, surface: np.ndarray) -> None:
         rows = self._surface_index.insert(surface)
