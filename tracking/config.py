@@ -67,6 +67,8 @@ class AssociationConfig:
       0.851 / 0.609. Re-measured 2026-12-05 on that day's joins (``benchmarks.variants``): ScanNet refined
       scene0448_01 0.696/0.149 -> 0.607/0.171, pooled 0.750/0.376 -> 0.631/0.373; online pooled 0.678/0.294
       -> 0.636/0.328. The garbage bin comes apart from the toilet (IoU 0.73), whose three pieces stay apart.
+      Noisy refined AP50 (the same joins, stop 37): held-out room / cluttered / tabletop 0.814 / 0.633 /
+      0.876 -> 0.799 / 0.622 / 0.901, tuned 0.856 / 0.628 / 0.846 -> 0.856 / 0.611 / 0.846.
       ScanNet box AP25/AP50 (non-structure), refined: scene0448_01 0.740/0.075 -> 0.562/0.071,
       scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.748/0.235 -> 0.607/0.296; online:
       0.674/0.042 -> 0.523/0.042, 0.625/0.625 -> 1.000/1.000, pooled 0.622/0.202 -> 0.659/0.280.
