@@ -17,8 +17,8 @@ same value (``_MOVED``: ``refine.confidence_frames`` / ``confidence_voxels``, ``
 is read as the setting that replaced it, and two of them that disagree are an error naming both. Settings
 of rules that were retired (``scene.parts.RETIRED_FIELDS``) are an error naming the key and why it went;
 so is a key asking for a retired option (``_RETIRED``: ``global_fusion = "graph"``, the global pass over a
-graph of map cells; ``refine.online_links = true``; ``tracking.association.parts_by_vote = true``), whose keys left where they had no effect (the
-example file's defaults) are dropped with a warning.
+graph of map cells; ``refine.online_links = true``; ``tracking.association.parts_by_vote = true``), whose
+keys left where they had no effect (the example file's defaults) are dropped with a warning.
 """
 from __future__ import annotations
 
