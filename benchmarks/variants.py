@@ -11,10 +11,17 @@ and tabletop presets at the accuracy section's size (instance AP / AP50 "all", p
 on the held-out seeds and on ScanNet, so a report never pools the two groups. Without ``--set`` it maps the
 defaults (the accuracy and boxes sections' numbers). Prints one line per map; about 20 s per sequence on
 one core.
+
+``--states DIR`` keeps each sequence's mapper state (``Mapper.save_state``) and online map in ``DIR``, named
+by a digest of the settings that decide them (all but ``[refine]``); a later run whose settings match a
+kept state's there finalizes from it (``Mapper.from_state``) instead of mapping: the same maps, the global
+pass alone. About 150 MB per synthetic sequence.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import tomllib
 import warnings
 from dataclasses import dataclass
@@ -81,19 +88,17 @@ def variant_config(pairs: list[str]):
     return build_dataclass(MapperConfig, parse_settings(pairs), "--set")
 
 
-def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int]) -> dict:
-    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring)."""
-    from benchmarks.suites.common import map_sequence
-
+def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int],
+          states: Path | None = None) -> dict:
+    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring). ``states``:
+    a folder of mapper states to finalize from instead of mapping (``mapped``)."""
     if sequence.preset is None:
         from benchmarks.suites.boxes import read_gt_boxes
         from benchmarks.suites.common import aligned_boxes
         from scene.datasets import open_dataset
         from scene.eval import SceneBoxes
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run = map_sequence(sequence.name, open_dataset(data / sequence.name, stop=None), config, log=lambda s: None)
+        run = mapped(sequence, lambda: open_dataset(data / sequence.name, stop=None), config, states, frames, size)
         gt, align, _ = read_gt_boxes(data / sequence.name / "gt_boxes.json")
         return {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
                 for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
@@ -102,9 +107,47 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
 
     scene = make_scene(sequence.preset, seed=sequence.seed, noisy=True, num_frames=frames, width=size[0],
                        height=size[1])
-    run = map_sequence(sequence.name, scene.frames(), config, log=lambda s: None)
+    run = mapped(sequence, scene.frames, config, states, frames, size)
     scored = score_run(SimpleNamespace(scene=scene, run=run), sequence.name)
     return {"online": scored[("online", "all")], "refined": scored[("online+global", "all")]}
+
+
+def mapped(sequence: Sequence, frames, config, states: Path | None, num_frames: int, size: tuple[int, int]):
+    """(online_map, final_map) of ``frames()`` mapped with ``config``. With a ``states`` folder: the maps
+    of a state kept there by an earlier run whose settings differ from ``config`` at most in ``refine``
+    (the global pass alone is re-run: ``Mapper.from_state``), else a full mapping that keeps its state
+    and online map there for the next runs."""
+    from benchmarks.suites.common import map_sequence
+    from scene.mapper_state import MapperStateError
+    from scene.storage import MapStore
+
+    name = f"{sequence.name}-{mapping_key(config, num_frames, size)}"
+    state, online = (None, None) if states is None else (states / f"{name}.state", states / f"{name}.sqlite")
+    if state is not None and state.is_file() and online.is_file():
+        from scene.pipeline import Mapper
+
+        try:
+            final_map = Mapper.from_state(state, config).finalize()
+            with MapStore(online, read_only=True) as store:
+                return SimpleNamespace(online_map=store.load(), final_map=final_map)
+        except MapperStateError as exc:
+            print(f"  {sequence.name}: mapped afresh ({exc})", flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = map_sequence(sequence.name, frames(), config, log=lambda s: None, keep_state=state)
+    if online is not None:
+        online.unlink(missing_ok=True)
+        with MapStore(online) as store:
+            store.save(run.online_map)
+    return run
+
+
+def mapping_key(config, num_frames: int, size: tuple[int, int]) -> str:
+    """Digest of everything that decides a sequence's online map and tracker: the settings but ``refine``,
+    and the synthetic frames' count and size."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "refine"}
+    text = json.dumps([settings, num_frames, list(size)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def report_lines(label: str, scored: dict[Sequence, dict]) -> list[str]:
@@ -142,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=48, help="synthetic frames (default 48, as the sections)")
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"))
     parser.add_argument("--data", type=Path, default=None, help="shared real data (default: %s)" % DEFAULT_DATA)
+    parser.add_argument("--states", type=Path, default=None, metavar="DIR",
+                        help="keep each sequence's mapper state here, and re-run only the global pass when "
+                             "the settings differ from a kept state's at most in [refine] (~150 MB a map)")
     args = parser.parse_args(argv)
     from scene.config import ConfigError
 
@@ -155,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"skipped (no {data}/NAME/gt_boxes.json): {', '.join(missing)}")
     chosen = [s for s in chosen if s.name not in missing]
+    if args.states is not None:
+        args.states.mkdir(parents=True, exist_ok=True)
     label = ", ".join(args.settings) or "defaults"
     scored = {}
     for k, sequence in enumerate(chosen, 1):
-        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size))
+        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size), args.states)
         print(f"  {k}/{len(chosen)} {sequence.name} mapped", flush=True)
     print("ScanNet: non-structure box AP25/AP50; synthetic (noisy): instance AP/AP50, seeds 0-1 tuned on, "
           "2-5 held out")

@@ -37,13 +37,17 @@ with it (wall patches seen under a table); then nearby pieces of one colour, in 
 (not for one-level masks such as ground-truth masks: ``parts_settings``). The refined map is joined;
 ``Mapper.map`` shows the joins too, while the tracker and the incremental saves keep the pieces apart.
 
-Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata) and seeds a
-new tracker from it: each saved voxel is labelled with its object, weighted by its observation count, and
-the object statistics (observations, frames, confidence, best view) are restored, so new frames keep
-associating to the saved objects and new ids never collide with old ones. Not restored: the tracker's
-per-segment history and per-voxel visibility counts (they are not in the map file). Therefore a resumed
-mapper's ``finalize`` cannot run the global refinement and keeps the online map (recorded as
-``metadata.extra['refined'] = False``); run from scratch for a refined map.
+Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata). A run
+that stopped early (``run``: Ctrl-C, a frame that cannot be read, a failing segmenter) also left the
+tracker's state beside the map file (``Mapper.save_state``, ``scene.mapper_state``): when it matches the
+map (the same frames, the same objects and observations, the same tracking and lift settings), the
+tracker and the voxel sums are taken from it, and the resumed run ends in the global refinement as if it
+had never stopped. Otherwise (a killed run, a state the map was saved past) a new tracker is seeded from
+the map: each saved voxel is labelled with its object, weighted by its observation count, and the object
+statistics (observations, frames, confidence, best view) are restored, so new frames keep associating to
+the saved objects and new ids never collide with old ones; the tracker's per-segment history and
+per-voxel visibility counts are not in the map file, so such a mapper's ``finalize`` keeps the online map
+(``refinable`` False; recorded as ``metadata.extra['refined'] = False``).
 """
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points, stable_argsor
 from scene.config import MapperConfig
 from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
+from scene.mapper_state import MapperStateError, read_state, state_path, write_state
 from scene.map_writer import (FinishSettings, MapReplica, MapWriter, WriterProcess, WriterProcessDied, mean_geometry,
                               well_observed, write_save)
 from scene.parts import PartConfig, PartRanker, detection_confidence
@@ -281,6 +286,8 @@ class Mapper:
         self._dirty: set[int] = set()
         self.path = None if out is None else Path(out)
         self.resumed = False
+        self.refinable = True  # False once resumed without the tracker's state: ``finalize`` keeps the online map
+        self.kept_state: Path | None = None  # the last state file ``save_state`` wrote
         self._voxels = _VoxelGeometry()
         self._store: MapStore | None = None
         self._saved_once = False
@@ -301,7 +308,8 @@ class Mapper:
     @classmethod
     def resume(cls, path: str | Path, config: MapperConfig | None = None, generator=None) -> "Mapper":
         """Reopen the map file ``path`` written by a (possibly killed) mapper and continue it; see the
-        module docstring for what is restored. ``config.lift.voxel_size`` is replaced by the map's."""
+        module docstring for what is restored. ``config.lift.voxel_size`` is replaced by the map's. A
+        tracker state beside the file that does not match it is not used (a ``RuntimeWarning`` says why)."""
         config = config if config is not None else MapperConfig()
         store = MapStore(path)
         imap = store.load()
@@ -316,8 +324,93 @@ class Mapper:
         mapper._save_requested = True
         mapper._map = imap
         mapper._last_frame, mapper._num_frames = mapper._trajectory_end()
-        mapper._seed_from_map()
+        state = mapper._matching_state(state_path(path))
+        if state is not None:
+            mapper.tracker, mapper._voxels = state["tracker"], state["voxels"]
+        else:
+            mapper.refinable = False
+            mapper._seed_from_map()
         return mapper
+
+    @classmethod
+    def from_state(cls, path: str | Path, config: MapperConfig | None = None, generator=None) -> "Mapper":
+        """A mapper, without a map file, restored from the state file ``path`` (``save_state``): it goes on
+        integrating frames, or finalizes, as the mapper that wrote it would. ``config``: the state's own
+        when None; another one must have the same ``tracking`` and ``lift`` settings (those made the
+        tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
+        voxels when it is next read (ranked afresh). ``MapperStateError`` names the file and the problem."""
+        header, state = read_state(path)
+        config = state["config"] if config is None else config
+        mapper = cls(config, None, generator)
+        problem = mapper._state_mismatch(state, None)
+        if problem:
+            raise MapperStateError(f"{path}: {problem}")
+        mapper.tracker, mapper._voxels = state["tracker"], state["voxels"]
+        mapper._map = state["map"]
+        mapper._last_frame, mapper._num_frames = mapper._trajectory_end()
+        mapper._dirty = set(np.flatnonzero(mapper._voxels.count > 0).tolist())
+        return mapper
+
+    def save_state(self, path: str | Path | None = None) -> Path:
+        """Write the mapper's working state (the tracker's records, the voxel sums, the map's trajectory and
+        id remap, the configuration) to ``path`` (None: beside the map file, ``scene.mapper_state``), after
+        saving the map when there is a file: ``resume`` then ends in the global refinement, as if the run
+        had never stopped, and ``from_state`` restores a mapper from it. Returns the path written. A few
+        hundred MB for a few hundred frames: ``run`` writes it only when a run stops early."""
+        if self._finalized:
+            raise RuntimeError("Mapper.save_state: the mapper was finalized; its tracker no longer matches the map")
+        if path is None and self.path is None:
+            raise ValueError("Mapper.save_state: no path given and no map file to put the state beside")
+        if self.path is not None:
+            self.save()
+        else:
+            self._guarded(self._writer.drain)
+            self._apply_map_ops()
+        target = state_path(self.path) if path is None else Path(path)
+        header = {"frames": int(self._num_frames), "last_frame": int(self._last_frame),
+                  "map": None if self.path is None else self.path.name}
+        state = {"tracker": self.tracker, "voxels": self._voxels, "map": self._map.copy(with_objects=False),
+                 "config": self.config}
+        write_state(target, header, state)
+        self.kept_state = target
+        return target
+
+    def _matching_state(self, path: Path) -> dict | None:
+        """The state in ``path`` when it matches the loaded map and this configuration, else None (with a
+        ``RuntimeWarning`` saying why, when there is a file)."""
+        if not path.exists():
+            return None
+        try:
+            _, state = read_state(path)
+            problem = self._state_mismatch(state, self._map)
+        except MapperStateError as exc:
+            problem = str(exc)
+        if problem:
+            warnings.warn(f"{self.path}: its tracker state is not used ({problem}); the resumed map stays online "
+                          f"(no global refinement)", RuntimeWarning, stacklevel=3)
+            return None
+        return state
+
+    def _state_mismatch(self, state: dict, imap: InstanceMap | None) -> str | None:
+        """Why ``state`` cannot continue this mapper (and the map file's ``imap``), or None."""
+        tracker = state["tracker"]
+        if tracker.config != self.config.tracking or tracker.lift != self.config.lift:
+            return "it was made with other tracking or lift settings"
+        if tracker.one_level_masks != self.tracker.one_level_masks:
+            return "it was made with another kind of mask generator (one-level against multi-level masks)"
+        if imap is None:
+            return None
+        if imap.metadata.extra.get("refined"):
+            return "the map was refined since"
+        frames, poses = imap.trajectory
+        state_frames, state_poses = state["map"].trajectory
+        if not (np.array_equal(frames, state_frames) and np.array_equal(poses, state_poses)):
+            return f"it holds {state_frames.size} frames, the map {frames.size}: the map was saved after it"
+        table = tracker.objects
+        for obj in imap:
+            if obj.id >= len(table) or int(table.num_obs[obj.id]) != obj.num_observations:
+                return f"object {obj.id} of the map is not the tracker's"
+        return None
 
     def save_in_background(self, enabled: bool = True, process: bool = False, share: float | None = None) -> None:
         """Run the incremental saves (rebuilding the touched objects, ranking them, the SQLite write) on
@@ -560,10 +653,10 @@ class Mapper:
         self._saved_once = True
 
     def finalize(self) -> InstanceMap:
-        """Run the global refinement (unless ``online_only`` or resumed), rebuild the map from it with
+        """Run the global refinement (unless ``online_only`` or not ``refinable``), rebuild the map from it with
         long-lived objects keeping their ids (the remap is recorded), save it in full, release the file
         and return the map."""
-        refined = not self.config.online_only and not self.resumed and self.tracker.frames_seen > 0
+        refined = not self.config.online_only and self.refinable and self.tracker.frames_seen > 0
         start = time.perf_counter()
         if refined:
             # The online objects are not rebuilt (the refined map replaces them), only the map edits are
@@ -591,6 +684,7 @@ class Mapper:
             self._open_store().save(self._map)
             self.finalize_timings["final_save"] = time.perf_counter() - start
             self._saved_once, self._save_requested, self._since_save = True, True, 0
+            state_path(self.path).unlink(missing_ok=True)  # the refined map's ids are no longer the tracker's
             self.close()  # a finalized mapper writes no more: release the file and its writer lock
         return self._map
 
@@ -983,9 +1077,10 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     final saves. ``mapper``: continue an existing (e.g. resumed) mapper; frames it already integrated are
     skipped, and a source whose first frames are not the map's is refused (``Mapper.check_sequence``).
     ``max_frames``: stop after that many frames of ``source``. A source with no frame is an error
-    (``ValueError``); frames that give no object make a valid, empty map. On KeyboardInterrupt, or a
-    frame that cannot be read (``DatasetError``), the map so far is saved (online, not refined) before
-    the error propagates, so no integrated frame is lost. ``worker``: a segmenter process started ahead
+    (``ValueError``); frames that give no object make a valid, empty map. On KeyboardInterrupt, a
+    frame that cannot be read (``DatasetError``) or a failing segmenter, the map so far is saved (online,
+    not refined), and the tracker's state beside it (``Mapper.save_state``), before the error propagates:
+    no integrated frame is lost, and the resumed run ends in the refinement. ``worker``: a segmenter process started ahead
     (``WaitingWorker``, e.g. by the CLI before its own imports) for the segmenter process of a pipelined
     run; ``run`` closes it when it goes unused.
     """
@@ -1015,6 +1110,7 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
             frames.close()  # the worker stops before the save below
         if mapper.last_frame >= 0:  # nothing integrated: nothing to keep (close() drops a new, unsaved file)
             mapper.save()
+            _keep_state(mapper)
         raise
     finally:
         try:
@@ -1024,6 +1120,19 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
                 worker.close()
         finally:
             mapper.close()
+
+
+def _keep_state(mapper: Mapper) -> None:
+    """After a run stopped early: the tracker's state beside the map file, so that the resumed run ends
+    refined (``Mapper.save_state``). A state that cannot be written costs only that (a warning): the map
+    is saved."""
+    if mapper.path is None or not mapper.refinable or mapper.tracker.frames_seen == 0:
+        return
+    try:
+        mapper.save_state()
+    except OSError as exc:
+        warnings.warn(f"{state_path(mapper.path)}: the tracker's state could not be written ({exc.strerror or exc}); "
+                      f"the map is saved, and resumed it stays online", RuntimeWarning, stacklevel=2)
 
 
 class SegmentationError(ValueError):

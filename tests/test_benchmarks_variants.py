@@ -48,3 +48,23 @@ def test_a_variant_changes_the_refined_map_and_a_bad_key_is_one_line(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown key 'refine.min_areax'" in err[0]
+
+
+def test_kept_states_rerun_the_global_pass_alone(tmp_path, capsys, monkeypatch):
+    import benchmarks.suites.common as common
+
+    states = ["--states", str(tmp_path)]
+    assert main(TINY + states) == 0
+    mapped = capsys.readouterr().out.splitlines()[-2:]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".sqlite", ".sqlite", ".state", ".state"]  # seeds 0, 1
+
+    def no_mapping(*args, **kwargs):
+        raise AssertionError("mapped again")
+
+    monkeypatch.setattr(common, "map_sequence", no_mapping)
+    assert main(TINY + states) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == mapped  # both maps as the mapping's
+    assert main(TINY + states + ["--set", "refine.min_area=100"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2].endswith("tabletop 0-1 0.000/0.000")
+    with pytest.raises(AssertionError, match="mapped again"):  # another lift maps afresh
+        main(TINY + states + ["--set", "lift.stride=3"])

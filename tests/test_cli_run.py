@@ -188,17 +188,20 @@ def test_ctrl_c_saves_the_frames_so_far_and_resume_completes(synthetic, tmp_path
     # save_every 100: nothing is saved on the way, so the 4 frames come from the interrupt handler alone.
     code = main(["run", str(synthetic["data"]), "--out", str(out), "--save-every", "100", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 130 and "interrupted after 4 frames" in err and "--resume" in err
+    assert code == 130 and "interrupted after 4 frames" in err and "--resume (it ends refined)" in err
+    assert f"the tracker's state in {out}.state" in err
     with MapStore(out, read_only=True) as store:
         partial = store.load()
     assert partial.num_frames == 4 and len(partial) >= 3 and partial.metadata.extra.get("refined") is None
 
     monkeypatch.setattr(Mapper, "integrate", integrate)
     assert main(["run", str(synthetic["data"]), "--out", str(out), "--resume", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "so the run ends in the global refinement" in captured.err and "(refined)" in captured.out
     with MapStore(out, read_only=True) as store:
         resumed = store.load()
-    assert resumed.trajectory[0].tolist() == list(range(FRAMES))
-    assert set(partial.ids.tolist()) & set(resumed.ids.tolist())
+    assert resumed.trajectory[0].tolist() == list(range(FRAMES)) and resumed.metadata.extra["refined"] is True
+    assert set(partial.ids.tolist()) & set(resumed.ids.tolist()) and not (tmp_path / "m.sqlite.state").exists()
 
 
 def test_run_saving_in_a_writer_process_makes_the_same_map(tmp_path, synthetic):

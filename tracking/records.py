@@ -32,6 +32,16 @@ class GrowableArray:
         self._data[self.size : self.size + n] = values
         self.size += n
 
+    def __getstate__(self) -> dict:
+        """The rows in use and the capacity, not the unused rows."""
+        return {"rows": self._data[: self.size].copy(), "capacity": len(self._data)}
+
+    def __setstate__(self, state: dict) -> None:
+        rows = state["rows"]
+        self._data = np.zeros((state["capacity"],) + rows.shape[1:], rows.dtype)
+        self._data[: len(rows)] = rows
+        self.size = len(rows)
+
     @property
     def view(self) -> np.ndarray:
         return self._data[: self.size]

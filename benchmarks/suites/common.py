@@ -136,12 +136,13 @@ class _StepTimer:
 
 
 def map_sequence(name: str, frames: Iterable, config, checkpoints: Iterable[int] = (),
-                 log: Callable[[str], None] = print, generator=None) -> SequenceRun:
+                 log: Callable[[str], None] = print, generator=None, keep_state: Path | None = None) -> SequenceRun:
     """Map ``frames`` (an iterable of Frames; pulling one is the ``read`` stage) with ``scene.pipeline``'s
     Mapper saving into a temporary file, finalize, and return the timings (see the module docstring).
 
     ``checkpoints``: frame counts at which the global refinement is timed on the map so far (it reserves
-    ids in the tracker but leaves the online map as it is)."""
+    ids in the tracker but leaves the online map as it is). ``keep_state``: write the mapper's state there
+    before finalizing (``Mapper.save_state``; ``benchmarks.variants --states``)."""
     Mapper, _ = require_pipeline()
     from scene.storage import MapStore
     from tracking.refine import refine
@@ -168,6 +169,9 @@ def map_sequence(name: str, frames: Iterable, config, checkpoints: Iterable[int]
                     log(f"  {name}: {count} frames, {result.num_objects} objects, "
                         f"median {1e3 * np.median(np.sum([stages[s] for s in FRAME_STAGES], axis=0)):.0f} ms/frame")
             online_map = mapper.map
+            if keep_state is not None:
+                del mapper.tracker.step  # the timer is this run's, not the tracker's
+                mapper.save_state(keep_state)
             mapper.path = None  # finalize without its save: the final save is timed on its own below
             final_map, refine_s = timed(mapper.finalize)
             store = MapStore(Path(tmp) / "final.sqlite")

@@ -184,9 +184,10 @@ def _map_sequence(args: argparse.Namespace, worker) -> int:
         except ValueError:
             mapper.close()
             raise
-        print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}; a resumed map stays "
-              f"online (the global refinement needs the whole run: map from scratch for a refined map)",
-              file=sys.stderr)
+        ending = ("the tracker's state was kept beside it, so the run ends in the global refinement" if mapper.refinable
+                  else "a resumed map stays online (the global refinement needs the tracker's state, which a run "
+                       "leaves only when it stops on Ctrl-C or an error: map from scratch for a refined map)")
+        print(f"resuming {out}: {mapper.num_objects} objects, last frame {mapper.last_frame}; {ending}", file=sys.stderr)
     else:
         _prepare_output(out, args.overwrite)
         mapper = Mapper(config, out, metadata=_metadata(source, config), overwrite=args.overwrite)
@@ -246,7 +247,10 @@ def _kept(mapper, out: Path) -> str:
     frames = mapper.num_frames
     if frames == 0:
         return f"no frame was mapped, nothing saved ({out} {'kept as it was' if out.exists() else 'not written'})"
-    return f"the map so far ({frames} frames, online, not refined) is saved in {out}; continue with --resume"
+    kept = f"the map so far ({frames} frames, online, not refined) is saved in {out}"
+    if mapper.kept_state is not None:
+        return f"{kept}, the tracker's state in {mapper.kept_state}; continue with --resume (it ends refined)"
+    return f"{kept}; continue with --resume"
 
 
 def _with_depth_source(source, depth: str):
