@@ -149,7 +149,7 @@ class VoxelIndex:
 
     def __getstate__(self) -> dict:
         """The stored keys and the capacities, not the slot tables (rebuilt on unpickling): a third of the bytes."""
-        return {"keys": self._keys[: self._size].copy(), "capacity": self._keys.size, "log2": self._log2}
+        return {"keys": self._keys[: self._size], "capacity": self._keys.size, "log2": self._log2}
 
     def __setstate__(self, state: dict) -> None:
         keys = state["keys"]

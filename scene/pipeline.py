@@ -339,7 +339,7 @@ class Mapper:
         when None; another one must have the same ``tracking`` and ``lift`` settings (those made the
         tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
         voxels when it is next read (ranked afresh). ``MapperStateError`` names the file and the problem."""
-        header, state = read_state(path)
+        _, state = read_state(path)
         config = state["config"] if config is None else config
         mapper = cls(config, None, generator)
         problem = mapper._state_mismatch(state, None)

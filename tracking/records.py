@@ -34,7 +34,7 @@ class GrowableArray:
 
     def __getstate__(self) -> dict:
         """The rows in use and the capacity, not the unused rows."""
-        return {"rows": self._data[: self.size].copy(), "capacity": len(self._data)}
+        return {"rows": self._data[: self.size], "capacity": len(self._data)}
 
     def __setstate__(self, state: dict) -> None:
         rows = state["rows"]
