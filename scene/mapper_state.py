@@ -62,7 +62,8 @@ def write_state(path: str | Path, header: dict, state: object) -> int:
     ``path``, atomically (a temporary file renamed over it). Returns the bytes written; an ``OSError``
     leaves any earlier file at ``path`` as it was."""
     path = Path(path)
-    header = {**header, "format": FORMAT, "code": code_digest(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    written = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    header = {**header, "format": FORMAT, "code": code_digest(), "written": written}
     partial = path.with_name(path.name + ".partial")
     try:
         with open(partial, "wb") as out:

@@ -1080,9 +1080,9 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
     (``ValueError``); frames that give no object make a valid, empty map. On KeyboardInterrupt, a
     frame that cannot be read (``DatasetError``) or a failing segmenter, the map so far is saved (online,
     not refined), and the tracker's state beside it (``Mapper.save_state``), before the error propagates:
-    no integrated frame is lost, and the resumed run ends in the refinement. ``worker``: a segmenter process started ahead
-    (``WaitingWorker``, e.g. by the CLI before its own imports) for the segmenter process of a pipelined
-    run; ``run`` closes it when it goes unused.
+    no integrated frame is lost, and the resumed run ends in the refinement. ``worker``: a segmenter
+    process started ahead (``WaitingWorker``, e.g. by the CLI before its own imports) for the segmenter
+    process of a pipelined run; ``run`` closes it when it goes unused.
     """
     config = config if config is not None else MapperConfig()
     if len(source) == 0:

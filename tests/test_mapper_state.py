@@ -131,7 +131,7 @@ class _Calls:
 def test_only_state_files_of_this_code_are_read(tmp_path):
     bad = tmp_path / "bad.state"
     write_state(bad, {}, {"tracker": _Calls()})
-    with pytest.raises(MapperStateError, match="bad.state: truncated or corrupt .*getcwd is not part of a mapper state"):
+    with pytest.raises(MapperStateError, match="bad.state: truncated or corrupt .*getcwd is not part of a mapper"):
         read_state(bad)
     bad.write_bytes(b"SQLite format 3\x00")
     with pytest.raises(MapperStateError, match="bad.state: not a mapper state file"):
