@@ -16,10 +16,22 @@ from .backproject import DEFAULT_DEPTH_RANGE, backproject_pixels, check_camera
 from .clean import CleanConfig, clean_mask_pixels, clean_partition_pixels
 from .split import grouped_cell_components
 from .types import Segment3D
-from .voxels import group_int64, pack_keys, stable_argsort
+from .voxels import PointCells, point_cells, stable_argsort, unpack_keys
 
 
 DEFAULT_VOXEL_SIZE = 0.02  # metres: the pipeline's voxel size unless configured otherwise
+
+
+@dataclass(frozen=True)
+class KnownSurface:
+    """A frame's pixels already lifted and voxelised (e.g. its observed surface, ``tracking.surface``):
+    ``pixels`` sorted flat indices, ``points`` their N x 3 float32 world points (``backproject_pixels``),
+    ``cells`` their voxels (``point_cells``) of ``voxel_size`` metres."""
+
+    pixels: np.ndarray
+    points: np.ndarray
+    cells: PointCells
+    voxel_size: float
 
 
 @dataclass(frozen=True)
@@ -81,16 +93,18 @@ def lift_masks(
 
 
 def lift_partition(frame: Frame, owner: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
-                   config: LiftConfig = LiftConfig(), known: tuple[np.ndarray, np.ndarray] | None = None
-                   ) -> list[Segment3D]:
+                   config: LiftConfig = LiftConfig(), known: KnownSurface | None = None) -> list[Segment3D]:
     """``lift_frame`` for masks that form a partition, given as their H x W int owner image (mask index
     per pixel, negative where none) with per-mask ``scores`` and XYXY ``boxes``: no N x H x W stack.
-    ``known``: (sorted flat pixels, their world points from ``backproject_pixels``) already lifted, e.g.
-    the frame's surface; lifted pixels take their points from it when it holds them all."""
+    ``known``: pixels already lifted and voxelised at ``config.voxel_size``, e.g. the frame's surface;
+    lifted pixels take their points and voxels from it when it holds them all."""
     depth, color = frame.depth, frame.color
     check_camera(depth, frame.K, frame.pose, f"lift_partition (frame {frame.index})")
     if color is not None and color.shape[:2] != depth.shape:
         raise ValueError(f"lift_partition (frame {frame.index}): colour is {color.shape}, depth is {depth.shape}")
+    if known is not None and known.voxel_size != config.voxel_size:
+        raise ValueError(f"lift_partition (frame {frame.index}): the known surface has {known.voxel_size} m voxels, "
+                         f"the lift {config.voxel_size} m")
     mask_ids, pixels = clean_partition_pixels(depth, owner, config.clean, config.stride, config.depth_range)
     return _segments(depth, frame.K, frame.pose, mask_ids, pixels, scores, boxes, color, frame.index, config, known)
 
@@ -114,55 +128,40 @@ class _Lifted:
     pair_pixel: np.ndarray  # P int64 row in ``pixels`` of each pair
     pair_row: np.ndarray  # P int64 voxel row of each pair
     mask: np.ndarray  # V int64 mask of each voxel row
-    cells: np.ndarray  # V x 3 int64 voxel cells
+    keys: np.ndarray  # V int64 voxel keys
     counts: np.ndarray  # V int64 pairs (points) per voxel row
     representative: np.ndarray  # V int64 one pair of each voxel row
 
 
 def _lift_pairs(depth, K, pose, mask_ids: np.ndarray, pixels: np.ndarray, voxel_size: float,
-                known: tuple[np.ndarray, np.ndarray] | None = None) -> _Lifted:
-    """Back-project each distinct pixel once (or take it from ``known``), voxelise the pixels, then group
-    the pairs by (mask, voxel)."""
+                known: KnownSurface | None = None) -> _Lifted:
+    """Back-project and voxelise each distinct pixel once (or take it from ``known``), then group the
+    pairs by (mask, voxel)."""
     pixel_row = np.full(depth.size, -1, np.int64)
     pixel_row[pixels] = 0
     unique_pixels = np.flatnonzero(pixel_row == 0)
     pixel_row[unique_pixels] = np.arange(unique_pixels.size)
     pair_pixel = pixel_row[pixels]
-    points = None if known is None else _known_points(*known, unique_pixels, depth.size)
-    if points is None:
+    rows = None if known is None else _known_rows(known.pixels, unique_pixels, depth.size)
+    if rows is None:
         points = backproject_pixels(depth, K, pose, unique_pixels)
-    cells = [np.floor(points[:, a] / np.float32(voxel_size)).astype(np.int64) for a in range(3)]
-    origin = np.array([c.min() for c in cells])
-    spans = np.array([c.max() for c in cells]) - origin + 1
-    cell_codes, cell_of_pixel = _group_runs(
-        ((cells[0] - origin[0]) * spans[1] + (cells[1] - origin[1])) * spans[2] + (cells[2] - origin[2])
-    )
+        cells = point_cells(points, voxel_size)
+        cell_of_pixel = cells.of_point
+    else:
+        points, cells = np.take(known.points, rows, axis=0), known.cells
+        cell_of_pixel = cells.of_point[rows]
     mask, cell_index, representative, pair_row, counts = _group_pairs(mask_ids, cell_of_pixel[pair_pixel])
-    rest, z = np.divmod(cell_codes[cell_index], spans[2])
-    x, y = np.divmod(rest, spans[1])
-    voxel_cells = np.empty((mask.size, 3), np.int64)
-    voxel_cells[:, 0], voxel_cells[:, 1], voxel_cells[:, 2] = x + origin[0], y + origin[1], z + origin[2]
-    return _Lifted(unique_pixels, points, pair_pixel, pair_row, mask, voxel_cells, counts, representative)
+    return _Lifted(unique_pixels, points, pair_pixel, pair_row, mask, cells.keys[cell_index], counts, representative)
 
 
-def _known_points(known_pixels: np.ndarray, known_points: np.ndarray, pixels: np.ndarray, size: int):
-    """The rows of ``known_points`` for ``pixels``, or None when ``known_pixels`` lacks one of them."""
+def _known_rows(known_pixels: np.ndarray, pixels: np.ndarray, size: int) -> np.ndarray | None:
+    """The rows of ``pixels`` in ``known_pixels``, or None when ``known_pixels`` lacks one of them."""
     row = np.full(size, -1, np.int32)
     row[known_pixels] = np.arange(known_pixels.size, dtype=np.int32)
     at = row[pixels]
     if at.size and at.min() < 0:
         return None
-    return np.take(known_points, at, axis=0)
-
-
-def _group_runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct codes, inverse) like ``group_int64``, grouping runs of equal neighbours first:
-    neighbouring pixels in raster order often fall in one voxel, so about half as many values are sorted."""
-    starts = np.empty(codes.size, bool)
-    starts[:1] = True
-    np.not_equal(codes[1:], codes[:-1], out=starts[1:])
-    distinct, _, run_inverse, _ = group_int64(codes[starts])
-    return distinct, run_inverse[np.cumsum(starts) - 1]
+    return at
 
 
 def _group_pairs(mask_ids: np.ndarray, pair_cell: np.ndarray):
@@ -186,7 +185,7 @@ def _components(lifted: _Lifted, config: LiftConfig) -> np.ndarray:
     if not config.clean.split:
         return np.unique(lifted.mask, return_inverse=True)[1].reshape(-1)
     ratio = max(1, int(round(config.clean.split_cell / config.voxel_size)))
-    return grouped_cell_components(lifted.mask, np.floor_divide(lifted.cells, ratio))
+    return grouped_cell_components(lifted.mask, np.floor_divide(unpack_keys(lifted.keys), ratio))
 
 
 def _package(lifted: _Lifted, component, scores, boxes, color, frame_index, config) -> list[Segment3D]:
@@ -202,7 +201,7 @@ def _package(lifted: _Lifted, component, scores, boxes, color, frame_index, conf
     centroid, lo, hi = _point_stats(component[lifted.pair_row], lifted.points, lifted.pair_pixel, seg_points)
     order = stable_argsort(component)  # keeps key order within a segment
     starts = np.searchsorted(component[order], np.arange(n_seg + 1))
-    keys = pack_keys(np.take(lifted.cells, order, axis=0))  # np.take: 5x faster than a[idx] on N x 3
+    keys = np.take(lifted.keys, order)
     counts = lifted.counts[order].astype(np.int32)
     sample_pixel = lifted.pair_pixel[lifted.representative[order]]
     sample_points = np.take(lifted.points, sample_pixel, axis=0) if config.keep_points else None

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from lift3d.labels import LabelStore, LabelStoreConfig
-from lift3d.voxels import VoxelIndex, cells_of_points, pack_keys, unique_cell_keys, unique_point_keys
+from lift3d.voxels import VoxelIndex, cells_of_points, pack_keys, point_cells, unique_cell_keys, unique_point_keys
 from scene.config import MapperConfig
 from scene.datasets.synthetic import make_scene
 from scene.pipeline import Mapper
@@ -42,6 +42,9 @@ def test_unique_keys_match_numpy():
         expected = np.unique(pack_keys(cells_of_points(points, 0.02)))
         np.testing.assert_array_equal(unique_point_keys(points, 0.02), expected)
         np.testing.assert_array_equal(unique_cell_keys(cells_of_points(points, 0.02)), expected)
+        cells = point_cells(points, 0.02)  # the same keys, and each point's row among them
+        np.testing.assert_array_equal(cells.keys, expected)
+        np.testing.assert_array_equal(cells.keys[cells.of_point], pack_keys(cells_of_points(points, 0.02)))
 
 
 def test_index_lookup_matches_a_dict():
@@ -78,7 +81,7 @@ def test_lifting_a_partition_image_equals_lifting_its_exclusive_masks():
     from lift3d.clean import CleanConfig
     from segment2d.factory import make_generator
     from tracking.pipeline import exclusive_masks, exclusive_partition
-    from tracking.surface import surface_points
+    from tracking.surface import known_surface
 
     scene = make_scene("room", seed=2, noisy=True, num_frames=4, width=320, height=240)
     generator = make_generator("geometric")
@@ -90,7 +93,7 @@ def test_lifting_a_partition_image_equals_lifting_its_exclusive_masks():
         selected, boxes, owner = exclusive_partition(masks)
         np.testing.assert_array_equal(boxes, exclusive.boxes)
         expected = lift_frame(frame, exclusive, config)
-        for known in (None, surface_points(frame, config.stride, config.depth_range)):
+        for known in (None, known_surface(frame, config.voxel_size, config.stride, config.depth_range)):
             got = lift_partition(frame, owner, masks.scores[selected], boxes, config, known)
             assert len(got) == len(expected) > 5
             for a, b in zip(got, expected):

@@ -19,7 +19,7 @@ from segment2d.types import MaskCrops, MaskSet, box_windows
 
 from .mask_groups import coarse_together
 from .online import OnlineTracker, StepResult
-from .surface import surface_keys, surface_points
+from .surface import known_surface
 
 
 @dataclass(frozen=True)
@@ -201,13 +201,12 @@ class LiftedFrame:
 def lift_frame_masks(frame: Frame, masks: MaskSet | MaskCrops, lift: LiftConfig,
                      partition: PartitionConfig = PartitionConfig()) -> LiftedFrame:
     """Partition ``masks`` (computed on ``frame``) and lift them with ``lift``: the frame's observed surface
-    is back-projected once and serves both the tracker's visibility test and the lift (same voxel size,
-    stride and depth range)."""
-    pixels, points = surface_points(frame, lift.stride, lift.depth_range)
-    surface = surface_keys(frame, lift.voxel_size, lift.stride, lift.depth_range, points)
+    is back-projected and voxelised once and serves both the tracker's visibility test and the lift (same
+    voxel size, stride and depth range)."""
+    surface = known_surface(frame, lift.voxel_size, lift.stride, lift.depth_range)
     selected, boxes, owner = exclusive_partition(masks, partition)
-    segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, (pixels, points))
-    return LiftedFrame(int(frame.index), surface, selected, owner, segments, lift, partition)
+    segments = lift_partition(frame, owner, masks.scores[selected], boxes, lift, surface)
+    return LiftedFrame(int(frame.index), surface.cells.keys, selected, owner, segments, lift, partition)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from lift3d.backproject import backproject_pixels, check_camera, valid_pixels
-from lift3d.voxels import unique_point_keys
+from lift3d.lift import KnownSurface
+from lift3d.voxels import point_cells, unique_point_keys
 from scene.datasets import Frame
 
 
@@ -31,3 +32,10 @@ def surface_keys(frame: Frame, voxel_size: float, stride: int, depth_range: tupl
     if points.size == 0:
         return np.zeros(0, np.int64)
     return unique_point_keys(points, voxel_size)
+
+
+def known_surface(frame: Frame, voxel_size: float, stride: int, depth_range: tuple[float, float]) -> KnownSurface:
+    """``frame``'s surface pixels (``surface_points``) with their voxels: ``cells.keys`` are its
+    ``surface_keys``, and the lift takes the pixels' points and voxels from it (``lift_partition``)."""
+    pixels, points = surface_points(frame, stride, depth_range)
+    return KnownSurface(pixels, points, point_cells(points, voxel_size), float(voxel_size))
