@@ -66,10 +66,12 @@ def depth_discontinuities(
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     highest = cv2.dilate(clean, kernel, borderType=cv2.BORDER_REPLICATE)
     lowest = cv2.erode(np.where(valid, clean, np.float32(np.inf)), kernel, borderType=cv2.BORDER_REPLICATE)
-    valid_count = cv2.boxFilter(valid.view(np.uint8), cv2.CV_32S, kernel.shape, normalize=False,
+    count_depth = -1 if kernel.size < 256 else cv2.CV_32S  # counts in the input's byte while they fit
+    valid_count = cv2.boxFilter(valid.view(np.uint8), count_depth, kernel.shape, normalize=False,
                                 borderType=cv2.BORDER_REPLICATE)
-    jump = np.subtract(highest, lowest, out=highest) > max_jump * clean
-    jump |= valid_count * 2 < kernel.size
+    np.subtract(highest, lowest, out=highest)
+    jump = highest > np.multiply(clean, np.float32(max_jump), out=clean)
+    jump |= valid_count < (kernel.size + 1) // 2  # fewer than half of the neighbours valid
     return jump
 
 

@@ -105,3 +105,30 @@ def test_the_segmenter_process_lifts_crops_as_it_would_lift_the_stack(frames, ge
     for a, b in zip(got.segments, expected.segments):
         assert np.array_equal(a.voxel_keys, b.voxel_keys) and np.array_equal(a.points, b.points)
     assert _finished(lambda frame, masks: type(masks), frames[0], generated[0]) is MaskSet
+
+
+@pytest.mark.parametrize("count", [200, 300])  # the owner image painted in one byte, and in int32 past 254 masks
+def test_the_partition_is_painted_smallest_last_whatever_the_mask_count(count):
+    rng = np.random.default_rng(count)
+    height, width = 60, 80
+    masks = np.zeros((count, height, width), bool)
+    for i in range(count):
+        y, x, h, w = rng.integers(0, 50), rng.integers(0, 70), rng.integers(2, 20), rng.integers(2, 20)
+        masks[i, y:y + h, x:x + w] = True
+    boxes = np.array([[m.any(0).argmax(), m.any(1).argmax(), width - m.any(0)[::-1].argmax(),
+                       height - m.any(1)[::-1].argmax()] for m in masks], np.float32)
+    stack = MaskSet(masks, np.ones(count, np.float32), boxes)
+    selected, got_boxes, owner = exclusive_partition(stack)
+    areas = masks.sum((1, 2))
+    expected = np.full((height, width), -1, np.int64)
+    for i in np.argsort(-areas, kind="stable"):  # the largest first, so the smallest wins
+        expected[masks[i]] = i
+    kept = np.bincount(expected[expected >= 0], minlength=count)
+    keep = np.flatnonzero(kept >= 0.5 * areas)
+    row_of = np.full(count + 1, -1)
+    row_of[keep + 1] = np.arange(keep.size)
+    assert np.array_equal(selected, keep) and owner.dtype == np.int32
+    assert np.array_equal(owner, row_of[expected + 1])
+    for row in range(keep.size):
+        rows, cols = np.nonzero(owner == row)
+        assert got_boxes[row].tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]

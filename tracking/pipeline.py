@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
+import cv2
 import numpy as np
 
 from lift3d.lift import LiftConfig, lift_partition, pack_segments, unpack_segments
@@ -74,17 +75,28 @@ def exclusive_partition(masks: MaskSet | MaskCrops, config: PartitionConfig = Pa
     # and reading it (masks.areas, boxes_from_masks) took most of this function's time.
     placed = masks.placed_crops()
     areas = np.array([np.count_nonzero(region) for _, _, region in placed])
-    owner = np.full(masks.image_size, -1, np.int32)
+    # painted with mask index + 1 (0: none), in one byte while the masks allow it: the owner image's
+    # runs compare, and its rows are looked up (a 256-entry table), several times faster than in int32
+    paint = np.uint8 if len(masks) < 255 else np.int32
+    painted = np.zeros(masks.image_size, paint)
     for i in np.lexsort((-areas, rank)).tolist():  # painted in order: the last painter wins
         x0, y0, region = placed[i]
-        np.copyto(owner[y0:y0 + region.shape[0], x0:x0 + region.shape[1]], np.int32(i), where=region)
-    label, row, first, end = _runs(owner)
-    kept_area = np.bincount(label + 1, weights=end - first, minlength=len(masks) + 1)[1:]
+        np.copyto(painted[y0:y0 + region.shape[0], x0:x0 + region.shape[1]], paint(i + 1), where=region)
+    label, row, first, end = _runs(painted)
+    label = label.astype(np.int64)
+    kept_area = np.bincount(label, weights=end - first, minlength=len(masks) + 1)[1:]
     keep = np.flatnonzero(kept_area >= config.min_kept * np.maximum(areas, 1))
     row_of = np.full(len(masks) + 1, -1, np.int32)
     row_of[keep + 1] = np.arange(keep.size)
-    boxes = _run_boxes(row_of[label + 1], row, first, end, keep.size)
-    return index[keep], boxes, np.take(row_of, owner + 1)
+    boxes = _run_boxes(row_of[label], row, first, end, keep.size)
+    return index[keep], boxes, _looked_up(row_of, painted)
+
+
+def _looked_up(table: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``table[image]`` (int32), through OpenCV's lookup table for a uint8 image."""
+    if image.dtype == np.uint8:
+        return cv2.LUT(image, np.pad(table, (0, 256 - table.size)))
+    return np.take(table, image)
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
