@@ -184,7 +184,8 @@ def _single_file(path: Path) -> None:
 
 
 def _remove_map(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    """The map file and what SQLite or a stopped run (``scene.mapper_state``) left beside it."""
+    for suffix in ("", "-wal", "-shm", "-journal", ".state", ".state.partial"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 

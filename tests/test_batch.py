@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,3 +132,18 @@ def test_batch_options_are_checked(tmp_path, scenes, capsys):
         BatchConfig(workers=0)
     assert main(["eval", str(tmp_path)]) == 2
     assert "not a batch folder" in capsys.readouterr().err
+
+
+def test_a_scene_failing_midway_leaves_no_file_behind(tmp_path, scenes):
+    from scene.batch import map_scene
+
+    _, paths = scenes
+    source = tmp_path / "room"
+    shutil.copytree(paths[2], source)
+    depth = sorted((source / "depth").iterdir())
+    depth[3].write_bytes(depth[3].read_bytes()[:100])  # a truncated PNG: the run stops at frame 3
+    out = tmp_path / "out"
+    out.mkdir()
+    result = map_scene("room", str(source), str(out / "room.sqlite"), BatchConfig())
+    assert result.status == "failed" and "DatasetError" in result.error
+    assert list(out.iterdir()) == []  # no half-written map, and no tracker state kept for a resume
