@@ -40,7 +40,7 @@ with it (wall patches seen under a table); then nearby pieces of one colour, in 
 Resuming (``Mapper.resume``) restores the saved map (objects, trajectory, id remap, metadata). A run
 that stopped early (``run``: Ctrl-C, a frame that cannot be read, a failing segmenter) also left the
 tracker's state beside the map file (``Mapper.save_state``, ``scene.mapper_state``): when it matches the
-map (the same frames, the same objects and observations, the same tracking and lift settings), the
+map (the same frames, the same objects and observations, the same ``TRACKER_SETTINGS``), the
 tracker and the voxel sums are taken from it, and the resumed run ends in the global refinement as if it
 had never stopped. Otherwise (a killed run, a state the map was saved past) a new tracker is seeded from
 the map: each saved voxel is labelled with its object, weighted by its observation count, and the object
@@ -85,6 +85,8 @@ from tracking.pipeline import FrameLifter, LiftedFrame, partition_owner, track_f
 from tracking.refine import refine, unique_counts
 
 STAGES = ("segment", "lift_associate", "map_update", "save")
+# the settings that shape the tracker: a saved state continues only a mapper with the same ones
+TRACKER_SETTINGS = ("segmenter", "geometric", "segmenter_options", "partition", "lift", "tracking")
 FINGERPRINT_FRAMES = 3  # frames whose digests identify a map's sequence
 
 
@@ -336,8 +338,8 @@ class Mapper:
     def from_state(cls, path: str | Path, config: MapperConfig | None = None, generator=None) -> "Mapper":
         """A mapper, without a map file, restored from the state file ``path`` (``save_state``): it goes on
         integrating frames, or finalizes, as the mapper that wrote it would. ``config``: the state's own
-        when None; another one must have the same ``tracking`` and ``lift`` settings (those made the
-        tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
+        when None; another one must have the same ``TRACKER_SETTINGS`` (mask generator, partition, lift,
+        tracking: those made the tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
         voxels when it is next read (ranked afresh). ``MapperStateError`` names the file and the problem."""
         _, state = read_state(path)
         config = state["config"] if config is None else config
@@ -393,9 +395,10 @@ class Mapper:
 
     def _state_mismatch(self, state: dict, imap: InstanceMap | None) -> str | None:
         """Why ``state`` cannot continue this mapper (and the map file's ``imap``), or None."""
-        tracker = state["tracker"]
-        if tracker.config != self.config.tracking or tracker.lift != self.config.lift:
-            return "it was made with other tracking or lift settings"
+        tracker, made_with = state["tracker"], state["config"]
+        changed = [name for name in TRACKER_SETTINGS if getattr(made_with, name) != getattr(self.config, name)]
+        if changed:
+            return f"it was made with other {', '.join(changed)} settings"
         if tracker.one_level_masks != self.tracker.one_level_masks:
             return "it was made with another kind of mask generator (one-level against multi-level masks)"
         if imap is None:

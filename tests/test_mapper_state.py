@@ -94,7 +94,7 @@ def test_a_corrupt_state_or_other_settings_resume_online_and_say_why(frames, tmp
     state = state_path(path)
     whole = state.read_bytes()
     other = replace(MapperConfig(), tracking=replace(MapperConfig().tracking, confidence_frames=9.0))
-    with pytest.warns(RuntimeWarning, match="other tracking or lift settings"):
+    with pytest.warns(RuntimeWarning, match="made with other tracking settings"):
         mapper = Mapper.resume(path, other)
     assert not mapper.refinable
     mapper.close()
@@ -117,7 +117,10 @@ def test_from_state_finalizes_with_other_refine_settings_only(frames, tmp_path):
     emptied = Mapper.from_state(kept, replace(config, refine=replace(config.refine, min_area=100.0))).finalize()
     assert len(emptied) == 0 and len(expected) > 0
     other = replace(config, lift=replace(config.lift, stride=config.lift.stride + 1))
-    with pytest.raises(MapperStateError, match="s.state: it was made with other tracking or lift settings"):
+    with pytest.raises(MapperStateError, match="s.state: it was made with other lift settings"):
+        Mapper.from_state(kept, other)
+    other = replace(config, geometric=replace(config.geometric, work_width=config.geometric.work_width * 2))
+    with pytest.raises(MapperStateError, match="s.state: it was made with other geometric settings"):
         Mapper.from_state(kept, other)
     with pytest.raises(RuntimeError, match="finalized"):
         mapper.save_state(tmp_path / "late.state")
