@@ -52,6 +52,7 @@ per-voxel visibility counts are not in the map file, so such a mapper's ``finali
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import threading
 import time
@@ -68,7 +69,7 @@ from lift3d.voxels import VoxelIndex, group_int64, keys_of_points, stable_argsor
 from scene.config import MapperConfig
 from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
-from scene.mapper_state import MapperStateError, read_state, state_path, write_state
+from scene.mapper_state import MapperStateError, read_header, read_state, state_path, write_state
 from scene.map_writer import (FinishSettings, MapReplica, MapWriter, WriterProcess, WriterProcessDied, mean_geometry,
                               well_observed, write_save)
 from scene.parts import PartConfig, PartRanker, detection_confidence
@@ -370,7 +371,7 @@ class Mapper:
             self._apply_map_ops()
         target = state_path(self.path) if path is None else Path(path)
         header = {"frames": int(self._num_frames), "last_frame": int(self._last_frame),
-                  "map": None if self.path is None else self.path.name}
+                  "map": None if self.path is None else self.path.name, "settings": _tracker_settings(self.config)}
         state = {"tracker": self.tracker, "voxels": self._voxels, "map": self._map.copy(with_objects=False),
                  "config": self.config}
         write_state(target, header, state)
@@ -382,9 +383,12 @@ class Mapper:
         ``RuntimeWarning`` saying why, when there is a file)."""
         if not path.exists():
             return None
-        try:
-            _, state = read_state(path)
-            problem = self._state_mismatch(state, self._map)
+        state = None
+        try:  # the header tells the usual misfits (a map saved past the state, other settings) unread
+            problem = self._header_mismatch(read_header(path))
+            if not problem:
+                _, state = read_state(path)
+                problem = self._state_mismatch(state, self._map)
         except MapperStateError as exc:
             problem = str(exc)
         if problem:
@@ -392,6 +396,14 @@ class Mapper:
                           f"(no global refinement)", RuntimeWarning, stacklevel=3)
             return None
         return state
+
+    def _header_mismatch(self, header: dict) -> str | None:
+        """Why a state with ``header`` cannot continue this resumed mapper, as far as the header tells."""
+        if (header.get("frames"), header.get("last_frame")) != (self._num_frames, self._last_frame):
+            return f"it holds {header.get('frames')} frames, the map {self._num_frames}: the map was saved after it"
+        made_with, these = header.get("settings", {}), _tracker_settings(self.config)
+        changed = [name for name in TRACKER_SETTINGS if made_with.get(name) != these[name]]
+        return f"it was made with other {', '.join(changed)} settings" if changed else None
 
     def _state_mismatch(self, state: dict, imap: InstanceMap | None) -> str | None:
         """Why ``state`` cannot continue this mapper (and the map file's ``imap``), or None."""
@@ -1123,6 +1135,13 @@ def run(source, config: MapperConfig | None = None, progress: ProgressCallback |
                 worker.close()
         finally:
             mapper.close()
+
+
+def _tracker_settings(config: MapperConfig) -> dict[str, str]:
+    """Per ``TRACKER_SETTINGS`` table, a digest of its values (a state's header records them)."""
+    tables = config.to_dict()
+    return {name: hashlib.sha1(json.dumps(tables[name], sort_keys=True, default=str).encode()).hexdigest()[:12]
+            for name in TRACKER_SETTINGS}
 
 
 def _keep_state(mapper: Mapper) -> None:

@@ -81,7 +81,8 @@ def test_a_state_the_map_was_saved_past_is_not_used(frames, tmp_path):
         mapper.integrate(frame)
     mapper.save()
     mapper.close()  # as a killed run: no new state, the old one left beside a map saved past it
-    shutil.copy(old, state_path(path))
+    header_end = old.read_bytes().index(b"\n", len(MAGIC)) + 1
+    state_path(path).write_bytes(old.read_bytes()[:header_end + 10])  # the header tells: nothing is unpickled
     with pytest.warns(RuntimeWarning, match=f"holds {STOP} frames, the map {STOP + 2}"):
         resumed = Mapper.resume(path)
     assert not resumed.refinable and resumed.num_frames == STOP + 2
