@@ -342,10 +342,10 @@ class Mapper:
         when None; another one must have the same ``TRACKER_SETTINGS`` (mask generator, partition, lift,
         tracking: those made the tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
         voxels when it is next read (ranked afresh). ``MapperStateError`` names the file and the problem."""
-        _, state = read_state(path)
+        header, state = read_state(path)
         config = state["config"] if config is None else config
         mapper = cls(config, None, generator)
-        problem = mapper._state_mismatch(state, None)
+        problem = mapper._settings_mismatch(header) or mapper._state_mismatch(state, None)
         if problem:
             raise MapperStateError(f"{path}: {problem}")
         mapper.tracker, mapper._voxels = state["tracker"], state["voxels"]
@@ -401,16 +401,18 @@ class Mapper:
         """Why a state with ``header`` cannot continue this resumed mapper, as far as the header tells."""
         if (header.get("frames"), header.get("last_frame")) != (self._num_frames, self._last_frame):
             return f"it holds {header.get('frames')} frames, the map {self._num_frames}: the map was saved after it"
+        return self._settings_mismatch(header)
+
+    def _settings_mismatch(self, header: dict) -> str | None:
+        """The ``TRACKER_SETTINGS`` tables in which a state's ``header`` differs from this mapper, or None."""
         made_with, these = header.get("settings", {}), _tracker_settings(self.config)
         changed = [name for name in TRACKER_SETTINGS if made_with.get(name) != these[name]]
         return f"it was made with other {', '.join(changed)} settings" if changed else None
 
     def _state_mismatch(self, state: dict, imap: InstanceMap | None) -> str | None:
-        """Why ``state`` cannot continue this mapper (and the map file's ``imap``), or None."""
-        tracker, made_with = state["tracker"], state["config"]
-        changed = [name for name in TRACKER_SETTINGS if getattr(made_with, name) != getattr(self.config, name)]
-        if changed:
-            return f"it was made with other {', '.join(changed)} settings"
+        """Why ``state`` cannot continue this mapper (and the map file's ``imap``) beyond its header's
+        settings, or None."""
+        tracker = state["tracker"]
         if tracker.one_level_masks != self.tracker.one_level_masks:
             return "it was made with another kind of mask generator (one-level against multi-level masks)"
         if imap is None:

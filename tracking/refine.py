@@ -143,8 +143,9 @@ def _table_voxels(table: VoxelTable, voxels) -> np.ndarray:
 def _table_objects(voxels, table_voxel: np.ndarray) -> np.ndarray:
     """Per voxel of the ``VoxelTable``, its (dense) refined object, -1 for voxels no object kept;
     ``table_voxel``: ``_table_voxels`` of that table."""
-    at = table_voxel
-    return np.where(at >= 0, voxels.object[np.maximum(at, 0)], -1) if voxels.keys.size else at
+    if voxels.keys.size == 0:
+        return table_voxel
+    return np.where(table_voxel >= 0, voxels.object[np.maximum(table_voxel, 0)], -1)
 
 
 def _segment_objects(seg_rows, table: VoxelTable, voxels, n_segments, table_voxel: np.ndarray) -> np.ndarray:
