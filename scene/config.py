@@ -55,7 +55,8 @@ class MapperConfig:
     - ``online_only``: skip the global refinement in ``finalize`` (the online map is the result).
     - ``min_object_voxels``: online objects with fewer voxels stay out of the ``InstanceMap``.
     - ``min_hit_share``: an object's voxels lifted fewer times than this share of its median voxel's hit
-      count are left out of its points (stray and flying points that stretch boxes); 0 keeps all.
+      count are left out of its points (stray and flying points that stretch boxes); 0 keeps all. Pieces
+      joined into one object (``scene.parts``) are filtered again against the joined object's median.
     - ``trim_unowned``: the refined map's objects drop the voxels they do not own (held only by masks
       whose bulk lies on another object) lying outside the box of those they own (``scene.trim``).
     - ``up``: world-frame up vector for upright oriented boxes (``None``: free PCA boxes).

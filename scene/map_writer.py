@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from scene.map import InstanceMap, MapObject
+from scene.objects import well_observed
 from scene.parts import PartConfig, PartRanker, no_pause
 from scene.storage import MapStore
 from scene.structure import StructureConfig, StructureMemo, flat_levels, map_up, mark_floor_and_ceiling
@@ -100,7 +101,8 @@ class MapReplica:
         if up is None or not self.settings.parts.joins_any or len(imap) == 0:
             return imap
         view = imap.copy()
-        joined = self.parts.join(view, up, flat_levels(imap, up, self.settings.structure)[0])
+        joined = self.parts.join(view, up, flat_levels(imap, up, self.settings.structure)[0],
+                                 self.settings.min_hit_share)
         return view if joined else imap
 
     def current_up(self):
@@ -156,16 +158,6 @@ def mean_geometry(xyz_sum: np.ndarray, rgb_sum: np.ndarray, hits: np.ndarray):
     points = (xyz_sum / per_voxel).astype(np.float32)
     colors = np.clip(np.round(rgb_sum / per_voxel), 0, 255).astype(np.uint8)
     return points, colors, hits.astype(np.float32)
-
-
-def well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, share: float):
-    """The voxels (points, colours, hit counts) lifted at least ``share`` x the object's median hit count:
-    voxels seen once or twice on an object seen in many frames are flying pixels at depth edges or
-    stray association, and they would stretch its box."""
-    if share <= 0 or weights.size == 0:
-        return points, colors, weights
-    keep = weights >= share * np.median(weights)
-    return points[keep], colors[keep], weights[keep]
 
 
 # CPU-seconds a paced save runs between its pauses (``MapWriter.give_way``): a few of the interpreter's

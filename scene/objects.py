@@ -62,6 +62,16 @@ def rows_times(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def well_observed(points: np.ndarray, colors: np.ndarray, weights: np.ndarray, share: float):
+    """The voxels (points, colours, hit counts) lifted at least ``share`` x the object's median hit count:
+    voxels seen once or twice on an object seen in many frames are flying pixels at depth edges or
+    stray association, and they would stretch its box."""
+    if share <= 0 or weights.size == 0:
+        return points, colors, weights
+    keep = weights >= share * np.median(weights)
+    return points[keep], colors[keep], weights[keep]
+
+
 def _principal_axes(centred: np.ndarray) -> np.ndarray:
     _, vectors = np.linalg.eigh(centred.T @ centred)
     major, middle = _positive(vectors[:, 2]), _positive(vectors[:, 1])

@@ -199,7 +199,7 @@ from segment2d.geometric import GeometricConfig
 
 from .datasets.geometry import ground_axes
 from .map import InstanceMap, MapObject
-from .objects import column_bounds
+from .objects import column_bounds, well_observed
 
 
 def _item_of(cached: str, index: int, doc: str | None = None) -> property:
@@ -458,15 +458,16 @@ class PartRanker:
                 self._touches[(a, b)] = (first, second, reach, found[start:end])
                 start = end
 
-    def join(self, imap: InstanceMap, up: np.ndarray, floor: float) -> dict[int, int]:
+    def join(self, imap: InstanceMap, up: np.ndarray, floor: float, hit_share: float = 0.0) -> dict[int, int]:
         """Join the pieces ``joins`` finds (in place), then look again on the joined map until no join is
         found (every round retires an object, so this ends): a joined wall is large enough to take in
-        patches that its pieces were not. Returns {retired id: kept id} over all rounds (also recorded in
-        the map's remap)."""
+        patches that its pieces were not. ``hit_share``: the joined objects' points are filtered as every
+        object's are (``join_objects``; ``MapperConfig.min_hit_share``). Returns {retired id: kept id} over
+        all rounds (also recorded in the map's remap)."""
         remap: dict[int, int] = {}
         ranker = self
         while True:
-            done = join_objects(imap, ranker.joins(imap, up, floor), imap.metadata.up)
+            done = join_objects(imap, ranker.joins(imap, up, floor), imap.metadata.up, hit_share)
             if not done:
                 break
             remap = {old: done.get(new, new) for old, new in remap.items()} | done
@@ -475,16 +476,16 @@ class PartRanker:
             ranker = ranker._next
         return remap
 
-    def join_structure(self, imap: InstanceMap, up: np.ndarray) -> dict[int, int]:
+    def join_structure(self, imap: InstanceMap, up: np.ndarray, hit_share: float = 0.0) -> dict[int, int]:
         """Join touching coplanar pieces of structure (``coplanar``'s pairs of two structure objects; in
         place) until none is found; returns {retired id: kept id}. For walls flagged after ``join``: the
         refined map flags them after the ranking (``scene.structure.mark_walls``), and a piece flagged then
-        was an object when ``join`` kept it from the wall it lies in."""
+        was an object when ``join`` kept it from the wall it lies in. ``hit_share``: as ``join``'s."""
         remap: dict[int, int] = {}
         while True:
             structure = {obj.id for obj in imap if obj.is_structure}
             pairs = [(a, b) for a, b in self.coplanar(imap, up) if a in structure and b in structure]
-            done = join_objects(imap, pairs, imap.metadata.up)
+            done = join_objects(imap, pairs, imap.metadata.up, hit_share)
             if not done:
                 return remap
             remap = {old: done.get(new, new) for old, new in remap.items()} | done
@@ -952,11 +953,15 @@ def inplane_parts(imap: InstanceMap, up: np.ndarray, config: PartConfig = PartCo
     return PartRanker(config).inplane(imap, up)
 
 
-def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray | None = None) -> dict[int, int]:
+def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray | None = None,
+                 hit_share: float = 0.0) -> dict[int, int]:
     """Join each pair's objects (in place; chains join into one); returns {retired id: kept id}, also
     recorded in the map's remap. A group is shown as its largest object (most points; the smaller id
     on a tie): that one's id, confidence, best view and structure flag survive, the observations are
-    the largest count and the frames span all of them."""
+    the largest count and the frames span all of them. ``hit_share`` > 0: the joined object keeps the
+    points ``well_observed`` keeps of it (``MapperConfig.min_hit_share``), as every object is built: each
+    piece was filtered against its own median hit count, so a piece seen in few frames kept the stray
+    points that the joined object's median shows up (a door's stop, seen in 2 of its 30 frames)."""
     groups = {tuple(members) for members in _groups(pairs).values()}
     if not groups:
         return {}
@@ -970,9 +975,11 @@ def join_objects(imap: InstanceMap, pairs: list[tuple[int, int]], up: np.ndarray
         for obj in objs[1:]:
             imap.remove(obj.id)
             remap[obj.id] = largest.id
+        points, colors, weights = well_observed(np.concatenate([o.points for o in objs]),
+                                                np.concatenate([o.colors for o in objs]), np.concatenate(weights),
+                                                hit_share)
         imap.update(MapObject.from_points(
-            largest.id, np.concatenate([o.points for o in objs]), np.concatenate([o.colors for o in objs]),
-            np.concatenate(weights), up=up, num_observations=max(o.num_observations for o in objs),
+            largest.id, points, colors, weights, up=up, num_observations=max(o.num_observations for o in objs),
             first_frame=min((o.first_frame for o in objs if o.first_frame >= 0), default=-1),
             last_frame=max(o.last_frame for o in objs),
             confidence=largest.confidence, best_view_frame=largest.best_view_frame,

@@ -71,7 +71,8 @@ from scene.datasets import DatasetError, Frame
 from scene.map import InstanceMap, MapMetadata, MapObject
 from scene.mapper_state import MapperStateError, read_header, read_state, state_path, write_state
 from scene.map_writer import (FinishSettings, MapReplica, MapWriter, WriterProcess, WriterProcessDied, mean_geometry,
-                              well_observed, write_save)
+                              write_save)
+from scene.objects import well_observed
 from scene.parts import PartConfig, PartRanker, detection_confidence
 from scene.storage import MapStorageError, MapStore
 from scene.structure import flat_levels, map_up, mark_floor_and_ceiling, mark_walls
@@ -857,12 +858,12 @@ class Mapper:
         ranker = PartRanker(self._parts)  # one ranker: the joins' geometry serves the ranking too
         if up is not None and len(imap):
             floor, _ = flat_levels(imap, up, self.config.structure)
-            ranker.join(imap, up, floor)
+            ranker.join(imap, up, floor, self.config.min_hit_share)
         ranker.rank(imap, up)
         # walls after the ranking, which weighed them as objects as it always did; the pieces flagged here
         # then join the walls they lie in, which the one-kind joins above kept them from
         if up is not None and mark_walls(imap, self.config.structure, up):
-            ranker.join_structure(imap, up)
+            ranker.join_structure(imap, up, self.config.min_hit_share)
         return imap
 
     def _owned_voxels(self, result) -> tuple[np.ndarray, np.ndarray]:

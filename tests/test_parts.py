@@ -185,6 +185,35 @@ def test_join_objects_unions_points_and_records_the_remap():
     assert join_objects(imap, [(4, 5), (5, 1)]) == {5: 4, 1: 4}
 
 
+
+def test_a_joined_object_drops_the_stray_points_its_own_median_hit_count_shows_up():
+    """A door whose voxels were hit 30 times and its upper piece, hit 10 times, each with a stray voxel hit
+    twice: built piece by piece (share 0.2 of its own median: 6 and 2) the upper piece kept its stray;
+    the joined door, filtered against its joined median (30: 6), drops both strays and keeps the piece.
+    A share of 0 keeps every point."""
+    door = _box_surface((0.0, 1.75, 0.0), (0.8, 1.8, 1.5))
+    upper = _box_surface((0.0, 1.75, 1.52), (0.8, 1.8, 2.0))
+    strays = np.array([[0.4, 1.9, 0.3], [0.4, 1.9, 1.9]], np.float32)
+
+    def door_map() -> InstanceMap:
+        imap = InstanceMap(MapMetadata(voxel_size=VOXEL, up=UP))
+        for obj_id, (points, hits) in enumerate([(door, 30.0), (upper, 10.0)]):
+            points = np.concatenate([points, strays[obj_id:obj_id + 1]])
+            weights = np.r_[np.full(len(points) - 1, hits), 2.0].astype(np.float32)
+            imap.add(MapObject.from_points(obj_id, points, weights=weights, up=UP))
+        return imap
+
+    imap = door_map()
+    assert join_objects(imap, [(0, 1)], UP, hit_share=0.2) == {1: 0}
+    joined = imap.get(0)
+    assert joined.num_points == len(door) + len(upper)  # the two strays are gone
+    assert joined.aabb_max[1] == door[:, 1].max() < 1.85
+    assert joined.weights.min() == 10.0  # the upper piece stays
+    imap = door_map()
+    join_objects(imap, [(0, 1)], UP)
+    assert imap.get(0).num_points == len(door) + len(upper) + 2
+    assert imap.get(0).aabb_max[1] == pytest.approx(1.9, abs=1e-6)
+
 def test_the_online_map_shows_hanging_parts_joined_and_the_tracker_keeps_them(tmp_path):
     from scene.config import MapperConfig
     from scene.datasets.synthetic import make_scene
