@@ -204,6 +204,11 @@ evaluation's 100-point floor; those it misses touch another part of their suppor
 sofa's back, boxes against a shelf's back or side). Before the joins it costs a held-out sofa its join
 (cluttered 2-5 0.434/0.627). Ten new thresholds for +0.008 held-out AP50: not kept.
 
+No attached share against a thin neighbour (under ``plane_thickness``: things lean on walls and
+panels, so only a solid's contact would mark a piece; scene0448_01's bathtub is discounted to 0.18 by
+its share 0.48 against an unflagged tiled wall): scene0448_01 0.721/0.188 -> 0.521/0.187, pooled
+0.761/0.401 -> 0.610/0.339 (2026-12-05): pieces of doors and wall strips lean on planes too. Not kept.
+
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online
 mapper runs it on every flush). Units: metres, world frame; ``up`` is a unit vector.
