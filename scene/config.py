@@ -42,6 +42,18 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used: the message names the file and the key."""
 
 
+def _nan_settings(config, prefix: str = "") -> list[str]:
+    """Dotted names of the float settings of ``config`` (nested configs and tuples too) that are NaN."""
+    found = []
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            found += _nan_settings(value, name + ".")
+        elif any(isinstance(v, float) and v != v for v in (value if isinstance(value, tuple) else (value,))):
+            found.append(name)
+    return found
+
+
 @dataclass
 class MapperConfig:
     """Everything the ``Mapper`` needs.
@@ -91,6 +103,9 @@ class MapperConfig:
         if not isinstance(self.segmenter_options, dict):
             raise ConfigError("MapperConfig.segmenter_options must be a table of keyword options")
         self._check_types()
+        unset = _nan_settings(self)
+        if unset:  # no setting means NaN: every comparison with it is False, so no range check catches it
+            raise ConfigError(f"MapperConfig: {', '.join(unset)} must be a number, got NaN")
         misplaced = sorted(set(self.segmenter_options) & {f.name for f in dataclasses.fields(GeometricConfig)})
         if misplaced:
             raise ConfigError(f"MapperConfig.segmenter_options: {misplaced} are settings of the geometric generator; "

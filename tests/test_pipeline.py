@@ -351,7 +351,8 @@ def test_unknown_config_key_names_key_and_file(tmp_path, text, key):
 
 
 @pytest.mark.parametrize("text", ["save_every = 'ten'\n", "voxel_size = -1.0\n", "[refine]\nconsensus = 2.0\n",
-                                  "voxel_size = \n", "min_hit_share = 1.5\n", "min_hit_share = nan\n"])
+                                  "voxel_size = \n", "min_hit_share = 1.5\n", "min_hit_share = nan\n",
+                                  "[parts]\ncontact_voxels = nan\n", "[refine]\nobserver_quantiles = [0.9, nan]\n"])
 def test_bad_config_values_are_clear_errors(tmp_path, text):
     path = tmp_path / "bad.toml"
     path.write_text(text)
