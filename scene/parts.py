@@ -188,7 +188,7 @@ median hit count, so a piece seen in few frames kept its stray points, and the j
 refined ScanNet scene0448_01 0.696/0.149 -> 0.721/0.188, pooled 0.750/0.376 -> 0.761/0.401; noisy refined
 room 0-1 0.643/0.849 -> 0.648/0.851, held-out cluttered AP50 0.633 -> 0.632, every other synthetic group
 the same. Online: ScanNet pooled 0.678/0.294 -> 0.643/0.343 (a loose bathtub box of another object, IoU
-0.26, shrank under 0.25; no GT box's best IoU fell), room 0-1 0.649/0.857 -> 0.672/0.878.
+0.26, shrank under 0.25; no GT box's best IoU crossed 0.25 or 0.5 downwards), room 0-1 0.649/0.857 -> 0.672/0.878.
 
 Things resting inside a support's outline split off (measured, not kept; 2026-12-05, the refined maps
 replayed, the split before or after the joins): per object, its up-facing points (normals from 12
@@ -208,6 +208,12 @@ No attached share against a thin neighbour (under ``plane_thickness``: things le
 panels, so only a solid's contact would mark a piece; scene0448_01's bathtub is discounted to 0.18 by
 its share 0.48 against an unflagged tiled wall): scene0448_01 0.721/0.188 -> 0.521/0.187, pooled
 0.761/0.401 -> 0.610/0.339 (2026-12-05): pieces of doors and wall strips lean on planes too. Not kept.
+
+Containment as an overlap (a touching piece whose box lies ``inside_share`` within the other's box joins
+it, besides ``overlap_iou``; for the held-out room seed 3's shelf, left in four nested boxes): room 2-5
+0.617/0.814 -> 0.617/0.775, scene0448_01 0.721/0.188 -> 0.720/0.167, scene0113_00 1.000/1.000 ->
+0.000/0.000 (its matched objects joined into boxes holding them; 2026-12-05). Things stand inside
+shelves' and cabinets' boxes. Not kept.
 
 The detection confidence is kept in ``attributes["detection_confidence"]`` and the share in
 ``attributes["attached_share"]``, so the pass can run again on a map it already ranked (the online

@@ -69,6 +69,10 @@ class AssociationConfig:
       -> 0.636/0.328. The garbage bin comes apart from the toilet (IoU 0.73), whose three pieces stay apart.
       Noisy refined AP50 (the same joins, stop 37): held-out room / cluttered / tabletop 0.814 / 0.633 /
       0.876 -> 0.799 / 0.622 / 0.901, tuned 0.856 / 0.628 / 0.846 -> 0.856 / 0.611 / 0.846.
+      Again after joined pieces were filtered against the joined median hit count (2026-12-05,
+      ``benchmarks.variants``): refined scene0448_01 0.721/0.188 -> 0.607/0.233, pooled 0.761/0.401 ->
+      0.631/0.422 (AP25 falls again); noisy refined AP50 held-out room / cluttered / tabletop 0.814 /
+      0.632 / 0.876 -> 0.799 / 0.622 / 0.901, tuned 0.851 / 0.621 / 0.846 -> 0.858 / 0.605 / 0.846.
       ScanNet box AP25/AP50 (non-structure), refined: scene0448_01 0.740/0.075 -> 0.562/0.071,
       scene0113_00 1.000/0.750 -> 1.000/1.000, pooled 0.748/0.235 -> 0.607/0.296; online:
       0.674/0.042 -> 0.523/0.042, 0.625/0.625 -> 1.000/1.000, pooled 0.622/0.202 -> 0.659/0.280.
