@@ -116,7 +116,7 @@ class MapperConfig:
         if int(self.save_every) < 0 or int(self.min_object_voxels) < 1:
             raise ConfigError(f"MapperConfig: save_every must be >= 0 and min_object_voxels >= 1, "
                               f"got {self.save_every} and {self.min_object_voxels}")
-        if not 0.0 <= float(self.min_hit_share) <= 1.0:  # NaN fails too; above 1 can empty an object
+        if not 0.0 <= float(self.min_hit_share) <= 1.0:  # above 1 it can empty an object
             raise ConfigError(f"MapperConfig.min_hit_share must lie in [0, 1] (a share of the median hit count), "
                               f"got {self.min_hit_share}")
         if self.up is not None:

@@ -341,8 +341,9 @@ class Mapper:
         """A mapper, without a map file, restored from the state file ``path`` (``save_state``): it goes on
         integrating frames, or finalizes, as the mapper that wrote it would. ``config``: the state's own
         when None; another one must have the same ``TRACKER_SETTINGS`` (mask generator, partition, lift,
-        tracking: those made the tracker), e.g. to finalize with other ``refine`` settings. The map's objects are rebuilt from the
-        voxels when it is next read (ranked afresh). ``MapperStateError`` names the file and the problem."""
+        tracking: those made the tracker), e.g. to finalize with other ``refine`` settings. The map's objects
+        are rebuilt from the voxels when it is next read (ranked afresh). ``MapperStateError`` names the file
+        and the problem."""
         header, state = read_state(path)
         config = state["config"] if config is None else config
         mapper = cls(config, None, generator)
