@@ -288,9 +288,11 @@ def _bends(points: np.ndarray, normals: np.ndarray, valid: np.ndarray, offset: i
         yield bend, dot3(p_n - q_n, point_at(*a) - point_at(*b))
 
 
-def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:
-    """Colour edge strength (H x W float32): the largest Sobel gradient magnitude over the CIE Lab channels
-    of the Gaussian-blurred image, in Lab units per pixel (8-bit Lab scaling)."""
+def color_gradient(color: np.ndarray, blur_sigma: float, chroma_weight: float = 1.0) -> np.ndarray:
+    """Colour edge strength (H x W float32) of the Gaussian-blurred image in CIE Lab (8-bit scaling), in Lab
+    units per pixel: the larger of the lightness gradient's Sobel magnitude and ``chroma_weight`` times the
+    chroma's (the magnitude over both a and b). Shading and texture move lightness far more than hue, so a
+    weight above 1 lets a change of hue cut where a change of brightness as large does not."""
     blurred = cv2.GaussianBlur(color, (0, 0), blur_sigma) if blur_sigma > 0 else color
     lab = cv2.cvtColor(blurred, cv2.COLOR_RGB2Lab)
     gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
@@ -298,6 +300,8 @@ def color_gradient(color: np.ndarray, blur_sigma: float) -> np.ndarray:
     gx *= gx
     gy *= gy
     gx += gy
-    # Max over channels by two elementwise maxima (a reduction over a length-3 axis is ~10x slower), then one
-    # square root of the maximum (monotonic, so the result is unchanged).
-    return np.sqrt(np.maximum(np.maximum(gx[..., 0], gx[..., 1]), gx[..., 2]))
+    # Channel sums and maxima as elementwise operations on the channel planes (a reduction over a length-3 axis
+    # is ~10x slower), then one square root (monotonic, so the maximum commutes with it).
+    chroma = gx[..., 1] + gx[..., 2]
+    chroma *= np.float32(chroma_weight * chroma_weight)
+    return np.sqrt(np.maximum(gx[..., 0], chroma))

@@ -268,7 +268,7 @@ def test_label_and_union_boxes_match_boxes_of_the_masks():
     assert union_boxes(presence, []).shape == (0, 4)
 
 
-def test_color_gradient_is_the_largest_lab_sobel_magnitude():
+def test_color_gradient_is_the_lightness_or_weighted_chroma_sobel_magnitude():
     import cv2
 
     from segment2d.depth_ops import color_gradient
@@ -278,7 +278,54 @@ def test_color_gradient_is_the_largest_lab_sobel_magnitude():
     lab = cv2.cvtColor(cv2.GaussianBlur(color, (0, 0), 1.0), cv2.COLOR_RGB2Lab).astype(np.float32)
     gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    np.testing.assert_allclose(color_gradient(color, 1.0), np.sqrt(gx * gx + gy * gy).max(axis=2), rtol=1e-6)
+    magnitude = gx * gx + gy * gy
+    for weight in (1.0, 2.0):
+        expected = np.sqrt(np.maximum(magnitude[..., 0], weight * weight * (magnitude[..., 1] + magnitude[..., 2])))
+        np.testing.assert_allclose(color_gradient(color, 1.0, weight), expected, rtol=1e-5)
+
+
+def lab_patches(left_lab, right_lab, shape=(30, 40)) -> np.ndarray:
+    """An RGB image whose left and right halves have the given 8-bit Lab colours."""
+    import cv2
+
+    lab = np.empty(shape + (3,), np.uint8)
+    lab[:, : shape[1] // 2], lab[:, shape[1] // 2:] = left_lab, right_lab
+    return cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+
+
+def test_a_hue_step_cuts_where_a_lightness_step_as_large_does_not():
+    import cv2
+
+    from segment2d.depth_ops import color_gradient
+
+    hue = lab_patches((140, 146, 146), (140, 110, 110))  # the same lightness, the hue turned round
+    light = lab_patches((115, 128, 128), (166, 128, 128))  # grey, as far apart in lightness
+    step = lambda rgb: np.ptp(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(float).reshape(-1, 3), 0)  # noqa: E731
+    assert np.linalg.norm(step(hue)) == pytest.approx(np.linalg.norm(step(light)), abs=3)
+    edge = GeometricConfig().color_edge
+    assert color_gradient(hue, 1.0, 2.0).max() > edge > color_gradient(light, 1.0, 2.0).max()
+    assert color_gradient(hue, 1.0, 1.0).max() < edge  # unweighted, the hue step does not cut either
+
+
+def test_level_one_cuts_two_flush_boxes_of_one_lightness_and_two_hues():
+    import cv2
+
+    # Two boxes side by side, flush (one front face, no depth jump or crease between them), coloured alike in
+    # lightness: only their hues tell them apart.
+    boxes = [((-0.5, 0.6, 0.0), (0.0, 1.1, 0.4)), ((0.0, 0.6, 0.0), (0.5, 1.1, 0.4))]
+    rgb = [cv2.cvtColor(np.array([[lab]], np.uint8), cv2.COLOR_Lab2RGB)[0, 0].tolist()
+           for lab in ((140, 146, 146), (140, 110, 110))]
+    frame = make_frame(boxes, colors=rgb)
+
+    def apart(config: GeometricConfig) -> bool:
+        _, levels, f = GeometricMaskGenerator(config).generate_with_levels(frame)
+        labels, ids = levels[1].labels, frame.instance_ids[f // 2::f, f // 2::f]
+        first, second = ids == 3, ids == 4
+        holder = np.bincount(labels[first]).argmax()
+        return holder > 0 and (labels[second] == holder).mean() < 0.1
+
+    assert apart(GeometricConfig())
+    assert not apart(GeometricConfig(chroma_weight=1.0))
 
 
 def test_masks_of_one_level_do_not_overlap_and_leave_invalid_depth_out(generator):

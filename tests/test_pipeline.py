@@ -335,6 +335,9 @@ def test_config_combinations_are_checked_at_construction():
         LiftConfig(depth_range=(3.0, 1.0))
     with pytest.raises(ValueError, match="GeometricConfig.level_weights"):
         GeometricConfig(level_weights=(1.0, 0.9))
+    for weight in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="GeometricConfig.chroma_weight must be > 0"):
+            GeometricConfig(chroma_weight=weight)
 
 
 @pytest.mark.parametrize("text, key", [

@@ -77,7 +77,8 @@ class GeometricMaskGenerator:
         concave = depth_ops.concave_strength(pts, normals, valid, cfg.crease_offset,
                                              floor=min(cfg.concave_weak, cfg.concave_strong))
         cut0 = disc | (concave > cfg.concave_strong)
-        cut1 = cut0 | (concave > cfg.concave_weak) | (depth_ops.color_gradient(c, cfg.color_blur) > cfg.color_edge)
+        colour_edge = depth_ops.color_gradient(c, cfg.color_blur, cfg.chroma_weight) > cfg.color_edge
+        cut1 = cut0 | (concave > cfg.concave_weak) | colour_edge
 
         min_px = max(1, int(np.ceil(cfg.min_region_px / (f * f))))
         samples = PointSamples.of(pts[:, ::2, ::2])  # plane fits use every other pixel: 4x fewer sums
