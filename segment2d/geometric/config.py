@@ -49,25 +49,24 @@ class GeometricConfig:
     # A change of hue cuts at half the gradient a change of lightness needs (CIE94's textile weighting, k_L = 2):
     # shading and texture move lightness, an object's edge against another of its brightness moves hue (a striped
     # green box on a checkered blue one: inside them the lightness gradient reaches 24 and the chroma's 12, 99th
-    # percentiles; across their edge the chroma's median is 15, the lightness's 14). Measured
-    # 2026-12-05 (``benchmarks.variants``, every map afresh; before, the largest channel's gradient, -> weight 2;
-    # noisy refined AP / AP50): held-out room
-    # 2-5 0.617 / 0.814 -> 0.649 / 0.827 (1.5: 0.619 / 0.812, 3: 0.642 / 0.821), cluttered 2-5 0.451 / 0.632
-    # -> 0.446 / 0.639, tabletop 2-5 0.729 / 0.876 the same; tuned room 0-1 0.648 / 0.851 -> 0.641 / 0.851,
-    # cluttered 0-1 0.439 / 0.621 -> 0.453 / 0.639, tabletop 0-1 0.660 / 0.846 -> 0.652 / 0.846; ScanNet
-    # non-structure box AP25 / AP50 scene0448_01 0.721 / 0.188 -> 0.721 / 0.198, pooled 0.761 / 0.401 ->
-    # 0.761 / 0.404 (its white objects differ in lightness only). Seeds 6-9, used for nothing else (the same
-    # run, refined): room 0.538 / 0.724 -> 0.548 / 0.725, cluttered 0.473 / 0.674 -> 0.471 / 0.675, tabletop
-    # 0.660 / 0.818 -> 0.663 / 0.831. Measured with it and not kept (same runs; refined, ScanNet pooled box
-    # AP25 / AP50, noisy AP / AP50): hysteresis on the colour cut (pixels over half ``color_edge`` on the chroma
-    # gradient joined to ones over it, as Canny links edges: a thing's outline has gaps where its hue nears its
-    # support's) 0.759 / 0.404, room 2-5 0.639 / 0.820; level-1 regions offered inside object-sized level-0
-    # regions too (``inside_small_object`` off: the cylinders on a box, apart at level 1 in 14 of 15 views, are
-    # offered in 1) 0.616 / 0.413 (scene0448_01 AP25 0.512), room 2-5 0.604 / 0.781, tabletop 2-5 0.794 / 0.914;
-    # level-1 regions lying 0.8 inside a structure level-0 region made structure too (a rug is floor; scene0113_00's
-    # floor is the largest mask and structure in each of 5 frames looked at, but never flagged in the map)
-    # 0.706 / 0.358 (scene0448_01
-    # 0.623 / 0.124: its window, door and curtain pieces lie in wall regions), cluttered 2-5 0.472 / 0.660.
+    # percentiles; across their edge the chroma's median is 15, the lightness's 14).
+    # Measured 2026-12-05 (``benchmarks.variants``, every map afresh; before, the largest channel's gradient, ->
+    # weight 2; noisy refined AP / AP50): held-out room 2-5 0.617 / 0.814 -> 0.649 / 0.827 (1.5: 0.619 / 0.812, 3:
+    # 0.642 / 0.821), cluttered 2-5 0.451 / 0.632 -> 0.446 / 0.639, tabletop 2-5 0.729 / 0.876 the same; tuned room
+    # 0-1 0.648 / 0.851 -> 0.641 / 0.851, cluttered 0-1 0.439 / 0.621 -> 0.453 / 0.639, tabletop 0-1 0.660 / 0.846
+    # -> 0.652 / 0.846; ScanNet non-structure box AP25 / AP50 scene0448_01 0.721 / 0.188 -> 0.721 / 0.198, pooled
+    # 0.761 / 0.401 -> 0.761 / 0.404 (its white objects differ in lightness only). Seeds 6-9, used for nothing else
+    # (the same run, refined): room 0.538 / 0.724 -> 0.548 / 0.725, cluttered 0.473 / 0.674 -> 0.471 / 0.675,
+    # tabletop 0.660 / 0.818 -> 0.663 / 0.831.
+    # Measured with it and not kept (same runs; refined, ScanNet pooled box AP25 / AP50, noisy AP / AP50):
+    # hysteresis on the colour cut (pixels over half ``color_edge`` on the chroma gradient joined to ones over it,
+    # as Canny links edges: a thing's outline has gaps where its hue nears its support's) 0.759 / 0.404, room 2-5
+    # 0.639 / 0.820; level-1 regions offered inside object-sized level-0 regions too (``inside_small_object`` off:
+    # the cylinders on a box, apart at level 1 in 14 of 15 views, are offered in 1) 0.616 / 0.413 (scene0448_01 AP25
+    # 0.512), room 2-5 0.604 / 0.781, tabletop 2-5 0.794 / 0.914; level-1 regions lying 0.8 inside a structure
+    # level-0 region made structure too (a rug is floor; scene0113_00's floor is the largest mask and structure in
+    # each of 5 frames looked at, but never flagged in the map) 0.706 / 0.358 (scene0448_01 0.623 / 0.124: its
+    # window, door and curtain pieces lie in wall regions), cluttered 2-5 0.472 / 0.660.
     chroma_weight: float = 2.0  # the chroma gradient counts this many times the lightness gradient
     min_region_px: int = 160  # smallest region kept, in full-resolution pixels
     grow_iters: int = 6  # growth steps over cut pixels
