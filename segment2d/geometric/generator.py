@@ -86,12 +86,6 @@ class GeometricMaskGenerator:
         lv0 = self._with_thin_regions(lv0, cut0, d, valid, samples, max(1, int(np.ceil(cfg.thin_min_px / (f * f)))))
         lv0 = self._join_rigid(lv0, cut0, disc, valid, samples, _camera_up(frame))
         lv1 = self._level(cut1, d, valid, pts, samples, min_px, LEVEL_COLOR)
-        # Structure is geometry's call: a region that colour or a weak crease cut off (a sofa's back cushion,
-        # planar and large in a close view) is structure only inside a level-0 region that is. Every map of
-        # ``benchmarks.variants`` (640 x 480) scores the same with it (2026-12-05); at 160 x 120 it kept a
-        # sofa's back from being flagged a wall.
-        parent = overlaps(lv0, lv1).argmax(axis=0)
-        lv1 = replace(lv1, structure=lv1.structure & lv0.structure[parent])
         structure_px = self._structure_pixels(lv0, pts, normals)
         lv2 = self._level(disc | structure_px, d, valid & ~structure_px, pts, samples, min_px, LEVEL_OBJECT)
         levels = [replace(lv, support=outline_support(lv.labels, lv.n, lv.evidence)) for lv in (lv0, lv1, lv2)]
@@ -166,7 +160,8 @@ class GeometricMaskGenerator:
     def _assemble(self, levels: list[Level], base: Level, disc: np.ndarray, color_work: np.ndarray, full_hw,
                   f: int) -> MaskCrops:
         """Masks of every level's regions (minus near-duplicates of earlier levels), of the coplanar structure
-        groups of ``base`` and of its merged object parts, best first, at most ``max_masks``, upsampled."""
+        groups of ``base`` and of its merged object parts, best first, at most ``max_masks``, upsampled. Settles
+        the level-1 regions' structure flags in ``levels`` (in place) against the ``base`` regions holding them."""
         cfg = self.config
         chosen = []
         for k, lv in enumerate(levels):
@@ -176,8 +171,14 @@ class GeometricMaskGenerator:
                 keep &= not_duplicates(earlier, lv, cfg.dedupe_iou, count)
             if lv.code == LEVEL_COLOR:
                 with_base = next((count for earlier, count in zip(levels, counts) if earlier is base), None)
+                with_base = overlaps(base, lv) if with_base is None else with_base
                 keep &= ~inside_small_object(base, lv, cfg.object_extent, cfg.object_fraction,
                                              cfg.sibling_inside_share, with_base)
+                # Structure is geometry's call: a region that colour or a weak crease cut off (a sofa's back
+                # cushion, planar and large in a close view) is structure only inside a base region that is.
+                # Every map of ``benchmarks.variants`` (640 x 480) scores the same with it (2026-12-05); at
+                # 160 x 120 it kept a sofa's back from being flagged a wall.
+                levels[k] = lv = replace(lv, structure=lv.structure & base.structure[with_base.argmax(axis=0)])
             chosen.append(np.flatnonzero(keep[1:]) + 1)
         # Structure planes with the planar pieces that lie on them (a wall seen between two cabinets).
         planes = [g for g in coplanar_groups(base.planes, base.planar, cfg.coplanar_angle_deg, cfg.coplanar_offset)
