@@ -16,6 +16,10 @@ one core.
 by a digest of the settings that decide them (all but ``[refine]``); a later run whose settings match a
 kept state's there finalizes from it (``Mapper.from_state``) instead of mapping: the same maps, the global
 pass alone. About 150 MB per synthetic sequence.
+
+``--costs N`` adds, for the refined maps, what each error costs (``benchmarks.costs``): the ScanNet scenes
+pooled and each synthetic preset per seed group, the AP50 as ranked and ranked by best GT IoU, and the N
+highest-ranked false positives, each with its object id, best GT and the AP50 without it.
 """
 from __future__ import annotations
 
@@ -90,8 +94,10 @@ def variant_config(pairs: list[str]):
 
 def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int],
           states: Path | None = None) -> dict:
-    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring). ``states``:
-    a folder of mapper states to finalize from instead of mapping (``mapped``)."""
+    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring), with
+    "refined_ids" (the refined map's object id of each scored prediction) and "gt_names" (GT index or id ->
+    a name: the box's label, or the instance's kind and id). ``states``: a folder of mapper states to
+    finalize from instead of mapping (``mapped``)."""
     if sequence.preset is None:
         from benchmarks.suites.boxes import read_gt_boxes
         from benchmarks.suites.common import aligned_boxes
@@ -99,17 +105,52 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
         from scene.eval import SceneBoxes
 
         run = mapped(sequence, lambda: open_dataset(data / sequence.name, stop=None), config, states, frames, size)
-        gt, align, _ = read_gt_boxes(data / sequence.name / "gt_boxes.json")
-        return {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
-                for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
-    from benchmarks.suites.accuracy import score_run
+        gt, align, labels = read_gt_boxes(data / sequence.name / "gt_boxes.json")
+        scored = {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
+                  for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
+        ids = [obj.id for obj in run.final_map if not obj.is_structure]  # aligned_boxes' order
+        return scored | {"refined_ids": ids, "gt_names": dict(enumerate(labels))}
+    from benchmarks.suites.accuracy import OBSERVED_STRIDE, score_run
+    from benchmarks.suites.common import point_predictions
     from scene.datasets.synthetic import make_scene
 
     scene = make_scene(sequence.preset, seed=sequence.seed, noisy=True, num_frames=frames, width=size[0],
                        height=size[1])
     run = mapped(sequence, scene.frames, config, states, frames, size)
     scored = score_run(SimpleNamespace(scene=scene, run=run), sequence.name)
-    return {"online": scored[("online", "all")], "refined": scored[("online+global", "all")]}
+    gt = scene.gt_points()
+    seen = scene.gt_observed(gt, stride=OBSERVED_STRIDE)
+    _, _, ids = point_predictions(run.final_map, gt.xyz[seen], run.final_map.metadata.voxel_size)
+    names = {obj.id: f"{obj.kind}{obj.id}" for obj in scene.gt_objects()}
+    return {"online": scored[("online", "all")], "refined": scored[("online+global", "all")],
+            "refined_ids": ids.tolist(), "gt_names": names}
+
+
+def cost_report(scored: dict[Sequence, dict], top: int) -> list[str]:
+    """``benchmarks.costs``' lines for the refined maps: the ScanNet scenes pooled (boxes), then each
+    synthetic preset per seed group (points), each false positive named by its object id and best GT."""
+    from benchmarks.costs import box_costs, cost_lines, point_costs
+
+    by_name = {s.name: v for s, v in scored.items()}
+
+    def names(cost) -> str:
+        found = by_name[cost.scene]
+        gt = found["gt_names"].get(cost.best_gt, "none") if cost.best_gt >= 0 else "none"
+        return f"object {found['refined_ids'][cost.index]}, best GT {gt}"
+
+    lines = []
+    scannet = [s for s in scored if s.group == "scannet"]
+    if scannet:
+        costs = box_costs([scored[s]["refined"] for s in scannet], top)
+        lines += cost_lines("costs, refined, ScanNet pooled (box)", costs, names)
+    for group in ("tuned", "heldout"):
+        for preset in PRESETS:
+            members = [s for s in scored if s.group == group and s.preset == preset]
+            if members:
+                costs = point_costs([scored[s]["refined"] for s in members], top)
+                seeds = "0-1" if group == "tuned" else "2-5"
+                lines += cost_lines(f"costs, refined, {preset} {seeds} (points)", costs, names)
+    return lines
 
 
 def mapped(sequence: Sequence, frames, config, states: Path | None, num_frames: int, size: tuple[int, int]):
@@ -188,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--states", type=Path, default=None, metavar="DIR",
                         help="keep each sequence's mapper state here, and re-run only the global pass when "
                              "the settings differ from a kept state's at most in [refine] (~150 MB a map)")
+    parser.add_argument("--costs", type=int, default=0, metavar="N",
+                        help="after the scores, the N highest-ranked false positives of each refined group and "
+                             "what each costs the pooled AP50 (benchmarks.costs)")
     args = parser.parse_args(argv)
     from scene.config import ConfigError
 
@@ -212,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
           "2-5 held out")
     for line in report_lines(label, scored):
         print(line)
+    if args.costs > 0:
+        for line in cost_report(scored, args.costs):
+            print(line)
     return 0
 
 

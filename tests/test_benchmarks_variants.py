@@ -68,3 +68,17 @@ def test_kept_states_rerun_the_global_pass_alone(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines()[-2].endswith("tabletop 0-1 0.000/0.000")
     with pytest.raises(AssertionError, match="mapped again"):  # another lift maps afresh
         main(TINY + states + ["--set", "lift.stride=3"])
+
+
+def test_costs_list_the_refined_false_positives_with_their_objects(capsys):
+    assert main(TINY + ["--costs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = next(k for k, line in enumerate(out) if line.startswith("costs, refined, tabletop 0-1 (points): AP50 "))
+    header = out[start]
+    ranked, by_iou = (float(header.split("AP50 ")[1].split(",")[0]), float(header.split("IoU ")[1]))
+    assert ranked == float(out[start - 2].split()[-1].split("/")[1])  # the report line's refined AP50
+    assert by_iou >= ranked
+    errors = out[start + 1:]
+    assert 1 <= len(errors) <= 2
+    for line in errors:
+        assert line.startswith("  rank ") and "(object " in line and "best GT " in line and "AP50 without it" in line
