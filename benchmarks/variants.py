@@ -93,11 +93,11 @@ def variant_config(pairs: list[str]):
 
 
 def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int],
-          states: Path | None = None) -> dict:
-    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring), with
-    "refined_ids" (the refined map's object id of each scored prediction) and "gt_names" (GT index or id ->
-    a name: the box's label, or the instance's kind and id). ``states``: a folder of mapper states to
-    finalize from instead of mapping (``mapped``)."""
+          states: Path | None = None, names: bool = False) -> dict:
+    """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring); with
+    ``names`` also "refined_ids" (the refined map's object id of each scored prediction) and "gt_names" (GT
+    index or id -> a name: the box's label, or the instance's kind and id). ``states``: a folder of mapper
+    states to finalize from instead of mapping (``mapped``)."""
     if sequence.preset is None:
         from benchmarks.suites.boxes import read_gt_boxes
         from benchmarks.suites.common import aligned_boxes
@@ -108,6 +108,8 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
         gt, align, labels = read_gt_boxes(data / sequence.name / "gt_boxes.json")
         scored = {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
                   for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
+        if not names:
+            return scored
         ids = [obj.id for obj in run.final_map if not obj.is_structure]  # aligned_boxes' order
         return scored | {"refined_ids": ids, "gt_names": dict(enumerate(labels))}
     from benchmarks.suites.accuracy import OBSERVED_STRIDE, score_run
@@ -118,12 +120,14 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
                        height=size[1])
     run = mapped(sequence, scene.frames, config, states, frames, size)
     scored = score_run(SimpleNamespace(scene=scene, run=run), sequence.name)
-    gt = scene.gt_points()
+    scored = {"online": scored[("online", "all")], "refined": scored[("online+global", "all")]}
+    if not names:
+        return scored
+    gt = scene.gt_points()  # the points score_run labelled, labelled again for the objects' ids
     seen = scene.gt_observed(gt, stride=OBSERVED_STRIDE)
     _, _, ids = point_predictions(run.final_map, gt.xyz[seen], run.final_map.metadata.voxel_size)
-    names = {obj.id: f"{obj.kind}{obj.id}" for obj in scene.gt_objects()}
-    return {"online": scored[("online", "all")], "refined": scored[("online+global", "all")],
-            "refined_ids": ids.tolist(), "gt_names": names}
+    kinds = {obj.id: f"{obj.kind}{obj.id}" for obj in scene.gt_objects()}
+    return scored | {"refined_ids": ids.tolist(), "gt_names": kinds}
 
 
 def cost_report(scored: dict[Sequence, dict], top: int) -> list[str]:
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     label = ", ".join(args.settings) or "defaults"
     scored = {}
     for k, sequence in enumerate(chosen, 1):
-        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size), args.states)
+        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size), args.states, args.costs > 0)
         print(f"  {k}/{len(chosen)} {sequence.name} mapped", flush=True)
     print("ScanNet: non-structure box AP25/AP50; synthetic (noisy): instance AP/AP50, seeds 0-1 tuned on, "
           "2-5 held out")
