@@ -18,8 +18,9 @@ kept state's there finalizes from it (``Mapper.from_state``) instead of mapping:
 pass alone. About 150 MB per synthetic sequence.
 
 ``--costs N`` adds, for the refined maps, what each error costs (``benchmarks.costs``): the ScanNet scenes
-pooled and each synthetic preset per seed group, the AP50 as ranked and ranked by best GT IoU, and the N
-highest-ranked false positives, each with its object id, best GT and the AP50 without it.
+pooled and each synthetic preset per seed group, the AP50 as ranked and ranked by best GT IoU, the N
+highest-ranked false positives, each with its object id, best GT and the AP50 without it, and the N misses
+whose mending would pay most.
 """
 from __future__ import annotations
 
@@ -132,15 +133,15 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
 
 def cost_report(scored: dict[Sequence, dict], top: int) -> list[str]:
     """``benchmarks.costs``' lines for the refined maps: the ScanNet scenes pooled (boxes), then each
-    synthetic preset per seed group (points), each false positive named by its object id and best GT."""
+    synthetic preset per seed group (points), each prediction named by its object id and its GT's name."""
     from benchmarks.costs import box_costs, cost_lines, point_costs
 
     by_name = {s.name: v for s, v in scored.items()}
 
-    def names(cost) -> str:
-        found = by_name[cost.scene]
-        gt = found["gt_names"].get(cost.best_gt, "none") if cost.best_gt >= 0 else "none"
-        return f"object {found['refined_ids'][cost.index]}, best GT {gt}"
+    def names(scene: str, index: int, gt: int) -> str:
+        found = by_name[scene]
+        label = found["gt_names"].get(gt, str(gt)) if gt >= 0 else "none"
+        return (f"object {found['refined_ids'][index]}, " if index >= 0 else "") + f"GT {label}"
 
     lines = []
     scannet = [s for s in scored if s.group == "scannet"]
@@ -234,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each sequence's mapper state here, and re-run only the global pass when "
                              "the settings differ from a kept state's at most in [refine] (~150 MB a map)")
     parser.add_argument("--costs", type=int, default=0, metavar="N",
-                        help="after the scores, the N highest-ranked false positives of each refined group and "
-                             "what each costs the pooled AP50 (benchmarks.costs)")
+                        help="after the scores, the N highest-ranked false positives and the N costliest misses "
+                             "of each refined group, with what each costs the pooled AP50 (benchmarks.costs)")
     args = parser.parse_args(argv)
     from scene.config import ConfigError
 
