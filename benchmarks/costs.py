@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from scene.eval import SceneBoxes, ScenePredictions, evaluate_box_scenes, evaluate_scenes
+from scene.eval import SceneBoxes, ScenePredictions, evaluate_box_scenes, evaluate_scenes, instance_ious
 from scene.eval.instance_ap import InstanceAPConfig
 from scene.eval.box_ap import box_iou_3d
 
@@ -160,17 +160,11 @@ def _best(table: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _point_iou(masks: np.ndarray, gt_ids: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P x K point IoU of the prediction masks (P x N bool) with the GT instances the evaluator counts (ids
-    > 0 of at least ``min_points`` points), those K ids)."""
-    masks = np.asarray(masks, bool)
-    ids, column, sizes = np.unique(np.asarray(gt_ids), return_inverse=True, return_counts=True)
-    counted = (ids > 0) & (sizes >= min_points)
-    member = np.zeros((masks.shape[1], ids.size), np.float64)
-    member[np.arange(masks.shape[1]), column.reshape(-1)] = 1.0
-    member = member[:, counted]
-    inter = masks.astype(np.float64) @ member
-    union = masks.sum(1, keepdims=True) + member.sum(0)[None, :] - inter
-    return inter / np.maximum(union, 1.0), ids[counted]
+    """(P x K point IoU of the prediction masks with the GT instances the evaluator counts (ids > 0 of at
+    least ``min_points`` points), those K ids)."""
+    iou, ids, sizes = instance_ious(masks, gt_ids)
+    counted = sizes >= min_points
+    return iou[:, counted], ids[counted]
 
 
 Names = Callable[[str, int, int], str]  # (scene, prediction index or -1, GT or -1) -> words naming them

@@ -441,12 +441,10 @@ def _instance_ap(gt_ids: np.ndarray, masks: np.ndarray, scores: np.ndarray, thre
 
 def _best_point_iou(masks: np.ndarray, gt_ids: np.ndarray) -> np.ndarray:
     """Per prediction (P x N masks), its best point IoU with any GT instance (ids > 0)."""
-    instances = [g for g in np.unique(gt_ids) if g > 0]
-    if not instances or masks.shape[0] == 0:
-        return np.zeros(masks.shape[0])
-    gt = np.stack([gt_ids == g for g in instances]).astype(np.float64)
-    inter = masks.astype(np.float64) @ gt.T
-    return (inter / np.maximum(masks.sum(1)[:, None] + gt.sum(1)[None, :] - inter, 1)).max(1)
+    from scene.eval import instance_ious
+
+    iou, _, _ = instance_ious(masks, gt_ids)
+    return iou.max(axis=1, initial=0.0)
 
 
 def _print_headroom(ap_of, scores: np.ndarray, best_iou: np.ndarray, threshold: float, out) -> None:

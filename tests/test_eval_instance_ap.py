@@ -17,6 +17,7 @@ from scene.eval.instance_ap import (
     ScenePredictions,
     evaluate_scenes,
     instance_ap,
+    instance_ious,
     masks_from_labels,
     objects_only,
 )
@@ -337,3 +338,13 @@ def test_real_scan_perfect_and_one_missing():
     keep = ids != large[0]
     missing = instance_ap(gt, masks[keep], scores[keep])
     np.testing.assert_allclose(missing.ap_per_overlap, (len(large) - 1) / len(large))
+
+
+def test_instance_ious_are_each_mask_against_each_instance_void_and_background_left_out():
+    gt = np.array([3, 3, 3, 3, 0, 0, -1, -1, 7, 7])
+    masks = np.array([[1, 1, 0, 0, 1, 0, 0, 0, 0, 0],   # half of instance 3, one void point
+                      [0, 0, 0, 0, 0, 0, 1, 1, 1, 1],   # instance 7 and two background points
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], bool)
+    iou, ids, sizes = instance_ious(masks, gt)
+    assert ids.tolist() == [3, 7] and sizes.tolist() == [4, 2]
+    np.testing.assert_allclose(iou, [[2 / 5, 0.0], [0.0, 2 / 4], [0.0, 0.0]])

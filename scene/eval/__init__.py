@@ -8,6 +8,7 @@ from scene.eval.instance_ap import (
     ScenePredictions,
     evaluate_scenes,
     instance_ap,
+    instance_ious,
     masks_from_labels,
     objects_only,
 )
@@ -35,7 +36,7 @@ from scene.eval.scannet_format import (
 __all__ = [
     "BOX_OVERLAPS", "BoxAP", "SceneBoxes", "box_ap", "box_iou_3d", "evaluate_box_scenes", "voc_ap",
     "SCANNET_OVERLAPS", "InstanceAP", "InstanceAPConfig", "ScenePredictions", "evaluate_scenes", "instance_ap",
-    "masks_from_labels", "objects_only",
+    "instance_ious", "masks_from_labels", "objects_only",
     "EvaluationError", "evaluate_boxes", "evaluate_on_point_ids", "evaluate_on_project_gt", "evaluate_pooled",
     "instance_predictions", "map_instance_ap", "read_gt_boxes", "scene_boxes",
     "DEFAULT_THRESHOLDS", "MaskRecall", "mask_recall",

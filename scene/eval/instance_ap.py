@@ -158,6 +158,15 @@ def evaluate_scenes(scenes: Sequence[ScenePredictions], config: InstanceAPConfig
     return InstanceAP(overlaps, aps, num_gt, num_pred)
 
 
+def instance_ious(masks: np.ndarray, gt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P x G point IoU of each prediction mask (P x N bool) with each GT instance (ids > 0, ascending), those
+    G ids, their point counts): the overlaps the matching reads, before any size filter (for diagnostics)."""
+    scene = ScenePredictions(np.asarray(gt_ids), np.asarray(masks, bool), np.zeros(len(masks)))
+    stats = _SceneOverlaps.build(scene, 0)
+    ids = np.unique(scene.gt_ids)
+    return stats.iou(), ids[ids > 0], stats.gt_sizes
+
+
 @dataclass
 class _SceneOverlaps:
     """Per-scene counts after dropping small predictions: everything the matching needs.
