@@ -146,7 +146,7 @@ def _costs(scenes: list, tables: list[np.ndarray], columns: list[np.ndarray], ap
             gain = ap50(swapped(k, fixed(scenes[k], p, int(column[j]), beside))) if p >= 0 else float("nan")
             confidence = float(scenes[k].scores[p]) if p >= 0 else float("nan")
             misses.append(Miss(scenes[k].name, int(column[j]), p, rank_of.get((k, p), -1), confidence, iou, gain))
-    misses.sort(key=lambda m: -m.ap50_if_fixed if m.ap50_if_fixed == m.ap50_if_fixed else np.inf)
+    misses.sort(key=lambda m: np.inf if np.isnan(m.ap50_if_fixed) else -m.ap50_if_fixed)  # unpriced last
     return Costs(base, by_iou, errors, misses[:top])
 
 
