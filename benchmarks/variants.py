@@ -17,6 +17,12 @@ by a digest of the settings that decide them (all but ``[refine]``); a later run
 kept state's there finalizes from it (``Mapper.from_state``) instead of mapping: the same maps, the global
 pass alone. About 150 MB per synthetic sequence.
 
+Another mask generator is a setting too: ``--set segmenter=sam --set segmenter_options.checkpoint=PATH
+--set segmenter_options.model_type=vit_t`` maps every sequence with MobileSAM's masks (the weights are not
+in the repository; ``segment2d`` loads the released checkpoints), ``--set segmenter=ground-truth`` with the
+synthetic frames' true masks (the ScanNet scenes carry none and are skipped). The generator is built once,
+before any mapping, so a missing or unreadable checkpoint is one line, not a traceback after the first maps.
+
 ``--costs N`` adds, for the refined maps, what each error costs (``benchmarks.costs``): the ScanNet scenes
 pooled and each synthetic preset per seed group, the AP50 as ranked and ranked by best GT IoU, the N
 highest-ranked false positives, each with its object id, best GT and the AP50 without it, and the N misses
@@ -94,18 +100,20 @@ def variant_config(pairs: list[str]):
 
 
 def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, int],
-          states: Path | None = None, names: bool = False) -> dict:
+          states: Path | None = None, names: bool = False, generator=None) -> dict:
     """{"online": scored map, "refined": scored map} of one sequence (the suites' own scoring); with
     ``names`` also "refined_ids" (the refined map's object id of each scored prediction) and "gt_names" (GT
     index or id -> a name: the box's label, or the instance's kind and id). ``states``: a folder of mapper
-    states to finalize from instead of mapping (``mapped``)."""
+    states to finalize from instead of mapping (``mapped``); ``generator``: the mask generator ``config``
+    names, built already (None: each mapper builds its own)."""
     if sequence.preset is None:
         from benchmarks.suites.boxes import read_gt_boxes
         from benchmarks.suites.common import aligned_boxes
         from scene.datasets import open_dataset
         from scene.eval import SceneBoxes
 
-        run = mapped(sequence, lambda: open_dataset(data / sequence.name, stop=None), config, states, frames, size)
+        run = mapped(sequence, lambda: open_dataset(data / sequence.name, stop=None), config, states, frames, size,
+                     generator)
         gt, align, labels = read_gt_boxes(data / sequence.name / "gt_boxes.json")
         scored = {mode: SceneBoxes(gt, *aligned_boxes(imap, align, False), sequence.name)
                   for mode, imap in (("online", run.online_map), ("refined", run.final_map))}
@@ -119,7 +127,7 @@ def score(sequence: Sequence, config, data: Path, frames: int, size: tuple[int, 
 
     scene = make_scene(sequence.preset, seed=sequence.seed, noisy=True, num_frames=frames, width=size[0],
                        height=size[1])
-    run = mapped(sequence, scene.frames, config, states, frames, size)
+    run = mapped(sequence, scene.frames, config, states, frames, size, generator)
     scored = score_run(SimpleNamespace(scene=scene, run=run), sequence.name)
     scored = {"online": scored[("online", "all")], "refined": scored[("online+global", "all")]}
     if not names:
@@ -158,7 +166,8 @@ def cost_report(scored: dict[Sequence, dict], top: int) -> list[str]:
     return lines
 
 
-def mapped(sequence: Sequence, frames, config, states: Path | None, num_frames: int, size: tuple[int, int]):
+def mapped(sequence: Sequence, frames, config, states: Path | None, num_frames: int, size: tuple[int, int],
+           generator=None):
     """(online_map, final_map) of ``frames()`` mapped with ``config``. With a ``states`` folder: the maps
     of a state kept there by an earlier run whose settings differ from ``config`` at most in ``refine``
     (the global pass alone is re-run: ``Mapper.from_state``), else a full mapping that keeps its state
@@ -173,14 +182,14 @@ def mapped(sequence: Sequence, frames, config, states: Path | None, num_frames: 
         from scene.pipeline import Mapper
 
         try:
-            final_map = Mapper.from_state(state, config).finalize()
+            final_map = Mapper.from_state(state, config, generator).finalize()
             with MapStore(online, read_only=True) as store:
                 return SimpleNamespace(online_map=store.load(), final_map=final_map)
         except MapperStateError as exc:
             print(f"  {sequence.name}: mapped afresh ({exc})", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = map_sequence(sequence.name, frames(), config, log=lambda s: None, keep_state=state)
+        run = map_sequence(sequence.name, frames(), config, log=lambda s: None, generator=generator, keep_state=state)
     if online is not None:
         online.unlink(missing_ok=True)
         with MapStore(online) as store:
@@ -240,12 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from scene.config import ConfigError
 
+    from segment2d.factory import make_generator
+
     try:
         config = variant_config(args.settings)
-    except (ConfigError, ValueError, TypeError) as error:
+        generator = make_generator(config.segmenter, **config.generator_options())
+    except (ConfigError, ValueError, TypeError, OSError) as error:  # CheckpointError is a ValueError
         parser.exit(2, f"benchmarks.variants: {error}\n")
     data = args.data or DEFAULT_DATA
     chosen = sequences(args.only, args.presets)
+    if generator.name == "ground-truth" and any(s.preset is None for s in chosen):
+        print("skipped: the ScanNet scenes (the ground-truth generator needs per-pixel instance ids; their frames "
+              "carry none)")
+        chosen = [s for s in chosen if s.preset is not None]
     missing = [s.name for s in chosen if s.preset is None and not (data / s.name / "gt_boxes.json").is_file()]
     if missing:
         print(f"skipped (no {data}/NAME/gt_boxes.json): {', '.join(missing)}")
@@ -255,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     label = ", ".join(args.settings) or "defaults"
     scored = {}
     for k, sequence in enumerate(chosen, 1):
-        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size), args.states, args.costs > 0)
+        scored[sequence] = score(sequence, config, data, args.frames, tuple(args.size), args.states, args.costs > 0,
+                                 generator)
         print(f"  {k}/{len(chosen)} {sequence.name} mapped", flush=True)
     print("ScanNet: non-structure box AP25/AP50; synthetic (noisy): instance AP/AP50, seeds 0-1 tuned on, "
           "2-5 held out")

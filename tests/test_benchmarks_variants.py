@@ -86,3 +86,25 @@ def test_costs_list_the_refined_false_positives_with_their_objects(capsys):
         assert "(object " in line and ", GT " in line and "AP50 without it" in line
     for line in misses:
         assert "AP50 had it covered the object" in line or line.endswith("no prediction overlaps it")
+
+
+def test_another_mask_generator_is_a_setting_checked_before_any_mapping(tmp_path, capsys):
+    small = ["--only", "scannet", "tuned", "--presets", "tabletop", "--frames", "8", "--size", "320", "240"]
+    assert main(small) == 0
+    default = float(capsys.readouterr().out.splitlines()[-2].split()[-1].split("/")[1])
+    assert main(small + ["--set", "segmenter=ground-truth"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("skipped: the ScanNet scenes") for line in out)
+    assert not any("scannet" in line and "mapped" in line for line in out)
+    refined = out[-2]
+    assert refined.startswith("segmenter=ground-truth refined | tabletop 0-1 ")
+    assert float(refined.split()[-1].split("/")[1]) > default  # true masks beat the weight-free ones
+    # a checkpoint that is not there: one line naming it, before any sequence is mapped
+    missing = tmp_path / "mobile_sam.pt"
+    with pytest.raises(SystemExit) as exit_info:
+        main(small + ["--set", "segmenter=sam", "--set", f'segmenter_options.checkpoint="{missing}"'])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "mapped" not in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "no such checkpoint" in err[0]
