@@ -100,7 +100,13 @@ class GeometricConfig:
     # 2 distinct objects and 12 parts (chairs' backs); a mean colour unlike the rest of the parent (the
     # chroma-weighted Lab difference over ``color_edge``; the 393 regions whose parent has 10 labelled pixels
     # besides them) for 46 of 72 distinct objects and 130 of 321 parts (chairs' legs, shelves' boards, tables'
-    # legs: parts of another material). None tells them apart.
+    # legs: parts of another material). None tells them apart. Nor (2026-12-06, every 3rd frame, that view's
+    # points) a horizontal surface of the parent around the region's base (parent pixels facing up within 3 cm
+    # of its 5th-percentile height and 10 cm of its footprint, in at least 3 of 8 directions): room and
+    # cluttered seeds 0-1 12 of 107 distinct objects and 13 of 546 parts, room seeds 2-5 2 of 84 and 16 of 425;
+    # a view sees the support only in front of the thing. On the maps, the things missed on held-out room seeds
+    # 2, 3 and 5 (a cylinder and a box on boxes, a box on a shelf board) have no segment of their own in any
+    # view: the fusion has no evidence to keep them apart.
     # Rigid joins at level 0: a non-structure region that hangs below an adjacent larger one (legs under a seat,
     # a table top or a shelf board: they share a border mostly free of depth jumps, its top height (world up from
     # the pose, else the image's up) is within ``join_contact`` m of the other's bottom, its horizontal offset is
