@@ -258,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"benchmarks.variants: {error}\n")
     data = args.data or DEFAULT_DATA
     chosen = sequences(args.only, args.presets)
-    if generator.name == "ground-truth" and any(s.preset is None for s in chosen):
-        print("skipped: the ScanNet scenes (the ground-truth generator needs per-pixel instance ids; their frames "
-              "carry none)")
+    if getattr(generator, "needs_instance_ids", False) and any(s.preset is None for s in chosen):
+        print(f"skipped: the ScanNet scenes (the {generator.name} generator needs per-pixel instance ids; their "
+              "frames carry none)")
         chosen = [s for s in chosen if s.preset is not None]
     missing = [s.name for s in chosen if s.preset is None and not (data / s.name / "gt_boxes.json").is_file()]
     if missing:

@@ -215,7 +215,8 @@ class DegradedMaskGenerator:
 
     Given a bare image instead of a Frame, the frame index is the number of images degraded before it.
     ``one_level`` is the wrapped generator's (``types.one_level_masks``): a merge or split replaces the masks
-    it takes and a boundary error moves a mask's edge, so the masks stay one level when they were.
+    it takes and a boundary error moves a mask's edge, so the masks stay one level when they were; so is
+    ``needs_instance_ids`` (frames without instance ids cannot be segmented).
     """
 
     def __init__(self, inner: MaskGenerator, config: DegradeConfig | None = None, seed: int = 0, **rates):
@@ -224,6 +225,7 @@ class DegradedMaskGenerator:
         self.seed = int(seed)
         self.name = f"{inner.name}+degraded"
         self.one_level = one_level_masks(inner)
+        self.needs_instance_ids = bool(getattr(inner, "needs_instance_ids", False))
         self._images_seen = 0
 
     def generate(self, frame_or_image) -> MaskSet:

@@ -27,6 +27,7 @@ class GroundTruthMaskGenerator:
 
     name = "ground-truth"
     one_level = True
+    needs_instance_ids = True  # frames without ``instance_ids`` (real captures) cannot be segmented
 
     def __init__(self, config: GroundTruthConfig | None = None, **options):
         self.config = config if config is not None else GroundTruthConfig(**options)

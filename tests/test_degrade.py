@@ -199,3 +199,12 @@ def test_ground_truth_masks_of_a_synthetic_frame():
     # every adjacent pair merged: the touching instances of the view become one mask each group
     assert 0 < len(merged) < len(clean)
     assert np.array_equal(merged.masks.any(0), clean.masks.any(0))
+
+
+def test_the_wrapper_needs_instance_ids_where_its_generator_does():
+    from segment2d.degrade import DegradedMaskGenerator
+    from segment2d.geometric import GeometricMaskGenerator
+    from segment2d.groundtruth import GroundTruthMaskGenerator
+
+    assert DegradedMaskGenerator(GroundTruthMaskGenerator(), merge_rate=0.05).needs_instance_ids
+    assert not DegradedMaskGenerator(GeometricMaskGenerator(), merge_rate=0.05).needs_instance_ids
